@@ -1,0 +1,117 @@
+"""Feature encoding: vocabularies, out-of-vocabulary handling, buckets and serialisation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfmetarec.data import AGE_BUCKETS, FeatureEncoder, FeatureSpec, InteractionData, make_synthetic
+from tfmetarec.data.features import age_bucket, zip_prefix
+
+
+def tiny() -> InteractionData:
+    users = pd.DataFrame(
+        {
+            "user": [1, 2, 3],
+            "gender": ["M", "F", "F"],
+            "age": [17, 25, 60],
+            "occupation": ["writer", "artist", "pilot"],
+            "zip": ["85711", "T8H1N", "10001"],
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item": [10, 20, 30],
+            "title": ["A", "B", "C"],
+            "year": pd.array([1990, None, 2003], dtype="Int64"),
+            "genres": [["Drama"], ["Comedy", "Drama"], ["Horror"]],
+        }
+    )
+    ratings = pd.DataFrame(
+        {"user": [1, 2, 3, 3], "item": [10, 20, 30, 10], "rating": [4, 3, 5, 1], "timestamp": [1, 2, 3, 4]}
+    )
+    return InteractionData("tiny", ratings, users, items)
+
+
+def test_age_buckets_at_edges() -> None:
+    ages = [0, 17, 18, 24, 25, 34, 35, 44, 45, 49, 50, 55, 56, 90]
+    assert age_bucket(np.array(ages)).tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]
+    assert age_bucket(pd.array([None, 18], dtype="Int64")).tolist() == [0, 2]
+    assert AGE_BUCKETS == (18, 25, 35, 45, 50, 56)
+    # MovieLens 1M age codes land in their own buckets
+    assert age_bucket(np.array([1, 18, 25, 35, 45, 50, 56])).tolist() == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_zip_prefix() -> None:
+    assert zip_prefix(pd.Series(["85711", "T8H1N", "1", ""]), 2).tolist()[:1] == ["85"]
+    assert zip_prefix(pd.Series(["85711", "T8H1N", "1", ""]), 2).isna().tolist() == [False, True, True, True]
+
+
+def test_unseen_users_and_items_get_id_zero_but_features() -> None:
+    data = tiny()
+    enc = FeatureEncoder().fit(data, train_users=[1, 2], train_items=[10, 20])
+    out = enc.transform(data)
+    spec = out.spec
+    assert spec.user_fields == ("gender", "age_bucket", "occupation", "zip_prefix")
+    assert spec.num_users == 3 and spec.num_items == 3  # two known IDs + OOV
+    assert spec.genres == ("Comedy", "Drama")  # Horror only occurs on an unseen item
+    assert out.user_ids.tolist() == [1, 2, 0] and out.item_ids.tolist() == [1, 2, 0]
+    assert out.user_index.tolist() == [1, 2, 3] and out.item_index.tolist() == [10, 20, 30]
+    # user 3: gender F is known, age 60 -> bucket 7, occupation "pilot" unseen -> 0, zip "10" unseen -> 0
+    gender, occupation = spec.user_fields.index("gender"), spec.user_fields.index("occupation")
+    assert out.user_cat[2, gender] == out.user_cat[1, gender] != 0
+    assert out.user_cat[2].tolist()[1:] == [7, 0, 0]
+    assert out.user_cat[2, occupation] == 0 and out.user_cat[0, occupation] != 0
+    assert out.user_cat[1, 3] == 0  # "T8" is not a numeric prefix
+    assert out.user_cat.shape == (3, 4) and out.user_cat.dtype == np.int32
+    assert all(out.user_cat[:, j].max() < size for j, size in enumerate(spec.user_vocab_sizes))
+    # item 30: no known genre, year 2003 clipped into the newest training bucket; item 20 has no year
+    assert out.item_multi.tolist() == [[0, 1], [1, 1], [0, 0]] and out.item_multi.dtype == np.float32
+    assert out.item_cat[:, 0].tolist() == [1, 0, 1]
+    assert spec.item_vocab_sizes == (2,)
+    rows = out.ratings
+    assert rows["user_row"].dtype == np.int32 and rows["item_row"].dtype == np.int32
+    assert (out.user_index[rows["user_row"]] == rows["user"]).all()
+    assert (out.item_index[rows["item_row"]] == rows["item"]).all()
+
+
+def test_year_buckets_span_training_years() -> None:
+    data = make_synthetic(num_users=60, num_items=80, seed=2)
+    old = data.items.loc[data.items["year"] < 1998, "item"]
+    enc = FeatureEncoder(year_bucket_size=5).fit(data, train_items=old)
+    out = enc.transform(data)
+    years = data.items.set_index("item").loc[out.item_index, "year"].to_numpy(dtype=int)
+    buckets = out.item_cat[:, 0]
+    assert buckets.min() >= 1 and buckets.max() == out.spec.item_vocab_sizes[0] - 1
+    assert np.all(np.diff(buckets[np.argsort(years, kind="stable")]) >= 0)  # ordered by year
+    assert len(set(buckets[years >= 1998])) == 1  # new releases share the newest bucket
+
+
+def test_round_trip_gives_identical_transforms() -> None:
+    data = make_synthetic(num_users=80, num_items=60, seed=5)
+    enc = FeatureEncoder(year_bucket_size=3, zip_prefix_len=1).fit(
+        data, train_users=range(1, 60), train_items=range(1, 40)
+    )
+    restored = FeatureEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    a, b = enc.transform(data), restored.transform(data)
+    assert a.spec == b.spec
+    assert FeatureSpec.from_dict(json.loads(json.dumps(a.spec.to_dict()))) == a.spec
+    for name in ("user_ids", "user_cat", "item_ids", "item_cat", "item_multi"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    pd.testing.assert_frame_equal(a.ratings, b.ratings)
+
+
+def test_no_demographics_and_custom_ratings() -> None:
+    data = tiny()
+    bare = InteractionData("bare", data.ratings, data.users[["user"]], data.items)
+    out = FeatureEncoder().fit(bare).transform(bare, ratings=bare.ratings.iloc[:2])
+    assert out.spec.user_fields == () and out.user_cat.shape == (3, 0)
+    assert len(out.ratings) == 2
+    stranger = bare.ratings.assign(user=99)
+    with pytest.raises(ValueError, match="99"):
+        FeatureEncoder().fit(bare).transform(bare, ratings=stranger)
+    with pytest.raises(RuntimeError):
+        FeatureEncoder().transform(bare)

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmetarec.tasks import EpisodeSampler, build_tasks, eval_batches, pad_episode, support_buckets
+from tfmetarec.types import ITEM_ID, MASK, QUERY, SUPPORT, TASK_MASK, USER_ID
+
+
+def _pairs(rows, t):
+    u, i, _ = rows.task(t)
+    return set(zip(u.tolist(), i.tolist()))
+
+
+@pytest.mark.parametrize("scenario", ["user_cold", "item_cold", "user_item_cold"])
+def test_no_query_pair_is_in_its_support_and_sizes_hold(small_synthetic, scenario):
+    _, split, encoded = small_synthetic
+    tasks = build_tasks(encoded, split.partitions[scenario], query_size=10, min_support=3, seed=1)
+    assert len(tasks) > 0
+    assert (tasks.query_sizes() == 10).all() and (tasks.support_sizes() >= 3).all()
+    for t in range(len(tasks)):
+        assert not (_pairs(tasks.support, t) & _pairs(tasks.query, t))
+        assert _pairs(tasks.support, t) | _pairs(tasks.query, t)
+    assert tasks.num_ratings() == sum(
+        len(g) for _, g in split.partitions[scenario][split.partitions[scenario]["user"].isin(tasks.task_ids)].groupby("user")
+    )
+
+
+def test_build_tasks_is_seeded_and_deterministic(small_synthetic):
+    _, split, encoded = small_synthetic
+    a = build_tasks(encoded, split.partitions["user_cold"], seed=5)
+    b = build_tasks(encoded, split.partitions["user_cold"], seed=5)
+    c = build_tasks(encoded, split.partitions["user_cold"], seed=6)
+    np.testing.assert_array_equal(a.query.item_row, b.query.item_row)
+    assert not np.array_equal(a.query.item_row, c.query.item_row)
+
+
+def test_warm_tasks_take_support_from_meta_train_and_query_from_hold_out(small_synthetic):
+    _, split, encoded = small_synthetic
+    tasks = build_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train, query_size=10)
+    held = set(zip(split.partitions["warm"]["user"], split.partitions["warm"]["item"]))
+    for t in range(len(tasks)):
+        users = encoded.user_index[tasks.query.task(t)[0]]
+        items = encoded.item_index[tasks.query.task(t)[1]]
+        assert set(zip(users, items)) <= held
+        assert not (_pairs(tasks.support, t) & _pairs(tasks.query, t))
+
+
+def test_padded_masks_match_true_sizes(small_synthetic):
+    _, split, encoded = small_synthetic
+    tasks = build_tasks(encoded, split.partitions["user_cold"], query_size=10, min_support=3, seed=2)
+    seen = 0
+    for episode, idx in eval_batches(encoded, tasks, batch_size=8):
+        s_mask, q_mask = episode[SUPPORT][MASK], episode[QUERY][MASK]
+        assert s_mask.shape[0] == 8 and s_mask.shape[1] in support_buckets(int(tasks.support_sizes().max()))
+        np.testing.assert_array_equal(s_mask[: len(idx)].sum(1), tasks.support_sizes()[idx])
+        np.testing.assert_array_equal(q_mask[: len(idx)].sum(1), tasks.query_sizes()[idx])
+        np.testing.assert_array_equal(episode[TASK_MASK], (np.arange(8) < len(idx)).astype("float32"))
+        assert s_mask[len(idx) :].sum() == 0
+        seen += len(idx)
+    assert seen == len(tasks)
+
+
+def test_meta_training_episodes_never_hold_new_users_or_items(small_synthetic):
+    _, split, encoded = small_synthetic
+    sampler = EpisodeSampler(encoded, split.meta_train, batch_size=16, query_size=10, seed=0)
+    new_users = set(split.new_users.tolist())
+    new_items = set(split.new_items.tolist())
+    assert not (set(sampler.task_ids.tolist()) & new_users)
+    for _, episode in zip(range(20), sampler):
+        for part in (episode[SUPPORT], episode[QUERY]):
+            real = part[MASK] > 0
+            # the ID vocabularies were fitted on the meta-training side only: 0 would mean unseen
+            assert (part[USER_ID][real] > 0).all() and (part[ITEM_ID][real] > 0).all()
+        assert episode[SUPPORT][MASK].shape[1] in sampler.buckets
+    train_pairs = set(zip(split.meta_train["user"], split.meta_train["item"]))
+    assert not ({u for u, _ in train_pairs} & new_users)
+    assert not ({i for _, i in train_pairs} & new_items)
+
+
+def test_tf_data_pipeline_delivers_the_same_structure(small_synthetic):
+    _, split, encoded = small_synthetic
+    sampler = EpisodeSampler(encoded, split.meta_train, batch_size=4, query_size=5, seed=0)
+    episode = next(iter(sampler.dataset()))
+    assert episode[SUPPORT][MASK].dtype == tf.float32
+    assert episode[QUERY][MASK].shape == (4, 5)
+    assert episode[SUPPORT]["user_cat"].shape[-1] == encoded.user_cat.shape[1]
+
+
+def test_bad_inputs_are_refused(small_synthetic):
+    _, split, encoded = small_synthetic
+    bad = split.partitions["user_cold"].copy()
+    bad.loc[bad.index[0], "rating"] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        build_tasks(encoded, bad)
+    unknown = split.partitions["user_cold"].copy()
+    unknown.loc[unknown.index[0], "user"] = 10**9
+    with pytest.raises(KeyError, match="no feature row"):
+        build_tasks(encoded, unknown)
+    with pytest.raises(ValueError, match="task_key"):
+        build_tasks(encoded, split.partitions["user_cold"], task_key="session")
+    rows = (np.zeros(5, "int32"), np.zeros(5, "int32"), np.ones(5, "float32"))
+    with pytest.raises(ValueError, match="more than the padded size"):
+        pad_episode(encoded, [rows], [rows], support_size=4, query_size=5)
+
+
+def test_item_tasks_group_by_item(small_synthetic):
+    _, split, encoded = small_synthetic
+    tasks = build_tasks(encoded, split.partitions["item_cold"], task_key="item", query_size=3, min_support=1)
+    assert len(tasks) > 0
+    for t in range(len(tasks)):
+        items = set(tasks.support.task(t)[1].tolist()) | set(tasks.query.task(t)[1].tolist())
+        assert len(items) == 1

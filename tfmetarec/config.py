@@ -1,0 +1,113 @@
+"""Small frozen settings objects for an experiment, with JSON round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfmetarec.data.splits import SplitConfig
+
+DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small")
+
+
+def _from_dict(cls, values: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} settings {unknown}; known: {sorted(known)}.")
+    out = dict(values)
+    for f in dataclasses.fields(cls):
+        if f.name in out and isinstance(out[f.name], list):
+            out[f.name] = tuple(out[f.name])
+    return cls(**out)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which rating model and its size."""
+
+    name: str = "melu"
+    embedding_dim: int = 32
+    hidden_units: tuple[int, ...] = (64, 64)
+    use_ids: bool = False
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Which meta-learner and its inner loop."""
+
+    name: str = "maml"
+    inner_steps: int = 5
+    inner_lr: float = 0.05
+    first_order: bool = False
+    adapt: str = "decision"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Outer loop settings shared by the meta-learner and the baselines."""
+
+    meta_steps: int = 1500
+    pretrain_steps: int = 1500
+    batch_size: int = 32
+    outer_lr: float = 1e-3
+    max_support: int = 128
+    jit_compile: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a run needs: data, split, model, learner and training settings."""
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"Unknown dataset {self.dataset!r}; choose from {DATASETS}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "split": self.split.to_dict(),
+            "model": dataclasses.asdict(self.model),
+            "learner": dataclasses.asdict(self.learner),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        values = dict(values)
+        return cls(
+            dataset=values.pop("dataset", "synthetic"),
+            data_dir=values.pop("data_dir", None),
+            split=SplitConfig.from_dict(values.pop("split", {})),
+            model=_from_dict(ModelConfig, values.pop("model", {})),
+            learner=_from_dict(LearnerConfig, values.pop("learner", {})),
+            train=_from_dict(TrainConfig, values.pop("train", {})),
+            **_check_empty(values),
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ExperimentConfig:
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))
+
+
+def _check_empty(values: dict[str, Any]) -> dict[str, Any]:
+    if values:
+        raise ValueError(f"Unknown experiment settings {sorted(values)}.")
+    return {}

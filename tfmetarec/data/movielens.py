@@ -1,0 +1,245 @@
+"""Loaders for the MovieLens 100K, 1M and latest-small releases, and ``load_dataset``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tfmetarec.data import _parse as P
+from tfmetarec.data.paths import movielens_100k_dir
+from tfmetarec.data.schema import InteractionData
+
+GENRES_100K = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+
+OCCUPATIONS_1M = (
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
+)
+
+RATING_FIELDS = ("user", "item", "rating", "timestamp")
+CSV_FIELDS = ("userId", "movieId", "rating", "timestamp")
+AGE_CODES_1M = (1, 18, 25, 35, 45, 50, 56)
+NO_GENRES = "(no genres listed)"
+_TITLE_YEAR = r"\((\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$"
+
+DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small")
+
+
+def _find_dir(path: str | Path, label: str, files: tuple[str, ...], aliases: tuple[str, ...]) -> Path:
+    """``path`` itself or a conventionally named sub-folder holding all ``files``."""
+    root = Path(path).expanduser()
+    expected = f"expected a folder with {', '.join(files)}"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{label} directory not found: {root} ({expected})")
+    for candidate in (root, *(root / a for a in aliases)):
+        if all((candidate / f).is_file() for f in files):
+            return candidate
+    missing = [f for f in files if not (root / f).is_file()]
+    raise FileNotFoundError(f"{label} directory {root} is missing {', '.join(missing)} ({expected})")
+
+
+def _ratings(table: P.Table, lo: float, hi: float, half_stars: bool = False) -> pd.DataFrame:
+    user = P.to_int(table, "user", lo=1)
+    item = P.to_int(table, "item", lo=1)
+    rating = P.to_float(table, "rating", lo=lo, hi=hi)
+    steps = rating * (2 if half_stars else 1)
+    off = steps != np.round(steps)
+    if off.any():
+        i = int(np.argmax(off))
+        step = "half-star" if half_stars else "whole-star"
+        raise table.error(i, f"rating {table.cell(i, 'rating')!r} is not a {step} value")
+    timestamp = P.to_int(table, "timestamp", lo=0)
+    P.check_unique(table, {"user": user, "item": item})
+    return pd.DataFrame({"user": user, "item": item, "rating": rating.astype("float32"), "timestamp": timestamp})
+
+
+def _check_refs(
+    table: P.Table,
+    ratings: pd.DataFrame,
+    users: pd.DataFrame | None,
+    items: pd.DataFrame,
+    user_file: str,
+    item_file: str,
+) -> None:
+    if users is not None:
+        P.check_known(table, "user", ratings["user"].to_numpy(), users["user"].to_numpy(), user_file)
+    P.check_known(table, "item", ratings["item"].to_numpy(), items["item"].to_numpy(), item_file)
+
+
+def _title_year(titles: pd.Series) -> pd.Series:
+    return pd.to_numeric(titles.str.extract(_TITLE_YEAR, expand=False), errors="coerce").astype("Int64")
+
+
+def _split_genres(table: P.Table, col: str) -> list[list[str]]:
+    out = []
+    for cell in table.frame[col]:
+        cell = cell.strip()
+        out.append([] if cell in ("", NO_GENRES) else [g.strip() for g in cell.split("|")])
+    return out
+
+
+def load_movielens_100k(path: str | Path) -> InteractionData:
+    """MovieLens 100K from ``u.data``, ``u.user`` and ``u.item`` (latin-1)."""
+    root = _find_dir(path, "MovieLens 100K", ("u.data", "u.user", "u.item"), ("ml-100k", "movielens-100k"))
+    rt = P.read_delimited(root / "u.data", "\t", RATING_FIELDS, numeric=RATING_FIELDS)
+    ratings = _ratings(rt, 1, 5)
+
+    ut = P.read_delimited(root / "u.user", "|", ("user", "age", "gender", "occupation", "zip"), "latin-1")
+    users = pd.DataFrame(
+        {
+            "user": P.to_int(ut, "user", lo=1),
+            "gender": ut.frame["gender"].str.strip(),
+            "age": P.to_int(ut, "age", lo=0, hi=120),
+            "occupation": ut.frame["occupation"].str.strip(),
+            "zip": ut.frame["zip"].str.strip(),
+        }
+    )
+    P.check_unique(ut, {"user": users["user"].to_numpy()})
+
+    flags = tuple(f"g{j}" for j in range(len(GENRES_100K)))
+    it = P.read_delimited(root / "u.item", "|", ("item", "title", "release", "video", "url", *flags), "latin-1")
+    onehot = np.stack([P.to_int(it, f, lo=0, hi=1) for f in flags], axis=1).astype(bool)
+    titles = it.frame["title"].str.strip()
+    release = pd.to_numeric(it.frame["release"].str.extract(r"(\d{4})\s*$", expand=False), errors="coerce")
+    items = pd.DataFrame(
+        {
+            "item": P.to_int(it, "item", lo=1),
+            "title": titles,
+            "year": release.astype("Int64").fillna(_title_year(titles)),
+            "genres": [[GENRES_100K[j] for j in np.flatnonzero(row)] for row in onehot],
+        }
+    )
+    P.check_unique(it, {"item": items["item"].to_numpy()})
+    _check_refs(rt, ratings, users, items, "u.user", "u.item")
+    return InteractionData("movielens-100k", ratings, users, items)
+
+
+def load_movielens_1m(path: str | Path) -> InteractionData:
+    """MovieLens 1M from ``ratings.dat``, ``users.dat`` and ``movies.dat`` (``::``-separated)."""
+    root = _find_dir(path, "MovieLens 1M", ("ratings.dat", "users.dat", "movies.dat"), ("ml-1m", "movielens-1m"))
+    rt = P.read_delimited(root / "ratings.dat", "::", RATING_FIELDS, "latin-1", numeric=RATING_FIELDS)
+    ratings = _ratings(rt, 1, 5)
+
+    ut = P.read_delimited(root / "users.dat", "::", ("user", "gender", "age", "occupation", "zip"), "latin-1")
+    age = P.to_int(ut, "age")
+    bad_age = ~np.isin(age, AGE_CODES_1M)
+    if bad_age.any():
+        raise ut.error(int(np.argmax(bad_age)), f"age code {int(age[bad_age][0])} is not one of {AGE_CODES_1M}")
+    occupation = P.to_int(ut, "occupation", lo=0, hi=len(OCCUPATIONS_1M) - 1)
+    users = pd.DataFrame(
+        {
+            "user": P.to_int(ut, "user", lo=1),
+            "gender": ut.frame["gender"].str.strip(),
+            "age": age,
+            "occupation": [OCCUPATIONS_1M[c] for c in occupation],
+            "zip": ut.frame["zip"].str.strip(),
+        }
+    )
+    P.check_unique(ut, {"user": users["user"].to_numpy()})
+
+    mt = P.read_delimited(root / "movies.dat", "::", ("item", "title", "genres"), "latin-1")
+    titles = mt.frame["title"].str.strip()
+    items = pd.DataFrame(
+        {
+            "item": P.to_int(mt, "item", lo=1),
+            "title": titles,
+            "year": _title_year(titles),
+            "genres": _split_genres(mt, "genres"),
+        }
+    )
+    P.check_unique(mt, {"item": items["item"].to_numpy()})
+    _check_refs(rt, ratings, users, items, "users.dat", "movies.dat")
+    return InteractionData("movielens-1m", ratings, users, items)
+
+
+def load_movielens_latest_small(path: str | Path) -> InteractionData:
+    """MovieLens latest-small from ``ratings.csv`` and ``movies.csv`` (no user demographics)."""
+    root = _find_dir(
+        path, "MovieLens latest-small", ("ratings.csv", "movies.csv"), ("ml-latest-small", "movielens-latest-small")
+    )
+    rt = P.read_delimited(root / "ratings.csv", ",", CSV_FIELDS, header=True, numeric=CSV_FIELDS)
+    rt = P.Table(rt.file, rt.frame.set_axis(list(RATING_FIELDS), axis=1), rt.lines)
+    ratings = _ratings(rt, 0.5, 5, half_stars=True)
+
+    mt = P.read_delimited(root / "movies.csv", ",", ("movieId", "title", "genres"), header=True, quoted=True)
+    titles = mt.frame["title"].str.strip()
+    items = pd.DataFrame(
+        {
+            "item": P.to_int(mt, "movieId", lo=1),
+            "title": titles,
+            "year": _title_year(titles),
+            "genres": _split_genres(mt, "genres"),
+        }
+    )
+    P.check_unique(mt, {"movieId": items["item"].to_numpy()})
+    _check_refs(rt, ratings, None, items, "", "movies.csv")
+    users = pd.DataFrame({"user": np.unique(ratings["user"].to_numpy())})
+    return InteractionData("movielens-latest-small", ratings, users, items)
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, **kwargs: Any) -> InteractionData:
+    """Load a dataset by name: one of ``DATASETS``.
+
+    ``synthetic`` passes ``kwargs`` to :func:`make_synthetic`. MovieLens 100K
+    defaults to :func:`movielens_100k_dir`; the other MovieLens releases need
+    ``data_dir`` (the release folder or a folder containing it).
+    """
+    from tfmetarec.data.synthetic import make_synthetic
+
+    if name == "synthetic":
+        return make_synthetic(**kwargs)
+    loaders: dict[str, Callable[..., InteractionData]] = {
+        "movielens-100k": load_movielens_100k,
+        "movielens-1m": load_movielens_1m,
+        "movielens-latest-small": load_movielens_latest_small,
+    }
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    if data_dir is None:
+        if name != "movielens-100k":
+            raise ValueError(f"dataset {name!r} needs data_dir= pointing at its extracted folder")
+        data_dir = movielens_100k_dir()
+    return loaders[name](data_dir, **kwargs)

@@ -1,0 +1,268 @@
+"""One experiment end to end: data -> split -> episodes -> training -> cold-start report.
+
+The CLI, the notebooks and the tests all call these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from tfmetarec.config import ExperimentConfig
+from tfmetarec.data import (
+    ColdStartSplit,
+    EncodedData,
+    FeatureEncoder,
+    InteractionData,
+    cold_start_split,
+    load_dataset,
+)
+from tfmetarec.data.features import FeatureSpec
+from tfmetarec.evaluation.protocol import evaluate_scenarios, evaluate_tasks
+from tfmetarec.evaluation.report import to_markdown, to_text, tidy
+from tfmetarec.learners import MAML, MetaLearner, MetaTrainer, Pretrain
+from tfmetarec.models import MetaModel
+from tfmetarec.models import get as get_model
+from tfmetarec.tasks.episode import TaskSet, build_tasks
+from tfmetarec.tasks.samplers import EpisodeSampler
+
+COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
+
+
+@dataclass
+class Prepared:
+    """The data side of an experiment: split, encoded features and evaluation tasks."""
+
+    config: ExperimentConfig
+    data: InteractionData
+    split: ColdStartSplit
+    encoder: FeatureEncoder
+    encoded: EncodedData
+    train_ratings: pd.DataFrame
+    validation: TaskSet
+    scenarios: dict[str, TaskSet]
+
+
+@dataclass
+class Run:
+    """A trained experiment: the meta-learner, the global baseline and their data."""
+
+    config: ExperimentConfig
+    prepared: Prepared
+    learner: MetaLearner
+    baseline: Pretrain
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def load_data(config: ExperimentConfig) -> InteractionData:
+    """The experiment's dataset (the synthetic one is seeded by the run seed)."""
+    if config.dataset == "synthetic":
+        return load_dataset("synthetic", seed=config.train.seed)
+    return load_dataset(config.dataset, config.data_dir)
+
+
+VALIDATION_FRACTION = 0.1
+
+
+def prepare(config: ExperimentConfig, data: InteractionData | None = None) -> Prepared:
+    """Split the data, fit the encoders on the meta-training side, build eval tasks.
+
+    A seeded tenth of the meta-training users is held out as *validation*
+    tasks (used to choose the fine-tuning baseline's step size); the rest are
+    the training ratings.
+    """
+    data = data if data is not None else load_data(config)
+    split = cold_start_split(data, config.split)
+    sc = config.split
+    users = np.unique(split.meta_train["user"].to_numpy())
+    rng = np.random.default_rng(sc.seed + 7)
+    held = rng.choice(users, max(1, int(round(VALIDATION_FRACTION * len(users)))), replace=False)
+    is_held = split.meta_train["user"].isin(held)
+    train_ratings = split.meta_train[~is_held]
+    encoder = FeatureEncoder().fit(
+        data, train_users=np.unique(train_ratings["user"]), train_items=split.existing_items
+    )
+    encoded = encoder.transform(data)
+    common = dict(query_size=sc.query_size, min_support=sc.min_support, max_support=config.train.max_support, seed=sc.seed)
+    validation = build_tasks(encoded, split.meta_train[is_held], name="validation", **common)
+    scenarios = {
+        "warm": build_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train, name="warm", **common)
+    }
+    for name in COLD_SCENARIOS:
+        scenarios[name] = build_tasks(encoded, split.partitions[name], name=name, **common)
+    return Prepared(config, data, split, encoder, encoded, train_ratings, validation, scenarios)
+
+
+def build_model(config: ExperimentConfig, spec: FeatureSpec) -> MetaModel:
+    """A fresh rating model sized for the encoded features."""
+    m = config.model
+    cls = get_model(m.name)
+    return cls(
+        user_vocab_sizes=spec.user_vocab_sizes,
+        item_vocab_sizes=spec.item_vocab_sizes,
+        num_genres=len(spec.genres),
+        embedding_dim=m.embedding_dim,
+        hidden_units=m.hidden_units,
+        num_users=spec.num_users,
+        num_items=spec.num_items,
+        use_ids=m.use_ids,
+        seed=config.train.seed,
+    )
+
+
+def build_learner(config: ExperimentConfig, model: MetaModel) -> MetaLearner:
+    """The configured meta-learner around ``model``."""
+    lc = config.learner
+    if lc.name != "maml":
+        raise ValueError(f"Unknown learner {lc.name!r}; this release trains 'maml'.")
+    return MAML(model, lc.inner_steps, lc.inner_lr, lc.first_order, lc.adapt)
+
+
+def _fit(learner: MetaLearner, prepared: Prepared, steps: int, workdir: Path | None, tag: str, verbose: int):
+    tc = prepared.config.train
+    sampler = EpisodeSampler(
+        prepared.encoded,
+        prepared.train_ratings,
+        batch_size=tc.batch_size,
+        query_size=prepared.config.split.query_size,
+        max_support=tc.max_support,
+        seed=tc.seed,
+    )
+    trainer = MetaTrainer(learner, keras.optimizers.Adam(tc.outer_lr), jit_compile=tc.jit_compile)
+    return trainer.fit(
+        sampler.dataset(),
+        steps,
+        verbose=verbose,
+        checkpoint_dir=None if workdir is None else workdir / "checkpoints" / tag,
+        tensorboard_dir=None if workdir is None else workdir / "logs" / tag,
+    )
+
+
+def train(
+    config: ExperimentConfig,
+    workdir: str | os.PathLike | None = None,
+    verbose: int = 1,
+    data: InteractionData | None = None,
+) -> Run:
+    """Meta-train the configured learner and the global baseline; save to ``workdir``.
+
+    ``workdir`` receives ``config.json``, ``encoder.json``, ``split/`` (counts
+    per partition), ``learner.keras``, ``baseline.keras``, TensorBoard logs and
+    resumable checkpoints.
+    """
+    out = Path(workdir) if workdir is not None else None
+    prepared = prepare(config, data)
+    if verbose:
+        print(f"Dataset {config.dataset}: cold-start split")
+        print(prepared.split.counts().to_string())
+        print(
+            f"meta-training uses {len(prepared.train_ratings)} ratings; "
+            f"{len(prepared.validation)} held-out validation users choose the fine-tuning step size"
+        )
+    learner = build_learner(config, build_model(config, prepared.encoded.spec))
+    baseline = Pretrain(build_model(config, prepared.encoded.spec), 0, config.learner.inner_lr, config.learner.adapt)
+    history = {}
+    if verbose:
+        print(f"Meta-training {config.learner.name} for {config.train.meta_steps} steps")
+    history["learner"] = _fit(learner, prepared, config.train.meta_steps, out, "learner", verbose)
+    if verbose:
+        print(f"Training the global baseline for {config.train.pretrain_steps} steps")
+    history["baseline"] = _fit(baseline, prepared, config.train.pretrain_steps, out, "baseline", verbose)
+    run = Run(config, prepared, learner, baseline, history)
+    if out is not None:
+        save_run(run, out)
+    return run
+
+
+def save_run(run: Run, workdir: str | os.PathLike) -> None:
+    """Write a run's config, encoder, split counts and both learners."""
+    out = Path(workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    run.config.save(out / "config.json")
+    (out / "encoder.json").write_text(json.dumps(run.prepared.encoder.to_dict()), encoding="utf-8")
+    run.prepared.split.save(out / "split")
+    run.learner.save(out / "learner.keras")
+    run.baseline.save(out / "baseline.keras")
+
+
+def load_run(workdir: str | os.PathLike, data: InteractionData | None = None) -> Run:
+    """Reload a saved run (its data split is re-derived, deterministically, from the config)."""
+    out = Path(workdir)
+    if not (out / "learner.keras").exists():
+        raise FileNotFoundError(f"{out} holds no trained run (no learner.keras); run `tfmetarec train` first.")
+    config = ExperimentConfig.load(out / "config.json")
+    prepared = prepare(config, data)
+    learner = keras.saving.load_model(out / "learner.keras")
+    baseline = keras.saving.load_model(out / "baseline.keras")
+    return Run(config, prepared, learner, baseline)
+
+
+FINETUNE_LRS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+
+
+def tune_finetune_lr(run: Run, grid=FINETUNE_LRS) -> float:
+    """The fine-tuning step size with the lowest query MAE on the validation users.
+
+    The baseline gets its own step size, chosen on held-out meta-training
+    users and never on an evaluation scenario, so it is not judged with a rate
+    tuned for MAML.
+    """
+    prepared, tc = run.prepared, run.config.train
+    steps = run.config.learner.inner_steps
+    scores = {
+        lr: evaluate_tasks(
+            run.baseline.with_finetuning(steps, lr), prepared.encoded, prepared.validation, batch_size=tc.batch_size,
+            jit_compile=False,
+        )["MAE"]
+        for lr in grid
+    }
+    return min(scores, key=scores.get)
+
+
+def evaluate(run: Run, workdir: str | os.PathLike | None = None, ks=(1, 3, 5)) -> pd.DataFrame:
+    """The cold-start report: the meta-learner against no adaptation and fine-tuning."""
+    lc = run.config.learner
+    finetune_lr = tune_finetune_lr(run)
+    learners = {
+        lc.name: run.learner,
+        "no-adaptation": run.baseline,
+        "fine-tune": run.baseline.with_finetuning(lc.inner_steps, finetune_lr),
+    }
+    report = tidy(
+        evaluate_scenarios(
+            learners,
+            run.prepared.encoded,
+            run.prepared.scenarios,
+            ks=ks,
+            batch_size=run.config.train.batch_size,
+            jit_compile=False,
+        )
+    )
+    if workdir is not None:
+        out = Path(workdir)
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_csv(out / "report.csv", index=False)
+        (out / "finetune.json").write_text(json.dumps({"finetune_lr": finetune_lr, "steps": lc.inner_steps}))
+        (out / "report.md").write_text(to_markdown(report) + "\n", encoding="utf-8")
+    return report
+
+
+__all__ = [
+    "Prepared",
+    "Run",
+    "build_learner",
+    "build_model",
+    "evaluate",
+    "load_run",
+    "prepare",
+    "save_run",
+    "to_text",
+    "train",
+    "tune_finetune_lr",
+]

@@ -1,0 +1,87 @@
+"""The one API every meta-learner follows.
+
+A learner is a Keras model that owns a :class:`~tfmetarec.models.MetaModel`.
+
+* ``adapt(support) -> state``: a dict of tensors with a leading task axis
+  (adapted parameters, or a user representation).
+* ``score(state, query_features) -> [T, Q]`` predicted ratings.
+* ``call(episode)`` = adapt on the support, then score the query.
+* ``meta_gradients(episode) -> (grads, logs)`` for :meth:`meta_variables`;
+  the training loop applies them with the outer optimizer.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfmetarec.learners.losses import mean_over_tasks, task_mse
+from tfmetarec.models.base import MetaModel
+from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
+
+
+class MetaLearner(keras.Model):
+    """Base class of the learners.
+
+    Attributes:
+        gradient_based: True when ``adapt`` runs gradient steps (the exporter
+            then embeds a tape-based inner loop in the served graph).
+    """
+
+    gradient_based: bool = False
+
+    def __init__(self, model: MetaModel, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(model, MetaModel):
+            raise TypeError(f"A learner needs a tfmetarec MetaModel, got {type(model).__name__}.")
+        self.model = model
+        self.built = True
+
+    # -- adaptation -------------------------------------------------------------
+    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
+        """Adapted state for each task of a padded support batch."""
+        raise NotImplementedError  # abstract
+
+    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
+        """Predicted ratings ``[T, Q]`` of the query rows under an adapted state."""
+        raise NotImplementedError  # abstract
+
+    def call(self, episode: Episode) -> tf.Tensor:
+        return self.score(self.adapt(episode[SUPPORT]), features_of(episode[QUERY]))
+
+    # -- meta-training ------------------------------------------------------------
+    def meta_variables(self) -> list:
+        """The variables the outer optimizer updates."""
+        return list(self.trainable_variables)
+
+    def meta_loss(self, episode: Episode) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Query loss after adaptation, averaged over the real tasks."""
+        pred = self(episode)
+        query = episode[QUERY]
+        loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK])
+        return loss, {"loss": loss}
+
+    def meta_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
+        """Gradients of :meth:`meta_loss` for :meth:`meta_variables`."""
+        variables = self.meta_variables()
+        with tf.GradientTape() as tape:
+            loss, logs = self.meta_loss(episode)
+        grads = tape.gradient(loss, variables)
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+        return grads, logs
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["model"] = keras.saving.serialize_keras_object(self.model)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> MetaLearner:
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        return cls(**config)
+
+
+def num_tasks(support: Episode) -> tf.Tensor:
+    """Size of the task axis of a padded support batch."""
+    return tf.shape(support[MASK])[0]

@@ -1,0 +1,71 @@
+"""The contract every tfmetarec model follows.
+
+A :class:`MetaModel` is a Keras subclassed model whose forward pass is a pure
+function of named parameters: ``forward(params, features)``. ``call`` runs it
+with the model's own variables; a learner runs it with adapted tensors (with a
+leading task axis) to score a task after adaptation, with gradients flowing
+through the adapted tensors back to the variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from tfmetarec.types import Features, Params
+
+
+class MetaModel(keras.Model):
+    """Base class: named parameters, parameter groups and a pure forward pass."""
+
+    def parameters(self) -> dict[str, tf.Variable]:
+        """The trainable variables by their (unique) names."""
+        params: dict[str, tf.Variable] = {}
+        for variable in self.trainable_variables:
+            if variable.name in params:
+                raise ValueError(f"Duplicate parameter name {variable.name!r} in {self.name}.")
+            params[variable.name] = variable
+        return params
+
+    def param_groups(self) -> dict[str, tuple[str, ...]]:
+        """Named subsets of parameters a learner may adapt. Always has ``"all"``."""
+        return {"all": tuple(self.parameters())}
+
+    def resolve_params(self, adapt: str | Sequence[str]) -> tuple[str, ...]:
+        """Parameter names for a group name or an explicit list of names."""
+        groups = self.param_groups()
+        if isinstance(adapt, str):
+            if adapt not in groups:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter group {adapt!r}; "
+                    f"choose from {sorted(groups)} or pass parameter names."
+                )
+            return groups[adapt]
+        names = tuple(adapt)
+        known = self.parameters()
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"Unknown parameters {unknown}; the model has {sorted(known)}.")
+        if not names:
+            raise ValueError("At least one parameter must be adapted.")
+        return names
+
+    def forward(self, params: Params, features: Features) -> tf.Tensor:
+        """Predicted ratings ``[...]`` for ``features`` under ``params``."""
+        raise NotImplementedError  # abstract: each model defines its forward pass
+
+    def call(self, features: Features) -> tf.Tensor:
+        return self.forward(self.variable_values(), features)
+
+    def variable_values(self) -> dict[str, tf.Tensor]:
+        """The current parameter values as tensors (what ``call`` uses)."""
+        return {name: v.value for name, v in self.parameters().items()}
+
+
+def check_features(features: Mapping[str, tf.Tensor], required: Sequence[str], model: str) -> None:
+    """Raise a clear error when a feature batch lacks an input the model needs."""
+    missing = [k for k in required if k not in features]
+    if missing:
+        raise KeyError(f"{model} needs inputs {list(required)}; missing {missing}.")

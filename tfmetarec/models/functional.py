@@ -1,0 +1,91 @@
+"""Parameter-explicit building blocks shared by the models.
+
+Every op here takes its weights as tensors, so a learner can call a model with
+*adapted* weights. A weight may carry a leading task axis ``T`` (one copy per
+task of a batch); the inputs then carry the same leading axis. This is what
+lets one inner loop adapt a whole batch of tasks with batched matmuls.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def is_task_batched(weight: tf.Tensor, base_rank: int) -> bool:
+    """True when ``weight`` has one more (task) axis than its base rank."""
+    return weight.shape.rank == base_rank + 1
+
+
+def dense(
+    x: tf.Tensor,
+    kernel: tf.Tensor,
+    bias: tf.Tensor | None = None,
+    activation: str | None = None,
+) -> tf.Tensor:
+    """``activation(x @ kernel + bias)`` for shared or per-task weights.
+
+    ``x`` is ``[..., in]``. A shared kernel is ``[in, out]``; a per-task kernel
+    is ``[T, in, out]`` and then ``x`` must be ``[T, N, in]``.
+    """
+    if is_task_batched(kernel, 2):
+        y = tf.matmul(x, kernel)
+        if bias is not None:
+            y = y + (bias[:, None, :] if is_task_batched(bias, 1) else bias)
+    else:
+        lead = tf.shape(x)[:-1]
+        flat = tf.reshape(x, [-1, x.shape[-1]])
+        y = tf.matmul(flat, kernel)
+        y = tf.reshape(y, tf.concat([lead, [kernel.shape[-1]]], axis=0))
+        if bias is not None:
+            if is_task_batched(bias, 1):
+                y = y + bias[:, None, :]
+            else:
+                y = y + bias
+    return activate(y, activation)
+
+
+def activate(x: tf.Tensor, activation: str | None) -> tf.Tensor:
+    """Apply a named activation (``None``/``"linear"``, ``relu``, ``sigmoid``, ``tanh``)."""
+    if activation in (None, "linear"):
+        return x
+    if activation == "relu":
+        return tf.nn.relu(x)
+    if activation == "sigmoid":
+        return tf.sigmoid(x)
+    if activation == "tanh":
+        return tf.tanh(x)
+    raise ValueError(f"Unknown activation {activation!r}; use relu, sigmoid, tanh or linear.")
+
+
+def embed(table: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+    """Look up ``ids`` in a shared ``[V, d]`` or per-task ``[T, V, d]`` table."""
+    if is_task_batched(table, 2):
+        return tf.gather(table, ids, batch_dims=1)
+    return tf.gather(table, ids)
+
+
+def embed_fields(table: tf.Tensor, ids: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+    """Embed several categorical fields stored in one table, concatenated.
+
+    ``ids`` is ``[..., F]`` with each field's own vocabulary index; ``offsets``
+    (``[F]``) shifts each field into its slice of the shared table. Returns
+    ``[..., F * d]``.
+    """
+    vectors = embed(table, ids + offsets)
+    lead = tf.shape(ids)[:-1]
+    width = ids.shape[-1] * table.shape[-1]
+    return tf.reshape(vectors, tf.concat([lead, [width]], axis=0))
+
+
+def embed_multi_hot(table: tf.Tensor, multi_hot: tf.Tensor) -> tf.Tensor:
+    """Mean of the embeddings of the active columns of a multi-hot ``[..., G]``."""
+    counts = tf.maximum(tf.reduce_sum(multi_hot, axis=-1, keepdims=True), 1.0)
+    if is_task_batched(table, 2):
+        summed = tf.matmul(multi_hot, table)
+    else:
+        lead = tf.shape(multi_hot)[:-1]
+        flat = tf.reshape(multi_hot, [-1, multi_hot.shape[-1]])
+        summed = tf.reshape(
+            tf.matmul(flat, table), tf.concat([lead, [table.shape[-1]]], axis=0)
+        )
+    return summed / counts

@@ -1,0 +1,134 @@
+"""MeLU-style preference estimator (Lee et al., KDD 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmetarec.models import functional as F
+from tfmetarec.models.base import MetaModel, check_features
+from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, USER_CAT, USER_ID, Features, Params
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class MeLU(MetaModel):
+    """Embeddings of user and item features, concatenated, through a decision MLP.
+
+    Args:
+        user_vocab_sizes: vocabulary size of each categorical user field (index 0 = OOV).
+        item_vocab_sizes: vocabulary size of each categorical item field.
+        num_genres: width of the multi-hot item content vector (0 for none).
+        embedding_dim: size of every feature embedding.
+        hidden_units: widths of the decision layers before the rating output.
+        num_users: user ID vocabulary size; with ``use_ids`` the ID gets an embedding.
+        num_items: item ID vocabulary size.
+        use_ids: embed user and item IDs as two more fields (MeLU itself does not).
+        output_bias: initial value of the output bias (a typical mean rating).
+        seed: initialiser seed.
+    """
+
+    def __init__(
+        self,
+        user_vocab_sizes: Sequence[int],
+        item_vocab_sizes: Sequence[int],
+        num_genres: int = 0,
+        embedding_dim: int = 32,
+        hidden_units: Sequence[int] = (64, 64),
+        num_users: int = 1,
+        num_items: int = 1,
+        use_ids: bool = False,
+        output_bias: float = 3.5,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
+        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
+        self.num_genres = int(num_genres)
+        self.embedding_dim = int(embedding_dim)
+        self.hidden_units = [int(u) for u in hidden_units]
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.use_ids = bool(use_ids)
+        self.output_bias = float(output_bias)
+        self.seed = seed
+        if not self.user_vocab_sizes and not self.item_vocab_sizes and not self.num_genres and not use_ids:
+            raise ValueError("MeLU needs at least one user or item feature (or use_ids=True).")
+
+        emb_init = keras.initializers.RandomNormal(stddev=0.1, seed=seed)
+        width = 0
+        self._user_offsets = np.cumsum([0] + self.user_vocab_sizes[:-1]).astype("int32")
+        self._item_offsets = np.cumsum([0] + self.item_vocab_sizes[:-1]).astype("int32")
+        if self.user_vocab_sizes:
+            self.add_weight(shape=(sum(self.user_vocab_sizes), embedding_dim), initializer=emb_init, name="user_embedding")
+            width += len(self.user_vocab_sizes) * embedding_dim
+        if self.item_vocab_sizes:
+            self.add_weight(shape=(sum(self.item_vocab_sizes), embedding_dim), initializer=emb_init, name="item_embedding")
+            width += len(self.item_vocab_sizes) * embedding_dim
+        if self.num_genres:
+            self.add_weight(shape=(self.num_genres, embedding_dim), initializer=emb_init, name="genre_embedding")
+            width += embedding_dim
+        if self.use_ids:
+            self.add_weight(shape=(self.num_users, embedding_dim), initializer=emb_init, name="user_id_embedding")
+            self.add_weight(shape=(self.num_items, embedding_dim), initializer=emb_init, name="item_id_embedding")
+            width += 2 * embedding_dim
+        self._decision: list[str] = []
+        for i, units in enumerate([*self.hidden_units, 1]):
+            init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + i + 1)
+            self.add_weight(shape=(width, units), initializer=init, name=f"decision_{i}_kernel")
+            bias_init = keras.initializers.Constant(self.output_bias if units == 1 and i == len(self.hidden_units) else 0.0)
+            self.add_weight(shape=(units,), initializer=bias_init, name=f"decision_{i}_bias")
+            self._decision += [f"decision_{i}_kernel", f"decision_{i}_bias"]
+            width = units
+        self.built = True
+
+    def param_groups(self) -> dict[str, tuple[str, ...]]:
+        names = tuple(self.parameters())
+        n = len(self.hidden_units)
+        return {
+            "all": names,
+            "decision": tuple(self._decision),
+            "head": (f"decision_{n}_kernel", f"decision_{n}_bias"),
+            "embeddings": tuple(n_ for n_ in names if n_ not in self._decision),
+        }
+
+    def forward(self, params: Params, features: Features) -> tf.Tensor:
+        parts = []
+        if self.user_vocab_sizes:
+            check_features(features, [USER_CAT], "MeLU")
+            parts.append(F.embed_fields(params["user_embedding"], features[USER_CAT], self._user_offsets))
+        if self.item_vocab_sizes:
+            check_features(features, [ITEM_CAT], "MeLU")
+            parts.append(F.embed_fields(params["item_embedding"], features[ITEM_CAT], self._item_offsets))
+        if self.num_genres:
+            check_features(features, [ITEM_MULTI], "MeLU")
+            table = params["genre_embedding"]
+            parts.append(F.embed_multi_hot(table, tf.cast(features[ITEM_MULTI], table.dtype)))
+        if self.use_ids:
+            check_features(features, [USER_ID, ITEM_ID], "MeLU")
+            parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
+            parts.append(F.embed(params["item_id_embedding"], features[ITEM_ID]))
+        x = tf.concat(parts, axis=-1)
+        n = len(self.hidden_units)
+        for i in range(n + 1):
+            x = F.dense(x, params[f"decision_{i}_kernel"], params[f"decision_{i}_bias"], None if i == n else "relu")
+        return tf.squeeze(x, axis=-1)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            user_vocab_sizes=self.user_vocab_sizes,
+            item_vocab_sizes=self.item_vocab_sizes,
+            num_genres=self.num_genres,
+            embedding_dim=self.embedding_dim,
+            hidden_units=self.hidden_units,
+            num_users=self.num_users,
+            num_items=self.num_items,
+            use_ids=self.use_ids,
+            output_bias=self.output_bias,
+            seed=self.seed,
+        )
+        return config

@@ -1,0 +1,226 @@
+"""Tasks (one user, or one item) with support and query sets, padded to fixed shapes.
+
+A :class:`TaskSet` stores variable-length tasks compactly (CSR layout: flat
+arrays plus offsets). :func:`pad_episode` turns a group of tasks into one
+fixed-shape *episode*: a nested dict of numpy arrays
+
+``{"support": {features..., "rating", "mask"}, "query": {...}, "task_mask"}``
+
+with support ``[T, S]`` and query ``[T, Q]`` rows, which is what the models and
+learners consume. Fixed shapes keep XLA from recompiling; masks say which rows
+and tasks are real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tfmetarec.data.features import EncodedData
+from tfmetarec.types import (
+    ITEM_CAT,
+    ITEM_ID,
+    ITEM_MULTI,
+    MASK,
+    QUERY,
+    RATING,
+    SUPPORT,
+    TASK_MASK,
+    USER_CAT,
+    USER_ID,
+)
+
+TASK_KEYS = ("user", "item")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Flat (user_row, item_row, rating) arrays of many tasks, split by ``offsets``."""
+
+    user_row: np.ndarray
+    item_row: np.ndarray
+    rating: np.ndarray
+    offsets: np.ndarray  # [T + 1]
+
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def task(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lo, hi = self.offsets[t], self.offsets[t + 1]
+        return self.user_row[lo:hi], self.item_row[lo:hi], self.rating[lo:hi]
+
+    @staticmethod
+    def from_groups(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Rows:
+        sizes = np.array([len(g[0]) for g in groups], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+        def cat(i: int, dtype: str) -> np.ndarray:
+            if not groups:
+                return np.zeros(0, dtype)
+            return np.concatenate([g[i] for g in groups]).astype(dtype)
+
+        return Rows(cat(0, "int32"), cat(1, "int32"), cat(2, "float32"), offsets)
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """A set of tasks, each with a support and a query set.
+
+    ``task_ids`` are the raw user (or item) IDs the tasks belong to.
+    """
+
+    name: str
+    task_key: str
+    task_ids: np.ndarray
+    support: Rows
+    query: Rows
+
+    def __len__(self) -> int:
+        return len(self.task_ids)
+
+    def support_sizes(self) -> np.ndarray:
+        return self.support.sizes()
+
+    def query_sizes(self) -> np.ndarray:
+        return self.query.sizes()
+
+    def num_ratings(self) -> int:
+        return int(self.support.offsets[-1] + self.query.offsets[-1])
+
+
+def _rows_of(encoded: EncodedData, ratings: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense feature rows of a ratings frame; unknown IDs are a clear error."""
+    for col in ("user", "item", "rating"):
+        if col not in ratings.columns:
+            raise KeyError(f"{where}: ratings need a {col!r} column; got {list(ratings.columns)}.")
+    users = encoded.user_index.get_indexer(ratings["user"].to_numpy())
+    items = encoded.item_index.get_indexer(ratings["item"].to_numpy())
+    for name, rows, raw in (("user", users, ratings["user"]), ("item", items, ratings["item"])):
+        if (rows < 0).any():
+            bad = raw.to_numpy()[rows < 0][:5].tolist()
+            raise KeyError(f"{where}: {name} IDs {bad} have no feature row in the encoded data.")
+    values = ratings["rating"].to_numpy(dtype="float32")
+    if not np.isfinite(values).all():
+        bad_at = np.flatnonzero(~np.isfinite(values))[:5].tolist()
+        raise ValueError(f"{where}: ratings contain NaN or infinite labels at rows {bad_at}.")
+    return users.astype("int32"), items.astype("int32"), values
+
+
+def group_tasks(
+    encoded: EncodedData, ratings: pd.DataFrame, task_key: str = "user", name: str = "tasks"
+) -> tuple[np.ndarray, Rows]:
+    """Group ratings into one row set per task (per user or per item), sorted by ID."""
+    if task_key not in TASK_KEYS:
+        raise ValueError(f"task_key must be one of {TASK_KEYS}, got {task_key!r}.")
+    users, items, values = _rows_of(encoded, ratings, name)
+    keys = ratings[task_key].to_numpy()
+    order = np.argsort(keys, kind="stable")
+    ids, starts = np.unique(keys[order], return_index=True)
+    offsets = np.concatenate([starts, [len(keys)]]).astype(np.int64)
+    return ids, Rows(users[order], items[order], values[order], offsets)
+
+
+def build_tasks(
+    encoded: EncodedData,
+    ratings: pd.DataFrame,
+    *,
+    task_key: str = "user",
+    query_size: int = 10,
+    min_support: int = 1,
+    max_support: int | None = None,
+    support_ratings: pd.DataFrame | None = None,
+    seed: int = 0,
+    name: str = "tasks",
+) -> TaskSet:
+    """Split each task's ratings into a random query and the rest as support.
+
+    With ``support_ratings`` (the warm scenario), the query comes from
+    ``ratings`` and the support is the task's rows in ``support_ratings``.
+    Tasks with fewer than ``min_support`` support rows are dropped; a support
+    larger than ``max_support`` is subsampled at random. Seeded and
+    deterministic. No query row ever appears in its task's support.
+    """
+    if query_size < 1:
+        raise ValueError(f"query_size must be >= 1, got {query_size}.")
+    rng = np.random.default_rng(seed)
+    ids, rows = group_tasks(encoded, ratings, task_key, name)
+    extra: dict = {}
+    if support_ratings is not None:
+        s_ids, s_rows = group_tasks(encoded, support_ratings, task_key, f"{name} support")
+        extra = {k: s_rows.task(i) for i, k in enumerate(s_ids.tolist())}
+    empty = (np.zeros(0, "int32"), np.zeros(0, "int32"), np.zeros(0, "float32"))
+    kept, sup, qry = [], [], []
+    for t, task_id in enumerate(ids.tolist()):
+        u, i, r = rows.task(t)
+        perm = rng.permutation(len(u))
+        if support_ratings is None:
+            q_idx, s_idx = perm[:query_size], perm[query_size:]
+            s = (u[s_idx], i[s_idx], r[s_idx])
+        else:
+            q_idx = perm[:query_size]
+            s = extra.get(task_id, empty)
+            # a pair that is in the query never also counts as support
+            clash = np.isin(s[1], i[q_idx]) if task_key == "user" else np.isin(s[0], u[q_idx])
+            s = tuple(a[~clash] for a in s)
+        if len(s[0]) < min_support or len(q_idx) == 0:
+            continue
+        if max_support is not None and len(s[0]) > max_support:
+            keep = np.sort(rng.choice(len(s[0]), max_support, replace=False))
+            s = tuple(a[keep] for a in s)
+        kept.append(task_id)
+        sup.append(s)
+        qry.append((u[q_idx], i[q_idx], r[q_idx]))
+    return TaskSet(name, task_key, np.asarray(kept), Rows.from_groups(sup), Rows.from_groups(qry))
+
+
+def _part(
+    encoded: EncodedData,
+    groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    size: int,
+    batch: int,
+) -> dict[str, np.ndarray]:
+    """Pad a list of per-task (user_row, item_row, rating) to ``[batch, size]``."""
+    user_row = np.zeros((batch, size), "int32")
+    item_row = np.zeros((batch, size), "int32")
+    rating = np.zeros((batch, size), "float32")
+    mask = np.zeros((batch, size), "float32")
+    for t, (u, i, r) in enumerate(groups):
+        n = len(u)
+        if n > size:
+            raise ValueError(f"A task has {n} rows, more than the padded size {size}.")
+        user_row[t, :n], item_row[t, :n], rating[t, :n], mask[t, :n] = u, i, r, 1.0
+    return {
+        USER_ID: encoded.user_ids[user_row].astype("int32"),
+        ITEM_ID: encoded.item_ids[item_row].astype("int32"),
+        USER_CAT: encoded.user_cat[user_row].astype("int32"),
+        ITEM_CAT: encoded.item_cat[item_row].astype("int32"),
+        ITEM_MULTI: encoded.item_multi[item_row].astype("float32"),
+        RATING: rating,
+        MASK: mask,
+    }
+
+
+def pad_episode(
+    encoded: EncodedData,
+    support: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    query: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    support_size: int,
+    query_size: int,
+    batch_size: int | None = None,
+) -> dict:
+    """One fixed-shape episode from per-task support and query rows.
+
+    ``batch_size`` pads the task axis with empty tasks (``task_mask`` 0).
+    """
+    batch = len(support) if batch_size is None else batch_size
+    if len(support) != len(query) or len(support) > batch:
+        raise ValueError(f"Got {len(support)} supports and {len(query)} queries for {batch} task slots.")
+    task_mask = np.zeros(batch, "float32")
+    task_mask[: len(support)] = 1.0
+    return {
+        SUPPORT: _part(encoded, support, support_size, batch),
+        QUERY: _part(encoded, query, query_size, batch),
+        TASK_MASK: task_mask,
+    }

@@ -1,0 +1,149 @@
+"""Episode streams: random task batches for meta-training, ordered ones for evaluation.
+
+Tasks are grouped into *buckets* of similar support size and each batch is
+padded only to its bucket's size, which cuts the work spent on padding while
+keeping a handful of static shapes for XLA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfmetarec.data.features import EncodedData
+from tfmetarec.tasks.episode import TaskSet, group_tasks, pad_episode
+from tfmetarec.types import FEATURE_KEYS, ITEM_CAT, ITEM_MULTI, MASK, QUERY, RATING, SUPPORT, TASK_MASK, USER_CAT
+
+
+def support_buckets(max_support: int, smallest: int = 8) -> tuple[int, ...]:
+    """Powers of two from ``smallest`` up to the first one >= ``max_support``."""
+    sizes = [smallest]
+    while sizes[-1] < max_support:
+        sizes.append(sizes[-1] * 2)
+    return tuple(sizes)
+
+
+def bucket_of(size: int, buckets: Sequence[int]) -> int:
+    """Index of the smallest bucket that holds ``size`` rows."""
+    for b, cap in enumerate(buckets):
+        if size <= cap:
+            return b
+    raise ValueError(f"Support of {size} rows exceeds the largest bucket {buckets[-1]}.")
+
+
+def episode_signature(encoded: EncodedData) -> dict:
+    """``tf.TensorSpec`` structure of an episode (task and row axes dynamic)."""
+
+    def part() -> dict:
+        spec = {
+            "user_id": tf.TensorSpec([None, None], tf.int32),
+            "item_id": tf.TensorSpec([None, None], tf.int32),
+            USER_CAT: tf.TensorSpec([None, None, encoded.user_cat.shape[1]], tf.int32),
+            ITEM_CAT: tf.TensorSpec([None, None, encoded.item_cat.shape[1]], tf.int32),
+            ITEM_MULTI: tf.TensorSpec([None, None, encoded.item_multi.shape[1]], tf.float32),
+            RATING: tf.TensorSpec([None, None], tf.float32),
+            MASK: tf.TensorSpec([None, None], tf.float32),
+        }
+        assert set(FEATURE_KEYS) <= set(spec)
+        return spec
+
+    return {SUPPORT: part(), QUERY: part(), TASK_MASK: tf.TensorSpec([None], tf.float32)}
+
+
+class EpisodeSampler:
+    """Endless random task batches for meta-training.
+
+    Each draw picks a support-size bucket (in proportion to its tasks), then
+    ``batch_size`` tasks from it, and splits every task's ratings afresh into a
+    query of up to ``query_size`` rows (at most half the task) and the rest as
+    support, capped at ``max_support``.
+    """
+
+    def __init__(
+        self,
+        encoded: EncodedData,
+        ratings: pd.DataFrame,
+        *,
+        task_key: str = "user",
+        batch_size: int = 32,
+        query_size: int = 10,
+        max_support: int = 128,
+        bucketed: bool = True,
+        seed: int = 0,
+    ):
+        self.encoded = encoded
+        self.batch_size = batch_size
+        self.query_size = query_size
+        self.rng = np.random.default_rng(seed)
+        ids, rows = group_tasks(encoded, ratings, task_key, "meta-training ratings")
+        sizes = rows.sizes()
+        keep = np.flatnonzero(sizes >= 2)
+        if len(keep) == 0:
+            raise ValueError("No meta-training task has the 2 ratings needed for a support and a query.")
+        self.task_ids = ids[keep]
+        self._rows = rows
+        self._tasks = keep
+        supports = np.minimum(sizes[keep] - np.minimum(query_size, sizes[keep] // 2), max_support)
+        self.buckets = support_buckets(int(supports.max())) if bucketed else (int(max(supports.max(), 1)),)
+        self.max_support = max_support
+        which = np.array([bucket_of(int(s), self.buckets) for s in supports])
+        self._members = [keep[which == b] for b in range(len(self.buckets))]
+        counts = np.array([len(m) for m in self._members], dtype="float64")
+        self._bucket_p = counts / counts.sum()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def sample(self) -> dict:
+        """One padded episode as numpy arrays."""
+        b = self.rng.choice(len(self.buckets), p=self._bucket_p)
+        members = self._members[b]
+        chosen = self.rng.choice(members, self.batch_size, replace=len(members) < self.batch_size)
+        support, query = [], []
+        for t in chosen:
+            u, i, r = self._rows.task(int(t))
+            perm = self.rng.permutation(len(u))
+            q = min(self.query_size, len(u) // 2)
+            q_idx, s_idx = perm[:q], perm[q : q + self.max_support]
+            support.append((u[s_idx], i[s_idx], r[s_idx]))
+            query.append((u[q_idx], i[q_idx], r[q_idx]))
+        return pad_episode(self.encoded, support, query, self.buckets[b], self.query_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            yield self.sample()
+
+    def dataset(self, prefetch: int = 2) -> tf.data.Dataset:
+        """The same stream as a ``tf.data`` pipeline (prefetched)."""
+        return tf.data.Dataset.from_generator(
+            self.__iter__, output_signature=episode_signature(self.encoded)
+        ).prefetch(prefetch)
+
+
+def eval_batches(
+    encoded: EncodedData,
+    tasks: TaskSet,
+    batch_size: int = 32,
+    bucketed: bool = True,
+) -> Iterator[tuple[dict, np.ndarray]]:
+    """Every task once, in batches of similar support size.
+
+    Yields ``(episode, task_indices)``; the last batch of a bucket is padded
+    with empty tasks (``task_mask`` 0) so the task axis stays ``batch_size``.
+    """
+    if len(tasks) == 0:
+        return
+    s_sizes, q_sizes = tasks.support_sizes(), tasks.query_sizes()
+    query_size = int(q_sizes.max())
+    buckets = support_buckets(max(int(s_sizes.max()), 1)) if bucketed else (max(int(s_sizes.max()), 1),)
+    which = np.array([bucket_of(int(s), buckets) for s in s_sizes])
+    for b, cap in enumerate(buckets):
+        members = np.flatnonzero(which == b)
+        for lo in range(0, len(members), batch_size):
+            idx = members[lo : lo + batch_size]
+            support = [tasks.support.task(int(t)) for t in idx]
+            query = [tasks.query.task(int(t)) for t in idx]
+            yield pad_episode(encoded, support, query, cap, query_size, batch_size), idx
