@@ -65,3 +65,17 @@ def test_param_groups_and_errors():
         model.resolve_params(["decision_0_kernel", "missing"])
     with pytest.raises(KeyError, match="missing"):
         model({"user_cat": _query()["user_cat"]})
+
+
+def test_user_state_hooks_reproduce_forward():
+    model = tiny_melu(seed=5, use_ids=True, num_users=5, num_items=5)
+    q = _query(2)
+    params = model.variable_values()
+    users = model.user_representation(params, q)  # [T, N, D]: constant within a task here only by construction
+    assert users.shape[-1] == model.user_state_dim
+    for t in range(4):
+        one = {k: v[t : t + 1, :1] for k, v in q.items()}
+        state = model.user_representation(params, one)[:, 0]
+        np.testing.assert_allclose(
+            model.forward_with_user_state(params, state, one).numpy(), model.forward(params, one).numpy(), atol=1e-6
+        )

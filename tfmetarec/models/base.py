@@ -59,6 +59,27 @@ class MetaModel(keras.Model):
     def call(self, features: Features) -> tf.Tensor:
         return self.forward(self.variable_values(), features)
 
+    # -- optional hooks for learners that adapt a user *representation* --------------
+    # Metric- and model-based learners build a per-task user state from the support
+    # set instead of adapting weights. A model supports them by implementing the three
+    # hooks below; the default raises a clear error naming the model.
+    @property
+    def user_state_dim(self) -> int | None:
+        """Width of the user state ``forward_with_user_state`` takes (None: unsupported)."""
+        return None
+
+    def user_representation(self, params: Params, features: Features) -> tf.Tensor:
+        """The user state implied by user features alone: ``[..., user_state_dim]``."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose a user representation.")
+
+    def item_representation(self, params: Params, features: Features) -> tf.Tensor:
+        """Item embeddings from item inputs: ``[..., item_dim]``."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose item representations.")
+
+    def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
+        """Predicted ratings ``[T, N]`` with the user part replaced by ``user_state [T, D]``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score from an external user state.")
+
     def variable_values(self) -> dict[str, tf.Tensor]:
         """The current parameter values as tensors (what ``call`` uses)."""
         return {name: v.value for name, v in self.parameters().items()}

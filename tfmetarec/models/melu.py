@@ -95,11 +95,24 @@ class MeLU(MetaModel):
             "embeddings": tuple(n_ for n_ in names if n_ not in self._decision),
         }
 
-    def forward(self, params: Params, features: Features) -> tf.Tensor:
+    @property
+    def user_state_dim(self) -> int:
+        return (len(self.user_vocab_sizes) + int(self.use_ids)) * self.embedding_dim
+
+    def user_representation(self, params: Params, features: Features) -> tf.Tensor:
         parts = []
         if self.user_vocab_sizes:
             check_features(features, [USER_CAT], "MeLU")
             parts.append(F.embed_fields(params["user_embedding"], features[USER_CAT], self._user_offsets))
+        if self.use_ids:
+            check_features(features, [USER_ID], "MeLU")
+            parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
+        if not parts:
+            raise ValueError("This MeLU has no user inputs, so it has no user representation.")
+        return tf.concat(parts, axis=-1)
+
+    def item_representation(self, params: Params, features: Features) -> tf.Tensor:
+        parts = []
         if self.item_vocab_sizes:
             check_features(features, [ITEM_CAT], "MeLU")
             parts.append(F.embed_fields(params["item_embedding"], features[ITEM_CAT], self._item_offsets))
@@ -108,10 +121,28 @@ class MeLU(MetaModel):
             table = params["genre_embedding"]
             parts.append(F.embed_multi_hot(table, tf.cast(features[ITEM_MULTI], table.dtype)))
         if self.use_ids:
-            check_features(features, [USER_ID, ITEM_ID], "MeLU")
-            parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
+            check_features(features, [ITEM_ID], "MeLU")
             parts.append(F.embed(params["item_id_embedding"], features[ITEM_ID]))
-        x = tf.concat(parts, axis=-1)
+        if not parts:
+            raise ValueError("This MeLU has no item inputs, so it has no item representation.")
+        return tf.concat(parts, axis=-1)
+
+    def forward(self, params: Params, features: Features) -> tf.Tensor:
+        parts = []
+        if self.user_vocab_sizes or self.use_ids:
+            parts.append(self.user_representation(params, features))
+        if self.item_vocab_sizes or self.num_genres or self.use_ids:
+            parts.append(self.item_representation(params, features))
+        return self._decide(params, tf.concat(parts, axis=-1))
+
+    def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
+        items = self.item_representation(params, features)  # [T, N, item_dim]
+        users = tf.broadcast_to(
+            user_state[:, None, :], tf.concat([tf.shape(items)[:-1], [tf.shape(user_state)[-1]]], axis=0)
+        )
+        return self._decide(params, tf.concat([users, items], axis=-1))
+
+    def _decide(self, params: Params, x: tf.Tensor) -> tf.Tensor:
         n = len(self.hidden_units)
         for i in range(n + 1):
             x = F.dense(x, params[f"decision_{i}_kernel"], params[f"decision_{i}_bias"], None if i == n else "relu")
