@@ -8,7 +8,7 @@ from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, Train
 from tfmetarec.data import SplitConfig
 from tfmetarec.data.paths import movielens_100k_dir
 from tfmetarec.data.splits import SCENARIOS
-from tfmetarec.experiment import evaluate, load_run, train
+from tfmetarec.experiment import adaptation_curves, evaluate, load_run, train
 
 
 def _row(report, method, scenario):
@@ -51,6 +51,28 @@ def test_saved_run_reloads_with_identical_report(synthetic_run):
     _, workdir, report = synthetic_run
     again = evaluate(load_run(workdir))
     assert again.equals(report)
+
+
+def test_adaptation_curves_are_written_and_adaptation_helps(synthetic_run):
+    run, workdir, _ = synthetic_run
+    curves = adaptation_curves(run, workdir / "curves")
+    for name in ("curve_support_MAE", "curve_steps_MAE", "curve_support_nDCG3", "curve_steps_nDCG3"):
+        assert (workdir / "curves" / f"{name}.png").stat().st_size > 1000
+        assert (workdir / "curves" / f"{name}.csv").exists()
+    steps = curves["inner_steps"].set_index(["method", "inner_steps"])["MAE"]
+    assert steps[("maml", 3)] < steps[("maml", 0)]
+    support = curves["support"].set_index(["method", "support"])
+    assert support.loc[("no-adaptation", 1), "MAE"] == pytest.approx(support.loc[("no-adaptation", 20), "MAE"])
+    assert support.loc[("maml", 20), "MAE"] < support.loc[("maml", 1), "MAE"]
+
+
+def test_binary_view_and_coverage(synthetic_run):
+    run, _, _ = synthetic_run
+    report = evaluate(run, binary=True)
+    for col in ("precision", "recall", "F1", "AUC", "coverage@1", "coverage@5"):
+        assert report[col].between(0, 1).all(), col
+    maml = _row(report, "maml", "user_cold")
+    assert maml.AUC > 0.6
 
 
 def test_movielens_100k_short_run_has_all_scenarios(tmp_path):

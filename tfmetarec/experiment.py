@@ -24,6 +24,7 @@ from tfmetarec.data import (
     load_dataset,
 )
 from tfmetarec.data.features import FeatureSpec
+from tfmetarec.evaluation.curves import SUPPORT_SIZES, inner_steps_curve, plot_curve, support_size_curve
 from tfmetarec.evaluation.protocol import evaluate_scenarios, evaluate_tasks
 from tfmetarec.evaluation.report import to_markdown, to_text, tidy
 from tfmetarec.learners import MAML, MetaLearner, MetaTrainer, Pretrain
@@ -225,15 +226,46 @@ def tune_finetune_lr(run: Run, grid=FINETUNE_LRS) -> float:
     return min(scores, key=scores.get)
 
 
-def evaluate(run: Run, workdir: str | os.PathLike | None = None, ks=(1, 3, 5)) -> pd.DataFrame:
-    """The cold-start report: the meta-learner against no adaptation and fine-tuning."""
+def compared_learners(run: Run, finetune_lr: float | None = None) -> dict[str, MetaLearner]:
+    """The meta-learner and the two baselines, by report name."""
     lc = run.config.learner
-    finetune_lr = tune_finetune_lr(run)
-    learners = {
+    lr = tune_finetune_lr(run) if finetune_lr is None else finetune_lr
+    return {
         lc.name: run.learner,
         "no-adaptation": run.baseline,
-        "fine-tune": run.baseline.with_finetuning(lc.inner_steps, finetune_lr),
+        "fine-tune": run.baseline.with_finetuning(lc.inner_steps, lr),
     }
+
+
+def adaptation_curves(run: Run, workdir: str | os.PathLike, scenario: str = "user_cold") -> dict[str, pd.DataFrame]:
+    """MAE and nDCG@3 against support size and inner steps on one scenario; PNG + CSV in ``workdir``."""
+    out = Path(workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    learners = compared_learners(run)
+    tasks = run.prepared.scenarios[scenario]
+    longest = int(tasks.support_sizes().max()) if len(tasks) else 0
+    sizes = tuple(n for n in SUPPORT_SIZES if n <= longest) or (1,)
+    by_support = support_size_curve(learners, run.prepared.encoded, tasks, sizes, seed=run.config.split.seed)
+    gradient = {k: v for k, v in learners.items() if hasattr(v, "inner_steps") or getattr(v, "finetune_steps", 0)}
+    by_steps = inner_steps_curve(gradient, run.prepared.encoded, tasks)
+    for metric in ("MAE", "nDCG@3"):
+        slug = metric.replace("@", "")
+        plot_curve(by_support, "support", metric, out / f"curve_support_{slug}.png", f"{scenario}: {metric} vs support size")
+        plot_curve(by_steps, "inner_steps", metric, out / f"curve_steps_{slug}.png", f"{scenario}: {metric} vs inner steps")
+    return {"support": by_support, "inner_steps": by_steps}
+
+
+def evaluate(
+    run: Run, workdir: str | os.PathLike | None = None, ks=(1, 3, 5), binary: bool = False
+) -> pd.DataFrame:
+    """The cold-start report: the meta-learner against no adaptation and fine-tuning.
+
+    With ``binary``, the report adds precision, recall, F1, AUC (a rating of 4
+    or more is a like) and coverage@k.
+    """
+    lc = run.config.learner
+    finetune_lr = tune_finetune_lr(run)
+    learners = compared_learners(run, finetune_lr)
     report = tidy(
         evaluate_scenarios(
             learners,
@@ -242,6 +274,7 @@ def evaluate(run: Run, workdir: str | os.PathLike | None = None, ks=(1, 3, 5)) -
             ks=ks,
             batch_size=run.config.train.batch_size,
             jit_compile=False,
+            binary=binary,
         )
     )
     if workdir is not None:
@@ -255,6 +288,8 @@ def evaluate(run: Run, workdir: str | os.PathLike | None = None, ks=(1, 3, 5)) -
 
 __all__ = [
     "Prepared",
+    "adaptation_curves",
+    "compared_learners",
     "Run",
     "build_learner",
     "build_model",

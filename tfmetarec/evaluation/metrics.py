@@ -60,3 +60,63 @@ def average_metrics(per_task: Sequence[dict[str, float]]) -> dict[str, float]:
         return {}
     keys = per_task[0].keys()
     return {k: float(np.mean([m[k] for m in per_task])) for k in keys}
+
+
+# -- the binarised view: a rating of ``like_threshold`` or more is a like ---------------
+
+LIKE_THRESHOLD = 4.0
+
+
+def auc(pred: np.ndarray, liked: np.ndarray) -> float:
+    """Area under the ROC curve of ``pred`` separating liked from other items.
+
+    Ties count half. ``nan`` when the task has only likes or only non-likes.
+    """
+    pos, neg = pred[liked], pred[~liked]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def binary_metrics(
+    results: Sequence[tuple[np.ndarray, np.ndarray]],
+    like_threshold: float = LIKE_THRESHOLD,
+) -> dict[str, float]:
+    """Precision, recall and F1 of predicted likes, and per-task AUC.
+
+    A predicted rating of ``like_threshold - 0.5`` or more counts as a predicted
+    like (the rating it would round to). Precision, recall and F1 pool every
+    query row of the scenario; AUC is averaged over the tasks that have both
+    liked and other items.
+    """
+    tp = fp = fn = 0
+    aucs = []
+    for pred, true in results:
+        liked = np.asarray(true) >= like_threshold
+        called = np.asarray(pred) >= like_threshold - 0.5
+        tp += int(np.sum(liked & called))
+        fp += int(np.sum(~liked & called))
+        fn += int(np.sum(liked & ~called))
+        value = auc(np.asarray(pred, dtype="float64"), liked)
+        if not np.isnan(value):
+            aucs.append(value)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "F1": f1,
+        "AUC": float(np.mean(aucs)) if aucs else float("nan"),
+    }
+
+
+def coverage_at_k(ranked_items: Sequence[np.ndarray], candidates: np.ndarray, k: int) -> float:
+    """Share of the candidate items that appear in at least one top-``k`` list."""
+    candidates = np.unique(candidates)
+    if len(candidates) == 0:
+        return 0.0
+    shown = np.unique(np.concatenate([np.asarray(r)[:k] for r in ranked_items])) if ranked_items else []
+    return float(len(np.intersect1d(shown, candidates)) / len(candidates))

@@ -9,7 +9,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfmetarec.data.features import EncodedData
-from tfmetarec.evaluation.metrics import average_metrics, task_metrics
+from tfmetarec.evaluation.metrics import average_metrics, binary_metrics, coverage_at_k, task_metrics
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.tasks.episode import TaskSet
 from tfmetarec.tasks.samplers import eval_batches
@@ -30,15 +30,21 @@ def predict_tasks(
     fn=None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(predicted, true) query ratings of every task, in ``tasks`` order."""
+    return [(p, t) for p, t, _ in _predict(learner, encoded, tasks, batch_size, jit_compile, fn)]
+
+
+def _predict(learner, encoded, tasks, batch_size, jit_compile, fn):
+    """(predicted, true, item rows) of every task's query, in ``tasks`` order."""
     fn = fn or adapt_and_score_fn(learner, jit_compile)
-    out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(tasks)
+    out: list = [None] * len(tasks)
     for episode, idx in eval_batches(encoded, tasks, batch_size):
         pred = fn(episode).numpy()
         query = episode[QUERY]
         for row, t in enumerate(idx):
             real = query[MASK][row] > 0
-            out[int(t)] = (pred[row][real], query[RATING][row][real])
-    return out  # type: ignore[return-value]
+            item_rows = tasks.query.task(int(t))[1]
+            out[int(t)] = (pred[row][real], query[RATING][row][real], item_rows)
+    return out
 
 
 def evaluate_tasks(
@@ -49,11 +55,24 @@ def evaluate_tasks(
     batch_size: int = 32,
     jit_compile: bool = True,
     fn=None,
+    binary: bool = False,
 ) -> dict[str, float]:
-    """Per-task metrics averaged over the tasks of one scenario."""
-    results = predict_tasks(learner, encoded, tasks, batch_size, jit_compile, fn)
-    metrics = average_metrics([task_metrics(p, t, ks) for p, t in results])
-    return {"tasks": len(tasks), **metrics}
+    """Per-task metrics averaged over the tasks of one scenario.
+
+    With ``binary``, also the liked-or-not view (precision, recall, F1, AUC)
+    and ``coverage@k``: the share of the scenario's query items that reach
+    some task's top-k.
+    """
+    results = _predict(learner, encoded, tasks, batch_size, jit_compile, fn)
+    metrics = average_metrics([task_metrics(p, t, ks) for p, t, _ in results])
+    out = {"tasks": len(tasks), **metrics}
+    if binary:
+        out.update(binary_metrics([(p, t) for p, t, _ in results]))
+        ranked = [rows[np.argsort(-p, kind="stable")] for p, _, rows in results]
+        candidates = np.concatenate([rows for _, _, rows in results])
+        for k in ks:
+            out[f"coverage@{k}"] = coverage_at_k(ranked, candidates, k)
+    return out
 
 
 def evaluate_scenarios(
@@ -63,6 +82,7 @@ def evaluate_scenarios(
     ks: Sequence[int] = (1, 3, 5),
     batch_size: int = 32,
     jit_compile: bool = True,
+    binary: bool = False,
 ) -> pd.DataFrame:
     """One row per (method, scenario) with the task count and each metric."""
     rows = []
@@ -71,6 +91,6 @@ def evaluate_scenarios(
         for scenario, tasks in scenarios.items():
             if len(tasks) == 0:
                 continue
-            metrics = evaluate_tasks(learner, encoded, tasks, ks, batch_size, jit_compile, fn)
+            metrics = evaluate_tasks(learner, encoded, tasks, ks, batch_size, jit_compile, fn, binary)
             rows.append({"method": method, "scenario": scenario, **metrics})
     return pd.DataFrame(rows)

@@ -39,3 +39,35 @@ def to_markdown(report: pd.DataFrame) -> str:
 def to_text(report: pd.DataFrame) -> str:
     """A fixed-width table for the terminal."""
     return tidy(report).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+def aggregate_seeds(reports: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each (scenario, method) metric.
+
+    Returns the tidy layout with a ``seeds`` column and, for each metric ``m``,
+    columns ``m`` (the mean) and ``m_std`` (sample standard deviation; 0 for
+    one seed).
+    """
+    if not reports:
+        raise ValueError("No reports to aggregate.")
+    frames = [tidy(r).assign(_seed=i) for i, r in enumerate(reports)]
+    both = pd.concat(frames, ignore_index=True)
+    metrics = [c for c in both.columns if c not in ("scenario", "method", "_seed", "tasks")]
+    grouped = both.groupby(["scenario", "method"], sort=False)
+    mean = grouped[metrics].mean()
+    std = grouped[metrics].std(ddof=1).fillna(0.0).add_suffix("_std")
+    out = pd.concat([grouped["tasks"].mean().rename("tasks"), grouped["_seed"].count().rename("seeds"), mean, std], axis=1)
+    ordered = ["tasks", "seeds"] + [c for m in metrics for c in (m, f"{m}_std")]
+    return out[ordered].reset_index()
+
+
+def to_markdown_with_spread(aggregated: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> str:
+    """Markdown table of ``mean ± std`` cells from :func:`aggregate_seeds`."""
+    metrics = metrics or tuple(c for c in aggregated.columns if f"{c}_std" in aggregated.columns)
+    cols = ["scenario", "method", "seeds", *metrics]
+    lines = ["| " + " | ".join(cols) + " |", "|---|---|---:|" + "|".join("---:" for _ in metrics) + "|"]
+    for _, row in aggregated.iterrows():
+        cells = [str(row["scenario"]), str(row["method"]), str(int(row["seeds"]))]
+        cells += [f"{row[m]:.4f} ± {row[f'{m}_std']:.4f}" for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tfmetarec.tasks.episode import Rows, TaskSet, build_tasks, group_tasks, pad_episode
+from tfmetarec.tasks.episode import Rows, TaskSet, build_tasks, group_tasks, limit_support, pad_episode
 from tfmetarec.tasks.samplers import EpisodeSampler, episode_signature, eval_batches, support_buckets
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "episode_signature",
     "eval_batches",
     "group_tasks",
+    "limit_support",
     "pad_episode",
     "support_buckets",
 ]

@@ -224,3 +224,23 @@ def pad_episode(
         QUERY: _part(encoded, query, query_size, batch),
         TASK_MASK: task_mask,
     }
+
+
+def limit_support(tasks: TaskSet, size: int, seed: int = 0, min_tasks_support: int | None = None) -> TaskSet:
+    """Keep a random ``size`` of each task's support rows (queries unchanged).
+
+    Tasks with fewer than ``min_tasks_support`` (default ``size``) support
+    rows are dropped, so curves over several sizes can use the same tasks.
+    """
+    need = size if min_tasks_support is None else min_tasks_support
+    rng = np.random.default_rng(seed)
+    keep, sup, qry = [], [], []
+    for t in range(len(tasks)):
+        u, i, r = tasks.support.task(t)
+        if len(u) < need:
+            continue
+        pick = np.sort(rng.choice(len(u), size, replace=False)) if size < len(u) else np.arange(len(u))
+        keep.append(tasks.task_ids[t])
+        sup.append((u[pick], i[pick], r[pick]))
+        qry.append(tasks.query.task(t))
+    return TaskSet(f"{tasks.name}[support={size}]", tasks.task_key, np.asarray(keep), Rows.from_groups(sup), Rows.from_groups(qry))

@@ -1,0 +1,95 @@
+"""Adaptation curves: a metric against the support size and against inner steps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from tfmetarec.data.features import EncodedData
+from tfmetarec.evaluation.protocol import evaluate_tasks
+from tfmetarec.learners.base import MetaLearner
+from tfmetarec.tasks.episode import TaskSet, limit_support
+
+SUPPORT_SIZES = (1, 3, 5, 10, 20)
+INNER_STEPS = (0, 1, 2, 5, 10)
+
+
+def support_size_curve(
+    learners: Mapping[str, MetaLearner],
+    encoded: EncodedData,
+    tasks: TaskSet,
+    sizes: Sequence[int] = SUPPORT_SIZES,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> pd.DataFrame:
+    """Metrics of each learner when every task keeps only ``n`` support ratings.
+
+    Only tasks with at least ``max(sizes)`` support ratings take part, so every
+    point of a curve averages over the same tasks and queries.
+    """
+    rows = []
+    for n in sizes:
+        limited = limit_support(tasks, n, seed=seed, min_tasks_support=max(sizes))
+        if len(limited) == 0:
+            raise ValueError(f"No task of {tasks.name!r} has {max(sizes)} support ratings; use smaller sizes.")
+        for name, learner in learners.items():
+            metrics = evaluate_tasks(learner, encoded, limited, batch_size=batch_size, jit_compile=False)
+            rows.append({"method": name, "support": n, **metrics})
+    return pd.DataFrame(rows)
+
+
+def _steps_attribute(learner: MetaLearner) -> str:
+    for attr in ("inner_steps", "finetune_steps"):
+        if hasattr(learner, attr):
+            return attr
+    raise ValueError(f"{type(learner).__name__} does not adapt by gradient steps; it has no inner-step curve.")
+
+
+def inner_steps_curve(
+    learners: Mapping[str, MetaLearner],
+    encoded: EncodedData,
+    tasks: TaskSet,
+    steps: Sequence[int] = INNER_STEPS,
+    batch_size: int = 32,
+) -> pd.DataFrame:
+    """Metrics of each gradient-based learner after ``k`` inner steps, for each ``k``.
+
+    The learner's own (trained) step count is always one of the points. The
+    count is changed for the measurement and restored after.
+    """
+    rows = []
+    for name, learner in learners.items():
+        attr = _steps_attribute(learner)
+        original = getattr(learner, attr)
+        try:
+            for k in sorted(set(steps) | {original}):
+                setattr(learner, attr, int(k))
+                metrics = evaluate_tasks(learner, encoded, tasks, batch_size=batch_size, jit_compile=False)
+                rows.append({"method": name, "inner_steps": k, **metrics})
+        finally:
+            setattr(learner, attr, original)
+    return pd.DataFrame(rows)
+
+
+def plot_curve(curve: pd.DataFrame, x: str, metric: str, path: str | os.PathLike, title: str = "") -> None:
+    """Save one line per method of ``metric`` against ``x`` as a PNG (and the CSV beside it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for method, group in curve.groupby("method", sort=False):
+        group = group.sort_values(x)
+        ax.plot(group[x], group[metric], marker="o", label=method)
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    curve.to_csv(os.path.splitext(os.fspath(path))[0] + ".csv", index=False)
