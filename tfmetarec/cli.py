@@ -48,6 +48,23 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=t.seed, help="seed for data, split and initialisation (default: %(default)s)")
 
 
+def _add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--binary", action="store_true", help="add precision/recall/F1/AUC (rating >= 4 is a like) and coverage@k")
+    p.add_argument("--curves", action="store_true", help="also save adaptation curves (PNG + CSV) for user-cold tasks")
+
+
+def _report(run, workdir: Path, args: argparse.Namespace) -> None:
+    from tfmetarec import experiment
+
+    report = experiment.evaluate(run, workdir, binary=args.binary)
+    print("\nCold-start report (per-user metrics averaged over users; lower MAE/RMSE is better)")
+    print(experiment.to_text(report))
+    if args.curves:
+        experiment.adaptation_curves(run, workdir / "curves")
+        print(f"Adaptation curves written to {workdir / 'curves'}")
+    print(f"\nReport written to {workdir / 'report.md'}")
+
+
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """Build an :class:`ExperimentConfig` from parsed arguments."""
     return ExperimentConfig(
@@ -96,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="cold-start report of a trained run in --workdir")
     p.add_argument("--workdir", required=True, help="folder written by `tfmetarec train`")
     p.add_argument("--data-dir", default=None, help="override the data folder saved with the run")
+    _add_report_args(p)
     p = sub.add_parser("quickstart", help="train + evaluate in one go (synthetic data by default)")
     _add_experiment_args(p)
+    _add_report_args(p)
     p.add_argument("--workdir", default=None, help="output folder (default: runs/<dataset>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -118,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.data_dir:
                 config = dataclasses.replace(run.config, data_dir=args.data_dir)
                 run = experiment.Run(config, experiment.prepare(config), run.learner, run.baseline)
-            report = experiment.evaluate(run, args.workdir)
-            print(experiment.to_text(report))
-            print(f"\nReport written to {Path(args.workdir) / 'report.md'}")
+            _report(run, Path(args.workdir), args)
             return 0
         config = config_from_args(args)
         workdir = Path(args.workdir or Path("runs") / config.dataset)
@@ -128,10 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         run = experiment.train(config, workdir, verbose=0 if args.quiet else 1)
         print(f"\nSaved the trained run to {workdir} ({time.time() - started:.0f} s)")
         if args.command == "quickstart":
-            report = experiment.evaluate(run, workdir)
-            print("\nCold-start report (per-user metrics averaged over users; lower MAE/RMSE is better)")
-            print(experiment.to_text(report))
-            print(f"\nReport written to {workdir / 'report.md'} ({time.time() - started:.0f} s in all)")
+            _report(run, workdir, args)
+            print(f"Done in {time.time() - started:.0f} s")
         return 0
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"tfmetarec: error: {err}", file=sys.stderr)
