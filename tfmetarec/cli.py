@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tfmetarec.config import DATASETS, ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
+from tfmetarec.config import DATASETS, LEARNERS, ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
 from tfmetarec.data.splits import SplitConfig
 
 EXAMPLES = """examples:
@@ -34,11 +34,20 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--embedding-dim", type=int, default=m.embedding_dim, help="feature embedding size (default: %(default)s)")
     g.add_argument("--hidden-units", type=int, nargs="+", default=list(m.hidden_units), help="decision layer widths (default: %(default)s)")
     g = p.add_argument_group("meta-learner")
-    g.add_argument("--learner", default=lrn.name, help="meta-learner (default: %(default)s)")
+    g.add_argument("--learner", choices=LEARNERS, default=lrn.name, help="meta-learner (default: %(default)s)")
     g.add_argument("--inner-steps", type=int, default=lrn.inner_steps, help="adaptation steps per task (default: %(default)s)")
     g.add_argument("--inner-lr", type=float, default=lrn.inner_lr, help="adaptation learning rate (default: %(default)s)")
     g.add_argument("--first-order", action="store_true", help="first-order MAML (no second-order terms)")
     g.add_argument("--adapt", default=lrn.adapt, help="parameters that adapt: all, decision, head (default: %(default)s)")
+    g.add_argument("--learn-inner-lr", choices=("fixed", "per_parameter", "per_layer_step"), default=lrn.learn_inner_lr,
+                   help="maml: learned inner rates, per parameter (Meta-SGD) or per layer and step (MAML++) (default: %(default)s)")
+    g.add_argument("--multi-step-loss", action="store_true", help="maml: MAML++ multi-step query loss")
+    g.add_argument("--msl-anneal-steps", type=int, default=lrn.msl_anneal_steps, help="maml: outer steps to anneal the multi-step loss onto the last step, 0 = fixed (default: %(default)s)")
+    g.add_argument("--support-only", action="store_true", help="reptile: inner steps on the support only (default: support and query rows)")
+    g.add_argument("--hidden-dim", type=int, default=lrn.hidden_dim, help="prototype, matching, task_encoder: projection width (default: %(default)s)")
+    g.add_argument("--pooling", choices=("mean", "attention"), default=lrn.pooling, help="task_encoder: set pooling (default: %(default)s)")
+    g.add_argument("--shrinkage", type=float, default=lrn.shrinkage, help="prototype, matching, task_encoder: initial support pseudo-count (default: %(default)s)")
+    g.add_argument("--item-shrinkage", type=float, default=lrn.item_shrinkage, help="item_mean: pseudo-count toward the global mean (default: %(default)s)")
     g = p.add_argument_group("training")
     g.add_argument("--meta-steps", type=int, default=t.meta_steps, help="meta-training steps (default: %(default)s)")
     g.add_argument("--pretrain-steps", type=int, default=t.pretrain_steps, help="steps of the global baseline (default: %(default)s)")
@@ -85,6 +94,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             inner_lr=args.inner_lr,
             first_order=args.first_order,
             adapt=args.adapt,
+            learn_inner_lr=args.learn_inner_lr,
+            multi_step_loss=args.multi_step_loss,
+            msl_anneal_steps=args.msl_anneal_steps,
+            train_on_query=not args.support_only,
+            hidden_dim=args.hidden_dim,
+            pooling=args.pooling,
+            shrinkage=args.shrinkage,
+            item_shrinkage=args.item_shrinkage,
         ),
         train=dataclasses.replace(
             TrainConfig(),

@@ -11,6 +11,11 @@ from typing import Any
 from tfmetarec.data.splits import SplitConfig
 
 DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small")
+LEARNERS = (
+    "maml", "fomaml", "meta_sgd", "reptile", "prototype", "matching", "task_encoder", "pretrain", "popularity",
+    "item_mean",
+)
+"""The names of ``tfmetarec.learners.available()``, without importing TensorFlow."""
 
 
 def _from_dict(cls, values: dict[str, Any]):
@@ -37,13 +42,29 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LearnerConfig:
-    """Which meta-learner and its inner loop."""
+    """Which meta-learner (a name of ``tfmetarec.learners.available()``) and its settings.
+
+    ``inner_steps``/``inner_lr``/``first_order``/``adapt`` drive the gradient-based
+    learners (maml, fomaml, meta_sgd, reptile); ``learn_inner_lr``
+    (fixed, per_parameter, per_layer_step), ``multi_step_loss`` and
+    ``msl_anneal_steps`` the Meta-SGD / MAML++ options of maml; ``train_on_query``
+    Reptile's inner data; ``hidden_dim``/``pooling``/``shrinkage`` the metric
+    (prototype, matching) and task_encoder learners; ``item_shrinkage`` item_mean.
+    """
 
     name: str = "maml"
     inner_steps: int = 5
     inner_lr: float = 0.05
     first_order: bool = False
     adapt: str = "decision"
+    learn_inner_lr: str = "fixed"
+    multi_step_loss: bool = False
+    msl_anneal_steps: int = 0
+    train_on_query: bool = True
+    hidden_dim: int = 32
+    pooling: str = "attention"
+    shrinkage: float = 1.0
+    item_shrinkage: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from tfmetarec.data.features import FeatureSpec
 from tfmetarec.evaluation.curves import SUPPORT_SIZES, inner_steps_curve, plot_curve, support_size_curve
 from tfmetarec.evaluation.protocol import evaluate_scenarios, evaluate_tasks
 from tfmetarec.evaluation.report import to_markdown, to_text, tidy
-from tfmetarec.learners import MAML, MetaLearner, MetaTrainer, Pretrain
+from tfmetarec.learners import MetaLearner, MetaTrainer, Pretrain
+from tfmetarec.learners import get as get_learner
 from tfmetarec.models import MetaModel
 from tfmetarec.models import get as get_model
 from tfmetarec.tasks.episode import TaskSet, build_tasks
@@ -117,12 +118,34 @@ def build_model(config: ExperimentConfig, spec: FeatureSpec) -> MetaModel:
     )
 
 
-def build_learner(config: ExperimentConfig, model: MetaModel) -> MetaLearner:
-    """The configured meta-learner around ``model``."""
+def build_learner(config: ExperimentConfig, model: MetaModel, prepared: Prepared | None = None) -> MetaLearner:
+    """The configured learner around ``model``; item-statistics baselines are
+    fitted on ``prepared.train_ratings`` (required for them)."""
     lc = config.learner
-    if lc.name != "maml":
-        raise ValueError(f"Unknown learner {lc.name!r}; this release trains 'maml'.")
-    return MAML(model, lc.inner_steps, lc.inner_lr, lc.first_order, lc.adapt)
+    cls = get_learner(lc.name)
+    name = lc.name.lower()
+    gradient = dict(inner_steps=lc.inner_steps, inner_lr=lc.inner_lr, adapt=lc.adapt)
+    options: dict = {
+        "maml": dict(gradient, first_order=lc.first_order, learn_inner_lr=lc.learn_inner_lr,
+                     multi_step_loss=lc.multi_step_loss, msl_anneal_steps=lc.msl_anneal_steps),
+        "reptile": dict(gradient, train_on_query=lc.train_on_query),
+        "prototype": dict(hidden_dim=lc.hidden_dim, shrinkage=lc.shrinkage, seed=config.train.seed),
+        "task_encoder": dict(hidden_dim=lc.hidden_dim, pooling=lc.pooling, shrinkage=lc.shrinkage,
+                             seed=config.train.seed),
+        "pretrain": dict(finetune_lr=lc.inner_lr, adapt=lc.adapt),
+        "popularity": {},
+        "item_mean": dict(shrinkage=lc.item_shrinkage),
+    }
+    options["fomaml"] = dict(options["maml"], first_order=True)
+    options["meta_sgd"] = dict(options["maml"], learn_inner_lr="per_parameter" if lc.learn_inner_lr == "fixed"
+                               else lc.learn_inner_lr)
+    options["matching"] = options["prototype"]
+    learner = cls(model, **options.get(name, {}))
+    if hasattr(learner, "fit_statistics"):
+        if prepared is None:
+            raise ValueError(f"The {lc.name!r} learner needs the training ratings: call build_learner(..., prepared).")
+        learner.fit_statistics(prepared.encoded, prepared.train_ratings)
+    return learner
 
 
 def _fit(learner: MetaLearner, prepared: Prepared, steps: int, workdir: Path | None, tag: str, verbose: int):
@@ -166,7 +189,7 @@ def train(
             f"meta-training uses {len(prepared.train_ratings)} ratings; "
             f"{len(prepared.validation)} held-out validation users choose the fine-tuning step size"
         )
-    learner = build_learner(config, build_model(config, prepared.encoded.spec))
+    learner = build_learner(config, build_model(config, prepared.encoded.spec), prepared)
     baseline = Pretrain(build_model(config, prepared.encoded.spec), 0, config.learner.inner_lr, config.learner.adapt)
     history = {}
     if verbose:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from tfmetarec.learners.base import MetaLearner
+from tfmetarec.learners.baselines import ItemMean, ItemStatisticsLearner, Popularity
+from tfmetarec.learners.encoder import TaskEncoder
 from tfmetarec.learners.loop import MetaTrainer
-from tfmetarec.learners.maml import MAML
+from tfmetarec.learners.maml import FOMAML, MAML, MetaSGD
+from tfmetarec.learners.metric import MatchingLearner, PrototypeLearner
 from tfmetarec.learners.pretrain import Pretrain
+from tfmetarec.learners.reptile import Reptile
 
-_REGISTRY: dict[str, type[MetaLearner]] = {"maml": MAML, "pretrain": Pretrain}
+_REGISTRY: dict[str, type[MetaLearner]] = {
+    "maml": MAML,
+    "fomaml": FOMAML,
+    "meta_sgd": MetaSGD,
+    "reptile": Reptile,
+    "prototype": PrototypeLearner,
+    "matching": MatchingLearner,
+    "task_encoder": TaskEncoder,
+    "pretrain": Pretrain,
+    "popularity": Popularity,
+    "item_mean": ItemMean,
+}
 
 
 def get(name: str) -> type[MetaLearner]:
@@ -23,4 +38,20 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-__all__ = ["MAML", "MetaLearner", "MetaTrainer", "Pretrain", "available", "get"]
+__all__ = [
+    "FOMAML",
+    "MAML",
+    "ItemMean",
+    "ItemStatisticsLearner",
+    "MatchingLearner",
+    "MetaLearner",
+    "MetaSGD",
+    "MetaTrainer",
+    "Popularity",
+    "Pretrain",
+    "PrototypeLearner",
+    "Reptile",
+    "TaskEncoder",
+    "available",
+    "get",
+]

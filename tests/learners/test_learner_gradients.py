@@ -1,0 +1,102 @@
+"""Meta-gradients against finite differences (float64), Meta-SGD / MAML++ options, Reptile's update."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import learner_checks as checks
+from helpers import random_episode
+from tfmetarec import learners
+from tfmetarec.learners.reptile import concat_parts
+from tfmetarec.types import QUERY, SUPPORT
+
+
+def _episode():
+    return random_episode(seed=6, tasks=3, support=5, query=4, dtype="float64")
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("meta_sgd", {}),
+        ("maml", dict(learn_inner_lr="per_layer_step")),
+        ("maml", dict(multi_step_loss=True)),
+        ("maml", dict(learn_inner_lr="per_layer_step", multi_step_loss=True, msl_anneal_steps=10, adapt="all")),
+        ("prototype", {}),
+        ("matching", {}),
+        ("task_encoder", {}),
+        ("task_encoder", dict(pooling="mean")),
+    ],
+)
+def test_meta_gradients_match_finite_differences(name, options):
+    learner = checks.build(name, seed=11, dtype="float64", **options)
+    if getattr(learner, "msl_step", None) is not None:
+        learner.msl_step.assign(4.0)  # annealing under way: weights neither uniform nor one-hot
+    checks.check_finite_differences(learner, _episode())
+
+
+def test_learned_rates_are_positive_start_at_inner_lr_and_are_trained():
+    learner = checks.build("meta_sgd", inner_lr=0.07)
+    rates = learner.inner_learning_rates()
+    assert len(rates) == 1
+    for name in learner.adapt_names:
+        assert rates[0][name].shape == learner.model.parameters()[name].shape
+        np.testing.assert_allclose(rates[0][name].numpy(), 0.07, rtol=1e-5)
+    lslr = checks.build("maml", learn_inner_lr="per_layer_step", inner_steps=3)
+    assert len(lslr.inner_learning_rates()) == 3
+    assert all(r.shape == () for step in lslr.inner_learning_rates() for r in step.values())
+    trainer = learners.MetaTrainer(learner, keras.optimizers.Adam(0.5), jit_compile=False)
+    for _ in range(3):
+        trainer.train_step(random_episode(seed=1))
+    after = learner.inner_learning_rates()[0]
+    assert any(not np.allclose(after[n].numpy(), 0.07) for n in learner.adapt_names)
+    assert all(np.all(after[n].numpy() > 0) for n in learner.adapt_names)
+
+
+def test_msl_weights_anneal_toward_the_last_step():
+    learner = checks.build("maml", inner_steps=4, multi_step_loss=True, msl_anneal_steps=10)
+    np.testing.assert_allclose(learner.msl_weights().numpy(), [0.25] * 4)
+    trainer = learners.MetaTrainer(learner, keras.optimizers.Adam(1e-3), jit_compile=False)
+    for _ in range(5):
+        trainer.train_step(random_episode(seed=1))
+    np.testing.assert_allclose(learner.msl_weights().numpy(), [0.125, 0.125, 0.125, 0.625], rtol=1e-6)
+    learner.msl_step.assign(50.0)
+    np.testing.assert_allclose(learner.msl_weights().numpy(), [0, 0, 0, 1])
+    fixed = checks.build("maml", inner_steps=4, multi_step_loss=True)
+    fixed.msl_step.assign(1e6)
+    np.testing.assert_allclose(fixed.msl_weights().numpy(), [0.25] * 4)
+
+
+def test_msl_with_all_weight_on_the_last_step_is_plain_maml():
+    episode = _episode()
+    msl = checks.build("maml", seed=2, dtype="float64", multi_step_loss=True, msl_anneal_steps=1)
+    plain = checks.build("maml", seed=2, dtype="float64")
+    msl.msl_step.assign(1.0)
+    np.testing.assert_allclose(msl.meta_loss(episode)[0].numpy(), plain.meta_loss(episode)[0].numpy(), rtol=1e-12)
+
+
+def test_fomaml_and_meta_sgd_are_maml_settings():
+    assert checks.build("fomaml").first_order and not checks.build("maml").first_order
+    assert checks.build("meta_sgd").learn_inner_lr == "per_parameter"
+    with pytest.raises(ValueError, match="learn_inner_lr"):
+        checks.build("maml", learn_inner_lr="per_layer")
+
+
+@pytest.mark.parametrize("train_on_query", [True, False])
+def test_reptile_outer_step_interpolates_toward_the_adapted_weights(train_on_query):
+    eps = 0.3
+    learner = checks.build("reptile", seed=3, train_on_query=train_on_query)
+    episode = random_episode(seed=4, tasks=4, support=6, query=5)
+    episode["task_mask"][3] = 0.0  # a padding task must not pull
+    theta = {n: v.numpy().copy() for n, v in learner.model.parameters().items()}
+    data = concat_parts(episode[SUPPORT], episode[QUERY]) if train_on_query else episode[SUPPORT]
+    phi = {n: v.numpy()[:3].mean(0) for n, v in learner._sgd(data).items()}
+    trainer = learners.MetaTrainer(learner, keras.optimizers.SGD(eps), jit_compile=True)
+    trainer.train_step(episode)
+    after = {n: v.numpy() for n, v in learner.model.parameters().items()}
+    for n in learner.adapt_names:
+        np.testing.assert_allclose(after[n], theta[n] + eps * (phi[n] - theta[n]), rtol=1e-4, atol=1e-6)
+        assert np.abs(phi[n] - theta[n]).max() > 1e-4
+    for n in set(theta) - set(learner.adapt_names):  # shared: first-order query-loss gradient
+        assert not np.allclose(after[n], theta[n])

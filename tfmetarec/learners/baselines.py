@@ -1,0 +1,142 @@
+"""Non-personalised baselines from item statistics of the training ratings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfmetarec.data.features import EncodedData
+from tfmetarec.learners.base import MetaLearner
+from tfmetarec.learners.losses import mean_over_tasks, task_mse
+from tfmetarec.models.base import MetaModel, check_features
+from tfmetarec.types import ITEM_ID, MASK, QUERY, RATING, TASK_MASK, Episode, Features
+
+
+class ItemStatisticsLearner(MetaLearner):
+    """Holds a non-trainable table of each item's rating count and sum (indexed by
+    the item ID vocabulary index; 0 = out of vocabulary) and the global mean.
+
+    Fill it with :meth:`fit_statistics` (or :meth:`set_statistics`); it is
+    saved with the learner. These learners do not adapt and have no
+    meta-variables: their ``meta_gradients`` are empty lists and a training
+    step only logs the query loss.
+    """
+
+    gradient_based = False
+
+    def __init__(self, model: MetaModel, num_items: int | None = None, global_mean: float = 3.5, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        num_items = num_items if num_items is not None else getattr(model, "num_items", None)
+        if num_items is None or int(num_items) < 1:
+            raise ValueError(
+                f"The {type(self).__name__} learner needs num_items (the item ID vocabulary size); "
+                f"model {type(model).__name__} has no num_items attribute, so pass num_items=."
+            )
+        self.num_items = int(num_items)
+        self.initial_global_mean = float(global_mean)
+        self.item_count = self.add_weight(shape=(self.num_items,), initializer="zeros", trainable=False, name="item_count")
+        self.item_sum = self.add_weight(shape=(self.num_items,), initializer="zeros", trainable=False, name="item_sum")
+        self.global_mean = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.initial_global_mean), trainable=False,
+            name="global_mean",
+        )
+
+    def set_statistics(self, counts: np.ndarray, sums: np.ndarray, global_mean: float | None = None) -> None:
+        """Set the per-item counts and rating sums ``[num_items]`` (index 0 is ignored)."""
+        counts = np.asarray(counts, "float64").copy()
+        sums = np.asarray(sums, "float64").copy()
+        if counts.shape != (self.num_items,) or sums.shape != (self.num_items,):
+            raise ValueError(f"Expected counts and sums of shape ({self.num_items},), got {counts.shape}, {sums.shape}.")
+        counts[0] = sums[0] = 0.0  # the OOV row always falls back to the global mean
+        if global_mean is None:
+            global_mean = sums.sum() / counts.sum() if counts.sum() else self.initial_global_mean
+        self.item_count.assign(counts.astype(self.item_count.dtype))
+        self.item_sum.assign(sums.astype(self.item_sum.dtype))
+        self.global_mean.assign(float(global_mean))
+
+    def fit_statistics(self, encoded: EncodedData, ratings: pd.DataFrame) -> ItemStatisticsLearner:
+        """Count and average the ``ratings`` (raw ``item`` IDs and ``rating``) per encoded item ID."""
+        rows = encoded.item_index.get_indexer(ratings["item"].to_numpy())
+        if (rows < 0).any():
+            raise ValueError("ratings reference items that are not in the encoded data.")
+        ids = encoded.item_ids[rows]
+        values = ratings["rating"].to_numpy("float64")
+        counts = np.bincount(ids, minlength=self.num_items).astype("float64")
+        sums = np.bincount(ids, weights=values, minlength=self.num_items)
+        if len(counts) > self.num_items:
+            raise ValueError(f"Item IDs reach {len(counts) - 1}, beyond num_items={self.num_items}.")
+        self.set_statistics(counts, sums, float(values.mean()) if len(values) else None)
+        return self
+
+    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
+        return {}
+
+    def lookup(self, query: Features) -> tuple[tf.Tensor, tf.Tensor]:
+        """Count and rating sum of every query item (OOV and unknown IDs: 0)."""
+        check_features(query, [ITEM_ID], type(self).__name__)
+        ids = tf.cast(query[ITEM_ID], tf.int32)
+        inside = (ids > 0) & (ids < self.num_items)
+        safe = tf.where(inside, ids, tf.zeros_like(ids))
+        return tf.gather(self.item_count, safe), tf.gather(self.item_sum, safe)
+
+    def meta_variables(self) -> list:
+        return []
+
+    def meta_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
+        query = episode[QUERY]
+        pred = self(episode)
+        loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK])
+        return [], {"loss": loss}
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(num_items=self.num_items, global_mean=self.initial_global_mean)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class Popularity(ItemStatisticsLearner):
+    """Predicts the global mean plus ``ranking_scale * log(1 + count) / log(1 + max count)``,
+    so items rank by how often they were rated while the rating error stays that of the mean."""
+
+    def __init__(self, model: MetaModel, num_items: int | None = None, global_mean: float = 3.5,
+                 ranking_scale: float = 0.01, **kwargs: Any):
+        super().__init__(model, num_items, global_mean, **kwargs)
+        self.ranking_scale = float(ranking_scale)
+
+    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
+        count, _ = self.lookup(query)
+        top = tf.math.log1p(tf.reduce_max(self.item_count))
+        popularity = tf.math.log1p(count) / tf.maximum(top, 1e-6)
+        return self.global_mean + self.ranking_scale * popularity
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(ranking_scale=self.ranking_scale)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class ItemMean(ItemStatisticsLearner):
+    """Predicts each item's mean rating shrunk toward the global mean:
+    ``(sum + shrinkage * mean) / (count + shrinkage)``; OOV items get the global mean."""
+
+    def __init__(self, model: MetaModel, num_items: int | None = None, global_mean: float = 3.5,
+                 shrinkage: float = 5.0, **kwargs: Any):
+        super().__init__(model, num_items, global_mean, **kwargs)
+        if shrinkage <= 0:
+            raise ValueError(f"shrinkage must be > 0, got {shrinkage}.")
+        self.shrinkage = float(shrinkage)
+
+    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
+        count, total = self.lookup(query)
+        return (total + self.shrinkage * self.global_mean) / (count + self.shrinkage)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(shrinkage=self.shrinkage)
+        return config

@@ -1,0 +1,116 @@
+"""Model-based (amortised) adaptation: a set encoder maps the support to a user state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tfmetarec.learners.base import MetaLearner
+from tfmetarec.learners.maml import inverse_softplus
+from tfmetarec.learners.metric import _NEG, item_dim, masked_residuals, require_hooks
+from tfmetarec.models.base import MetaModel
+from tfmetarec.types import RATING, Episode, Features, features_of
+
+POOLINGS = ("mean", "attention")
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class TaskEncoder(MetaLearner):
+    """One forward pass from a support set to a user state, as in neural processes.
+
+    Each support row becomes ``x = [item_representation, rating - prior, rating / 5]``
+    (``prior`` is the global model's prediction), goes through a two-layer
+    ReLU network, and the rows are pooled over the real rows only (masked
+    mean, or attention pooling with a learned query vector). A linear read-out
+    of the pooled vector and ``log(1 + n)`` gives ``delta``, scaled by the gate
+    ``n / (n + kappa)`` (learned ``kappa > 0``). The user state is
+    ``user_representation(query user features) + delta`` and the query is
+    scored with ``forward_with_user_state``; with an empty support ``delta`` is
+    exactly 0 and the learner is the global model. Every row of a task belongs
+    to one user, so the prior is read from the first query row.
+    """
+
+    gradient_based = False
+
+    def __init__(
+        self,
+        model: MetaModel,
+        hidden_dim: int = 32,
+        pooling: str = "attention",
+        shrinkage: float = 1.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(model, **kwargs)
+        require_hooks(
+            model, "TaskEncoder",
+            ("user_state_dim", "user_representation", "item_representation", "forward_with_user_state"),
+        )
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+        if hidden_dim < 1 or shrinkage <= 0:
+            raise ValueError(f"hidden_dim must be >= 1 and shrinkage > 0; got {hidden_dim}, {shrinkage}.")
+        self.hidden_dim = int(hidden_dim)
+        self.pooling = pooling
+        self.shrinkage = float(shrinkage)
+        self.seed = seed
+        h = self.hidden_dim
+
+        def init(i: int, scale: float = 1.0) -> keras.initializers.Initializer:
+            s = None if seed is None else seed + i
+            return keras.initializers.VarianceScaling(scale, "fan_avg", "uniform", seed=s)
+
+        self.row_kernel = self.add_weight(shape=(item_dim(model) + 2, h), initializer=init(0), name="row_kernel")
+        self.row_bias = self.add_weight(shape=(h,), initializer="zeros", name="row_bias")
+        self.row2_kernel = self.add_weight(shape=(h, h), initializer=init(1), name="row2_kernel")
+        self.row2_bias = self.add_weight(shape=(h,), initializer="zeros", name="row2_bias")
+        # a small read-out, so training starts close to the global model
+        self.out_kernel = self.add_weight(
+            shape=(h + 2, model.user_state_dim), initializer=init(2, 0.1), name="out_kernel"
+        )
+        self.out_bias = self.add_weight(shape=(model.user_state_dim,), initializer="zeros", name="out_bias")
+        # the offset starts as the support's mean residual (a user bias), refined by training
+        self.offset_kernel = self.add_weight(
+            shape=(h + 2,), initializer=keras.initializers.Constant([0.0] * (h + 1) + [1.0]), name="offset_kernel"
+        )
+        self.offset_bias = self.add_weight(shape=(), initializer="zeros", name="offset_bias")
+        self.raw_shrinkage = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(inverse_softplus(self.shrinkage)), name="raw_shrinkage"
+        )
+        self.attention_query = None
+        if pooling == "attention":
+            self.attention_query = self.add_weight(shape=(h,), initializer=init(3), name="attention_query")
+
+    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
+        params = self.model.variable_values()
+        residual, mask, count = masked_residuals(self.model, params, support)
+        items = self.model.item_representation(params, features_of(support))
+        rating = tf.cast(support[RATING], residual.dtype) * mask / 5.0
+        x = tf.concat([items, residual[..., None], rating[..., None]], axis=-1)
+        hidden = tf.nn.relu(tf.einsum("tsd,dh->tsh", x, self.row_kernel) + self.row_bias)
+        hidden = tf.nn.relu(tf.einsum("tsh,hk->tsk", hidden, self.row2_kernel) + self.row2_bias)
+        if self.pooling == "attention":
+            logits = tf.einsum("tsh,h->ts", hidden, self.attention_query)
+            weights = tf.nn.softmax(tf.where(mask > 0, logits, tf.constant(_NEG, logits.dtype)), axis=-1) * mask
+        else:
+            weights = mask / tf.maximum(count, 1.0)[:, None]
+        pooled = tf.einsum("ts,tsh->th", weights, hidden)
+        mean_residual = tf.reduce_sum(residual, axis=-1) / tf.maximum(count, 1.0)
+        summary = tf.concat([pooled, tf.math.log1p(count)[:, None], mean_residual[:, None]], axis=-1)
+        gate = count / (count + tf.cast(tf.nn.softplus(self.raw_shrinkage), count.dtype))
+        delta = gate[:, None] * (tf.matmul(summary, self.out_kernel) + self.out_bias)
+        offset = gate * (tf.linalg.matvec(summary, self.offset_kernel) + self.offset_bias)
+        return {"delta": delta, "offset": offset}
+
+    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
+        params = self.model.variable_values()
+        users = self.model.user_representation(params, query)  # [T, Q, D], one user per task
+        prior = tf.reduce_sum(users[:, :1, :], axis=1)  # first row; zeros if the query has no rows
+        return self.model.forward_with_user_state(params, prior + state["delta"], query) + state["offset"][:, None]
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(hidden_dim=self.hidden_dim, pooling=self.pooling, shrinkage=self.shrinkage, seed=self.seed)
+        return config

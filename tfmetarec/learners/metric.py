@@ -1,0 +1,196 @@
+"""Metric-based adaptation: the support set becomes prototypes or an attention memory.
+
+No inner gradient steps: a task's support rows are embedded with the model's
+``item_representation`` and a small learner-owned projection, and the query is
+scored by similarity in that learned space. Both learners predict the global
+model's rating (which uses the query rows' user features, the *user-feature
+prior*) plus a correction from the support's residuals ``rating - prior``, so
+an empty support gives exactly the prior and padding rows (mask 0) never count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmetarec.learners.base import MetaLearner
+from tfmetarec.learners.maml import inverse_softplus
+from tfmetarec.models.base import MetaModel
+from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, MASK, RATING, USER_CAT, USER_ID, Episode, Features, features_of
+
+_NEG = -1e9  # logit of a padding row (finite, so a task without rows never yields NaN)
+
+
+def require_hooks(model: MetaModel, learner: str, hooks: Sequence[str]) -> None:
+    """Refuse a model that lacks a user-state hook the learner needs."""
+    missing = []
+    for hook in hooks:
+        if hook == "user_state_dim":
+            if model.user_state_dim is None:
+                missing.append(hook)
+        elif getattr(type(model), hook) is getattr(MetaModel, hook):
+            missing.append(hook)
+    if missing:
+        raise ValueError(
+            f"The {learner} learner cannot use model {type(model).__name__}: it needs the MetaModel "
+            f"hook(s) {missing}, which {type(model).__name__} does not implement."
+        )
+
+
+def item_dim(model: MetaModel) -> int:
+    """Width of ``model.item_representation``: the model's ``item_dim`` attribute if it
+    has one, else measured on a one-row probe sized from the model's config
+    (``item_vocab_sizes``, ``num_genres``, ``user_vocab_sizes``)."""
+    dim = getattr(model, "item_dim", None)
+    if dim is not None:
+        return int(dim)
+    one = (1, 1)
+    probe = {
+        USER_ID: np.zeros(one, "int32"),
+        ITEM_ID: np.zeros(one, "int32"),
+        USER_CAT: np.zeros((*one, len(getattr(model, "user_vocab_sizes", ()))), "int32"),
+        ITEM_CAT: np.zeros((*one, len(getattr(model, "item_vocab_sizes", ()))), "int32"),
+        ITEM_MULTI: np.zeros((*one, int(getattr(model, "num_genres", 0))), model.variable_dtype),
+    }
+    return int(model.item_representation(model.variable_values(), probe).shape[-1])
+
+
+def masked_residuals(model: MetaModel, params: dict, support: Episode) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(rating - prior) * mask`` ``[T, S]``, the mask and the row count ``[T]``."""
+    prior = model.forward(params, features_of(support))
+    mask = tf.cast(support[MASK], prior.dtype)
+    residual = (tf.cast(support[RATING], prior.dtype) - prior) * mask
+    return residual, mask, tf.reduce_sum(mask, axis=-1)
+
+
+class _SimilarityLearner(MetaLearner):
+    """Shared parts: the projection ``tanh(item_representation @ W + b)`` and an
+    evidence pseudo-count ``kappa = softplus(raw)`` (learned) that shrinks the
+    support's correction toward the prior when the support is small."""
+
+    hooks: tuple[str, ...] = ("item_representation",)
+
+    def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
+                 **kwargs: Any):
+        super().__init__(model, **kwargs)
+        require_hooks(model, type(self).__name__, self.hooks)
+        if hidden_dim < 1 or shrinkage <= 0:
+            raise ValueError(f"hidden_dim must be >= 1 and shrinkage > 0; got {hidden_dim}, {shrinkage}.")
+        self.hidden_dim = int(hidden_dim)
+        self.shrinkage = float(shrinkage)
+        self.seed = seed
+        self.proj_kernel = self.add_weight(
+            shape=(item_dim(model), self.hidden_dim),
+            initializer=keras.initializers.GlorotUniform(seed=seed),
+            name="proj_kernel",
+        )
+        self.proj_bias = self.add_weight(shape=(self.hidden_dim,), initializer="zeros", name="proj_bias")
+        self.raw_shrinkage = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(inverse_softplus(self.shrinkage)), name="raw_shrinkage"
+        )
+
+    def embed(self, params: dict, features: Features) -> tf.Tensor:
+        items = self.model.item_representation(params, features)
+        return tf.tanh(tf.einsum("...d,dh->...h", items, self.proj_kernel) + self.proj_bias)
+
+    def kappa(self) -> tf.Tensor:
+        return tf.nn.softplus(self.raw_shrinkage)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(hidden_dim=self.hidden_dim, shrinkage=self.shrinkage, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class PrototypeLearner(_SimilarityLearner):
+    """Prototypes of the liked and the disliked support items (prototypical networks).
+
+    A support row's residual, centred on the task's mean residual, weighs its
+    projected item into the *liked* (positive) or *disliked* (negative)
+    prototype; both are shrunk toward a learned prior prototype by ``kappa``
+    pseudo-rows. A query item scores
+    ``prior + offset + scale * (|z - p_disliked|^2 - |z - p_liked|^2)``, where
+    ``offset`` is the task's mean residual shrunk by ``kappa`` and ``scale`` a
+    learned positive scalar.
+    """
+
+    def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
+                 **kwargs: Any):
+        super().__init__(model, hidden_dim, shrinkage, seed, **kwargs)
+        self.prior_prototype = self.add_weight(shape=(self.hidden_dim,), initializer="zeros", name="prior_prototype")
+        self.raw_scale = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(inverse_softplus(0.5)), name="raw_scale"
+        )
+
+    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
+        params = self.model.variable_values()
+        residual, mask, count = masked_residuals(self.model, params, support)
+        kappa = tf.cast(self.kappa(), residual.dtype)
+        total = tf.reduce_sum(residual, axis=-1)
+        centred = (residual - (total / tf.maximum(count, 1.0))[:, None]) * mask
+        z = self.embed(params, features_of(support))  # [T, S, H]
+        prior = tf.cast(self.prior_prototype, z.dtype)
+
+        def prototype(weight: tf.Tensor) -> tf.Tensor:
+            summed = tf.einsum("ts,tsh->th", weight, z) + kappa * prior
+            return summed / (tf.reduce_sum(weight, axis=-1, keepdims=True) + kappa)
+
+        return {
+            "liked": prototype(tf.nn.relu(centred)),
+            "disliked": prototype(tf.nn.relu(-centred)),
+            "offset": total / (count + kappa),
+        }
+
+    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
+        params = self.model.variable_values()
+        prior = self.model.forward(params, query)
+        z = self.embed(params, query)  # [T, Q, H]
+        to_liked = tf.reduce_sum(tf.square(z - state["liked"][:, None, :]), axis=-1)
+        to_disliked = tf.reduce_sum(tf.square(z - state["disliked"][:, None, :]), axis=-1)
+        scale = tf.cast(tf.nn.softplus(self.raw_scale), prior.dtype)
+        return prior + state["offset"][:, None] + scale * (to_disliked - to_liked)
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class MatchingLearner(_SimilarityLearner):
+    """Attention over the support items (matching networks).
+
+    Each query item attends to the task's support items by cosine similarity
+    of their projections (times a learned temperature), masked to real rows.
+    The prediction is ``prior + gate * sum_k a_k * residual_k`` with the gate
+    ``n / (n + kappa)`` growing with the support size ``n``: the attention-
+    weighted support ratings act as a correction of the model's prior.
+    """
+
+    def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
+                 **kwargs: Any):
+        super().__init__(model, hidden_dim, shrinkage, seed, **kwargs)
+        self.raw_temperature = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(inverse_softplus(5.0)), name="raw_temperature"
+        )
+
+    def _keys(self, params: dict, features: Features) -> tf.Tensor:
+        return tf.math.l2_normalize(self.embed(params, features), axis=-1, epsilon=1e-6)
+
+    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
+        params = self.model.variable_values()
+        residual, mask, _ = masked_residuals(self.model, params, support)
+        return {"keys": self._keys(params, features_of(support)), "values": residual, "mask": mask}
+
+    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
+        params = self.model.variable_values()
+        prior = self.model.forward(params, query)
+        mask = state["mask"][:, None, :]  # [T, 1, S]
+        temperature = tf.cast(tf.nn.softplus(self.raw_temperature), prior.dtype)
+        logits = temperature * tf.einsum("tqh,tsh->tqs", self._keys(params, query), state["keys"])
+        logits = tf.where(mask > 0, logits, tf.constant(_NEG, logits.dtype))
+        attention = tf.nn.softmax(logits, axis=-1) * mask  # all-zero for an empty support
+        recalled = tf.einsum("tqs,ts->tq", attention, state["values"])
+        count = tf.reduce_sum(state["mask"], axis=-1)
+        gate = count / (count + tf.cast(self.kappa(), count.dtype))
+        return prior + gate[:, None] * recalled
