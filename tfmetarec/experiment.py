@@ -148,7 +148,20 @@ def build_learner(config: ExperimentConfig, model: MetaModel, prepared: Prepared
     return learner
 
 
-def _fit(learner: MetaLearner, prepared: Prepared, steps: int, workdir: Path | None, tag: str, verbose: int):
+def fit_learner(
+    learner: MetaLearner,
+    prepared: Prepared,
+    steps: int,
+    workdir: Path | None = None,
+    tag: str = "learner",
+    verbose: int = 0,
+) -> dict[str, list[float]]:
+    """Meta-train ``learner`` on the prepared training ratings for ``steps`` steps.
+
+    A learner with nothing to train (no meta-variables) returns at once.
+    """
+    if not learner.meta_variables():
+        return {}
     tc = prepared.config.train
     sampler = EpisodeSampler(
         prepared.encoded,
@@ -194,10 +207,10 @@ def train(
     history = {}
     if verbose:
         print(f"Meta-training {config.learner.name} for {config.train.meta_steps} steps")
-    history["learner"] = _fit(learner, prepared, config.train.meta_steps, out, "learner", verbose)
+    history["learner"] = fit_learner(learner, prepared, config.train.meta_steps, out, "learner", verbose)
     if verbose:
         print(f"Training the global baseline for {config.train.pretrain_steps} steps")
-    history["baseline"] = _fit(baseline, prepared, config.train.pretrain_steps, out, "baseline", verbose)
+    history["baseline"] = fit_learner(baseline, prepared, config.train.pretrain_steps, out, "baseline", verbose)
     run = Run(config, prepared, learner, baseline, history)
     if out is not None:
         save_run(run, out)
@@ -230,18 +243,19 @@ def load_run(workdir: str | os.PathLike, data: InteractionData | None = None) ->
 FINETUNE_LRS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 
 
-def tune_finetune_lr(run: Run, grid=FINETUNE_LRS) -> float:
+def tune_finetune_lr(baseline: Pretrain, prepared: Prepared, steps: int, grid=FINETUNE_LRS) -> float:
     """The fine-tuning step size with the lowest query MAE on the validation users.
 
     The baseline gets its own step size, chosen on held-out meta-training
     users and never on an evaluation scenario, so it is not judged with a rate
-    tuned for MAML.
+    tuned for the meta-learner.
     """
-    prepared, tc = run.prepared, run.config.train
-    steps = run.config.learner.inner_steps
     scores = {
         lr: evaluate_tasks(
-            run.baseline.with_finetuning(steps, lr), prepared.encoded, prepared.validation, batch_size=tc.batch_size,
+            baseline.with_finetuning(steps, lr),
+            prepared.encoded,
+            prepared.validation,
+            batch_size=prepared.config.train.batch_size,
             jit_compile=False,
         )["MAE"]
         for lr in grid
@@ -252,12 +266,15 @@ def tune_finetune_lr(run: Run, grid=FINETUNE_LRS) -> float:
 def compared_learners(run: Run, finetune_lr: float | None = None) -> dict[str, MetaLearner]:
     """The meta-learner and the two baselines, by report name."""
     lc = run.config.learner
-    lr = tune_finetune_lr(run) if finetune_lr is None else finetune_lr
-    return {
+    lr = tune_finetune_lr(run.baseline, run.prepared, lc.inner_steps) if finetune_lr is None else finetune_lr
+    compared = {
         lc.name: run.learner,
         "no-adaptation": run.baseline,
         "fine-tune": run.baseline.with_finetuning(lc.inner_steps, lr),
     }
+    if lc.name == "pretrain":  # the learner *is* the no-adaptation baseline
+        del compared[lc.name]
+    return compared
 
 
 def adaptation_curves(run: Run, workdir: str | os.PathLike, scenario: str = "user_cold") -> dict[str, pd.DataFrame]:
@@ -287,7 +304,7 @@ def evaluate(
     or more is a like) and coverage@k.
     """
     lc = run.config.learner
-    finetune_lr = tune_finetune_lr(run)
+    finetune_lr = tune_finetune_lr(run.baseline, run.prepared, lc.inner_steps)
     learners = compared_learners(run, finetune_lr)
     report = tidy(
         evaluate_scenarios(
@@ -317,6 +334,7 @@ __all__ = [
     "build_learner",
     "build_model",
     "evaluate",
+    "fit_learner",
     "load_run",
     "prepare",
     "save_run",

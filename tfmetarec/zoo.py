@@ -1,0 +1,159 @@
+"""The zoo benchmark: every learner x model pair on the same data, splits and protocol.
+
+``run_zoo`` prepares each (dataset, seed) once, then for each pair builds the
+model and learner, meta-trains with the same budget, and scores the four
+cold-start scenarios. Pairs that make no sense (a learner that needs a hook
+the model lacks) are listed with the reason rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
+from tfmetarec.data.splits import SplitConfig
+from tfmetarec.evaluation.protocol import evaluate_scenarios
+from tfmetarec.evaluation.report import aggregate_seeds, tidy
+from tfmetarec.experiment import build_learner, build_model, fit_learner, prepare, tune_finetune_lr
+from tfmetarec.learners import Pretrain
+
+# Learners compared on the MeLU-style model, and the ones run on every other model.
+ALL_LEARNERS = (
+    "maml", "fomaml", "meta_sgd", "reptile", "prototype", "matching", "task_encoder", "pretrain", "popularity",
+    "item_mean",
+)
+CROSS_MODEL_LEARNERS = ("maml", "task_encoder", "pretrain")
+
+
+@dataclass(frozen=True)
+class ZooSettings:
+    """What the zoo runs and with which budget."""
+
+    datasets: tuple[str, ...] = ("synthetic", "movielens-100k")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    models: tuple[str, ...] = ("melu",)
+    learners: tuple[str, ...] = ALL_LEARNERS
+    cross_model_learners: tuple[str, ...] = CROSS_MODEL_LEARNERS
+    data_dir: str | None = None
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(embedding_dim=16, hidden_units=(64, 32)))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(meta_steps=800, pretrain_steps=800))
+    inner_steps: int = 3
+
+
+def pairs(settings: ZooSettings) -> list[tuple[str, str]]:
+    """(model, learner) pairs: every learner on the first model, the cross-model set on the rest."""
+    out = [(settings.models[0], name) for name in settings.learners]
+    for model in settings.models[1:]:
+        out += [(model, name) for name in settings.cross_model_learners]
+    return out
+
+
+def _adapt_group(model) -> str:
+    groups = model.param_groups()
+    for name in ("decision", "user"):
+        if name in groups:
+            return name
+    return "all"
+
+
+def run_zoo(settings: ZooSettings, out_dir: str | os.PathLike | None = None, verbose: bool = True) -> pd.DataFrame:
+    """Per-seed results of every pair: one row per (dataset, seed, model, method, scenario).
+
+    Also returns skipped pairs as rows with ``skipped`` set to the reason.
+    """
+    rows: list[pd.DataFrame] = []
+    for dataset in settings.datasets:
+        for seed in settings.seeds:
+            base = ExperimentConfig(
+                dataset=dataset,
+                data_dir=settings.data_dir,
+                split=dataclasses.replace(SplitConfig(), seed=seed),
+                model=settings.model,
+                train=dataclasses.replace(settings.train, seed=seed),
+            )
+            prepared = prepare(base)
+            for model_name, learner_name in pairs(settings):
+                started = time.time()
+                config = dataclasses.replace(base, model=dataclasses.replace(settings.model, name=model_name))
+                model = build_model(config, prepared.encoded.spec)
+                lc = LearnerConfig(name=learner_name, inner_steps=settings.inner_steps, adapt=_adapt_group(model))
+                config = dataclasses.replace(config, learner=lc)
+                tag = dict(dataset=dataset, seed=seed, model=model_name)
+                try:
+                    learner = build_learner(config, model, prepared)
+                except (ValueError, TypeError, NotImplementedError) as err:
+                    rows.append(pd.DataFrame([{**tag, "method": learner_name, "skipped": str(err)}]))
+                    continue
+                steps = config.train.pretrain_steps if learner_name == "pretrain" else config.train.meta_steps
+                fit_learner(learner, prepared, steps)
+                compared = {learner_name: learner}
+                if isinstance(learner, Pretrain):
+                    lr = tune_finetune_lr(learner, prepared, settings.inner_steps)
+                    compared = {"no-adaptation": learner, "fine-tune": learner.with_finetuning(settings.inner_steps, lr)}
+                report = evaluate_scenarios(
+                    compared, prepared.encoded, prepared.scenarios, batch_size=config.train.batch_size,
+                    jit_compile=False, binary=True,
+                )
+                rows.append(report.assign(**tag, seconds=time.time() - started))
+                if verbose:
+                    cold = report[report.scenario == "user_cold"]
+                    maes = ", ".join(f"{m}={v:.4f}" for m, v in zip(cold.method, cold.MAE))
+                    print(f"[{dataset} seed {seed}] {model_name} + {learner_name}: user-cold MAE {maes} "
+                          f"({time.time() - started:.0f} s)", flush=True)
+    results = pd.concat(rows, ignore_index=True)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        results.to_csv(out / "zoo_runs.csv", index=False)
+        summary = summarise(results)
+        summary.to_csv(out / "zoo_table.csv", index=False)
+        (out / "zoo_table.md").write_text(to_markdown_table(summary, results), encoding="utf-8")
+    return results
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds for each (dataset, model, method, scenario)."""
+    done = results[results.get("skipped", pd.Series(index=results.index, dtype=object)).isna()]
+    out = []
+    for (dataset, model), group in done.groupby(["dataset", "model"], sort=False):
+        per_seed = [tidy(g.drop(columns=["dataset", "model", "seed", "seconds", "skipped"], errors="ignore"))
+                    for _, g in group.groupby("seed")]
+        out.append(aggregate_seeds(per_seed).assign(dataset=dataset, model=model))
+    table = pd.concat(out, ignore_index=True)
+    first = ["dataset", "model", "method", "scenario"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+SCENARIO_ORDER = ("warm", "user_cold", "item_cold", "user_item_cold")
+
+
+def to_markdown_table(summary: pd.DataFrame, results: pd.DataFrame | None = None,
+                      metrics: Sequence[str] = ("MAE", "nDCG@3")) -> str:
+    """One Markdown table per dataset and metric: rows = model + method, columns = scenarios (mean ± sd)."""
+    lines: list[str] = []
+    for dataset, data in summary.groupby("dataset", sort=False):
+        for metric in metrics:
+            lines += [f"### {dataset}: {metric} (mean ± sd over {int(data['seeds'].max())} seeds)", ""]
+            header = ["model", "method", *SCENARIO_ORDER]
+            lines += ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(SCENARIO_ORDER)]
+            for (model, method), g in data.groupby(["model", "method"], sort=False):
+                cells = [model, method]
+                for scenario in SCENARIO_ORDER:
+                    row = g[g.scenario == scenario]
+                    cells.append("—" if row.empty else f"{row[metric].iloc[0]:.4f} ± {row[metric + '_std'].iloc[0]:.4f}")
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+    if results is not None and "skipped" in results.columns:
+        skipped = results[results["skipped"].notna()].drop_duplicates(["model", "method"])
+        if len(skipped):
+            lines += ["Pairs that do not apply:", ""]
+            lines += [f"- {r.model} + {r.method}: {r.skipped}" for r in skipped.itertuples()]
+            lines.append("")
+    return "\n".join(lines)
