@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         inner_steps=args.inner_steps,
     )
     started = time.time()
-    run_zoo(settings, Path(args.out))
+    run_zoo(settings, Path(args.out), isolate=True)
     print((Path(args.out) / "zoo_table.md").read_text())
     print(f"Done in {time.time() - started:.0f} s; tables in {args.out}")
     return 0

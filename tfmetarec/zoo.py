@@ -63,59 +63,83 @@ def _adapt_group(model) -> str:
     return "all"
 
 
-def run_zoo(settings: ZooSettings, out_dir: str | os.PathLike | None = None, verbose: bool = True) -> pd.DataFrame:
+def run_group(settings: ZooSettings, dataset: str, seed: int, verbose: bool = True) -> pd.DataFrame:
+    """Every pair on one (dataset, seed): one row per (model, method, scenario), or a skip reason."""
+    rows: list[pd.DataFrame] = []
+    base = ExperimentConfig(
+        dataset=dataset,
+        data_dir=settings.data_dir,
+        split=dataclasses.replace(SplitConfig(), seed=seed),
+        model=settings.model,
+        train=dataclasses.replace(settings.train, seed=seed),
+    )
+    prepared = prepare(base)
+    for model_name, learner_name in pairs(settings):
+        started = time.time()
+        config = dataclasses.replace(base, model=dataclasses.replace(settings.model, name=model_name))
+        model = build_model(config, prepared.encoded.spec)
+        lc = LearnerConfig(name=learner_name, inner_steps=settings.inner_steps, adapt=_adapt_group(model))
+        config = dataclasses.replace(config, learner=lc)
+        tag = dict(dataset=dataset, seed=seed, model=model_name)
+        try:
+            learner = build_learner(config, model, prepared)
+        except (ValueError, TypeError, NotImplementedError) as err:
+            rows.append(pd.DataFrame([{**tag, "method": learner_name, "skipped": str(err)}]))
+            continue
+        steps = config.train.pretrain_steps if learner_name == "pretrain" else config.train.meta_steps
+        fit_learner(learner, prepared, steps)
+        compared = {learner_name: learner}
+        if isinstance(learner, Pretrain):
+            lr = tune_finetune_lr(learner, prepared, settings.inner_steps)
+            compared = {"no-adaptation": learner, "fine-tune": learner.with_finetuning(settings.inner_steps, lr)}
+        report = evaluate_scenarios(
+            compared, prepared.encoded, prepared.scenarios, batch_size=config.train.batch_size,
+            jit_compile=False, binary=True,
+        )
+        rows.append(report.assign(**tag, seconds=time.time() - started))
+        if verbose:
+            cold = report[report.scenario == "user_cold"]
+            maes = ", ".join(f"{m}={v:.4f}" for m, v in zip(cold.method, cold.MAE))
+            print(f"[{dataset} seed {seed}] {model_name} + {learner_name}: user-cold MAE {maes} "
+                  f"({time.time() - started:.0f} s)", flush=True)
+    return pd.concat(rows, ignore_index=True)
+
+
+def run_zoo(
+    settings: ZooSettings, out_dir: str | os.PathLike | None = None, verbose: bool = True, isolate: bool = False
+) -> pd.DataFrame:
     """Per-seed results of every pair: one row per (dataset, seed, model, method, scenario).
 
-    Also returns skipped pairs as rows with ``skipped`` set to the reason.
+    Skipped pairs appear as rows with ``skipped`` set to the reason. With
+    ``isolate``, each (dataset, seed) runs in a fresh process: dozens of
+    XLA-compiled training loops in one process exhaust the JIT's memory maps.
     """
-    rows: list[pd.DataFrame] = []
-    for dataset in settings.datasets:
-        for seed in settings.seeds:
-            base = ExperimentConfig(
-                dataset=dataset,
-                data_dir=settings.data_dir,
-                split=dataclasses.replace(SplitConfig(), seed=seed),
-                model=settings.model,
-                train=dataclasses.replace(settings.train, seed=seed),
-            )
-            prepared = prepare(base)
-            for model_name, learner_name in pairs(settings):
-                started = time.time()
-                config = dataclasses.replace(base, model=dataclasses.replace(settings.model, name=model_name))
-                model = build_model(config, prepared.encoded.spec)
-                lc = LearnerConfig(name=learner_name, inner_steps=settings.inner_steps, adapt=_adapt_group(model))
-                config = dataclasses.replace(config, learner=lc)
-                tag = dict(dataset=dataset, seed=seed, model=model_name)
-                try:
-                    learner = build_learner(config, model, prepared)
-                except (ValueError, TypeError, NotImplementedError) as err:
-                    rows.append(pd.DataFrame([{**tag, "method": learner_name, "skipped": str(err)}]))
-                    continue
-                steps = config.train.pretrain_steps if learner_name == "pretrain" else config.train.meta_steps
-                fit_learner(learner, prepared, steps)
-                compared = {learner_name: learner}
-                if isinstance(learner, Pretrain):
-                    lr = tune_finetune_lr(learner, prepared, settings.inner_steps)
-                    compared = {"no-adaptation": learner, "fine-tune": learner.with_finetuning(settings.inner_steps, lr)}
-                report = evaluate_scenarios(
-                    compared, prepared.encoded, prepared.scenarios, batch_size=config.train.batch_size,
-                    jit_compile=False, binary=True,
-                )
-                rows.append(report.assign(**tag, seconds=time.time() - started))
-                if verbose:
-                    cold = report[report.scenario == "user_cold"]
-                    maes = ", ".join(f"{m}={v:.4f}" for m, v in zip(cold.method, cold.MAE))
-                    print(f"[{dataset} seed {seed}] {model_name} + {learner_name}: user-cold MAE {maes} "
-                          f"({time.time() - started:.0f} s)", flush=True)
-    results = pd.concat(rows, ignore_index=True)
+    groups = [(d, s) for d in settings.datasets for s in settings.seeds]
+    if isolate:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        frames = []
+        for dataset, seed in groups:
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                frames.append(pool.submit(run_group, settings, dataset, seed, verbose).result())
+    else:
+        frames = [run_group(settings, d, s, verbose) for d, s in groups]
+    results = pd.concat(frames, ignore_index=True)
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        results.to_csv(out / "zoo_runs.csv", index=False)
-        summary = summarise(results)
-        summary.to_csv(out / "zoo_table.csv", index=False)
-        (out / "zoo_table.md").write_text(to_markdown_table(summary, results), encoding="utf-8")
+        write_tables(results, out_dir)
     return results
+
+
+def write_tables(results: pd.DataFrame, out_dir: str | os.PathLike) -> None:
+    """``zoo_runs.csv`` (every seed), ``zoo_table.csv`` (mean, sd) and ``zoo_table.md``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results.to_csv(out / "zoo_runs.csv", index=False)
+    summary = summarise(results)
+    summary.to_csv(out / "zoo_table.csv", index=False)
+    (out / "zoo_table.md").write_text(to_markdown_table(summary, results), encoding="utf-8")
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
