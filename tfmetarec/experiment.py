@@ -144,7 +144,8 @@ def build_learner(config: ExperimentConfig, model: MetaModel, prepared: Prepared
     if hasattr(learner, "fit_statistics"):
         if prepared is None:
             raise ValueError(f"The {lc.name!r} learner needs the training ratings: call build_learner(..., prepared).")
-        learner.fit_statistics(prepared.encoded, prepared.train_ratings)
+        ratings = prepared.train_ratings
+        learner.fit_statistics(prepared.encoded.item_vocab_ids(ratings["item"]), ratings["rating"].to_numpy())
     return learner
 
 

@@ -99,7 +99,8 @@ def test_item_statistics_baselines():
 
 def test_item_statistics_from_encoded_ratings(small_synthetic):
     data, split, encoded = small_synthetic
-    learner = learners.ItemMean(tiny_melu(), num_items=encoded.spec.num_items).fit_statistics(encoded, split.meta_train)
+    learner = learners.ItemMean(tiny_melu(), num_items=encoded.spec.num_items)
+    learner.fit_statistics(encoded.item_vocab_ids(split.meta_train["item"]), split.meta_train["rating"].to_numpy())
     table = learner.item_count.numpy()
     assert table[0] == 0 and table.sum() == len(split.meta_train[split.meta_train.item.isin(split.existing_items)])
     assert float(learner.global_mean.numpy()) == pytest.approx(split.meta_train.rating.mean(), rel=1e-5)
@@ -110,3 +111,13 @@ def test_empty_meta_gradients_train_step_runs():
     trainer = learners.MetaTrainer(learner, keras.optimizers.Adam(1e-2))
     logs = trainer.train_step(random_episode(seed=1))
     assert np.isfinite(logs["loss"]) and int(trainer.step.numpy()) == 1
+
+
+def test_item_statistics_reject_bad_input():
+    learner = learners.ItemMean(tiny_melu(), num_items=5)
+    with pytest.raises(ValueError, match="outside"):
+        learner.fit_statistics(np.array([1, 5]), np.array([3.0, 4.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        learner.fit_statistics(np.array([1, 2]), np.array([3.0, np.nan]))
+    with pytest.raises(ValueError, match="same length"):
+        learner.fit_statistics(np.array([1, 2]), np.array([3.0]))

@@ -67,6 +67,14 @@ class EncodedData:
     user_index: pd.Index  # raw user ID -> row
     item_index: pd.Index  # raw item ID -> row
 
+    def item_vocab_ids(self, raw_items: pd.Series | np.ndarray) -> np.ndarray:
+        """Encoded item IDs (0 = outside the vocabulary) of raw item IDs; unknown raw IDs raise."""
+        rows = self.item_index.get_indexer(np.asarray(raw_items))
+        if (rows < 0).any():
+            missing = np.asarray(raw_items)[rows < 0][:5].tolist()
+            raise ValueError(f"Raw item IDs not in the encoded data (first few: {missing}).")
+        return self.item_ids[rows]
+
 
 def _lookup(vocab: list, values: pd.Series | np.ndarray) -> np.ndarray:
     """1-based position of each value in ``vocab``; 0 for unseen or missing values."""

@@ -6,10 +6,8 @@ from typing import Any
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
-from tfmetarec.data.features import EncodedData
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.losses import mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel, check_features
@@ -58,17 +56,18 @@ class ItemStatisticsLearner(MetaLearner):
         self.item_sum.assign(sums.astype(self.item_sum.dtype))
         self.global_mean.assign(float(global_mean))
 
-    def fit_statistics(self, encoded: EncodedData, ratings: pd.DataFrame) -> ItemStatisticsLearner:
-        """Count and average the ``ratings`` (raw ``item`` IDs and ``rating``) per encoded item ID."""
-        rows = encoded.item_index.get_indexer(ratings["item"].to_numpy())
-        if (rows < 0).any():
-            raise ValueError("ratings reference items that are not in the encoded data.")
-        ids = encoded.item_ids[rows]
-        values = ratings["rating"].to_numpy("float64")
+    def fit_statistics(self, item_ids: np.ndarray, ratings: np.ndarray) -> ItemStatisticsLearner:
+        """Count and average ``ratings`` per encoded item ID (``item_ids``, same length)."""
+        ids = np.asarray(item_ids, dtype="int64")
+        values = np.asarray(ratings, dtype="float64")
+        if ids.shape != values.shape or ids.ndim != 1:
+            raise ValueError(f"item_ids {ids.shape} and ratings {values.shape} must be 1-D and the same length.")
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.num_items):
+            raise ValueError(f"Item IDs span [{ids.min()}, {ids.max()}], outside [0, num_items={self.num_items}).")
+        if not np.isfinite(values).all():
+            raise ValueError("ratings contain NaN or infinite values.")
         counts = np.bincount(ids, minlength=self.num_items).astype("float64")
         sums = np.bincount(ids, weights=values, minlength=self.num_items)
-        if len(counts) > self.num_items:
-            raise ValueError(f"Item IDs reach {len(counts) - 1}, beyond num_items={self.num_items}.")
         self.set_statistics(counts, sums, float(values.mean()) if len(values) else None)
         return self
 
