@@ -1,4 +1,8 @@
-"""Export: SavedModels for TF Serving that embed the adaptation step."""
+"""Export: SavedModels for TF Serving and ONNX graphs that embed the adaptation step.
+
+The ONNX part (:mod:`tfmetarec.export.onnx`) needs the ``onnx`` extra and is imported
+from there, so that ``import tfmetarec.export`` works without it.
+"""
 
 from __future__ import annotations
 

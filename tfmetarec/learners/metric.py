@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.maml import inverse_softplus
+from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
 from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, MASK, RATING, USER_CAT, USER_ID, Episode, Features, features_of
 
@@ -95,7 +96,7 @@ class _SimilarityLearner(MetaLearner):
 
     def embed(self, params: dict, features: Features) -> tf.Tensor:
         items = self.model.item_representation(params, features)
-        return tf.tanh(tf.einsum("...d,dh->...h", items, self.proj_kernel) + self.proj_bias)
+        return F.dense(items, self.proj_kernel.value, self.proj_bias.value, "tanh")
 
     def kappa(self) -> tf.Tensor:
         return tf.nn.softplus(self.raw_shrinkage)
