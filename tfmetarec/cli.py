@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   tfmetarec quickstart --dataset movielens-100k         # the real 100K set (see TFMETAREC_DATA_DIR)
   tfmetarec train --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ml1m
   tfmetarec evaluate --workdir runs/ml1m
+  tfmetarec export --workdir runs/ml1m --out serving --onnx   # TF Serving SavedModel + ONNX
 """
 
 
@@ -136,7 +137,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_args(p)
     p.add_argument("--workdir", default=None, help="output folder (default: runs/<dataset>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_export_parser(sub)
     return parser
+
+
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a trained run as a TF Serving SavedModel (and ONNX) that adapts in-graph")
+    p.add_argument("--workdir", required=True, help="folder written by `tfmetarec train`")
+    p.add_argument("--out", required=True, help="serving base folder: the SavedModel goes to <out>/<name>/<version>")
+    p.add_argument("--name", default="tfmetarec", help="model name TF Serving serves it under (default: %(default)s)")
+    p.add_argument("--version", type=int, default=1, help="model version, a positive integer (default: %(default)s)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write <out>/onnx/<name>/<version>/{adapt_and_score,serving_default}.onnx (needs the onnx extra)")
+    p.add_argument("--quantize", action="store_true", help="with --onnx: also write int8 (dynamic) copies")
+    p.add_argument("--no-xla", action="store_true", help="SavedModel without XLA-compiled serving functions")
+
+
+def _export(args: argparse.Namespace) -> int:
+    """The `export` command: learner.keras of a run -> SavedModel (+ ONNX files)."""
+    import keras
+
+    from tfmetarec.export import export_saved_model
+
+    source = Path(args.workdir) / "learner.keras"
+    if not source.exists():
+        raise FileNotFoundError(f"{args.workdir} holds no trained run (no learner.keras); run `tfmetarec train` first.")
+    learner = keras.saving.load_model(source)
+    written = [export_saved_model(learner, args.out, args.name, args.version, jit_compile=not args.no_xla)]
+    if args.onnx:
+        from tfmetarec.export.onnx import export_onnx, quantize_onnx
+
+        folder = Path(args.out) / "onnx" / args.name / str(args.version)
+        for signature in ("adapt_and_score", "serving_default"):
+            path = export_onnx(learner, folder / f"{signature}.onnx", signature=signature)
+            written.append(path)
+            if args.quantize:
+                written.append(quantize_onnx(path, folder / f"{signature}.int8.onnx"))
+    for path in written:
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        print(f"wrote {path} ({sum(f.stat().st_size for f in files) / 2**20:.2f} MB)")
+    print("signatures: serving_default(query_*) -> scores; adapt_and_score(support_*, query_*) -> scores; "
+          "adapt(support_*) -> state_*; score_with_state(state_*, query_*) -> scores")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     tf.get_logger().setLevel("ERROR")  # one retrace per support-size bucket is expected
 
     try:
+        if args.command == "export":
+            return _export(args)
         if args.command == "evaluate":
             run = experiment.load_run(args.workdir)
             if args.data_dir:
@@ -165,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             _report(run, workdir, args)
             print(f"Done in {time.time() - started:.0f} s")
         return 0
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, ImportError) as err:
         print(f"tfmetarec: error: {err}", file=sys.stderr)
         return 2
 
