@@ -3,7 +3,8 @@
 Data flows one way: ``data`` (loaders, features, cold-start splits) ->
 ``tasks`` (padded support/query episodes) -> ``models`` (Keras subclassed
 rating models) -> ``learners`` (MAML and baselines, XLA-compiled training) ->
-``evaluation`` (cold-start metrics and reports).
+``evaluation`` (cold-start metrics and reports) -> ``export`` (SavedModel, ONNX)
+-> ``presets`` (published checkpoints, fine-tuning).
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ from tfmetarec.models import MeLU  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``tfmetarec.from_preset`` / ``save_to_preset``, imported on first use."""
+    if name in ("from_preset", "save_to_preset"):
+        from tfmetarec import presets
+
+        return getattr(presets, name)
+    raise AttributeError(f"module 'tfmetarec' has no attribute {name!r}")
+
+
 __all__ = [
     "MAML",
     "ExperimentConfig",
@@ -34,9 +45,11 @@ __all__ = [
     "cold_start_split",
     "data",
     "evaluation",
+    "from_preset",
     "learners",
     "load_dataset",
     "make_synthetic",
     "models",
+    "save_to_preset",
     "tasks",
 ]

@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   tfmetarec train --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ml1m
   tfmetarec evaluate --workdir runs/ml1m
   tfmetarec export --workdir runs/ml1m --out serving --onnx   # TF Serving SavedModel + ONNX
+  tfmetarec finetune --from melu-maml-ml100k --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ft
 """
 
 
@@ -138,7 +139,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="output folder (default: runs/<dataset>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_export_parser(sub)
+    _add_finetune_parser(sub)
     return parser
+
+
+def _add_finetune_parser(sub) -> None:
+    p = sub.add_parser("finetune", help="continue meta-training a published preset on your data")
+    p.add_argument("--from", dest="preset", required=True,
+                   help="preset: a registered name (see saved_models/), a folder, an https:// URL or hf://owner/repo")
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="your data (default: %(default)s)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split and the new parameters (default: %(default)s)")
+    p.add_argument("--meta-steps", type=int, default=500, help="meta-training steps on your data (default: %(default)s)")
+    p.add_argument("--pretrain-steps", type=int, default=500, help="steps of the global baseline (default: %(default)s)")
+    p.add_argument("--workdir", required=True, help="output run folder (evaluate it with `tfmetarec evaluate`)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    """The `finetune` command: preset -> transfer -> meta-train on the user's data -> saved run."""
+    from tfmetarec.presets import finetune, from_preset
+
+    preset = from_preset(args.preset)
+    base = preset.config
+    config = dataclasses.replace(
+        base, dataset=args.dataset, data_dir=args.data_dir,
+        split=dataclasses.replace(base.split, seed=args.seed, new_item_year=None),
+        train=dataclasses.replace(base.train, meta_steps=args.meta_steps, pretrain_steps=args.pretrain_steps,
+                                  seed=args.seed),
+    )
+    started = time.time()
+    run, report = finetune(preset, config, args.workdir, verbose=0 if args.quiet else 1)
+    print("Transfer from", preset.path)
+    print(report.to_text())
+    print(f"Saved the fine-tuned run to {args.workdir} ({time.time() - started:.0f} s); "
+          f"`tfmetarec evaluate --workdir {args.workdir}` reports it.")
+    return 0
 
 
 def _add_export_parser(sub) -> None:
@@ -193,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "export":
             return _export(args)
+        if args.command == "finetune":
+            return _finetune(args)
         if args.command == "evaluate":
             run = experiment.load_run(args.workdir)
             if args.data_dir:
@@ -209,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             _report(run, workdir, args)
             print(f"Done in {time.time() - started:.0f} s")
         return 0
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, ImportError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, ImportError) as err:  # PresetError too
         print(f"tfmetarec: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,28 @@
+"""Published checkpoints (presets): save, load with checksums, fine-tune on other data."""
+
+from __future__ import annotations
+
+from tfmetarec.presets.finetune import TransferReport, finetune, preset_metrics, transfer
+from tfmetarec.presets.store import (
+    Preset,
+    PresetError,
+    available_presets,
+    from_preset,
+    presets_dir,
+    save_to_preset,
+    verify,
+)
+
+__all__ = [
+    "Preset",
+    "PresetError",
+    "TransferReport",
+    "available_presets",
+    "finetune",
+    "from_preset",
+    "preset_metrics",
+    "presets_dir",
+    "save_to_preset",
+    "transfer",
+    "verify",
+]

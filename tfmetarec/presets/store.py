@@ -1,0 +1,266 @@
+"""Presets: a trained learner with everything needed to use it again, checksummed.
+
+A preset is a folder:
+
+* ``config.json`` -- the experiment config (model, learner, data protocol) and the
+  fitted :class:`~tfmetarec.data.FeatureEncoder` (vocabularies), so new requests are
+  encoded the way the model was trained;
+* ``learner.keras`` -- the learner and its model (Keras v3 archive: JSON config plus
+  weights; loaded with ``safe_mode``, nothing is unpickled);
+* ``metadata.json`` -- training data, protocol, metrics per scenario, library version
+  and the sha256 and size of every other file;
+* ``README.md`` -- the model card.
+
+:func:`from_preset` takes a registered name (a folder of ``saved_models/``), a local
+folder, an ``https://`` URL of a preset folder, or ``hf://owner/repo`` (Hugging Face
+Hub, imported only then). Every file is checked against ``metadata.json`` before
+anything is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import pandas as pd
+
+import tfmetarec
+from tfmetarec.config import ExperimentConfig
+from tfmetarec.data import FeatureEncoder
+from tfmetarec.evaluation.report import to_markdown
+from tfmetarec.learners import MetaLearner
+
+FORMAT = 1
+REQUIRED = ("config.json", "learner.keras", "README.md")
+PRESETS_ENV = "TFMETAREC_PRESETS_DIR"
+
+
+class PresetError(ValueError):
+    """A preset is missing, corrupt, truncated or does not match its metadata."""
+
+
+@dataclass
+class Preset:
+    """A loaded preset: the learner, its config and encoder, and its metadata."""
+
+    path: Path
+    config: ExperimentConfig
+    encoder: FeatureEncoder
+    learner: MetaLearner
+    metadata: dict[str, Any]
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """The metrics recorded at training time, one row per scenario."""
+        return pd.DataFrame(self.metadata.get("metrics", []))
+
+
+def presets_dir() -> Path:
+    """Where registered presets live: ``$TFMETAREC_PRESETS_DIR`` or the repository's ``saved_models/``."""
+    env = os.environ.get(PRESETS_ENV)
+    return Path(env) if env else Path(tfmetarec.__file__).resolve().parent.parent / "saved_models"
+
+
+def available_presets() -> list[str]:
+    """Names of the registered presets (folders with a ``metadata.json``)."""
+    root = presets_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "metadata.json").is_file())
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _model_card(meta: dict[str, Any]) -> str:
+    metrics = pd.DataFrame(meta.get("metrics", []))
+    table = to_markdown(metrics) if len(metrics) else "(no metrics recorded)"
+    return f"""# {meta['name']}
+
+{meta.get('description', '')}
+
+- **Model / learner**: {meta['model']} + {meta['learner']}
+- **Training data**: {meta['training_data']}
+- **Protocol**: {meta['protocol']}
+- **Library**: tfmetarec {meta['library_version']}
+
+## Intended use
+
+Scoring items for users with few or no ratings (cold start) on data encoded like the
+training data: load with `tfmetarec.from_preset({meta['name']!r})`, adapt to a user's
+support ratings, score candidates; or fine-tune on your own interactions with
+`tfmetarec finetune --from {meta['name']}`.
+
+## Metrics (the preset's own learner, on the held-out partitions of its split)
+
+{table}
+
+## Data and license
+
+{meta.get('data_license', 'See the training data above.')}
+
+## Limits
+
+{meta.get('limits', 'Trained on a small dataset with a short budget; expect to fine-tune on your own data.')}
+"""
+
+
+def save_to_preset(
+    learner: MetaLearner,
+    config: ExperimentConfig,
+    encoder: FeatureEncoder,
+    path: str | os.PathLike,
+    name: str | None = None,
+    metrics: pd.DataFrame | None = None,
+    **card: str,
+) -> Path:
+    """Write a preset folder (refuses a folder that is not empty).
+
+    ``card`` adds model-card text: ``description``, ``training_data``, ``protocol``,
+    ``data_license``, ``limits``.
+    """
+    out = Path(path)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; choose a new folder for the preset.")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(
+        json.dumps({"format": FORMAT, "experiment": config.to_dict(), "encoder": encoder.to_dict()}, indent=1),
+        encoding="utf-8")
+    learner.save(out / "learner.keras")
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "name": name or out.name,
+        "description": card.get("description", ""),
+        "model": config.model.name,
+        "learner": config.learner.name,
+        "training_data": card.get("training_data", config.dataset),
+        "protocol": card.get("protocol", f"{config.split.method} cold-start split, seed {config.train.seed}"),
+        "data_license": card.get("data_license", ""),
+        "limits": card.get("limits", ""),
+        "library_version": tfmetarec.__version__,
+        "metrics": [] if metrics is None else json.loads(metrics.to_json(orient="records")),
+    }
+    (out / "README.md").write_text(_model_card(meta), encoding="utf-8")
+    meta["files"] = {f: {"sha256": sha256(out / f), "bytes": (out / f).stat().st_size} for f in REQUIRED}
+    (out / "metadata.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return out
+
+
+def verify(folder: Path) -> dict[str, Any]:
+    """Check every file of a preset folder against its metadata; returns the metadata."""
+    meta_path = folder / "metadata.json"
+    if not meta_path.is_file():
+        raise PresetError(f"{folder} is not a preset: metadata.json is missing.")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        files = meta["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise PresetError(f"{meta_path} is corrupt: {err}.") from err
+    if meta.get("format") != FORMAT:
+        raise PresetError(f"{meta_path}: preset format {meta.get('format')!r}, this library reads {FORMAT}.")
+    for required in REQUIRED:
+        if required not in files:
+            raise PresetError(f"{meta_path} does not list {required}.")
+    for fname, info in files.items():
+        path = folder / fname
+        if not path.is_file():
+            raise PresetError(f"{path} is missing from the preset.")
+        size = path.stat().st_size
+        if size != info["bytes"]:
+            raise PresetError(f"{path} has {size} bytes, the preset says {info['bytes']} (truncated or replaced).")
+        if sha256(path) != info["sha256"]:
+            raise PresetError(f"{path} fails its sha256 check: the file was changed or corrupted.")
+    return meta
+
+
+def _download(url: str, dest: Path) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as f:  # noqa: S310 (scheme checked)
+            shutil.copyfileobj(response, f)
+    except OSError as err:
+        raise PresetError(f"Could not download {url}: {err}.") from err
+
+
+def _fetch_http(url: str, cache: Path, allow_http: bool) -> Path:
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "http" and not (allow_http or parsed.hostname in ("localhost", "127.0.0.1")):
+        raise PresetError(f"Refusing plain http for {url}; use https (or allow_http=True).")
+    base = url.rstrip("/") + "/"
+    key = hashlib.sha256(base.encode()).hexdigest()[:16]
+    target = cache / key
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix=".download-"))
+    _download(base + "metadata.json", staging / "metadata.json")
+    try:
+        files = json.loads((staging / "metadata.json").read_text(encoding="utf-8"))["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise PresetError(f"{base}metadata.json is corrupt: {err}.") from err
+    for fname in files:
+        if "/" in fname or fname.startswith("."):
+            raise PresetError(f"{base}metadata.json lists an unsafe file name {fname!r}.")
+        _download(base + fname, staging / fname)
+    verify(staging)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+def _fetch_hub(handle: str, cache: Path) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as err:
+        raise PresetError(f"Loading {handle} needs huggingface_hub: pip install huggingface_hub.") from err
+    return Path(snapshot_download(repo_id=handle[len("hf://"):], cache_dir=str(cache)))
+
+
+def resolve(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None, allow_http: bool = False) -> Path:
+    """The local folder of a preset given by name, folder, URL or ``hf://`` handle."""
+    text = os.fspath(source)
+    cache = Path(cache_dir or Path.home() / ".cache" / "tfmetarec" / "presets")
+    if text.startswith(("https://", "http://")):
+        cache.mkdir(parents=True, exist_ok=True)
+        return _fetch_http(text, cache, allow_http)
+    if text.startswith("hf://"):
+        cache.mkdir(parents=True, exist_ok=True)
+        return _fetch_hub(text, cache)
+    if Path(text).is_dir():
+        return Path(text)
+    registered = presets_dir() / text
+    if registered.is_dir():
+        return registered
+    raise PresetError(f"No preset {text!r}: not a folder, URL or registered name "
+                      f"(registered: {available_presets() or 'none'}; looked in {presets_dir()}).")
+
+
+def from_preset(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                allow_http: bool = False) -> Preset:
+    """Load a preset by registered name, folder, ``https://`` URL or ``hf://`` handle, checksums first."""
+    folder = resolve(source, cache_dir, allow_http)
+    meta = verify(folder)
+    try:
+        stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = ExperimentConfig.from_dict(stored["experiment"])
+        encoder = FeatureEncoder.from_dict(stored["encoder"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise PresetError(f"{folder / 'config.json'} does not describe an experiment: {err}.") from err
+    try:
+        learner = keras.saving.load_model(folder / "learner.keras", safe_mode=True)
+    except Exception as err:  # Keras raises many types for a bad archive
+        raise PresetError(f"{folder / 'learner.keras'} could not be loaded: {err}.") from err
+    if not isinstance(learner, MetaLearner):
+        raise PresetError(f"{folder / 'learner.keras'} holds a {type(learner).__name__}, not a tfmetarec learner.")
+    return Preset(folder, config, encoder, learner, meta)
