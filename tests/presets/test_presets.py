@@ -116,6 +116,7 @@ def test_loads_over_http_and_verifies_the_download(tmp_path, tiny_copy):
         (tiny_copy / "README.md").write_text("changed on the server")
         with pytest.raises(PresetError, match="README.md"):
             from_preset(url, cache_dir=tmp_path / "cache")
+        assert not list((tmp_path / "cache").glob(".download-*")), "a failed download leaves nothing behind"
     finally:
         server.shutdown()
 

@@ -203,16 +203,20 @@ def _fetch_http(url: str, cache: Path, allow_http: bool) -> Path:
     key = hashlib.sha256(base.encode()).hexdigest()[:16]
     target = cache / key
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=".download-"))
-    _download(base + "metadata.json", staging / "metadata.json")
     try:
-        files = json.loads((staging / "metadata.json").read_text(encoding="utf-8"))["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise PresetError(f"{base}metadata.json is corrupt: {err}.") from err
-    for fname in files:
-        if "/" in fname or fname.startswith("."):
-            raise PresetError(f"{base}metadata.json lists an unsafe file name {fname!r}.")
-        _download(base + fname, staging / fname)
-    verify(staging)
+        _download(base + "metadata.json", staging / "metadata.json")
+        try:
+            files = json.loads((staging / "metadata.json").read_text(encoding="utf-8"))["files"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise PresetError(f"{base}metadata.json is corrupt: {err}.") from err
+        for fname in files:
+            if "/" in fname or fname.startswith("."):
+                raise PresetError(f"{base}metadata.json lists an unsafe file name {fname!r}.")
+            _download(base + fname, staging / fname)
+        verify(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed download leaves nothing behind
+        raise
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
