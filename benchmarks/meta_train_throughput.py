@@ -35,7 +35,6 @@ from common import machine, markdown_table, matmul_gflops, median_rate, peak_rss
 from tfmetarec.learners import MAML, MetaTrainer  # noqa: E402
 from tfmetarec.learners.adaptation import inner_loop  # noqa: E402
 from tfmetarec.models import MeLU  # noqa: E402
-from tfmetarec.types import SUPPORT  # noqa: E402
 
 USER_VOCABS = (3, 8, 22, 40)
 ITEM_VOCABS = (20, 30, 50, 100)

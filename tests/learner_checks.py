@@ -12,7 +12,7 @@ from helpers import random_episode, tiny_melu
 from tfmetarec import learners
 from tfmetarec.learners import MetaLearner, MetaTrainer
 from tfmetarec.learners.losses import task_mse
-from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, features_of
+from tfmetarec.types import MASK, RATING, SUPPORT, features_of
 
 GRADIENT = "gradient"  # adapts by inner SGD: the support loss must drop
 SUPPORT_BASED = "support"  # metric / model-based: scores depend on the support

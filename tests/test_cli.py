@@ -1,5 +1,7 @@
 """The `tfmetarec` command: help, a tiny quickstart, evaluate, and clear errors."""
 
+import json
+
 import pytest
 
 from tfmetarec.cli import build_parser, main
@@ -32,6 +34,16 @@ def test_tiny_quickstart_then_evaluate(tmp_path, capsys):
         assert (tmp_path / name).exists(), name
     assert main(["evaluate", "--workdir", str(tmp_path)]) == 0
     assert "user_cold" in capsys.readouterr().out
+
+
+def test_train_accepts_every_registered_model_name(tmp_path, capsys):
+    args = ["train", "--model", "two_tower", "--meta-steps", "5", "--embedding-dim", "4", "--hidden-units", "8",
+            "--inner-steps", "1", "--workdir", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "two_tower"
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "svd"])
+    assert "invalid choice: 'svd'" in capsys.readouterr().err
 
 
 def test_errors_are_reported_without_a_traceback(tmp_path, capsys):

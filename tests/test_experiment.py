@@ -1,11 +1,9 @@
 """End to end: synthetic meta-training beats the baselines; the real 100K set runs."""
 
-import dataclasses
 
 import pytest
 
 from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
-from tfmetarec.data import SplitConfig
 from tfmetarec.data.paths import movielens_100k_dir
 from tfmetarec.data.splits import SCENARIOS
 from tfmetarec.experiment import adaptation_curves, evaluate, load_run, train

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tfmetarec.config import DATASETS, LEARNERS, ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
+from tfmetarec.config import DATASETS, LEARNERS, MODELS, ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
 from tfmetarec.data.splits import SplitConfig
 
 EXAMPLES = """examples:
@@ -32,7 +32,7 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--query-size", type=int, default=s.query_size, help="query ratings per task (default: %(default)s)")
     g.add_argument("--min-support", type=int, default=s.min_support, help="least support ratings of an evaluation task (default: %(default)s)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=m.name, help="rating model (default: %(default)s)")
+    g.add_argument("--model", choices=MODELS, default=m.name, help="rating model (default: %(default)s)")
     g.add_argument("--embedding-dim", type=int, default=m.embedding_dim, help="feature embedding size (default: %(default)s)")
     g.add_argument("--hidden-units", type=int, nargs="+", default=list(m.hidden_units), help="decision layer widths (default: %(default)s)")
     g = p.add_argument_group("meta-learner")

@@ -16,6 +16,8 @@ LEARNERS = (
     "item_mean",
 )
 """The names of ``tfmetarec.learners.available()``, without importing TensorFlow."""
+MODELS = ("cf", "content", "hybrid", "melu", "metaemb", "two_tower")
+"""The names of ``tfmetarec.models.available()``, without importing TensorFlow."""
 
 
 def _from_dict(cls, values: dict[str, Any]):

@@ -104,17 +104,8 @@ def prepare(config: ExperimentConfig, data: InteractionData | None = None) -> Pr
 def build_model(config: ExperimentConfig, spec: FeatureSpec) -> MetaModel:
     """A fresh rating model sized for the encoded features."""
     m = config.model
-    cls = get_model(m.name)
-    return cls(
-        user_vocab_sizes=spec.user_vocab_sizes,
-        item_vocab_sizes=spec.item_vocab_sizes,
-        num_genres=len(spec.genres),
-        embedding_dim=m.embedding_dim,
-        hidden_units=m.hidden_units,
-        num_users=spec.num_users,
-        num_items=spec.num_items,
-        use_ids=m.use_ids,
-        seed=config.train.seed,
+    return get_model(m.name).from_spec(
+        spec, embedding_dim=m.embedding_dim, hidden_units=m.hidden_units, use_ids=m.use_ids, seed=config.train.seed
     )
 
 

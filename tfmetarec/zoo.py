@@ -21,6 +21,7 @@ from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, Train
 from tfmetarec.data.splits import SplitConfig
 from tfmetarec.evaluation.protocol import evaluate_scenarios
 from tfmetarec.evaluation.report import aggregate_seeds, tidy
+from tfmetarec.evaluation.retrieval import catalogue_retrieval
 from tfmetarec.experiment import build_learner, build_model, fit_learner, prepare, tune_finetune_lr
 from tfmetarec.learners import Pretrain
 
@@ -45,6 +46,9 @@ class ZooSettings:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(embedding_dim=16, hidden_units=(64, 32)))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(meta_steps=800, pretrain_steps=800))
     inner_steps: int = 3
+    # Catalogue-wide Recall@k / nDCG@k / coverage@k, on this scenario's tasks.
+    retrieval_ks: tuple[int, ...] = (20,)
+    retrieval_scenario: str = "user_cold"
 
 
 def pairs(settings: ZooSettings) -> list[tuple[str, str]]:
@@ -96,6 +100,14 @@ def run_group(settings: ZooSettings, dataset: str, seed: int, verbose: bool = Tr
             compared, prepared.encoded, prepared.scenarios, batch_size=config.train.batch_size,
             jit_compile=False, binary=True,
         )
+        tasks = prepared.scenarios.get(settings.retrieval_scenario)
+        if settings.retrieval_ks and tasks is not None and len(tasks):
+            for method, scored in compared.items():
+                found = catalogue_retrieval(scored, prepared.encoded, tasks, settings.retrieval_ks,
+                                            batch_size=config.train.batch_size)
+                where = (report.method == method) & (report.scenario == settings.retrieval_scenario)
+                for key, value in found.items():
+                    report.loc[where, key] = value
         rows.append(report.assign(**tag, seconds=time.time() - started))
         if verbose:
             cold = report[report.scenario == "user_cold"]
@@ -173,6 +185,23 @@ def to_markdown_table(summary: pd.DataFrame, results: pd.DataFrame | None = None
                     row = g[g.scenario == scenario]
                     cells.append("—" if row.empty else f"{row[metric].iloc[0]:.4f} ± {row[metric + '_std'].iloc[0]:.4f}")
                 lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+    recall = sorted(c for c in summary.columns if c.startswith("Recall@") and not c.endswith("_std"))
+    for dataset, data in summary.groupby("dataset", sort=False):
+        for column in recall:
+            k = column.split("@")[1]
+            rows = data[data[column].notna()]
+            if rows.empty:
+                continue
+            scenario = rows.scenario.iloc[0]
+            lines += [f"### {dataset}: ranking the whole catalogue, {scenario} (mean ± sd over "
+                      f"{int(rows['seeds'].max())} seeds)", ""]
+            names = (column, f"cat_nDCG@{k}", f"cat_coverage@{k}")
+            lines += ["| model | method | " + " | ".join(n.replace("cat_", "") for n in names) + " |",
+                      "|---|---|" + "---:|" * len(names)]
+            for _, r in rows.iterrows():
+                cells = [f"{r[n]:.4f} ± {r[n + '_std']:.4f}" for n in names]
+                lines.append(f"| {r['model']} | {r['method']} | " + " | ".join(cells) + " |")
             lines.append("")
     if results is not None and "skipped" in results.columns:
         skipped = results[results["skipped"].notna()].drop_duplicates(["model", "method"])

@@ -8,7 +8,7 @@ from helpers import random_episode
 from learner_checks import build
 from tfmetarec import learners
 from tfmetarec.export import export_saved_model, request_inputs
-from tfmetarec.types import QUERY, SUPPORT, features_of
+from tfmetarec.types import QUERY, features_of
 
 EXPORTED = [n for n in learners.available()]
 

@@ -2,7 +2,6 @@
 
 import dataclasses
 import http.server
-import json
 import shutil
 import sys
 import threading

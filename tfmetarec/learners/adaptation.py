@@ -45,11 +45,15 @@ def inner_loop(
         first_order: stop gradients through the inner gradients (FOMAML).
 
     Returns:
-        The adapted parameters (``[T, ...]`` each) and the support loss
+        The adapted parameters (``[T, ...]`` each) with the model's
+        ``task_context(support)`` (values such as the support size, not
+        parameters: they get no gradient step), and the support loss
         ``[T]`` before each step (for diagnostics).
     """
     features = features_of(support)
     tasks = tf.shape(support[MASK])[0]
+    context = model.task_context(support)
+    params = {**params, **context}
     fast = {name: tile_for_tasks(params[name], tasks) for name in adapt_names}
     losses = []
     for step in range(steps):
@@ -70,4 +74,4 @@ def inner_loop(
                 grad = tf.stop_gradient(grad)
             new_fast[name] = value - tf.cast(rates[name], value.dtype) * grad
         fast = new_fast
-    return fast, losses
+    return {**fast, **context}, losses

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.losses import mean_over_tasks, task_mse
+from tfmetarec.learners.losses import in_batch_softmax_loss, mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel
 from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
 
@@ -55,11 +55,26 @@ class MetaLearner(keras.Model):
         return list(self.trainable_variables)
 
     def meta_loss(self, episode: Episode) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """Query loss after adaptation, averaged over the real tasks."""
-        pred = self(episode)
+        """Query loss after adaptation, averaged over the real tasks (plus the
+        model's retrieval term, see :meth:`with_retrieval_loss`)."""
+        state = self.adapt(episode[SUPPORT])
         query = episode[QUERY]
+        pred = self.score(state, features_of(query))
         loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK])
-        return loss, {"loss": loss}
+        return self.with_retrieval_loss(loss, state, episode)
+
+    def with_retrieval_loss(self, loss: tf.Tensor, state: dict[str, tf.Tensor],
+                            episode: Episode) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """``loss`` plus ``model.retrieval_weight`` times the in-batch softmax of the
+        query items scored with ``state`` (models without a ``retrieval_weight``, or
+        with 0, add nothing). Logs both terms."""
+        weight = float(getattr(self.model, "retrieval_weight", 0.0))
+        if weight <= 0:
+            return loss, {"loss": loss}
+        retrieval = in_batch_softmax_loss(lambda features: self.score(state, features), episode[QUERY],
+                                          episode[TASK_MASK], self.model.retrieval_temperature)
+        total = loss + weight * retrieval
+        return total, {"loss": total, "rating_loss": loss, "retrieval_loss": retrieval}
 
     def meta_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
         """Gradients of :meth:`meta_loss` for :meth:`meta_variables`."""

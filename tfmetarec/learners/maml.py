@@ -119,9 +119,11 @@ class MAML(MetaLearner):
         params = self.model.variable_values()
         features = features_of(support)
         tasks = tf.shape(support[MASK])[0]
+        context = self.model.task_context(support)
+        params = {**params, **context}
         fast = {name: tile_for_tasks(params[name], tasks) for name in self.adapt_names}
         rates_per_step = self.inner_learning_rates()
-        states = [fast]
+        states = [{**fast, **context}]
         for step in range(self.inner_steps):
             rates = rates_per_step[min(step, len(rates_per_step) - 1)]
             with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -136,7 +138,7 @@ class MAML(MetaLearner):
                     grad = tf.stop_gradient(grad)
                 new_fast[name] = value - tf.cast(rates[name], value.dtype) * grad
             fast = new_fast
-            states.append(fast)
+            states.append({**fast, **context})
         return states
 
     def msl_weights(self) -> tf.Tensor:
@@ -157,12 +159,14 @@ class MAML(MetaLearner):
         features = features_of(query)
         weights = self.msl_weights()
         losses = []
-        for fast in self.trajectory(episode[SUPPORT])[1:]:
+        states = self.trajectory(episode[SUPPORT])[1:]
+        for fast in states:
             pred = self.score(fast, features)
             losses.append(mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK]))
         stacked = tf.stack(losses)
         loss = tf.reduce_sum(tf.cast(weights, stacked.dtype) * stacked)
-        return loss, {"loss": loss, "query_loss": losses[-1]}
+        loss, logs = self.with_retrieval_loss(loss, states[-1], episode)
+        return loss, {**logs, "query_loss": losses[-1]}
 
     def meta_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
         grads, logs = super().meta_gradients(episode)

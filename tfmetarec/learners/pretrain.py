@@ -45,7 +45,7 @@ class Pretrain(MetaLearner):
 
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
         if self.finetune_steps == 0:
-            return {}
+            return self.model.task_context(support)
         rate = tf.constant(self.finetune_lr, tf.float32)
         fast, _ = inner_loop(
             self.model,
@@ -67,7 +67,7 @@ class Pretrain(MetaLearner):
             pred = self.model.forward(self.model.variable_values(), features_of(part))
             losses.append(mean_over_tasks(task_mse(pred, part[RATING], part[MASK]), episode[TASK_MASK]))
         loss = 0.5 * (losses[0] + losses[1])
-        return loss, {"loss": loss}
+        return self.with_retrieval_loss(loss, {}, episode)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from tfmetarec.models.base import MetaModel
+from tfmetarec.models.cf import BiasedMF
+from tfmetarec.models.content import ContentModel
+from tfmetarec.models.hybrid import Hybrid
 from tfmetarec.models.melu import MeLU
+from tfmetarec.models.metaemb import MetaEmb, MetaEmbeddingTrainer
+from tfmetarec.models.two_tower import TwoTower
 
 _REGISTRY: dict[str, type[MetaModel]] = {"melu": MeLU}
+_REGISTRY.update(cf=BiasedMF, content=ContentModel, hybrid=Hybrid, metaemb=MetaEmb, two_tower=TwoTower)
 
 
 def get(name: str) -> type[MetaModel]:
@@ -21,4 +27,15 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-__all__ = ["MeLU", "MetaModel", "available", "get"]
+__all__ = [
+    "BiasedMF",
+    "ContentModel",
+    "Hybrid",
+    "MeLU",
+    "MetaEmb",
+    "MetaEmbeddingTrainer",
+    "MetaModel",
+    "TwoTower",
+    "available",
+    "get",
+]

@@ -9,7 +9,9 @@ through the adapted tensors back to the variables.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -17,8 +19,61 @@ import tensorflow as tf
 from tfmetarec.types import Features, Params
 
 
+# Hyperparameters every model may be handed by ``experiment.build_model``; a model whose
+# constructor does not take one of them ignores it in :meth:`MetaModel.from_spec`.
+COMMON_HYPERPARAMETERS = ("embedding_dim", "hidden_units", "use_ids", "output_bias", "seed")
+# What ``from_spec`` reads from a feature spec, by constructor argument.
+SPEC_ARGUMENTS = ("user_vocab_sizes", "item_vocab_sizes", "num_genres", "num_users", "num_items")
+_KERAS_ARGUMENTS = ("name", "dtype", "trainable")
+
+
 class MetaModel(keras.Model):
     """Base class: named parameters, parameter groups and a pure forward pass."""
+
+    @classmethod
+    def hyperparameters(cls) -> tuple[str, ...]:
+        """The constructor arguments of this model that are not read from a feature spec."""
+        names = []
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in SPEC_ARGUMENTS:
+                continue
+            names.append(name)
+        return tuple(names)
+
+    @classmethod
+    def from_spec(cls, spec: Any, **hparams: Any) -> MetaModel:
+        """A model sized for the encoded features described by ``spec``.
+
+        ``spec`` is any object with ``user_vocab_sizes``, ``item_vocab_sizes``,
+        ``genres`` (or ``num_genres``), ``num_users`` and ``num_items`` (e.g. a
+        ``tfmetarec.data.features.FeatureSpec``). Of those, only what the
+        constructor takes is passed. ``hparams`` go to the constructor; the
+        common ones (:data:`COMMON_HYPERPARAMETERS`) are dropped silently when
+        this model does not take them, any other unknown name raises.
+        """
+        accepted = cls.hyperparameters()
+        signature = inspect.signature(cls.__init__).parameters
+        genres = getattr(spec, "genres", None)
+        values = {
+            "user_vocab_sizes": tuple(int(v) for v in spec.user_vocab_sizes),
+            "item_vocab_sizes": tuple(int(v) for v in spec.item_vocab_sizes),
+            "num_genres": len(genres) if genres is not None else int(getattr(spec, "num_genres", 0)),
+            "num_users": int(spec.num_users),
+            "num_items": int(spec.num_items),
+        }
+        kwargs = {k: v for k, v in values.items() if k in signature}
+        unknown = [k for k in hparams if k not in accepted and k not in COMMON_HYPERPARAMETERS
+                   and k not in _KERAS_ARGUMENTS]
+        if unknown:
+            raise TypeError(f"{cls.__name__} takes no hyperparameter(s) {unknown}; it takes {list(accepted)}.")
+        kwargs.update({k: v for k, v in hparams.items() if k in accepted or k in _KERAS_ARGUMENTS})
+        return cls(**kwargs)
+
+    def task_context(self, support: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Per-task values a model reads from the support besides its parameters
+        (``{}`` here). The gradient learners put them in the adapted state, so the
+        query is scored with them; see :class:`~tfmetarec.models.hybrid.Hybrid`."""
+        return {}
 
     def parameters(self) -> dict[str, tf.Variable]:
         """The trainable variables by their (unique) names."""

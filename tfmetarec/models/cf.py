@@ -1,0 +1,375 @@
+"""Biased matrix factorisation with meta-learned user and item priors.
+
+``r(u, i) = <p_u, q_i> + b_u + b_i + mu``. In a cold-start task the user is
+new (ID 0, the out-of-vocabulary bucket), so what a learner adapts is the
+*prior* user: a meta-learned vector and bias, optionally shifted by a linear
+map of the user's categorical features. A new item (ID 0) likewise gets a
+learned prior vector and bias, optionally shifted by a linear map of its
+content (categorical fields and genres).
+
+The building blocks here (:class:`UserSide`, :class:`CFItemSide`) create their
+weights on an owning :class:`~tfmetarec.models.base.MetaModel` under a name
+prefix, so :class:`~tfmetarec.models.hybrid.Hybrid` can hold two of them.
+Every block is a pure function of the parameter mapping and accepts per-task
+parameters (a leading task axis ``T``) like the ops of
+:mod:`tfmetarec.models.functional`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmetarec.models import functional as F
+from tfmetarec.models.base import MetaModel, check_features
+from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, USER_CAT, USER_ID, Features, Params
+
+
+def _seed(seed: int | None, offset: int) -> int | None:
+    return None if seed is None else int(seed) + offset
+
+
+def _normal(seed: int | None, offset: int, stddev: float = 0.1) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(stddev=stddev, seed=_seed(seed, offset))
+
+
+def _small_glorot(seed: int | None, offset: int, scale: float = 0.1) -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(scale, "fan_avg", "uniform", seed=_seed(seed, offset))
+
+
+def rows_shape(features: Features) -> tf.Tensor:
+    """The leading ``[...]`` (``[N]`` or ``[T, N]``) shape of a feature batch."""
+    for key in (USER_ID, ITEM_ID):
+        if key in features:
+            return tf.shape(features[key])
+    for key in (USER_CAT, ITEM_CAT, ITEM_MULTI):
+        if key in features:
+            return tf.shape(features[key])[:-1]
+    raise KeyError(f"An empty feature batch; expected some of {[USER_ID, ITEM_ID, USER_CAT, ITEM_CAT, ITEM_MULTI]}.")
+
+
+def per_task(value: tf.Tensor, base_rank: int) -> tf.Tensor:
+    """A parameter ready to broadcast over rows: a per-task copy ``[T, ...]`` (one
+    axis more than ``base_rank``) gets a row axis ``[T, 1, ...]``; a shared one is kept."""
+    if len(value.shape) == base_rank + 1:
+        return tf.expand_dims(value, 1)
+    return value
+
+
+def vector_and_bias(factors: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+    """``[..., d]`` and ``[...]`` -> ``[..., d + 1]`` (a per-task pair stays per task)."""
+    return tf.concat([factors, bias[..., None]], axis=-1)
+
+
+def bilinear_score(user: tf.Tensor, item: tf.Tensor, global_bias: tf.Tensor) -> tf.Tensor:
+    """``<p, q> + b_u + b_i + mu`` from ``user = [p, b_u]`` and ``item = [q, b_i]`` (``[..., d + 1]``)."""
+    d = user.shape[-1] - 1
+    if item.shape[-1] != d + 1:
+        raise ValueError(f"User state width {d + 1} and item state width {item.shape[-1]} differ.")
+    dot = tf.reduce_sum(user[..., :d] * item[..., :d], axis=-1)
+    return dot + user[..., d] + item[..., d] + per_task(global_bias, 0)
+
+
+def id_mask(ids: tf.Tensor, dtype) -> tf.Tensor:
+    """1 for an in-vocabulary ID, 0 for the out-of-vocabulary index 0: ``[..., 1]``."""
+    return tf.cast(ids > 0, dtype)[..., None]
+
+
+class UserSide:
+    """The user half of a factorisation model, ``[p_u, b_u]`` of width ``dim + 1``:
+
+    ``prior + W · embed(user_cat) + [u > 0] · [P[u], B[u]]``
+
+    * ``{prefix}user_prior_factors [dim]`` and ``{prefix}user_prior_bias []``: the
+      meta-learned prior user (all a new user, ID 0 without features, gets);
+    * with ``use_features``: ``{prefix}user_feature_embedding [sum(vocab), dim]``
+      and ``{prefix}user_feature_kernel [fields * dim, dim + 1]``, a linear map of
+      the user's categorical features added to the prior;
+    * with ``use_ids``: ``{prefix}user_id_factors [num_users, dim]`` and
+      ``{prefix}user_id_bias [num_users]``, a per-user residual for known users
+      (row 0, the out-of-vocabulary bucket, is masked out and never used).
+
+    :attr:`adapt_names` (prior factors, prior bias and the feature kernel) are
+    what a learner adapts per task: for one user they move ``[p_u, b_u]``.
+    """
+
+    def __init__(
+        self,
+        owner: MetaModel,
+        prefix: str,
+        user_vocab_sizes: Sequence[int],
+        dim: int,
+        num_users: int,
+        use_features: bool,
+        use_ids: bool,
+        seed: int | None,
+    ):
+        self.prefix = prefix
+        self.dim = int(dim)
+        self.use_features = bool(use_features) and bool(user_vocab_sizes)
+        self.use_ids = bool(use_ids)
+        self.offsets = np.cumsum([0, *list(user_vocab_sizes)[:-1]]).astype("int32")
+        p = prefix
+        owner.add_weight(shape=(dim,), initializer=_normal(seed, 0), name=f"{p}user_prior_factors")
+        owner.add_weight(shape=(), initializer="zeros", name=f"{p}user_prior_bias")
+        self.adapt_names = [f"{p}user_prior_factors", f"{p}user_prior_bias"]
+        self.names = list(self.adapt_names)
+        if self.use_features:
+            owner.add_weight(shape=(int(sum(user_vocab_sizes)), dim), initializer=_normal(seed, 1),
+                             name=f"{p}user_feature_embedding")
+            owner.add_weight(shape=(len(user_vocab_sizes) * dim, dim + 1), initializer=_small_glorot(seed, 2),
+                             name=f"{p}user_feature_kernel")
+            self.adapt_names.append(f"{p}user_feature_kernel")
+            self.names += [f"{p}user_feature_embedding", f"{p}user_feature_kernel"]
+        if self.use_ids:
+            owner.add_weight(shape=(num_users, dim), initializer=_normal(seed, 3), name=f"{p}user_id_factors")
+            owner.add_weight(shape=(num_users,), initializer="zeros", name=f"{p}user_id_bias")
+            self.names += [f"{p}user_id_factors", f"{p}user_id_bias"]
+
+    @property
+    def state_dim(self) -> int:
+        return self.dim + 1
+
+    def state(self, params: Params, features: Features, model: str) -> tf.Tensor:
+        """``[p_u, b_u]`` of every row: ``[..., dim + 1]``."""
+        p = self.prefix
+        prior = vector_and_bias(params[f"{p}user_prior_factors"], params[f"{p}user_prior_bias"])
+        rows = rows_shape(features)
+        state = tf.broadcast_to(per_task(prior, 1), tf.concat([rows, [self.dim + 1]], axis=0))
+        if self.use_features:
+            check_features(features, [USER_CAT], model)
+            emb = F.embed_fields(params[f"{p}user_feature_embedding"], features[USER_CAT], self.offsets)
+            state = state + F.dense(emb, params[f"{p}user_feature_kernel"])
+        if self.use_ids:
+            check_features(features, [USER_ID], model)
+            ids = features[USER_ID]
+            factors = F.embed(params[f"{p}user_id_factors"], ids)
+            bias = F.embed(params[f"{p}user_id_bias"][..., None], ids)
+            state = state + id_mask(ids, state.dtype) * tf.concat([factors, bias], axis=-1)
+        return state
+
+
+def item_content(
+    params: Params,
+    features: Features,
+    prefix: str,
+    offsets: np.ndarray,
+    has_fields: bool,
+    num_genres: int,
+    model: str,
+) -> tf.Tensor:
+    """Item content as one vector: the item fields' embeddings and the mean genre
+    embedding, concatenated: ``[..., (fields + [genres > 0]) * dim]``."""
+    parts = []
+    if has_fields:
+        check_features(features, [ITEM_CAT], model)
+        parts.append(F.embed_fields(params[f"{prefix}item_feature_embedding"], features[ITEM_CAT], offsets))
+    if num_genres:
+        check_features(features, [ITEM_MULTI], model)
+        table = params[f"{prefix}genre_embedding"]
+        parts.append(F.embed_multi_hot(table, tf.cast(features[ITEM_MULTI], table.dtype)))
+    return tf.concat(parts, axis=-1)
+
+
+def add_content_embeddings(owner: MetaModel, prefix: str, item_vocab_sizes: Sequence[int], num_genres: int,
+                           dim: int, seed: int | None, offset: int) -> tuple[list[str], int]:
+    """Create the item-field and genre tables; returns their names and the content width."""
+    names, width = [], 0
+    if item_vocab_sizes:
+        owner.add_weight(shape=(int(sum(item_vocab_sizes)), dim), initializer=_normal(seed, offset),
+                         name=f"{prefix}item_feature_embedding")
+        names.append(f"{prefix}item_feature_embedding")
+        width += len(item_vocab_sizes) * dim
+    if num_genres:
+        owner.add_weight(shape=(int(num_genres), dim), initializer=_normal(seed, offset + 1),
+                         name=f"{prefix}genre_embedding")
+        names.append(f"{prefix}genre_embedding")
+        width += dim
+    return names, width
+
+
+class CFItemSide:
+    """The item half of the factorisation, ``[q_i, b_i]`` of width ``dim + 1``:
+
+    ``prior + C · content(i) + [i > 0] · [Q[i], B[i]]``
+
+    * ``{prefix}item_prior_factors [dim]``, ``{prefix}item_prior_bias []``: the
+      learned prior item (what a new item, ID 0, starts from);
+    * with ``use_content`` (and some item content): the item-field and genre
+      tables and ``{prefix}item_content_kernel [width, dim + 1]``;
+    * ``{prefix}item_id_factors [num_items, dim]``, ``{prefix}item_id_bias [num_items]``:
+      the per-item residuals (row 0 masked out).
+    """
+
+    def __init__(
+        self,
+        owner: MetaModel,
+        prefix: str,
+        item_vocab_sizes: Sequence[int],
+        num_genres: int,
+        dim: int,
+        num_items: int,
+        use_content: bool,
+        seed: int | None,
+    ):
+        self.prefix = prefix
+        self.dim = int(dim)
+        self.has_fields = bool(use_content) and bool(item_vocab_sizes)
+        self.num_genres = int(num_genres) if use_content else 0
+        self.use_content = self.has_fields or bool(self.num_genres)
+        self.offsets = np.cumsum([0, *list(item_vocab_sizes)[:-1]]).astype("int32")
+        p = prefix
+        owner.add_weight(shape=(dim,), initializer=_normal(seed, 10), name=f"{p}item_prior_factors")
+        owner.add_weight(shape=(), initializer="zeros", name=f"{p}item_prior_bias")
+        self.names = [f"{p}item_prior_factors", f"{p}item_prior_bias"]
+        if self.use_content:
+            tables, width = add_content_embeddings(
+                owner, p, item_vocab_sizes if self.has_fields else (), self.num_genres, dim, seed, 11)
+            owner.add_weight(shape=(width, dim + 1), initializer=_small_glorot(seed, 13), name=f"{p}item_content_kernel")
+            self.names += [*tables, f"{p}item_content_kernel"]
+        owner.add_weight(shape=(num_items, dim), initializer=_normal(seed, 14), name=f"{p}item_id_factors")
+        owner.add_weight(shape=(num_items,), initializer="zeros", name=f"{p}item_id_bias")
+        self.names += [f"{p}item_id_factors", f"{p}item_id_bias"]
+
+    def state(self, params: Params, features: Features, model: str) -> tf.Tensor:
+        """``[q_i, b_i]`` of every row: ``[..., dim + 1]``."""
+        p = self.prefix
+        check_features(features, [ITEM_ID], model)
+        ids = features[ITEM_ID]
+        prior = vector_and_bias(params[f"{p}item_prior_factors"], params[f"{p}item_prior_bias"])
+        state = tf.broadcast_to(per_task(prior, 1), tf.concat([tf.shape(ids), [self.dim + 1]], axis=0))
+        if self.use_content:
+            content = item_content(params, features, p, self.offsets, self.has_fields, self.num_genres, model)
+            state = state + F.dense(content, params[f"{p}item_content_kernel"])
+        factors = F.embed(params[f"{p}item_id_factors"], ids)
+        bias = F.embed(params[f"{p}item_id_bias"][..., None], ids)
+        return state + id_mask(ids, state.dtype) * tf.concat([factors, bias], axis=-1)
+
+
+def broadcast_user_state(user_state: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """A per-task user state ``[T, D]`` broadcast over the rows of ``like [T, N, ...]``."""
+    return tf.broadcast_to(user_state[:, None, :], tf.concat([tf.shape(like)[:-1], tf.shape(user_state)[-1:]], 0))
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class BiasedMF(MetaModel):
+    """Biased matrix factorisation for cold-start meta-learning (model name ``"cf"``).
+
+    ``r(u, i) = <p_u, q_i> + b_u + b_i + mu`` with ``[p_u, b_u]`` from
+    :class:`UserSide` and ``[q_i, b_i]`` from :class:`CFItemSide`.
+
+    Parameter groups:
+
+    * ``"user"`` (also ``"decision"``, the learners' default): the prior user
+      factors and bias and the user-feature kernel. Adapting it on a task's
+      support fits that user's ``[p_u, b_u]``; the meta-learned values are the
+      prior a brand-new user starts from.
+    * ``"user_prior"``: only the prior user factors and bias.
+    * ``"item"``: everything on the item side (priors, content map, ID tables).
+    * ``"all"``.
+
+    Args:
+        user_vocab_sizes: vocabulary size of each categorical user field (index 0 = OOV).
+        item_vocab_sizes: vocabulary size of each categorical item field.
+        num_genres: width of the multi-hot genre vector (0 for none).
+        embedding_dim: width ``d`` of the factors and of the feature embeddings.
+        num_users: user ID vocabulary size (used with ``use_ids``).
+        num_items: item ID vocabulary size; item IDs are always used (this is CF).
+        use_ids: also give every known user its own residual factors and bias
+            (item IDs are always embedded; new users, ID 0, use the prior only).
+        user_features: add a linear map of the user's categorical features to the prior.
+        item_content: add a linear map of the item's fields and genres to the item
+            prior (so a new item starts from its content, not one shared vector).
+        output_bias: initial global mean ``mu``.
+        seed: initialiser seed.
+    """
+
+    def __init__(
+        self,
+        user_vocab_sizes: Sequence[int] = (),
+        item_vocab_sizes: Sequence[int] = (),
+        num_genres: int = 0,
+        embedding_dim: int = 32,
+        num_users: int = 1,
+        num_items: int = 1,
+        use_ids: bool = False,
+        user_features: bool = True,
+        item_content: bool = True,
+        output_bias: float = 3.5,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
+        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
+        self.num_genres = int(num_genres)
+        self.embedding_dim = int(embedding_dim)
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.use_ids = bool(use_ids)
+        self.user_features = bool(user_features)
+        self.item_content = bool(item_content)
+        self.output_bias = float(output_bias)
+        self.seed = seed
+        if self.embedding_dim < 1 or self.num_users < 1 or self.num_items < 1:
+            raise ValueError("embedding_dim, num_users and num_items must be >= 1.")
+        self.user_side = UserSide(self, "", self.user_vocab_sizes, self.embedding_dim, self.num_users,
+                                  self.user_features, self.use_ids, seed)
+        self.item_side = CFItemSide(self, "", self.item_vocab_sizes, self.num_genres, self.embedding_dim,
+                                    self.num_items, self.item_content, seed)
+        self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
+        self.built = True
+
+    def param_groups(self) -> dict[str, tuple[str, ...]]:
+        user = tuple(self.user_side.adapt_names)
+        return {
+            "all": tuple(self.parameters()),
+            "user": user,
+            "decision": user,
+            "user_prior": tuple(self.user_side.adapt_names[:2]),
+            "item": tuple(self.item_side.names),
+        }
+
+    # -- user-state hooks: the state is [p_u, b_u] ------------------------------------
+    @property
+    def user_state_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    @property
+    def item_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    def user_representation(self, params: Params, features: Features) -> tf.Tensor:
+        return self.user_side.state(params, features, "BiasedMF")
+
+    def item_representation(self, params: Params, features: Features) -> tf.Tensor:
+        return self.item_side.state(params, features, "BiasedMF")
+
+    def forward(self, params: Params, features: Features) -> tf.Tensor:
+        user = self.user_representation(params, features)
+        item = self.item_representation(params, features)
+        return bilinear_score(user, item, params["global_bias"])
+
+    def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
+        item = self.item_representation(params, features)
+        return bilinear_score(broadcast_user_state(user_state, item), item, params["global_bias"])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            user_vocab_sizes=self.user_vocab_sizes,
+            item_vocab_sizes=self.item_vocab_sizes,
+            num_genres=self.num_genres,
+            embedding_dim=self.embedding_dim,
+            num_users=self.num_users,
+            num_items=self.num_items,
+            use_ids=self.use_ids,
+            user_features=self.user_features,
+            item_content=self.item_content,
+            output_bias=self.output_bias,
+            seed=self.seed,
+        )
+        return config

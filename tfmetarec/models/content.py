@@ -1,0 +1,179 @@
+"""Content-based preference model: an item tower over item content and an adapted user vector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmetarec.models import functional as F
+from tfmetarec.models.base import MetaModel
+from tfmetarec.models.cf import UserSide, add_content_embeddings, bilinear_score, broadcast_user_state, item_content
+from tfmetarec.types import Features, Params
+
+
+class ItemTower:
+    """``[v_i, b_i] = MLP(content(i))`` of width ``dim + 1`` from item content only
+    (item-field embeddings and the mean genre embedding; no item ID), so a new
+    item is scored exactly like a known one with the same content.
+
+    Weights (under ``prefix``): ``item_feature_embedding``, ``genre_embedding``,
+    ``tower_{k}_kernel`` / ``tower_{k}_bias`` for each hidden layer (ReLU) and
+    the linear output layer.
+    """
+
+    def __init__(
+        self,
+        owner: MetaModel,
+        prefix: str,
+        item_vocab_sizes: Sequence[int],
+        num_genres: int,
+        dim: int,
+        hidden_units: Sequence[int],
+        seed: int | None,
+        seed_offset: int = 20,
+    ):
+        if not item_vocab_sizes and not num_genres:
+            raise ValueError(f"{type(owner).__name__} needs item content: item_vocab_sizes or num_genres.")
+        self.prefix = prefix
+        self.dim = int(dim)
+        self.has_fields = bool(item_vocab_sizes)
+        self.num_genres = int(num_genres)
+        self.depth = len(hidden_units)
+        self.offsets = np.cumsum([0, *list(item_vocab_sizes)[:-1]]).astype("int32")
+        self.names, width = add_content_embeddings(owner, prefix, item_vocab_sizes, num_genres, dim, seed, seed_offset)
+        for k, units in enumerate([*hidden_units, dim + 1]):
+            s = None if seed is None else seed + seed_offset + 2 + k
+            owner.add_weight(shape=(width, units), initializer=keras.initializers.GlorotUniform(seed=s),
+                             name=f"{prefix}tower_{k}_kernel")
+            owner.add_weight(shape=(units,), initializer="zeros", name=f"{prefix}tower_{k}_bias")
+            self.names += [f"{prefix}tower_{k}_kernel", f"{prefix}tower_{k}_bias"]
+            width = units
+
+    def state(self, params: Params, features: Features, model: str) -> tf.Tensor:
+        """``[v_i, b_i]`` of every row: ``[..., dim + 1]``."""
+        p = self.prefix
+        x = item_content(params, features, p, self.offsets, self.has_fields, self.num_genres, model)
+        for k in range(self.depth + 1):
+            x = F.dense(x, params[f"{p}tower_{k}_kernel"], params[f"{p}tower_{k}_bias"],
+                        None if k == self.depth else "relu")
+        return x
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class ContentModel(MetaModel):
+    """Content-based rating model (model name ``"content"``).
+
+    ``r(u, i) = <u, v_i> + b_u + b_i + mu``: ``[v_i, b_i]`` comes from the
+    :class:`ItemTower` over the item's content, ``[u, b_u]`` is a user
+    preference over that content space (:class:`~tfmetarec.models.cf.UserSide`:
+    a meta-learned prior, shifted by a linear map of the user's features and,
+    with ``use_ids``, a residual per known user).
+
+    Parameter groups: ``"user"`` (= ``"decision"``, the learners' default: the
+    prior preference vector, bias and user-feature kernel), ``"user_prior"``,
+    ``"item_tower"`` (content embeddings and MLP), ``"all"``.
+
+    The user-state hooks use ``[u, b_u]`` as the user state and ``[v_i, b_i]``
+    as the item representation, so the metric and task-encoder learners work.
+
+    Args:
+        user_vocab_sizes, item_vocab_sizes, num_genres: feature vocabularies (index 0 = OOV).
+        embedding_dim: width of the content embeddings and of the preference space.
+        hidden_units: hidden ReLU layers of the item tower.
+        num_users: user ID vocabulary size (used with ``use_ids``).
+        num_items: item ID vocabulary size (unused: items are scored from content;
+            kept for the exporters).
+        use_ids: a per-known-user residual preference (new users use the prior).
+        user_features: add a linear map of the user's features to the prior.
+        output_bias: initial global mean ``mu``.
+        seed: initialiser seed.
+    """
+
+    def __init__(
+        self,
+        user_vocab_sizes: Sequence[int] = (),
+        item_vocab_sizes: Sequence[int] = (),
+        num_genres: int = 0,
+        embedding_dim: int = 32,
+        hidden_units: Sequence[int] = (64,),
+        num_users: int = 1,
+        num_items: int = 1,
+        use_ids: bool = False,
+        user_features: bool = True,
+        output_bias: float = 3.5,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
+        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
+        self.num_genres = int(num_genres)
+        self.embedding_dim = int(embedding_dim)
+        self.hidden_units = [int(u) for u in hidden_units]
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.use_ids = bool(use_ids)
+        self.user_features = bool(user_features)
+        self.output_bias = float(output_bias)
+        self.seed = seed
+        if self.embedding_dim < 1 or self.num_users < 1:
+            raise ValueError("embedding_dim and num_users must be >= 1.")
+        self.user_side = UserSide(self, "", self.user_vocab_sizes, self.embedding_dim, self.num_users,
+                                  self.user_features, self.use_ids, seed)
+        self.item_tower = ItemTower(self, "", self.item_vocab_sizes, self.num_genres, self.embedding_dim,
+                                    self.hidden_units, seed)
+        self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
+        self.built = True
+
+    def param_groups(self) -> dict[str, tuple[str, ...]]:
+        user = tuple(self.user_side.adapt_names)
+        return {
+            "all": tuple(self.parameters()),
+            "user": user,
+            "decision": user,
+            "user_prior": tuple(self.user_side.adapt_names[:2]),
+            "item_tower": tuple(self.item_tower.names),
+        }
+
+    @property
+    def user_state_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    @property
+    def item_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    def user_representation(self, params: Params, features: Features) -> tf.Tensor:
+        return self.user_side.state(params, features, "ContentModel")
+
+    def item_representation(self, params: Params, features: Features) -> tf.Tensor:
+        return self.item_tower.state(params, features, "ContentModel")
+
+    def forward(self, params: Params, features: Features) -> tf.Tensor:
+        user = self.user_representation(params, features)
+        item = self.item_representation(params, features)
+        return bilinear_score(user, item, params["global_bias"])
+
+    def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
+        item = self.item_representation(params, features)
+        return bilinear_score(broadcast_user_state(user_state, item), item, params["global_bias"])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            user_vocab_sizes=self.user_vocab_sizes,
+            item_vocab_sizes=self.item_vocab_sizes,
+            num_genres=self.num_genres,
+            embedding_dim=self.embedding_dim,
+            hidden_units=self.hidden_units,
+            num_users=self.num_users,
+            num_items=self.num_items,
+            use_ids=self.use_ids,
+            user_features=self.user_features,
+            output_bias=self.output_bias,
+            seed=self.seed,
+        )
+        return config

@@ -1,0 +1,201 @@
+"""Two-tower retrieval model: a user tower and an item tower meeting in a dot product."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmetarec.models import functional as F
+from tfmetarec.models.base import MetaModel, check_features
+from tfmetarec.models.cf import add_content_embeddings, broadcast_user_state, id_mask, item_content
+from tfmetarec.types import ITEM_ID, USER_CAT, USER_ID, Features, Params
+
+
+@keras.saving.register_keras_serializable(package="tfmetarec")
+class TwoTower(MetaModel):
+    """User and item towers scored by a dot product (model name ``"two_tower"``).
+
+    ``r(u, i) = <[e_u, 1], [v_i, b_i]> + mu`` where ``e_u = MLP_user(user fields
+    [, user ID])`` and ``[v_i, b_i] = MLP_item(item fields, genres) + [i > 0] ·
+    [Q[i], B[i]]``: a new item (ID 0) is placed by its content alone, a known one
+    also gets its ID residual. Because the score is a plain dot product of a user
+    vector and an item vector (plus a constant), the whole catalogue can be ranked
+    for a user with a brute-force top-k search over precomputed item vectors
+    (:mod:`tfmetarec.evaluation.retrieval` uses keras-rs' ``BruteForceRetrieval``).
+
+    Training: the learners fit ratings (MSE) and, with ``retrieval_weight > 0``,
+    add an in-batch softmax over the episode's query items
+    (:func:`tfmetarec.learners.losses.in_batch_softmax_loss`): each liked query
+    item must outscore every other item of the batch for its user.
+
+    Parameter groups: ``"user_tower"`` (= ``"decision"``, the learners' default:
+    the adapted part), ``"user_head"`` (the user tower's last layer),
+    ``"item_tower"`` (content embeddings, item MLP and ID residuals), ``"all"``.
+
+    Args:
+        user_vocab_sizes, item_vocab_sizes, num_genres: feature vocabularies (index 0 = OOV).
+        embedding_dim: width ``d`` of the feature embeddings and of the shared space.
+        hidden_units: hidden ReLU layers of each tower.
+        num_users: user ID vocabulary size (embedded with ``use_ids``).
+        num_items: item ID vocabulary size (ID residuals; row 0 is never used).
+        use_ids: embed the user ID in the user tower (new users have ID 0).
+        retrieval_weight: weight of the in-batch softmax term in meta-training.
+        retrieval_temperature: the softmax divides scores by this.
+        output_bias: initial global mean ``mu``.
+        seed: initialiser seed.
+    """
+
+    dot_product_scores = True  # score = <user_representation, item_representation> + mu
+
+    def __init__(
+        self,
+        user_vocab_sizes: Sequence[int] = (),
+        item_vocab_sizes: Sequence[int] = (),
+        num_genres: int = 0,
+        embedding_dim: int = 32,
+        hidden_units: Sequence[int] = (64,),
+        num_users: int = 1,
+        num_items: int = 1,
+        use_ids: bool = False,
+        retrieval_weight: float = 0.1,
+        retrieval_temperature: float = 0.5,
+        output_bias: float = 3.5,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
+        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
+        self.num_genres = int(num_genres)
+        self.embedding_dim = int(embedding_dim)
+        self.hidden_units = [int(u) for u in hidden_units]
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.use_ids = bool(use_ids)
+        self.retrieval_weight = float(retrieval_weight)
+        self.retrieval_temperature = float(retrieval_temperature)
+        self.output_bias = float(output_bias)
+        self.seed = seed
+        if not self.user_vocab_sizes and not self.use_ids:
+            raise ValueError("TwoTower's user tower needs user features (user_vocab_sizes) or use_ids=True.")
+        if not self.item_vocab_sizes and not self.num_genres:
+            raise ValueError("TwoTower's item tower needs item content: item_vocab_sizes or num_genres.")
+        if self.embedding_dim < 1 or self.num_items < 1 or self.num_users < 1:
+            raise ValueError("embedding_dim, num_users and num_items must be >= 1.")
+        if self.retrieval_weight < 0 or self.retrieval_temperature <= 0:
+            raise ValueError("retrieval_weight must be >= 0 and retrieval_temperature > 0.")
+        d = self.embedding_dim
+
+        def seed_at(i: int) -> int | None:
+            return None if seed is None else seed + i
+
+        self._user_offsets = np.cumsum([0, *self.user_vocab_sizes[:-1]]).astype("int32")
+        self._item_offsets = np.cumsum([0, *self.item_vocab_sizes[:-1]]).astype("int32")
+        width = 0
+        if self.user_vocab_sizes:
+            self.add_weight(shape=(int(sum(self.user_vocab_sizes)), d), name="user_feature_embedding",
+                            initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed_at(0)))
+            width += len(self.user_vocab_sizes) * d
+        if self.use_ids:
+            self.add_weight(shape=(self.num_users, d), name="user_id_embedding",
+                            initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed_at(1)))
+            width += d
+        self._user_layers = []
+        for k, units in enumerate([*self.hidden_units, d]):
+            self.add_weight(shape=(width, units), name=f"user_tower_{k}_kernel",
+                            initializer=keras.initializers.GlorotUniform(seed=seed_at(2 + k)))
+            self.add_weight(shape=(units,), initializer="zeros", name=f"user_tower_{k}_bias")
+            self._user_layers.append((f"user_tower_{k}_kernel", f"user_tower_{k}_bias"))
+            width = units
+        self._item_tables, width = add_content_embeddings(
+            self, "", self.item_vocab_sizes, self.num_genres, d, seed, 20)
+        self._item_layers = []
+        for k, units in enumerate([*self.hidden_units, d + 1]):
+            self.add_weight(shape=(width, units), name=f"item_tower_{k}_kernel",
+                            initializer=keras.initializers.GlorotUniform(seed=seed_at(30 + k)))
+            self.add_weight(shape=(units,), initializer="zeros", name=f"item_tower_{k}_bias")
+            self._item_layers.append((f"item_tower_{k}_kernel", f"item_tower_{k}_bias"))
+            width = units
+        self.add_weight(shape=(self.num_items, d + 1), name="item_id_residual",
+                        initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed_at(40)))
+        self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
+        self.built = True
+
+    def param_groups(self) -> dict[str, tuple[str, ...]]:
+        user = tuple(n for layer in self._user_layers for n in layer)
+        item = (*self._item_tables, *(n for layer in self._item_layers for n in layer), "item_id_residual")
+        return {
+            "all": tuple(self.parameters()),
+            "user_tower": user,
+            "decision": user,
+            "user_head": self._user_layers[-1],
+            "item_tower": item,
+        }
+
+    @property
+    def user_state_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    @property
+    def item_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    def user_representation(self, params: Params, features: Features) -> tf.Tensor:
+        """``[e_u, 1]`` of every row: ``[..., d + 1]`` (the query vector of retrieval)."""
+        parts = []
+        if self.user_vocab_sizes:
+            check_features(features, [USER_CAT], "TwoTower")
+            parts.append(F.embed_fields(params["user_feature_embedding"], features[USER_CAT], self._user_offsets))
+        if self.use_ids:
+            check_features(features, [USER_ID], "TwoTower")
+            parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
+        x = tf.concat(parts, axis=-1)
+        last = len(self._user_layers) - 1
+        for k, (kernel, bias) in enumerate(self._user_layers):
+            x = F.dense(x, params[kernel], params[bias], None if k == last else "relu")
+        return tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+
+    def item_representation(self, params: Params, features: Features) -> tf.Tensor:
+        """``[v_i, b_i]`` of every row: ``[..., d + 1]`` (the candidate vector of retrieval)."""
+        check_features(features, [ITEM_ID], "TwoTower")
+        x = item_content(params, features, "", self._item_offsets, bool(self.item_vocab_sizes), self.num_genres,
+                         "TwoTower")
+        last = len(self._item_layers) - 1
+        for k, (kernel, bias) in enumerate(self._item_layers):
+            x = F.dense(x, params[kernel], params[bias], None if k == last else "relu")
+        ids = features[ITEM_ID]
+        return x + id_mask(ids, x.dtype) * F.embed(params["item_id_residual"], ids)
+
+    def _global(self, params: Params, scores: tf.Tensor) -> tf.Tensor:
+        mu = params["global_bias"]
+        return scores + (mu[:, None] if len(mu.shape) == 1 else mu)
+
+    def forward(self, params: Params, features: Features) -> tf.Tensor:
+        users = self.user_representation(params, features)
+        items = self.item_representation(params, features)
+        return self._global(params, tf.reduce_sum(users * items, axis=-1))
+
+    def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
+        items = self.item_representation(params, features)
+        return self._global(params, tf.reduce_sum(broadcast_user_state(user_state, items) * items, axis=-1))
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            user_vocab_sizes=self.user_vocab_sizes,
+            item_vocab_sizes=self.item_vocab_sizes,
+            num_genres=self.num_genres,
+            embedding_dim=self.embedding_dim,
+            hidden_units=self.hidden_units,
+            num_users=self.num_users,
+            num_items=self.num_items,
+            use_ids=self.use_ids,
+            retrieval_weight=self.retrieval_weight,
+            retrieval_temperature=self.retrieval_temperature,
+            output_bias=self.output_bias,
+            seed=self.seed,
+        )
+        return config
