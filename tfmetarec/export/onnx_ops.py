@@ -9,7 +9,9 @@ Covered: ``BroadcastGradientArgs``, ``ReluGrad``, ``SigmoidGrad``, ``TanhGrad``,
 ``SoftplusGrad``, ``BiasAddGrad``, ``StridedSliceGrad`` (slices that only add axes or
 take whole dimensions, which is what indexing like ``bias[:, None, :]`` produces) and
 ``DynamicStitch`` with scalar indices (the reduced-shape computation in the gradient of
-``reduce_sum``); also ``Log1p``, which tf2onnx lacks. Anything else a graph needs and tf2onnx lacks makes the export fail.
+``reduce_sum``), and ``ShapeN`` and ``ConcatOffset`` (the gradient of ``tf.concat``,
+which the factorisation, content, hybrid and two-tower models use); also ``Log1p``,
+which tf2onnx lacks. Anything else a graph needs and tf2onnx lacks makes the export fail.
 """
 
 from __future__ import annotations
@@ -174,7 +176,53 @@ def dynamic_stitch(ctx, node, name, args) -> None:
             _replace(ctx, node, "ScatterND", [out, column, dat])
 
 
+def _replace_outputs(ctx, node, sources: list[str]) -> None:
+    """Swap a multi-output ``node`` for one node per output, output ``i`` taking
+    tensor ``sources[i]`` (cast to the output's dtype when it differs)."""
+    outputs = list(node.output)
+    shapes = [ctx.get_shape(o) for o in outputs]
+    dtypes = [ctx.get_dtype(o) for o in outputs]
+    have = [ctx.get_dtype(src) for src in sources]
+    ctx.remove_node(node.name)
+    for i, src in enumerate(sources):
+        cast = have[i] != dtypes[i]
+        ctx.make_node("Cast" if cast else "Identity", [src], attr={"to": dtypes[i]} if cast else {},
+                      outputs=[outputs[i]], name=node.name if i == 0 else utils.make_name(node.name),
+                      shapes=[shapes[i]], dtypes=[dtypes[i]])
+
+
+def _const(ctx, node, value) -> str:
+    return ctx.make_const(utils.make_name(node.name), np.asarray(value)).output[0]
+
+
+def shape_n(ctx, node, name, args) -> None:
+    """ShapeN(x_0, ..., x_n) = Shape(x_i) for each input (in the gradient of ``tf.concat``)."""
+    _replace_outputs(ctx, node, [_op(ctx, "Shape", [x]) for x in node.input])
+
+
+def concat_offset(ctx, node, name, args) -> None:
+    """ConcatOffset(axis, s_0, ..., s_n): for each shape ``s_i``, zeros with
+    ``sum(s_j[axis] for j < i)`` at ``axis``: where input ``i`` starts in the
+    concatenation (the gradient of ``tf.concat`` slices with these)."""
+    axis, *shapes = node.input
+    i64 = TensorProto.INT64
+    dims = [_op(ctx, "Cast", [s], {"to": i64}) for s in shapes]
+    rank = _op(ctx, "Gather", [_op(ctx, "Shape", [dims[0]]), _const(ctx, node, np.int64(0))])
+    axis = _op(ctx, "Mod", [_op(ctx, "Cast", [axis], {"to": i64}), rank])
+    ones = _op(ctx, "Expand", [_const(ctx, node, np.int64(1)), _op(ctx, "Shape", [dims[0]])])
+    positions = _op(ctx, "Sub", [_op(ctx, "CumSum", [ones, _const(ctx, node, np.int64(0))]), ones])
+    at_axis = _op(ctx, "Cast", [_op(ctx, "Equal", [positions, axis])], {"to": i64})
+    start = _const(ctx, node, np.int64(0))
+    offsets = []
+    for d in dims:
+        offsets.append(_op(ctx, "Mul", [at_axis, start]))
+        start = _op(ctx, "Add", [start, _op(ctx, "Gather", [d, axis])])
+    _replace_outputs(ctx, node, offsets)
+
+
 HANDLERS: dict[str, Callable] = {
+    "ShapeN": shape_n,
+    "ConcatOffset": concat_offset,
     "BroadcastGradientArgs": broadcast_gradient_args,
     "ReluGrad": relu_grad,
     "SigmoidGrad": sigmoid_grad,

@@ -69,8 +69,12 @@ def bilinear_score(user: tf.Tensor, item: tf.Tensor, global_bias: tf.Tensor) -> 
     d = user.shape[-1] - 1
     if item.shape[-1] != d + 1:
         raise ValueError(f"User state width {d + 1} and item state width {item.shape[-1]} differ.")
-    dot = tf.reduce_sum(user[..., :d] * item[..., :d], axis=-1)
-    return dot + user[..., d] + item[..., d] + per_task(global_bias, 0)
+    # split/squeeze rather than slicing: their gradients lower to ONNX (a partial
+    # slice's gradient, StridedSliceGrad, has no general lowering)
+    p, b_u = tf.split(user, [d, 1], axis=-1)
+    q, b_i = tf.split(item, [d, 1], axis=-1)
+    dot = tf.reduce_sum(p * q, axis=-1)
+    return dot + tf.squeeze(b_u, -1) + tf.squeeze(b_i, -1) + per_task(global_bias, 0)
 
 
 def id_mask(ids: tf.Tensor, dtype) -> tf.Tensor:

@@ -202,7 +202,8 @@ class Hybrid(MetaModel):
         cb_item = self.cb_item.state(params, features, "Hybrid")
         users = tf.broadcast_to(user_state[:, None, :],
                                 tf.concat([tf.shape(cf_item)[:-1], tf.shape(user_state)[-1:]], axis=0))
-        return self._blend(params, features, users[..., :w], users[..., w:], cf_item, cb_item)
+        cf_user, cb_user = tf.split(users, [w, w], axis=-1)  # not a slice: see cf.bilinear_score
+        return self._blend(params, features, cf_user, cb_user, cf_item, cb_item)
 
     def get_config(self) -> dict:
         config = super().get_config()
