@@ -69,6 +69,18 @@ class MetaModel(keras.Model):
         kwargs.update({k: v for k, v in hparams.items() if k in accepted or k in _KERAS_ARGUMENTS})
         return cls(**kwargs)
 
+    def get_config(self) -> dict:
+        """Keras' config plus every constructor argument, read from the attribute of
+        the same name (each model stores its arguments under their own names)."""
+        config = super().get_config()
+        for name, p in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if not hasattr(self, name):
+                raise AttributeError(f"{type(self).__name__} must keep its argument {name!r} as an attribute.")
+            config[name] = getattr(self, name)
+        return config
+
     def task_context(self, support: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Per-task values a model reads from the support besides its parameters
         (``{}`` here). The gradient learners put them in the adapted state, so the

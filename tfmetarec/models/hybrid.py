@@ -204,25 +204,3 @@ class Hybrid(MetaModel):
                                 tf.concat([tf.shape(cf_item)[:-1], tf.shape(user_state)[-1:]], axis=0))
         cf_user, cb_user = tf.split(users, [w, w], axis=-1)  # not a slice: see cf.bilinear_score
         return self._blend(params, features, cf_user, cb_user, cf_item, cb_item)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            user_vocab_sizes=self.user_vocab_sizes,
-            item_vocab_sizes=self.item_vocab_sizes,
-            num_genres=self.num_genres,
-            embedding_dim=self.embedding_dim,
-            hidden_units=self.hidden_units,
-            num_users=self.num_users,
-            num_items=self.num_items,
-            use_ids=self.use_ids,
-            user_features=self.user_features,
-            item_content=self.item_content,
-            alpha_mode=self.alpha_mode,
-            alpha_init=self.alpha_init,
-            alpha_slope_init=self.alpha_slope_init,
-            output_bias=self.output_bias,
-            seed=self.seed,
-        )
-        return config
-

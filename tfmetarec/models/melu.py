@@ -147,19 +147,3 @@ class MeLU(MetaModel):
         for i in range(n + 1):
             x = F.dense(x, params[f"decision_{i}_kernel"], params[f"decision_{i}_bias"], None if i == n else "relu")
         return tf.squeeze(x, axis=-1)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            user_vocab_sizes=self.user_vocab_sizes,
-            item_vocab_sizes=self.item_vocab_sizes,
-            num_genres=self.num_genres,
-            embedding_dim=self.embedding_dim,
-            hidden_units=self.hidden_units,
-            num_users=self.num_users,
-            num_items=self.num_items,
-            use_ids=self.use_ids,
-            output_bias=self.output_bias,
-            seed=self.seed,
-        )
-        return config

@@ -255,22 +255,6 @@ class MetaEmb(MetaModel):
                                 tf.concat([tf.shape(items)[:-1], tf.shape(user_state)[-1:]], axis=0))
         return self._score(params, features, users, items)
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            user_vocab_sizes=self.user_vocab_sizes,
-            item_vocab_sizes=self.item_vocab_sizes,
-            num_genres=self.num_genres,
-            embedding_dim=self.embedding_dim,
-            hidden_units=self.hidden_units,
-            num_users=self.num_users,
-            num_items=self.num_items,
-            use_ids=self.use_ids,
-            generator_units=self.generator_units,
-            output_bias=self.output_bias,
-            seed=self.seed,
-        )
-        return config
 
 
 # -- the two-phase Meta-Embedding objective on item tasks --------------------------------------

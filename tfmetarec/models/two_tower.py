@@ -181,21 +181,3 @@ class TwoTower(MetaModel):
     def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
         items = self.item_representation(params, features)
         return self._global(params, tf.reduce_sum(broadcast_user_state(user_state, items) * items, axis=-1))
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            user_vocab_sizes=self.user_vocab_sizes,
-            item_vocab_sizes=self.item_vocab_sizes,
-            num_genres=self.num_genres,
-            embedding_dim=self.embedding_dim,
-            hidden_units=self.hidden_units,
-            num_users=self.num_users,
-            num_items=self.num_items,
-            use_ids=self.use_ids,
-            retrieval_weight=self.retrieval_weight,
-            retrieval_temperature=self.retrieval_temperature,
-            output_bias=self.output_bias,
-            seed=self.seed,
-        )
-        return config
