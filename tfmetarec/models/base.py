@@ -69,13 +69,32 @@ class MetaModel(keras.Model):
         kwargs.update({k: v for k, v in hparams.items() if k in accepted or k in _KERAS_ARGUMENTS})
         return cls(**kwargs)
 
+    @classmethod
+    def _arguments(cls):
+        return [(name, p) for name, p in inspect.signature(cls.__init__).parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def keep_arguments(self, arguments: Mapping[str, Any]) -> None:
+        """Store every constructor argument (from ``locals()``) as the attribute of the
+        same name, which :meth:`get_config` reads back: sequences become lists of ints,
+        flags and numbers take the type of their default."""
+        for name, p in self._arguments():
+            value = arguments[name]
+            if isinstance(value, (list, tuple)):
+                value = [int(v) for v in value]
+            elif isinstance(p.default, bool):
+                value = bool(value)
+            elif isinstance(p.default, float):
+                value = float(value)
+            elif isinstance(p.default, int) and value is not None:
+                value = int(value)
+            setattr(self, name, value)
+
     def get_config(self) -> dict:
         """Keras' config plus every constructor argument, read from the attribute of
         the same name (each model stores its arguments under their own names)."""
         config = super().get_config()
-        for name, p in inspect.signature(type(self).__init__).parameters.items():
-            if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
+        for name, _ in self._arguments():
             if not hasattr(self, name):
                 raise AttributeError(f"{type(self).__name__} must keep its argument {name!r} as an attribute.")
             config[name] = getattr(self, name)

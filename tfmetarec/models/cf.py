@@ -258,8 +258,51 @@ def broadcast_user_state(user_state: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     return tf.broadcast_to(user_state[:, None, :], tf.concat([tf.shape(like)[:-1], tf.shape(user_state)[-1:]], 0))
 
 
+class BilinearModel(MetaModel):
+    """Shared body of the models that score ``<p_u, q_i> + b_u + b_i + mu`` from a
+    :class:`UserSide` (``self.user_side``) and an item block (``self.item_side``:
+    anything with ``state(params, features, model)`` and ``names``), with a scalar
+    ``global_bias``. The user state of the hooks is ``[p_u, b_u]``, the item
+    representation ``[q_i, b_i]``; ``item_group`` names the item block's group."""
+
+    item_group = "item"
+
+    def param_groups(self) -> dict[str, tuple[str, ...]]:
+        user = tuple(self.user_side.adapt_names)
+        return {
+            "all": tuple(self.parameters()),
+            "user": user,
+            "decision": user,
+            "user_prior": user[:2],
+            self.item_group: tuple(self.item_side.names),
+        }
+
+    @property
+    def user_state_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    @property
+    def item_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    def user_representation(self, params: Params, features: Features) -> tf.Tensor:
+        return self.user_side.state(params, features, type(self).__name__)
+
+    def item_representation(self, params: Params, features: Features) -> tf.Tensor:
+        return self.item_side.state(params, features, type(self).__name__)
+
+    def forward(self, params: Params, features: Features) -> tf.Tensor:
+        user = self.user_representation(params, features)
+        item = self.item_representation(params, features)
+        return bilinear_score(user, item, params["global_bias"])
+
+    def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
+        item = self.item_representation(params, features)
+        return bilinear_score(broadcast_user_state(user_state, item), item, params["global_bias"])
+
+
 @keras.saving.register_keras_serializable(package="tfmetarec")
-class BiasedMF(MetaModel):
+class BiasedMF(BilinearModel):
     """Biased matrix factorisation for cold-start meta-learning (model name ``"cf"``).
 
     ``r(u, i) = <p_u, q_i> + b_u + b_i + mu`` with ``[p_u, b_u]`` from
@@ -307,17 +350,7 @@ class BiasedMF(MetaModel):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
-        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
-        self.num_genres = int(num_genres)
-        self.embedding_dim = int(embedding_dim)
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
-        self.use_ids = bool(use_ids)
-        self.user_features = bool(user_features)
-        self.item_content = bool(item_content)
-        self.output_bias = float(output_bias)
-        self.seed = seed
+        self.keep_arguments(locals())
         if self.embedding_dim < 1 or self.num_users < 1 or self.num_items < 1:
             raise ValueError("embedding_dim, num_users and num_items must be >= 1.")
         self.user_side = UserSide(self, "", self.user_vocab_sizes, self.embedding_dim, self.num_users,
@@ -326,37 +359,3 @@ class BiasedMF(MetaModel):
                                     self.num_items, self.item_content, seed)
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
         self.built = True
-
-    def param_groups(self) -> dict[str, tuple[str, ...]]:
-        user = tuple(self.user_side.adapt_names)
-        return {
-            "all": tuple(self.parameters()),
-            "user": user,
-            "decision": user,
-            "user_prior": tuple(self.user_side.adapt_names[:2]),
-            "item": tuple(self.item_side.names),
-        }
-
-    # -- user-state hooks: the state is [p_u, b_u] ------------------------------------
-    @property
-    def user_state_dim(self) -> int:
-        return self.embedding_dim + 1
-
-    @property
-    def item_dim(self) -> int:
-        return self.embedding_dim + 1
-
-    def user_representation(self, params: Params, features: Features) -> tf.Tensor:
-        return self.user_side.state(params, features, "BiasedMF")
-
-    def item_representation(self, params: Params, features: Features) -> tf.Tensor:
-        return self.item_side.state(params, features, "BiasedMF")
-
-    def forward(self, params: Params, features: Features) -> tf.Tensor:
-        user = self.user_representation(params, features)
-        item = self.item_representation(params, features)
-        return bilinear_score(user, item, params["global_bias"])
-
-    def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
-        item = self.item_representation(params, features)
-        return bilinear_score(broadcast_user_state(user_state, item), item, params["global_bias"])

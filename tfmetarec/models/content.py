@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
-from tfmetarec.models.cf import UserSide, add_content_embeddings, bilinear_score, broadcast_user_state, item_content
+from tfmetarec.models.cf import BilinearModel, UserSide, add_content_embeddings, item_content
 from tfmetarec.types import Features, Params
 
 
@@ -63,7 +63,7 @@ class ItemTower:
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
-class ContentModel(MetaModel):
+class ContentModel(BilinearModel):
     """Content-based rating model (model name ``"content"``).
 
     ``r(u, i) = <u, v_i> + b_u + b_i + mu``: ``[v_i, b_i]`` comes from the
@@ -92,6 +92,8 @@ class ContentModel(MetaModel):
         seed: initialiser seed.
     """
 
+    item_group = "item_tower"
+
     def __init__(
         self,
         user_vocab_sizes: Sequence[int] = (),
@@ -108,55 +110,12 @@ class ContentModel(MetaModel):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
-        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
-        self.num_genres = int(num_genres)
-        self.embedding_dim = int(embedding_dim)
-        self.hidden_units = [int(u) for u in hidden_units]
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
-        self.use_ids = bool(use_ids)
-        self.user_features = bool(user_features)
-        self.output_bias = float(output_bias)
-        self.seed = seed
+        self.keep_arguments(locals())
         if self.embedding_dim < 1 or self.num_users < 1:
             raise ValueError("embedding_dim and num_users must be >= 1.")
         self.user_side = UserSide(self, "", self.user_vocab_sizes, self.embedding_dim, self.num_users,
                                   self.user_features, self.use_ids, seed)
-        self.item_tower = ItemTower(self, "", self.item_vocab_sizes, self.num_genres, self.embedding_dim,
+        self.item_side = ItemTower(self, "", self.item_vocab_sizes, self.num_genres, self.embedding_dim,
                                     self.hidden_units, seed)
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
         self.built = True
-
-    def param_groups(self) -> dict[str, tuple[str, ...]]:
-        user = tuple(self.user_side.adapt_names)
-        return {
-            "all": tuple(self.parameters()),
-            "user": user,
-            "decision": user,
-            "user_prior": tuple(self.user_side.adapt_names[:2]),
-            "item_tower": tuple(self.item_tower.names),
-        }
-
-    @property
-    def user_state_dim(self) -> int:
-        return self.embedding_dim + 1
-
-    @property
-    def item_dim(self) -> int:
-        return self.embedding_dim + 1
-
-    def user_representation(self, params: Params, features: Features) -> tf.Tensor:
-        return self.user_side.state(params, features, "ContentModel")
-
-    def item_representation(self, params: Params, features: Features) -> tf.Tensor:
-        return self.item_tower.state(params, features, "ContentModel")
-
-    def forward(self, params: Params, features: Features) -> tf.Tensor:
-        user = self.user_representation(params, features)
-        item = self.item_representation(params, features)
-        return bilinear_score(user, item, params["global_bias"])
-
-    def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
-        item = self.item_representation(params, features)
-        return bilinear_score(broadcast_user_state(user_state, item), item, params["global_bias"])

@@ -102,21 +102,7 @@ class Hybrid(MetaModel):
             raise ValueError(f"alpha_mode must be one of {ALPHA_MODES}, got {alpha_mode!r}.")
         if not 0.0 < alpha_init < 1.0:
             raise ValueError(f"alpha_init must lie in (0, 1), got {alpha_init}.")
-        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
-        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
-        self.num_genres = int(num_genres)
-        self.embedding_dim = int(embedding_dim)
-        self.hidden_units = [int(u) for u in hidden_units]
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
-        self.use_ids = bool(use_ids)
-        self.user_features = bool(user_features)
-        self.item_content = bool(item_content)
-        self.alpha_mode = alpha_mode
-        self.alpha_init = float(alpha_init)
-        self.alpha_slope_init = float(alpha_slope_init)
-        self.output_bias = float(output_bias)
-        self.seed = seed
+        self.keep_arguments(locals())
         d = self.embedding_dim
         cb_seed = None if seed is None else seed + 100
         self.cf_user = UserSide(self, "cf_", self.user_vocab_sizes, d, self.num_users, self.user_features,

@@ -45,16 +45,7 @@ class MeLU(MetaModel):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
-        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
-        self.num_genres = int(num_genres)
-        self.embedding_dim = int(embedding_dim)
-        self.hidden_units = [int(u) for u in hidden_units]
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
-        self.use_ids = bool(use_ids)
-        self.output_bias = float(output_bias)
-        self.seed = seed
+        self.keep_arguments(locals())
         if not self.user_vocab_sizes and not self.item_vocab_sizes and not self.num_genres and not use_ids:
             raise ValueError("MeLU needs at least one user or item feature (or use_ids=True).")
 

@@ -67,18 +67,7 @@ class TwoTower(MetaModel):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.user_vocab_sizes = [int(v) for v in user_vocab_sizes]
-        self.item_vocab_sizes = [int(v) for v in item_vocab_sizes]
-        self.num_genres = int(num_genres)
-        self.embedding_dim = int(embedding_dim)
-        self.hidden_units = [int(u) for u in hidden_units]
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
-        self.use_ids = bool(use_ids)
-        self.retrieval_weight = float(retrieval_weight)
-        self.retrieval_temperature = float(retrieval_temperature)
-        self.output_bias = float(output_bias)
-        self.seed = seed
+        self.keep_arguments(locals())
         if not self.user_vocab_sizes and not self.use_ids:
             raise ValueError("TwoTower's user tower needs user features (user_vocab_sizes) or use_ids=True.")
         if not self.item_vocab_sizes and not self.num_genres:
