@@ -246,7 +246,6 @@ class MetaEmb(MetaModel):
         return self._score(params, features, users, items)
 
 
-
 # -- the two-phase Meta-Embedding objective on item tasks --------------------------------------
 def _masked_mse(pred: tf.Tensor, part: Mapping[str, tf.Tensor]) -> tf.Tensor:
     """Mean squared error per task ``[T]`` over the real rows."""
