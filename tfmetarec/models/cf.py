@@ -234,6 +234,9 @@ class CFItemSide:
                 owner, p, item_vocab_sizes if self.has_fields else (), self.num_genres, dim, seed, 11)
             owner.add_weight(shape=(width, dim + 1), initializer=_small_glorot(seed, 13), name=f"{p}item_content_kernel")
             self.names += [*tables, f"{p}item_content_kernel"]
+        # what an item task adapts: for one new item these move its [q_i, b_i]
+        self.adapt_names = [n for n in self.names if n.endswith(("item_prior_factors", "item_prior_bias",
+                                                                 "item_content_kernel"))]
         owner.add_weight(shape=(num_items, dim), initializer=_normal(seed, 14), name=f"{p}item_id_factors")
         owner.add_weight(shape=(num_items,), initializer="zeros", name=f"{p}item_id_bias")
         self.names += [f"{p}item_id_factors", f"{p}item_id_bias"]
@@ -275,6 +278,7 @@ class BilinearModel(MetaModel):
             "decision": user,
             "user_prior": user[:2],
             self.item_group: tuple(self.item_side.names),
+            **({"item_prior": tuple(self.item_side.adapt_names)} if hasattr(self.item_side, "adapt_names") else {}),
         }
 
     @property
@@ -316,6 +320,9 @@ class BiasedMF(BilinearModel):
       prior a brand-new user starts from.
     * ``"user_prior"``: only the prior user factors and bias.
     * ``"item"``: everything on the item side (priors, content map, ID tables).
+    * ``"item_prior"``: the prior item vector and bias and the content kernel: what an
+      *item* task (tasks grouped by item, ``task_key="item"``) adapts, fitting a new
+      item's ``[q_i, b_i]`` to its first ratings.
     * ``"all"``.
 
     Args:
