@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=800, help="pretraining steps of the base model")
     parser.add_argument("--generator-steps", type=int, default=1500)
     parser.add_argument("--arrived", type=int, default=5, help="ratings a new item gets before the warm-up step")
-    parser.add_argument("--warm-lr", type=float, default=0.1)
+    parser.add_argument("--warm-lr", type=float, default=0.03)
     parser.add_argument("--out", default="benchmarks/results/metaemb_item_cold.md")
     args = parser.parse_args(argv)
     datasets = list(args.datasets)
@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = ["item_cold", "user_item_cold", "new_item_cold", "new_item_warm_up"]
     grouped = results.groupby(["dataset", "generator"], sort=False)[metrics]
     mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-    lines = [f"MAE, mean ± sd over {len(args.seeds)} seeds; {args.arrived} ratings arrive before the warm-up step.", "",
+    lines = [f"MAE, mean ± sd over {len(args.seeds)} seeds; {args.arrived} ratings arrive before the warm-up step "
+             f"(step size {args.warm_lr}).", "",
              "| dataset | generator | item-cold (users) | user+item-cold (users) | new items, cold | "
              "new items, after warm-up |", "|---|---|---:|---:|---:|---:|"]
     for key in mean.index:
