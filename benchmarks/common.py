@@ -61,3 +61,34 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
             cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def datasets_present(datasets: list[str]) -> list[str]:
+    """``datasets`` without MovieLens 100K when its files are missing (saying so)."""
+    from tfmetarec.data.paths import movielens_100k_dir
+
+    out = list(datasets)
+    if "movielens-100k" in out and not (movielens_100k_dir() / "u.data").exists():
+        print(f"MovieLens 100K not found at {movielens_100k_dir()} (set TFMETAREC_DATA_DIR); running without it.")
+        out.remove("movielens-100k")
+    return out
+
+
+def write_mean_sd_table(results, keys: list[str], metrics: list[str], caption: str, out: str) -> str:
+    """Mean ± sd over seeds of ``metrics`` for each ``keys`` group, as Markdown written to
+    ``out`` (and returned); ``caption`` goes above the table."""
+    from pathlib import Path
+
+    grouped = results.groupby(keys, sort=False)[metrics]
+    mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
+    lines = [caption, "", "| " + " | ".join([*keys, *metrics]) + " |",
+             "|" + "---|" * len(keys) + "---:|" * len(metrics)]
+    for key in mean.index:
+        key = key if isinstance(key, tuple) else (key,)
+        cells = [f"{k:g}" if isinstance(k, float) else str(k) for k in key]
+        cells += [f"{mean.loc[key, m]:.4f} ± {std.loc[key, m]:.4f}" for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(table, encoding="utf-8")
+    return table

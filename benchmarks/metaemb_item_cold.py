@@ -28,14 +28,16 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from common import datasets_present, write_mean_sd_table  # noqa: E402
+
 from tfmetarec.config import ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
-from tfmetarec.data.paths import movielens_100k_dir  # noqa: E402
 from tfmetarec.data.splits import SplitConfig  # noqa: E402
 from tfmetarec.evaluation.protocol import evaluate_tasks  # noqa: E402
 from tfmetarec.experiment import build_model, fit_learner, prepare  # noqa: E402
@@ -122,25 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-lr", type=float, default=0.03)
     parser.add_argument("--out", default="benchmarks/results/metaemb_item_cold.md")
     args = parser.parse_args(argv)
-    datasets = list(args.datasets)
-    if "movielens-100k" in datasets and not (movielens_100k_dir() / "u.data").exists():
-        print(f"MovieLens 100K not found at {movielens_100k_dir()} (set TFMETAREC_DATA_DIR); running without it.")
-        datasets.remove("movielens-100k")
+    datasets = datasets_present(args.datasets)
     results = pd.DataFrame([r for d in datasets for s in args.seeds for r in run(d, s, args)])
     metrics = ["item_cold", "user_item_cold", "new_item_cold", "new_item_warm_up"]
-    grouped = results.groupby(["dataset", "generator"], sort=False)[metrics]
-    mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-    lines = [f"MAE, mean ± sd over {len(args.seeds)} seeds; {args.arrived} ratings arrive before the warm-up step "
-             f"(step size {args.warm_lr}).", "",
-             "| dataset | generator | item-cold (users) | user+item-cold (users) | new items, cold | "
-             "new items, after warm-up |", "|---|---|---:|---:|---:|---:|"]
-    for key in mean.index:
-        cells = [f"{mean.loc[key, m]:.4f} ± {std.loc[key, m]:.4f}" for m in metrics]
-        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(table, encoding="utf-8")
-    print(table)
+    caption = (f"MAE, mean ± sd over {len(args.seeds)} seeds; {args.arrived} ratings arrive before the warm-up step "
+               f"(step size {args.warm_lr}). item_cold and user_item_cold are the zoo's user-level scenarios; "
+               "new_item_cold and new_item_warm_up score each new item's held-out ratings.")
+    print(write_mean_sd_table(results, ["dataset", "generator"], metrics, caption, args.out))
     return 0
 
 

@@ -19,11 +19,13 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pandas as pd  # noqa: E402
 
+from common import datasets_present, write_mean_sd_table  # noqa: E402
+
 from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig  # noqa: E402
-from tfmetarec.data.paths import movielens_100k_dir  # noqa: E402
 from tfmetarec.data.splits import SplitConfig  # noqa: E402
 from tfmetarec.evaluation.protocol import evaluate_tasks  # noqa: E402
 from tfmetarec.evaluation.retrieval import catalogue_retrieval  # noqa: E402
@@ -40,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--out", default="benchmarks/results/two_tower_retrieval.md")
     args = parser.parse_args(argv)
-    datasets = list(args.datasets)
-    if "movielens-100k" in datasets and not (movielens_100k_dir() / "u.data").exists():
-        print(f"MovieLens 100K not found at {movielens_100k_dir()} (set TFMETAREC_DATA_DIR); running without it.")
-        datasets.remove("movielens-100k")
+    datasets = datasets_present(args.datasets)
     rows = []
     for dataset in datasets:
         for seed in args.seeds:
@@ -66,17 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
     results = pd.DataFrame(rows)
     metrics = ["MAE", "Recall@20", "cat_nDCG@20", "cat_coverage@20"]
-    grouped = results.groupby(["dataset", "weight"], sort=False)[metrics]
-    mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-    lines = [f"Two-tower + MAML, user-cold tasks, mean ± sd over {len(args.seeds)} seeds ({args.steps} meta-steps).",
-             "", "| dataset | retrieval weight | MAE | Recall@20 | nDCG@20 | coverage@20 |", "|---|---:|---:|---:|---:|---:|"]
-    for key in mean.index:
-        cells = [f"{mean.loc[key, m]:.4f} ± {std.loc[key, m]:.4f}" for m in metrics]
-        lines.append(f"| {key[0]} | {key[1]:g} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(table, encoding="utf-8")
-    print(table)
+    caption = f"Two-tower + MAML, user-cold tasks, mean ± sd over {len(args.seeds)} seeds ({args.steps} meta-steps)."
+    print(write_mean_sd_table(results, ["dataset", "weight"], metrics, caption, args.out))
     return 0
 
 
