@@ -95,13 +95,21 @@ class FeatureEncoder:
     years; years outside that span fall into the nearest end bucket, since a
     newer release is closest to the newest known era. Genres unseen in
     training are dropped.
+
+    Any other item column that holds a list per row (director or cast lists,
+    keywords, tags) becomes extra content: its values join the genres in the
+    multi-hot item vector as ``"column:value"`` entries, so every model that
+    reads genres reads them too. Values seen on fewer than ``min_tag_items``
+    training items are dropped, as are values unseen in training.
     """
 
-    def __init__(self, year_bucket_size: int = 5, zip_prefix_len: int = 2) -> None:
-        if year_bucket_size < 1 or zip_prefix_len < 1:
-            raise ValueError("year_bucket_size and zip_prefix_len must be positive")
+    def __init__(self, year_bucket_size: int = 5, zip_prefix_len: int = 2, min_tag_items: int = 1) -> None:
+        if year_bucket_size < 1 or zip_prefix_len < 1 or min_tag_items < 1:
+            raise ValueError("year_bucket_size, zip_prefix_len and min_tag_items must be positive")
         self.year_bucket_size = year_bucket_size
         self.zip_prefix_len = zip_prefix_len
+        self.min_tag_items = min_tag_items
+        self.tag_columns: list[str] = []
         self.user_vocab: list[int] | None = None
         self.item_vocab: list[int] = []
         self.user_fields: list[str] = []
@@ -143,6 +151,13 @@ class FeatureEncoder:
         size = self.year_bucket_size
         self.year_range = (int(years.min()) // size * size, int(years.max()) // size * size) if len(years) else None
         self.genres = sorted({g for row in items["genres"] for g in row})
+        self.tag_columns = list_columns(data.items)
+        for column in self.tag_columns:
+            counts: dict[str, int] = {}
+            for row in items[column]:
+                for value in set(_tag_values(row)):
+                    counts[value] = counts.get(value, 0) + 1
+            self.genres += sorted(f"{column}:{v}" for v, n in counts.items() if n >= self.min_tag_items)
         return self
 
     @property
@@ -195,6 +210,14 @@ class FeatureEncoder:
             for g in genres:
                 if g in genre_pos:
                     item_multi[row, genre_pos[g]] = 1.0
+        for column in self.tag_columns:
+            if column not in items.columns:
+                continue
+            for row, values in enumerate(items[column]):
+                for v in _tag_values(values):
+                    j = genre_pos.get(f"{column}:{v}")
+                    if j is not None:
+                        item_multi[row, j] = 1.0
 
         frame = (data.ratings if ratings is None else ratings).copy()
         user_row = user_index.get_indexer(frame["user"].to_numpy())
@@ -231,15 +254,37 @@ class FeatureEncoder:
             "cat_vocabs": {k: list(v) for k, v in self.cat_vocabs.items()},
             "year_range": None if self.year_range is None else list(self.year_range),
             "genres": list(self.genres),
+            "min_tag_items": self.min_tag_items,
+            "tag_columns": list(self.tag_columns),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureEncoder:
-        enc = cls(int(d["year_bucket_size"]), int(d["zip_prefix_len"]))
+        enc = cls(int(d["year_bucket_size"]), int(d["zip_prefix_len"]), int(d.get("min_tag_items", 1)))
         enc.user_vocab = [int(u) for u in d["user_vocab"]]
         enc.item_vocab = [int(i) for i in d["item_vocab"]]
         enc.user_fields = list(d["user_fields"])
         enc.cat_vocabs = {k: [str(x) for x in v] for k, v in d["cat_vocabs"].items()}
         enc.year_range = None if d["year_range"] is None else (int(d["year_range"][0]), int(d["year_range"][1]))
         enc.genres = list(d["genres"])
+        enc.tag_columns = list(d.get("tag_columns", []))
         return enc
+
+
+def list_columns(items: pd.DataFrame) -> list[str]:
+    """Item columns beyond the schema whose every non-missing value is a list or tuple."""
+    out = []
+    for column in items.columns:
+        if column in ("item", "title", "year", "genres"):
+            continue
+        values = [v for v in items[column] if isinstance(v, (list, tuple)) or not pd.isna(v)]
+        if values and all(isinstance(v, (list, tuple)) for v in values):
+            out.append(str(column))
+    return out
+
+
+def _tag_values(row: object) -> list[str]:
+    """The non-empty string values of one list cell (a missing cell has none)."""
+    if not isinstance(row, (list, tuple)):
+        return []
+    return [str(v).strip() for v in row if str(v).strip()]

@@ -36,7 +36,9 @@ class InteractionData:
     ``ratings``: user, item (int64), rating (float32), timestamp (int64 unix
     seconds), one row per (user, item). ``users``: user (int64) and optionally
     gender, age, occupation, zip. ``items``: item (int64), title (str), year
-    (nullable Int64), genres (a list of str per row). Construction checks the
+    (nullable Int64), genres (a list of str per row), and any further columns;
+    one holding a list per row (cast, directors, keywords) is item content for
+    :class:`~tfmetarec.data.features.FeatureEncoder`. Construction checks the
     columns, normalises the dtypes and verifies that every rated user and item
     has a row in ``users`` / ``items``.
     """
