@@ -244,3 +244,20 @@ def test_real_movielens_100k() -> None:
     assert counts.tolist() == [6110, 11370, 27145, 34174, 21201]
     split = cold_start_split(data)
     assert all(len(frame) > 0 for frame in split.partitions.values())
+
+
+def test_latest_small_tags_become_item_content(tmp_path: Path) -> None:
+    from tfmetarec.data import FeatureEncoder
+
+    root = latest(tmp_path / "a")
+    write(root / "tags.csv", ["userId,movieId,tag,timestamp", "1,1,Pixar,1", "7,1,  pixar ,2",
+                              '1,2,"politics, satire",3', "7,1,funny,4"])
+    items = load_movielens_latest_small(root).items.set_index("item")
+    assert items.loc[1, "tags"] == ["funny", "pixar"] and items.loc[2, "tags"] == ["politics, satire"]
+    assert items.loc[3, "tags"] == []
+    enc = FeatureEncoder().fit(load_movielens_latest_small(root))
+    assert {"tags:pixar", "tags:funny", "tags:politics, satire"} <= set(enc.spec.genres)
+
+    root = latest(tmp_path / "b")
+    write(root / "tags.csv", ["userId,movieId,tag,timestamp", "1,1,ok,1", "1,99,ghost,2"])
+    assert "tags.csv line 3: movieId 99 does not appear in movies.csv" in error_of(load_movielens_latest_small, root)

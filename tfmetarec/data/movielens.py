@@ -196,7 +196,11 @@ def load_movielens_1m(path: str | Path) -> InteractionData:
 
 
 def load_movielens_latest_small(path: str | Path) -> InteractionData:
-    """MovieLens latest-small from ``ratings.csv`` and ``movies.csv`` (no user demographics)."""
+    """MovieLens latest-small from ``ratings.csv`` and ``movies.csv`` (no user demographics).
+
+    When ``tags.csv`` is present, each movie's user tags become a ``tags`` list
+    column, which the feature encoder reads as item content.
+    """
     root = _find_dir(
         path, "MovieLens latest-small", ("ratings.csv", "movies.csv"), ("ml-latest-small", "movielens-latest-small")
     )
@@ -216,8 +220,23 @@ def load_movielens_latest_small(path: str | Path) -> InteractionData:
     )
     P.check_unique(mt, {"movieId": items["item"].to_numpy()})
     _check_refs(rt, ratings, None, items, "", "movies.csv")
+    if (root / "tags.csv").exists():
+        items["tags"] = _movie_tags(root / "tags.csv", items["item"].to_numpy())
     users = pd.DataFrame({"user": np.unique(ratings["user"].to_numpy())})
     return InteractionData("movielens-latest-small", ratings, users, items)
+
+
+def _movie_tags(path: Path, movies: np.ndarray) -> list[list[str]]:
+    """Each movie's distinct user tags (lower-cased, sorted) from ``tags.csv``, in ``movies`` order."""
+    tt = P.read_delimited(path, ",", ("userId", "movieId", "tag", "timestamp"), header=True, quoted=True)
+    ids = P.to_int(tt, "movieId", lo=1)
+    P.check_known(tt, "movieId", ids, movies, "movies.csv")
+    tags: dict[int, set[str]] = {}
+    for movie, tag in zip(ids.tolist(), tt.frame["tag"]):
+        tag = " ".join(str(tag).lower().split())
+        if tag:
+            tags.setdefault(movie, set()).add(tag)
+    return [sorted(tags.get(int(m), ())) for m in movies]
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, **kwargs: Any) -> InteractionData:
