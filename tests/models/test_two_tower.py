@@ -117,6 +117,26 @@ def test_learners_add_the_retrieval_term_only_when_the_model_asks():
     assert all(np.isfinite(g.numpy()).all() for g in grads)
 
 
+def test_reptile_adds_the_retrieval_term_to_the_shared_towers_gradient():
+    episode = random_episode(seed=9, tasks=3)
+
+    def reptile(weight):
+        return learners.Reptile(small_model("two_tower", seed=5, retrieval_weight=weight), inner_steps=2,
+                                inner_lr=0.05, adapt="user_tower")
+
+    plain, plain_logs = reptile(0.0).meta_gradients(episode)
+    weighted, logs = reptile(0.5).meta_gradients(episode)
+    assert "retrieval_loss" not in plain_logs and float(logs["retrieval_loss"]) > 0
+    np.testing.assert_allclose(float(logs["rating_loss"]), float(plain_logs["loss"]), rtol=1e-5)
+    names = list(reptile(0.0).model.parameters())
+    adapted = set(reptile(0.0).adapt_names)
+    for name, a, b in zip(names, plain, weighted):
+        if name in adapted:  # the Reptile step toward the adapted weights does not change
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    moved = [n for n, a, b in zip(names, plain, weighted) if n not in adapted and np.abs(a - b).max() > 1e-6]
+    assert moved, "the retrieval term should reach the shared item tower"
+
+
 def test_retrieval_term_trains_under_xla():
     episode = random_episode(seed=7, tasks=4)
     learner = learners.MAML(small_model("two_tower", seed=8, retrieval_weight=1.0), inner_steps=2, inner_lr=0.05)

@@ -32,7 +32,8 @@ class Reptile(MetaLearner):
     learning rate ``eps`` performs exactly ``theta <- theta + eps (mean phi - theta)``;
     Adam rescales that direction per element. Parameters outside ``adapt``
     would get a zero Reptile update; they receive instead the gradient of the
-    query loss at the (fixed) adapted weights, so shared embeddings still learn.
+    query loss at the (fixed) adapted weights, so shared embeddings still learn
+    (plus the model's in-batch retrieval term when it has a ``retrieval_weight``).
 
     At test time ``adapt`` runs the same SGD on the support only.
     """
@@ -88,7 +89,8 @@ class Reptile(MetaLearner):
         with tf.GradientTape() as tape:
             pred = self.score(fast, features_of(query))
             loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK])
-        shared_grads = dict(zip(shared, tape.gradient(loss, [params[n] for n in shared])))
+            total, logs = self.with_retrieval_loss(loss, fast, episode)
+        shared_grads = dict(zip(shared, tape.gradient(total, [params[n] for n in shared])))
         grads = []
         for name, var in params.items():
             if name in fast:
@@ -100,7 +102,7 @@ class Reptile(MetaLearner):
             else:
                 g = shared_grads[name]
                 grads.append(tf.zeros_like(var) if g is None else tf.convert_to_tensor(g))
-        return grads, {"loss": loss}
+        return grads, logs
 
     def get_config(self) -> dict:
         config = super().get_config()
