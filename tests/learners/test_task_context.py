@@ -79,3 +79,19 @@ def test_exported_hybrid_carries_the_count_in_its_state(tmp_path):
     np.testing.assert_allclose(served, eager, atol=1e-5)
     state = loaded.signatures["adapt"](**{k: v for k, v in inputs.items() if k.startswith("support_")})
     np.testing.assert_array_equal(state[f"state_{SUPPORT_COUNT}"].numpy(), [0, 3, 8])
+
+
+@pytest.mark.parametrize("name", ["prototype", "matching", "task_encoder"])
+def test_metric_and_encoder_learners_blend_by_the_support_size_too(name):
+    model = perturbed(small_model("hybrid", seed=9), seed=10)
+    sizes = [0, 2, 8]
+    episode = _same_query_episode(sizes)
+    learner = learners.get(name)(model)
+    state = learner.adapt(episode[SUPPORT])
+    np.testing.assert_array_equal(state[SUPPORT_COUNT].numpy(), sizes)
+    query = features_of(episode[QUERY])
+    scores = learner.score(state, query).numpy()
+    # without the count every task is blended as if it had no ratings (n = 0)
+    blind = learner.score({k: v for k, v in state.items() if k != SUPPORT_COUNT}, query).numpy()
+    np.testing.assert_allclose(scores[0], blind[0], rtol=1e-6, atol=1e-6)
+    assert np.abs(scores[2] - blind[2]).max() > 1e-4

@@ -102,10 +102,10 @@ class TaskEncoder(MetaLearner):
         gate = count / (count + tf.cast(tf.nn.softplus(self.raw_shrinkage), count.dtype))
         delta = gate[:, None] * (tf.matmul(summary, self.out_kernel) + self.out_bias)
         offset = gate * (tf.linalg.matvec(summary, self.offset_kernel) + self.offset_bias)
-        return {"delta": delta, "offset": offset}
+        return {"delta": delta, "offset": offset, **self.model.task_context(support)}
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
-        params = self.model.variable_values()
+        params = self.model.with_task_context(self.model.variable_values(), state)
         users = self.model.user_representation(params, query)  # [T, Q, D], one user per task
         prior = tf.reduce_sum(users[:, :1, :], axis=1)  # first row; zeros if the query has no rows
         return self.model.forward_with_user_state(params, prior + state["delta"], query) + state["offset"][:, None]

@@ -61,8 +61,9 @@ def item_dim(model: MetaModel) -> int:
 
 
 def masked_residuals(model: MetaModel, params: dict, support: Episode) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """``(rating - prior) * mask`` ``[T, S]``, the mask and the row count ``[T]``."""
-    prior = model.forward(params, features_of(support))
+    """``(rating - prior) * mask`` ``[T, S]``, the mask and the row count ``[T]``
+    (the prior is scored with the model's task context, e.g. a hybrid's support size)."""
+    prior = model.forward({**params, **model.task_context(support)}, features_of(support))
     mask = tf.cast(support[MASK], prior.dtype)
     residual = (tf.cast(support[RATING], prior.dtype) - prior) * mask
     return residual, mask, tf.reduce_sum(mask, axis=-1)
@@ -145,10 +146,11 @@ class PrototypeLearner(_SimilarityLearner):
             "liked": prototype(tf.nn.relu(centred)),
             "disliked": prototype(tf.nn.relu(-centred)),
             "offset": total / (count + kappa),
+            **self.model.task_context(support),
         }
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
-        params = self.model.variable_values()
+        params = self.model.with_task_context(self.model.variable_values(), state)
         prior = self.model.forward(params, query)
         z = self.embed(params, query)  # [T, Q, H]
         to_liked = tf.reduce_sum(tf.square(z - state["liked"][:, None, :]), axis=-1)
@@ -181,10 +183,11 @@ class MatchingLearner(_SimilarityLearner):
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
         params = self.model.variable_values()
         residual, mask, _ = masked_residuals(self.model, params, support)
-        return {"keys": self._keys(params, features_of(support)), "values": residual, "mask": mask}
+        return {"keys": self._keys(params, features_of(support)), "values": residual, "mask": mask,
+                **self.model.task_context(support)}
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
-        params = self.model.variable_values()
+        params = self.model.with_task_context(self.model.variable_values(), state)
         prior = self.model.forward(params, query)
         mask = state["mask"][:, None, :]  # [T, 1, S]
         temperature = tf.cast(tf.nn.softplus(self.raw_temperature), prior.dtype)

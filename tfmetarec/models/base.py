@@ -102,9 +102,17 @@ class MetaModel(keras.Model):
 
     def task_context(self, support: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Per-task values a model reads from the support besides its parameters
-        (``{}`` here). The gradient learners put them in the adapted state, so the
-        query is scored with them; see :class:`~tfmetarec.models.hybrid.Hybrid`."""
+        (``{}`` here). Every learner puts them in the adapted state, so the query
+        is scored with them; see :class:`~tfmetarec.models.hybrid.Hybrid`."""
         return {}
+
+    def task_context_keys(self) -> tuple[str, ...]:
+        """The keys :meth:`task_context` returns (none here)."""
+        return ()
+
+    def with_task_context(self, params: Mapping[str, tf.Tensor], state: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """``params`` plus the task-context entries found in a learner's ``state``."""
+        return {**params, **{k: state[k] for k in self.task_context_keys() if k in state}}
 
     def parameters(self) -> dict[str, tf.Variable]:
         """The trainable variables by their (unique) names."""

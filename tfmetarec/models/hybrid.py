@@ -152,6 +152,9 @@ class Hybrid(MetaModel):
             return {}
         return {SUPPORT_COUNT: tf.reduce_sum(tf.cast(support["mask"], tf.float32), axis=-1)}
 
+    def task_context_keys(self) -> tuple[str, ...]:
+        return (SUPPORT_COUNT,) if self.alpha_mode == "support_size" else ()
+
     def _blend(self, params: Params, features: Features, cf_user, cb_user, cf_item, cb_item) -> tf.Tensor:
         cf = bilinear_score(cf_user, cf_item, params["cf_global_bias"])
         cb = bilinear_score(cb_user, cb_item, params["cb_global_bias"])
