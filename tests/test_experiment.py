@@ -88,3 +88,24 @@ def test_movielens_100k_short_run_has_all_scenarios(tmp_path):
     assert set(report.scenario) == set(SCENARIOS)
     assert report[["MAE", "RMSE"]].notna().all().all()
     assert (report.MAE < 2.0).all()
+
+
+def test_item_tasks_run_end_to_end_and_new_items_adapt(tmp_path):
+    """task_key="item": meta-train on items, evaluate new items from their first ratings."""
+    config = ExperimentConfig(
+        dataset="synthetic",
+        model=ModelConfig(name="cf", embedding_dim=8),
+        learner=LearnerConfig(inner_steps=3, inner_lr=0.1, adapt="item_prior"),
+        train=TrainConfig(meta_steps=250, pretrain_steps=250, batch_size=16, outer_lr=1e-2),
+        task_key="item",
+    )
+    run = train(config, tmp_path, verbose=0)
+    tasks = run.prepared.scenarios["item_cold"]
+    assert len(tasks) > 5
+    assert set(tasks.task_ids.tolist()) <= set(run.prepared.split.new_items.tolist())  # one task per new item
+    report = evaluate(run, tmp_path)
+    maml, frozen = _row(report, "maml", "item_cold"), _row(report, "no-adaptation", "item_cold")
+    assert maml.MAE < frozen.MAE - 0.02, report.to_string()
+    assert load_run(tmp_path).prepared.config.task_key == "item"
+    with pytest.raises(ValueError, match="task_key"):
+        ExperimentConfig(task_key="session")

@@ -9,12 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from tfmetarec.config import DATASETS, LEARNERS, MODELS, ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
+from tfmetarec.config import DATASETS, LEARNERS, MODELS, TASK_KEYS, ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
 from tfmetarec.data.splits import SplitConfig
 
 EXAMPLES = """examples:
   tfmetarec quickstart                                  # synthetic data, train + evaluate
   tfmetarec quickstart --dataset movielens-100k         # the real 100K set (see TFMETAREC_DATA_DIR)
+  tfmetarec quickstart --model cf --task-key item --adapt item_prior   # new items adapt from their first ratings
   tfmetarec train --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ml1m
   tfmetarec evaluate --workdir runs/ml1m
   tfmetarec export --workdir runs/ml1m --out serving --onnx   # TF Serving SavedModel + ONNX
@@ -31,6 +32,7 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--new-item-year", type=int, default=s.new_item_year, help="items released in or after this year are new (default: per dataset)")
     g.add_argument("--query-size", type=int, default=s.query_size, help="query ratings per task (default: %(default)s)")
     g.add_argument("--min-support", type=int, default=s.min_support, help="least support ratings of an evaluation task (default: %(default)s)")
+    g.add_argument("--task-key", choices=TASK_KEYS, default=d.task_key, help="one task per user (user cold start) or per item (item cold start: pair with an item-side --adapt such as cf's item_prior) (default: %(default)s)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=MODELS, default=m.name, help="rating model (default: %(default)s)")
     g.add_argument("--embedding-dim", type=int, default=m.embedding_dim, help="feature embedding size (default: %(default)s)")
@@ -40,7 +42,7 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--inner-steps", type=int, default=lrn.inner_steps, help="adaptation steps per task (default: %(default)s)")
     g.add_argument("--inner-lr", type=float, default=lrn.inner_lr, help="adaptation learning rate (default: %(default)s)")
     g.add_argument("--first-order", action="store_true", help="first-order MAML (no second-order terms)")
-    g.add_argument("--adapt", default=lrn.adapt, help="parameters that adapt: all, decision, head (default: %(default)s)")
+    g.add_argument("--adapt", default=lrn.adapt, help="the model's parameter group that adapts: all, decision, head, or a model's own (cf: user, item_prior) (default: %(default)s)")
     g.add_argument("--learn-inner-lr", choices=("fixed", "per_parameter", "per_layer_step"), default=lrn.learn_inner_lr,
                    help="maml: learned inner rates, per parameter (Meta-SGD) or per layer and step (MAML++) (default: %(default)s)")
     g.add_argument("--multi-step-loss", action="store_true", help="maml: MAML++ multi-step query loss")
@@ -68,7 +70,8 @@ def _report(run, workdir: Path, args: argparse.Namespace) -> None:
     from tfmetarec import experiment
 
     report = experiment.evaluate(run, workdir, binary=args.binary)
-    print("\nCold-start report (per-user metrics averaged over users; lower MAE/RMSE is better)")
+    unit = "item" if run.prepared.config.task_key == "item" else "user"
+    print(f"\nCold-start report (per-{unit} metrics averaged over {unit}s; lower MAE/RMSE is better)")
     print(experiment.to_text(report))
     if args.curves:
         experiment.adaptation_curves(run, workdir / "curves")
@@ -114,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             jit_compile=not args.no_xla,
             seed=args.seed,
         ),
+        task_key=args.task_key,
     )
 
 

@@ -18,6 +18,8 @@ LEARNERS = (
 """The names of ``tfmetarec.learners.available()``, without importing TensorFlow."""
 MODELS = ("cf", "content", "hybrid", "melu", "metaemb", "two_tower")
 """The names of ``tfmetarec.models.available()``, without importing TensorFlow."""
+TASK_KEYS = ("user", "item")
+"""What one task is: a user's ratings (user cold start) or an item's (item cold start)."""
 
 
 def _from_dict(cls, values: dict[str, Any]):
@@ -92,10 +94,16 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # "user": a task is one user's ratings (user cold start); "item": one item's
+    # ratings, so a new item adapts from its first ratings (adapt an item-side
+    # group, e.g. cf's "item_prior").
+    task_key: str = "user"
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"Unknown dataset {self.dataset!r}; choose from {DATASETS}.")
+        if self.task_key not in TASK_KEYS:
+            raise ValueError(f"Unknown task_key {self.task_key!r}; choose from {TASK_KEYS}.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +113,7 @@ class ExperimentConfig:
             "model": dataclasses.asdict(self.model),
             "learner": dataclasses.asdict(self.learner),
             "train": dataclasses.asdict(self.train),
+            "task_key": self.task_key,
         }
 
     @classmethod
@@ -117,6 +126,7 @@ class ExperimentConfig:
             model=_from_dict(ModelConfig, values.pop("model", {})),
             learner=_from_dict(LearnerConfig, values.pop("learner", {})),
             train=_from_dict(TrainConfig, values.pop("train", {})),
+            task_key=values.pop("task_key", "user"),
             **_check_empty(values),
         )
 

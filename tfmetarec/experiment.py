@@ -73,7 +73,8 @@ VALIDATION_FRACTION = 0.1
 
 
 def prepare(config: ExperimentConfig, data: InteractionData | None = None) -> Prepared:
-    """Split the data, fit the encoders on the meta-training side, build eval tasks.
+    """Split the data, fit the encoders on the meta-training side, build eval tasks
+    (one per user, or one per item with ``config.task_key == "item"``).
 
     A seeded tenth of the meta-training users is held out as *validation*
     tasks (used to choose the fine-tuning baseline's step size); the rest are
@@ -91,7 +92,8 @@ def prepare(config: ExperimentConfig, data: InteractionData | None = None) -> Pr
         data, train_users=np.unique(train_ratings["user"]), train_items=split.existing_items
     )
     encoded = encoder.transform(data)
-    common = dict(query_size=sc.query_size, min_support=sc.min_support, max_support=config.train.max_support, seed=sc.seed)
+    common = dict(query_size=sc.query_size, min_support=sc.min_support, max_support=config.train.max_support,
+                  seed=sc.seed, task_key=config.task_key)
     validation = build_tasks(encoded, split.meta_train[is_held], name="validation", **common)
     scenarios = {
         "warm": build_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train, name="warm", **common)
@@ -162,6 +164,7 @@ def fit_learner(
         query_size=prepared.config.split.query_size,
         max_support=tc.max_support,
         seed=tc.seed,
+        task_key=prepared.config.task_key,
     )
     trainer = MetaTrainer(learner, keras.optimizers.Adam(tc.outer_lr), jit_compile=tc.jit_compile)
     return trainer.fit(
