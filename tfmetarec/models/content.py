@@ -44,22 +44,13 @@ class ItemTower:
         self.depth = len(hidden_units)
         self.offsets = np.cumsum([0, *list(item_vocab_sizes)[:-1]]).astype("int32")
         self.names, width = add_content_embeddings(owner, prefix, item_vocab_sizes, num_genres, dim, seed, seed_offset)
-        for k, units in enumerate([*hidden_units, dim + 1]):
-            s = None if seed is None else seed + seed_offset + 2 + k
-            owner.add_weight(shape=(width, units), initializer=keras.initializers.GlorotUniform(seed=s),
-                             name=f"{prefix}tower_{k}_kernel")
-            owner.add_weight(shape=(units,), initializer="zeros", name=f"{prefix}tower_{k}_bias")
-            self.names += [f"{prefix}tower_{k}_kernel", f"{prefix}tower_{k}_bias"]
-            width = units
+        self.names += F.add_mlp(owner, f"{prefix}tower", width, [*hidden_units, dim + 1], seed, seed_offset + 2)
 
     def state(self, params: Params, features: Features, model: str) -> tf.Tensor:
         """``[v_i, b_i]`` of every row: ``[..., dim + 1]``."""
         p = self.prefix
         x = item_content(params, features, p, self.offsets, self.has_fields, self.num_genres, model)
-        for k in range(self.depth + 1):
-            x = F.dense(x, params[f"{p}tower_{k}_kernel"], params[f"{p}tower_{k}_bias"],
-                        None if k == self.depth else "relu")
-        return x
+        return F.mlp(x, params, f"{p}tower", self.depth + 1)
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")

@@ -8,6 +8,10 @@ lets one inner loop adapt a whole batch of tasks with batched matmuls.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import keras
 import tensorflow as tf
 
 
@@ -89,3 +93,28 @@ def embed_multi_hot(table: tf.Tensor, multi_hot: tf.Tensor) -> tf.Tensor:
             tf.matmul(flat, table), tf.concat([lead, [table.shape[-1]]], axis=0)
         )
     return summed / counts
+
+
+def add_mlp(owner: Any, prefix: str, width: int, units: Sequence[int], seed: int | None, seed_offset: int,
+            last_bias: float = 0.0) -> list[str]:
+    """Add the weights of a dense stack to the layer ``owner``: ``{prefix}_{k}_kernel``
+    (Glorot, seed ``seed + seed_offset + k``) and ``{prefix}_{k}_bias`` (zeros; the
+    last starts at ``last_bias``) for each width in ``units``. Returns their names
+    in creation order; :func:`mlp` applies the stack."""
+    names: list[str] = []
+    for k, n in enumerate(units):
+        init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + seed_offset + k)
+        owner.add_weight(shape=(width, n), initializer=init, name=f"{prefix}_{k}_kernel")
+        start = last_bias if k == len(units) - 1 else 0.0
+        owner.add_weight(shape=(n,), initializer=keras.initializers.Constant(start), name=f"{prefix}_{k}_bias")
+        names += [f"{prefix}_{k}_kernel", f"{prefix}_{k}_bias"]
+        width = n
+    return names
+
+
+def mlp(x: tf.Tensor, params: Any, prefix: str, layers: int) -> tf.Tensor:
+    """Apply the ``layers`` dense layers added by :func:`add_mlp` under ``prefix``:
+    ReLU after each but the last, which is linear."""
+    for k in range(layers):
+        x = dense(x, params[f"{prefix}_{k}_kernel"], params[f"{prefix}_{k}_bias"], None if k == layers - 1 else "relu")
+    return x

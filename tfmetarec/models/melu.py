@@ -66,14 +66,7 @@ class MeLU(MetaModel):
             self.add_weight(shape=(self.num_users, embedding_dim), initializer=emb_init, name="user_id_embedding")
             self.add_weight(shape=(self.num_items, embedding_dim), initializer=emb_init, name="item_id_embedding")
             width += 2 * embedding_dim
-        self._decision: list[str] = []
-        for i, units in enumerate([*self.hidden_units, 1]):
-            init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + i + 1)
-            self.add_weight(shape=(width, units), initializer=init, name=f"decision_{i}_kernel")
-            bias_init = keras.initializers.Constant(self.output_bias if units == 1 and i == len(self.hidden_units) else 0.0)
-            self.add_weight(shape=(units,), initializer=bias_init, name=f"decision_{i}_bias")
-            self._decision += [f"decision_{i}_kernel", f"decision_{i}_bias"]
-            width = units
+        self._decision = F.add_mlp(self, "decision", width, [*self.hidden_units, 1], seed, 1, self.output_bias)
         self.built = True
 
     def param_groups(self) -> dict[str, tuple[str, ...]]:
@@ -134,7 +127,4 @@ class MeLU(MetaModel):
         return self._decide(params, tf.concat([users, items], axis=-1))
 
     def _decide(self, params: Params, x: tf.Tensor) -> tf.Tensor:
-        n = len(self.hidden_units)
-        for i in range(n + 1):
-            x = F.dense(x, params[f"decision_{i}_kernel"], params[f"decision_{i}_bias"], None if i == n else "relu")
-        return tf.squeeze(x, axis=-1)
+        return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)

@@ -123,24 +123,9 @@ class MetaEmb(MetaModel):
             self.add_weight(shape=(self.num_genres, e), initializer=normal(3), name="genre_embedding")
             content_width += e
         self.add_weight(shape=(self.num_items, e), initializer=normal(4), name="item_id_embedding")
-        self._generator: list[str] = []
-        width = content_width
-        for k, units in enumerate([*self.generator_units, e]):
-            init = keras.initializers.GlorotUniform(seed=seed_at(10 + k))
-            self.add_weight(shape=(width, units), initializer=init, name=f"generator_{k}_kernel")
-            self.add_weight(shape=(units,), initializer="zeros", name=f"generator_{k}_bias")
-            self._generator += [f"generator_{k}_kernel", f"generator_{k}_bias"]
-            width = units
-        self._decision: list[str] = []
-        width = user_width + content_width + e
-        for i, units in enumerate([*self.hidden_units, 1]):
-            init = keras.initializers.GlorotUniform(seed=seed_at(20 + i))
-            last = i == len(self.hidden_units)
-            self.add_weight(shape=(width, units), initializer=init, name=f"decision_{i}_kernel")
-            self.add_weight(shape=(units,), initializer=keras.initializers.Constant(self.output_bias if last else 0.0),
-                            name=f"decision_{i}_bias")
-            self._decision += [f"decision_{i}_kernel", f"decision_{i}_bias"]
-            width = units
+        self._generator = F.add_mlp(self, "generator", content_width, [*self.generator_units, e], seed, 10)
+        self._decision = F.add_mlp(self, "decision", user_width + content_width + e, [*self.hidden_units, 1], seed,
+                                   20, self.output_bias)
         self.built = True
 
     def param_groups(self) -> dict[str, tuple[str, ...]]:
@@ -169,12 +154,7 @@ class MetaEmb(MetaModel):
 
     def generate(self, params: Params, content: tf.Tensor) -> tf.Tensor:
         """The generated ID embedding ``[..., embedding_dim]`` from item content."""
-        x = content
-        depth = len(self.generator_units)
-        for k in range(depth + 1):
-            x = F.dense(x, params[f"generator_{k}_kernel"], params[f"generator_{k}_bias"],
-                        None if k == depth else "relu")
-        return x
+        return F.mlp(content, params, "generator", len(self.generator_units) + 1)
 
     def generate_item_embedding(self, params: Params, features: Features) -> tf.Tensor:
         """The generated ID embedding of every row's item: ``[..., embedding_dim]``."""
@@ -198,10 +178,7 @@ class MetaEmb(MetaModel):
         return tf.concat(parts, axis=-1) if parts else None
 
     def _decide(self, params: Params, x: tf.Tensor) -> tf.Tensor:
-        n = len(self.hidden_units)
-        for i in range(n + 1):
-            x = F.dense(x, params[f"decision_{i}_kernel"], params[f"decision_{i}_bias"], None if i == n else "relu")
-        return tf.squeeze(x, axis=-1)
+        return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)
 
     def _score(self, params: Params, features: Features, users: tf.Tensor | None, items: tf.Tensor) -> tf.Tensor:
         return self._decide(params, items if users is None else tf.concat([users, items], axis=-1))

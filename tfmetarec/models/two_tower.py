@@ -92,35 +92,23 @@ class TwoTower(MetaModel):
             self.add_weight(shape=(self.num_users, d), name="user_id_embedding",
                             initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed_at(1)))
             width += d
-        self._user_layers = []
-        for k, units in enumerate([*self.hidden_units, d]):
-            self.add_weight(shape=(width, units), name=f"user_tower_{k}_kernel",
-                            initializer=keras.initializers.GlorotUniform(seed=seed_at(2 + k)))
-            self.add_weight(shape=(units,), initializer="zeros", name=f"user_tower_{k}_bias")
-            self._user_layers.append((f"user_tower_{k}_kernel", f"user_tower_{k}_bias"))
-            width = units
+        self._user_layers = F.add_mlp(self, "user_tower", width, [*self.hidden_units, d], seed, 2)
         self._item_tables, width = add_content_embeddings(
             self, "", self.item_vocab_sizes, self.num_genres, d, seed, 20)
-        self._item_layers = []
-        for k, units in enumerate([*self.hidden_units, d + 1]):
-            self.add_weight(shape=(width, units), name=f"item_tower_{k}_kernel",
-                            initializer=keras.initializers.GlorotUniform(seed=seed_at(30 + k)))
-            self.add_weight(shape=(units,), initializer="zeros", name=f"item_tower_{k}_bias")
-            self._item_layers.append((f"item_tower_{k}_kernel", f"item_tower_{k}_bias"))
-            width = units
+        self._item_layers = F.add_mlp(self, "item_tower", width, [*self.hidden_units, d + 1], seed, 30)
         self.add_weight(shape=(self.num_items, d + 1), name="item_id_residual",
                         initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed_at(40)))
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
         self.built = True
 
     def param_groups(self) -> dict[str, tuple[str, ...]]:
-        user = tuple(n for layer in self._user_layers for n in layer)
-        item = (*self._item_tables, *(n for layer in self._item_layers for n in layer), "item_id_residual")
+        user = tuple(self._user_layers)
+        item = (*self._item_tables, *self._item_layers, "item_id_residual")
         return {
             "all": tuple(self.parameters()),
             "user_tower": user,
             "decision": user,
-            "user_head": self._user_layers[-1],
+            "user_head": user[-2:],
             "item_tower": item,
         }
 
@@ -141,10 +129,7 @@ class TwoTower(MetaModel):
         if self.use_ids:
             check_features(features, [USER_ID], "TwoTower")
             parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
-        x = tf.concat(parts, axis=-1)
-        last = len(self._user_layers) - 1
-        for k, (kernel, bias) in enumerate(self._user_layers):
-            x = F.dense(x, params[kernel], params[bias], None if k == last else "relu")
+        x = F.mlp(tf.concat(parts, axis=-1), params, "user_tower", len(self.hidden_units) + 1)
         return tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
 
     def item_representation(self, params: Params, features: Features) -> tf.Tensor:
@@ -152,9 +137,7 @@ class TwoTower(MetaModel):
         check_features(features, [ITEM_ID], "TwoTower")
         x = item_content(params, features, "", self._item_offsets, bool(self.item_vocab_sizes), self.num_genres,
                          "TwoTower")
-        last = len(self._item_layers) - 1
-        for k, (kernel, bias) in enumerate(self._item_layers):
-            x = F.dense(x, params[kernel], params[bias], None if k == last else "relu")
+        x = F.mlp(x, params, "item_tower", len(self.hidden_units) + 1)
         ids = features[ITEM_ID]
         return x + id_mask(ids, x.dtype) * F.embed(params["item_id_residual"], ids)
 
