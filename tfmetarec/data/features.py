@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfmetarec.data.schema import InteractionData
+from tfmetarec.data.schema import ITEM_COLUMNS, InteractionData
 
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
 """Lower edges of the age buckets after the first: <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+."""
@@ -275,7 +275,7 @@ def list_columns(items: pd.DataFrame) -> list[str]:
     """Item columns beyond the schema whose every non-missing value is a list or tuple."""
     out = []
     for column in items.columns:
-        if column in ("item", "title", "year", "genres"):
+        if column in ITEM_COLUMNS:
             continue
         values = [v for v in items[column] if isinstance(v, (list, tuple)) or not pd.isna(v)]
         if values and all(isinstance(v, (list, tuple)) for v in values):
