@@ -43,7 +43,7 @@ from tfmetarec.evaluation.protocol import evaluate_tasks  # noqa: E402
 from tfmetarec.experiment import build_model, fit_learner, prepare  # noqa: E402
 from tfmetarec.learners import Pretrain  # noqa: E402
 from tfmetarec.models.metaemb import MetaEmbeddingTrainer, item_task_batches  # noqa: E402
-from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, USER_CAT, USER_ID  # noqa: E402
+from tfmetarec.types import ITEM_ID, USER_FIELDS, USER_ID  # noqa: E402
 
 EVAL_ROWS = 20
 
@@ -51,11 +51,8 @@ EVAL_ROWS = 20
 def row_features(encoded, ratings: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Per-rating model inputs, the ratings and each row's item row (for grouping)."""
     users = encoded.user_index.get_indexer(ratings["user"].to_numpy())
-    items = encoded.item_index.get_indexer(ratings["item"].to_numpy())
-    features = {
-        USER_ID: encoded.user_ids[users], USER_CAT: encoded.user_cat[users],
-        ITEM_ID: encoded.item_ids[items], ITEM_CAT: encoded.item_cat[items], ITEM_MULTI: encoded.item_multi[items],
-    }
+    items = encoded.item_rows(ratings["item"].to_numpy())
+    features = {USER_ID: encoded.user_ids[users], USER_FIELDS: encoded.user_fields[users], ITEM_ID: items}
     return features, ratings["rating"].to_numpy("float32"), items
 
 
@@ -90,7 +87,7 @@ def run(dataset: str, seed: int, args) -> list[dict]:
         train=dataclasses.replace(TrainConfig(), pretrain_steps=args.steps, seed=seed),
     )
     prepared = prepare(config)
-    model = build_model(config, prepared.encoded.spec)
+    model = build_model(config, prepared.encoded)
     learner = Pretrain(model, 0)
     fit_learner(learner, prepared, args.steps)
     new_items = prepared.split.partitions["item_cold"]

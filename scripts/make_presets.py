@@ -80,7 +80,7 @@ def make(name: str) -> None:
     config = spec["config"]
     started = time.time()
     prepared = experiment.prepare(config)
-    learner = experiment.build_learner(config, experiment.build_model(config, prepared.encoded.spec), prepared)
+    learner = experiment.build_learner(config, experiment.build_model(config, prepared.encoded), prepared)
     experiment.fit_learner(learner, prepared, config.train.meta_steps, verbose=0)
     out = ROOT / "saved_models" / name
     if out.exists():

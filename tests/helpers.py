@@ -5,23 +5,46 @@ from __future__ import annotations
 import numpy as np
 
 from tfmetarec.models import MeLU
+from tfmetarec.types import CATEGORICAL, LIST, FieldSpec
 
-USER_VOCABS = (3, 8, 22, 11)
-ITEM_VOCABS = (6,)
-GENRES = 19
+USER_FIELDS = (
+    FieldSpec("gender", CATEGORICAL, 3),
+    FieldSpec("age", CATEGORICAL, 8),
+    FieldSpec("occupation", CATEGORICAL, 22),
+    FieldSpec("zip", CATEGORICAL, 11),
+)
+ITEM_FIELDS = (
+    FieldSpec("year", CATEGORICAL, 6),
+    FieldSpec("genres", LIST, 19, 4),
+)
+NUM_USERS = 5
+NUM_ITEMS = 5  # ID vocabulary: the unknown item and four training items
+TABLE_ROWS = 8  # ... plus three items known by content only
+
+
+def random_item_table(seed: int = 0, rows: int = TABLE_ROWS) -> np.ndarray:
+    """An item table for :data:`ITEM_FIELDS`: row 0 empty, each row a year and 1-4 genres."""
+    rng = np.random.default_rng(1000 + seed)
+    table = np.zeros((rows, 5), "int32")
+    table[1:, 0] = rng.integers(1, 6, rows - 1)
+    for r in range(1, rows):
+        n = rng.integers(1, 5)
+        table[r, 1:1 + n] = rng.choice(np.arange(1, 19), n, replace=False)
+    return table
+
+
+ITEM_TABLE = random_item_table()
 
 
 def random_part(rng: np.random.Generator, tasks: int, rows: int, sizes=None, dtype="float32") -> dict:
-    """One padded support or query part with ratings in 1..5."""
+    """One padded support or query part with ratings in 1..5 (items drawn from the whole table)."""
     mask = np.ones((tasks, rows), dtype)
     if sizes is not None:
         mask = (np.arange(rows)[None, :] < np.asarray(sizes)[:, None]).astype(dtype)
     return {
-        "user_id": rng.integers(0, 5, (tasks, rows)).astype("int32"),
-        "item_id": rng.integers(0, 5, (tasks, rows)).astype("int32"),
-        "user_cat": np.stack([rng.integers(0, v, (tasks, rows)) for v in USER_VOCABS], -1).astype("int32"),
-        "item_cat": np.stack([rng.integers(0, v, (tasks, rows)) for v in ITEM_VOCABS], -1).astype("int32"),
-        "item_multi": (rng.random((tasks, rows, GENRES)) < 0.2).astype(dtype),
+        "user_id": rng.integers(0, NUM_USERS, (tasks, rows)).astype("int32"),
+        "item_id": rng.integers(0, TABLE_ROWS, (tasks, rows)).astype("int32"),
+        "user_fields": np.stack([rng.integers(0, f.vocab_size, (tasks, rows)) for f in USER_FIELDS], -1).astype("int32"),
         "rating": rng.integers(1, 6, (tasks, rows)).astype(dtype),
         "mask": mask,
     }
@@ -37,4 +60,8 @@ def random_episode(seed=0, tasks=4, support=6, query=5, support_sizes=None, dtyp
 
 
 def tiny_melu(seed=0, dtype=None, hidden=(8, 4), **kwargs) -> MeLU:
-    return MeLU(USER_VOCABS, ITEM_VOCABS, GENRES, embedding_dim=4, hidden_units=hidden, seed=seed, dtype=dtype, **kwargs)
+    options = dict(embedding_dim=4, hidden_units=hidden, num_users=NUM_USERS, num_items=NUM_ITEMS, seed=seed,
+                   dtype=dtype)
+    model = MeLU(USER_FIELDS, ITEM_FIELDS, **{**options, **kwargs})
+    model.set_item_table(ITEM_TABLE)
+    return model

@@ -10,28 +10,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import GENRES, ITEM_VOCABS, USER_VOCABS, random_episode
+from helpers import ITEM_FIELDS, ITEM_TABLE, NUM_ITEMS, NUM_USERS, USER_FIELDS, random_episode
 from tfmetarec import models
 from tfmetarec.learners.losses import task_mse
 from tfmetarec.models.base import MetaModel
 from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, features_of
 
 TASKS, QUERY_ROWS = 4, 5
-# A duck-typed feature spec matching tests/helpers.random_episode (IDs drawn from 0..4).
-SPEC = SimpleNamespace(
-    user_vocab_sizes=USER_VOCABS,
-    item_vocab_sizes=ITEM_VOCABS,
-    genres=tuple(f"g{i}" for i in range(GENRES)),
-    num_users=5,
-    num_items=5,
-)
+# A duck-typed feature spec matching tests/helpers.random_episode.
+SPEC = SimpleNamespace(user_fields=USER_FIELDS, item_fields=ITEM_FIELDS, num_users=NUM_USERS, num_items=NUM_ITEMS)
 
 
 def small_model(name: str, seed: int = 0, **hparams: Any) -> MetaModel:
-    """A registered model, built tiny from :data:`SPEC` (IDs on, so every ID table exists)."""
+    """A registered model, built tiny from :data:`SPEC` (IDs on, so every ID table exists),
+    holding the helpers' item table (training items and content-only items)."""
     options = dict(embedding_dim=4, hidden_units=(8, 4), use_ids=True, seed=seed)
     options.update(hparams)
-    return models.get(name).from_spec(SPEC, **options)
+    model = models.get(name).from_spec(SPEC, **options)
+    model.set_item_table(ITEM_TABLE)
+    return model
 
 
 def query_features(seed: int = 0) -> dict[str, np.ndarray]:
@@ -61,8 +58,9 @@ def check_build_and_groups(model: MetaModel) -> None:
     assert "decision" in groups, "the learners' default adapt='decision' must resolve"
     for group, members in groups.items():
         assert members and set(members) <= set(names), (group, members)
-    for attr in ("user_vocab_sizes", "item_vocab_sizes", "num_genres", "num_users", "num_items"):
-        assert hasattr(model, attr), f"{type(model).__name__} lacks {attr} (the exporters read it)"
+    for attr in ("user_fields", "item_fields", "num_users", "num_items", "item_dim"):
+        assert hasattr(model, attr), f"{type(model).__name__} lacks {attr} (the exporters and learners read it)"
+    assert model.num_table_items == len(ITEM_TABLE)
 
 
 def check_call(model: MetaModel) -> None:
@@ -98,6 +96,8 @@ def check_config_round_trip(model: MetaModel) -> None:
     assert clone.get_config() == config
     assert list(clone.parameters()) == list(model.parameters())
     clone.set_weights(model.get_weights())
+    assert clone.num_table_items == 1  # the table is data, not config
+    clone.set_item_table(model.item_table)
     q = query_features(2)
     np.testing.assert_array_equal(clone(q).numpy(), model(q).numpy())
 
@@ -109,6 +109,7 @@ def check_keras_file_round_trip(model: MetaModel, folder: Path) -> None:
     reloaded = keras.saving.load_model(path)
     assert type(reloaded) is type(model)
     assert list(reloaded.parameters()) == list(model.parameters())
+    np.testing.assert_array_equal(reloaded.item_table, model.item_table)  # saved with the weights
     np.testing.assert_array_equal(reloaded(q).numpy(), model(q).numpy())
 
 
@@ -159,3 +160,25 @@ def check_maml_lowers_support_loss(model: MetaModel, adapt: str = "decision", st
     before = support_losses(model, episode[SUPPORT])
     after = support_losses(model, episode[SUPPORT], learner.adapt(episode[SUPPORT]))
     assert np.all(after < before - 1e-4), (type(model).__name__, adapt, before, after)
+
+
+def numpy_fields(weights: dict[str, np.ndarray], prefix: str, fields, indices: np.ndarray) -> np.ndarray:
+    """Reference per-field embeddings in numpy: a categorical field's row, a list field's
+    mean over its non-zero indices, side by side: ``[..., sum dims]``."""
+    out, start = [], 0
+    for f in fields:
+        cols = indices[..., start:start + f.width]
+        start += f.width
+        table = weights[f"{prefix}{f.name}_embedding"]
+        if f.kind == "categorical":
+            out.append(table[cols[..., 0]])
+        else:
+            present = (cols > 0)[..., None]
+            out.append((table[cols] * present).sum(-2) / np.maximum(present.sum(-2), 1))
+    return np.concatenate(out, axis=-1)
+
+
+def item_rows_of(features: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The helpers' item table content and ID-embedding index of every row."""
+    ids = features["item_id"]
+    return ITEM_TABLE[ids], np.where(ids < NUM_ITEMS, ids, 0)

@@ -42,6 +42,17 @@ class ModelConfig:
     embedding_dim: int = 32
     hidden_units: tuple[int, ...] = (64, 64)
     use_ids: bool = False
+    field_dims: tuple[tuple[str, int], ...] = ()
+    """Per-field embedding widths overriding ``embedding_dim``: ``(("genres", 16), ...)``."""
+    list_pooling: str = "mean"
+    """How a list field (genres, cast, ...) pools its values' embeddings: mean or sum."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field_dims", tuple((str(k), int(v)) for k, v in
+                                                     (self.field_dims.items() if isinstance(self.field_dims, dict)
+                                                      else self.field_dims)))
+        if self.list_pooling not in ("mean", "sum"):
+            raise ValueError(f"list_pooling must be 'mean' or 'sum', got {self.list_pooling!r}.")
 
 
 @dataclass(frozen=True)

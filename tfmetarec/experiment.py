@@ -23,7 +23,6 @@ from tfmetarec.data import (
     cold_start_split,
     load_dataset,
 )
-from tfmetarec.data.features import FeatureSpec
 from tfmetarec.evaluation.curves import SUPPORT_SIZES, inner_steps_curve, plot_curve, support_size_curve
 from tfmetarec.evaluation.protocol import evaluate_scenarios, evaluate_tasks
 from tfmetarec.evaluation.report import to_markdown, to_text, tidy
@@ -103,12 +102,23 @@ def prepare(config: ExperimentConfig, data: InteractionData | None = None) -> Pr
     return Prepared(config, data, split, encoder, encoded, train_ratings, validation, scenarios)
 
 
-def build_model(config: ExperimentConfig, spec: FeatureSpec) -> MetaModel:
-    """A fresh rating model sized for the encoded features."""
+def build_model(config: ExperimentConfig, encoded: EncodedData) -> MetaModel:
+    """A fresh rating model sized for the encoded features, holding the item table.
+
+    The table starts with the training items; every other item of the data (the
+    split's new items) enters by its content alone through ``model.add_items``,
+    the way a service adds an item that arrives after training.
+    """
     m = config.model
-    return get_model(m.name).from_spec(
-        spec, embedding_dim=m.embedding_dim, hidden_units=m.hidden_units, use_ids=m.use_ids, seed=config.train.seed
+    spec = encoded.spec
+    n = spec.num_items
+    model = get_model(m.name).from_spec(
+        spec, embedding_dim=m.embedding_dim, field_dims=dict(m.field_dims), list_pooling=m.list_pooling,
+        hidden_units=m.hidden_units, use_ids=m.use_ids, seed=config.train.seed,
     )
+    model.set_item_table(encoded.item_table[:n], encoded.item_raw_ids[:n])
+    model.add_items(encoded.item_table[n:], encoded.item_raw_ids[n:])
+    return model
 
 
 def build_learner(config: ExperimentConfig, model: MetaModel, prepared: Prepared | None = None) -> MetaLearner:
@@ -197,8 +207,8 @@ def train(
             f"meta-training uses {len(prepared.train_ratings)} ratings; "
             f"{len(prepared.validation)} held-out validation users choose the fine-tuning step size"
         )
-    learner = build_learner(config, build_model(config, prepared.encoded.spec), prepared)
-    baseline = Pretrain(build_model(config, prepared.encoded.spec), 0, config.learner.inner_lr, config.learner.adapt)
+    learner = build_learner(config, build_model(config, prepared.encoded), prepared)
+    baseline = Pretrain(build_model(config, prepared.encoded), 0, config.learner.inner_lr, config.learner.adapt)
     history = {}
     if verbose:
         print(f"Meta-training {config.learner.name} for {config.train.meta_steps} steps")

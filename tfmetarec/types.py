@@ -1,22 +1,25 @@
-"""Names and type aliases shared by every layer of the library.
+"""Names and small types shared by every layer of the library.
 
 A *feature batch* is a mapping from the keys below to tensors whose leading
 axes are either ``[N]`` (a flat batch of (user, item) pairs) or ``[T, N]``
-(``T`` tasks of ``N`` padded rows each).
+(``T`` tasks of ``N`` padded rows each). It carries small integers only: the
+item's content (genres, directors, ...) lives in the model's item table and is
+gathered inside the graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import tensorflow as tf
 
 USER_ID = "user_id"  # int32 [...]: user ID vocabulary index, 0 = out of vocabulary
-ITEM_ID = "item_id"  # int32 [...]: item ID vocabulary index, 0 = out of vocabulary
-USER_CAT = "user_cat"  # int32 [..., F_user]: each user field's vocabulary index
-ITEM_CAT = "item_cat"  # int32 [..., F_item]: each item field's vocabulary index
-ITEM_MULTI = "item_multi"  # float32 [..., G]: multi-hot item content (genres)
+ITEM_ID = "item_id"  # int32 [...]: item index = row of the model's item table, 0 = unknown item
+USER_FIELDS = "user_fields"  # int32 [..., W_user]: the user fields' indices (see FieldSpec)
+ITEM_FIELDS = "item_fields"  # int32 [..., W_item]: optional; item content given with the rows
+# instead of gathered from the item table (an item the table does not hold)
 
 RATING = "rating"  # float32 [T, N]: the label of each row
 MASK = "mask"  # float32 [T, N]: 1 for a real row, 0 for padding
@@ -24,7 +27,13 @@ TASK_MASK = "task_mask"  # float32 [T]: 1 for a real task, 0 for a padding task
 SUPPORT = "support"
 QUERY = "query"
 
-FEATURE_KEYS = (USER_ID, ITEM_ID, USER_CAT, ITEM_CAT, ITEM_MULTI)
+FEATURE_KEYS = (USER_ID, ITEM_ID, USER_FIELDS)
+"""The inputs every episode part carries (``ITEM_FIELDS`` is optional)."""
+OPTIONAL_FEATURE_KEYS = (ITEM_FIELDS,)
+
+CATEGORICAL = "categorical"
+LIST = "list"
+FIELD_KINDS = (CATEGORICAL, LIST)
 
 Features = Mapping[str, tf.Tensor]
 Params = Mapping[str, tf.Tensor]
@@ -32,6 +41,50 @@ Episode = Mapping[str, Any]
 """``{"support": {...features, rating, mask}, "query": {...}, "task_mask": [T]}``."""
 
 
+@dataclass(frozen=True)
+class FieldSpec:
+    """The encoded shape of one user or item field, which is what a model embeds.
+
+    A *categorical* field (gender, occupation, release-year bucket, MPAA rate) is
+    one column holding a vocabulary index, 0 meaning missing or unseen. A *list*
+    field (genres, directors, cast, tags) is ``width`` columns of indices, padded
+    with 0; unseen values are dropped. ``vocab_size`` counts index 0.
+    """
+
+    name: str
+    kind: str
+    vocab_size: int
+    width: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in FIELD_KINDS:
+            raise ValueError(f"Field {self.name!r}: kind must be one of {FIELD_KINDS}, got {self.kind!r}.")
+        if int(self.vocab_size) < 1 or int(self.width) < 1:
+            raise ValueError(f"Field {self.name!r}: vocab_size and width must be >= 1, got "
+                             f"{self.vocab_size} and {self.width}.")
+        if self.kind == CATEGORICAL and int(self.width) != 1:
+            raise ValueError(f"Categorical field {self.name!r} has width 1, got {self.width}.")
+
+    def to_config(self) -> list:
+        """``[name, kind, vocab_size, width]`` (JSON-safe; what models keep in their config)."""
+        return [self.name, self.kind, int(self.vocab_size), int(self.width)]
+
+    @classmethod
+    def of(cls, value: FieldSpec | Sequence | Mapping) -> FieldSpec:
+        """A FieldSpec from itself, ``[name, kind, vocab_size, width]`` or a dict of those."""
+        if isinstance(value, FieldSpec):
+            return value
+        if isinstance(value, Mapping):
+            return cls(str(value["name"]), str(value["kind"]), int(value["vocab_size"]), int(value.get("width", 1)))
+        name, kind, vocab, *rest = value
+        return cls(str(name), str(kind), int(vocab), int(rest[0]) if rest else 1)
+
+
+def fields_width(fields: Sequence[FieldSpec]) -> int:
+    """Columns of the encoded array holding ``fields`` side by side."""
+    return sum(int(f.width) for f in fields)
+
+
 def features_of(part: Mapping[str, Any]) -> dict[str, Any]:
     """The model inputs of a support or query part (drops rating and mask)."""
-    return {k: part[k] for k in FEATURE_KEYS if k in part}
+    return {k: part[k] for k in (*FEATURE_KEYS, *OPTIONAL_FEATURE_KEYS) if k in part}

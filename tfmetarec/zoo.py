@@ -81,7 +81,7 @@ def run_group(settings: ZooSettings, dataset: str, seed: int, verbose: bool = Tr
     for model_name, learner_name in pairs(settings):
         started = time.time()
         config = dataclasses.replace(base, model=dataclasses.replace(settings.model, name=model_name))
-        model = build_model(config, prepared.encoded.spec)
+        model = build_model(config, prepared.encoded)
         lc = LearnerConfig(name=learner_name, inner_steps=settings.inner_steps, adapt=_adapt_group(model))
         config = dataclasses.replace(config, learner=lc)
         tag = dict(dataset=dataset, seed=seed, model=model_name)

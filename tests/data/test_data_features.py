@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfmetarec.data import AGE_BUCKETS, FeatureEncoder, FeatureSpec, InteractionData, make_synthetic
+from tfmetarec.data import AGE_BUCKETS, DataFormatError, FeatureEncoder, FeatureSpec, InteractionData, make_synthetic
 from tfmetarec.data.features import age_bucket, zip_prefix
 
 
@@ -55,27 +55,34 @@ def test_unseen_users_and_items_get_id_zero_but_features() -> None:
     enc = FeatureEncoder().fit(data, train_users=[1, 2], train_items=[10, 20])
     out = enc.transform(data)
     spec = out.spec
-    assert spec.user_fields == ("gender", "age_bucket", "occupation", "zip_prefix")
+    assert [f.name for f in spec.user_fields] == ["gender", "age", "occupation", "zip"]
+    assert [(f.name, f.kind) for f in spec.item_fields] == [("year", "categorical"), ("genres", "list")]
     assert spec.num_users == 3 and spec.num_items == 3  # two known IDs + OOV
-    assert spec.genres == ("Comedy", "Drama")  # Horror only occurs on an unseen item
-    assert out.user_ids.tolist() == [1, 2, 0] and out.item_ids.tolist() == [1, 2, 0]
-    assert out.user_index.tolist() == [1, 2, 3] and out.item_index.tolist() == [10, 20, 30]
+    assert enc.vocabulary("item", "genres") == ["Comedy", "Drama"]  # Horror only occurs on an unseen item
+    assert out.user_ids.tolist() == [1, 2, 0]
+    assert out.user_index.tolist() == [1, 2, 3]
+    # the item table: row 0 unknown, the training items in vocabulary order, then the new item
+    assert out.item_raw_ids.tolist() == [-1, 10, 20, 30]
+    assert out.item_rows([30, 10]).tolist() == [3, 1] and out.item_vocab_ids([30, 10]).tolist() == [0, 1]
     # user 3: gender F is known, age 60 -> bucket 7, occupation "pilot" unseen -> 0, zip "10" unseen -> 0
-    gender, occupation = spec.user_fields.index("gender"), spec.user_fields.index("occupation")
-    assert out.user_cat[2, gender] == out.user_cat[1, gender] != 0
-    assert out.user_cat[2].tolist()[1:] == [7, 0, 0]
-    assert out.user_cat[2, occupation] == 0 and out.user_cat[0, occupation] != 0
-    assert out.user_cat[1, 3] == 0  # "T8" is not a numeric prefix
-    assert out.user_cat.shape == (3, 4) and out.user_cat.dtype == np.int32
-    assert all(out.user_cat[:, j].max() < size for j, size in enumerate(spec.user_vocab_sizes))
-    # item 30: no known genre, year 2003 clipped into the newest training bucket; item 20 has no year
-    assert out.item_multi.tolist() == [[0, 1], [1, 1], [0, 0]] and out.item_multi.dtype == np.float32
-    assert out.item_cat[:, 0].tolist() == [1, 0, 1]
-    assert spec.item_vocab_sizes == (2,)
+    uf = out.user_fields
+    assert uf[2, 0] == uf[1, 0] != 0
+    assert uf[2].tolist()[1:] == [7, 0, 0]
+    assert uf[0, 2] != 0
+    assert uf[1, 3] == 0  # "T8" is not a numeric prefix
+    assert uf.shape == (3, 4) and uf.dtype == np.int32
+    assert all(uf[:, j].max() < f.vocab_size for j, f in enumerate(spec.user_fields))
+    # items: [year bucket, genres (width 2)]; item 30 has no known genre and its year 2003 is
+    # clipped into the newest training bucket; item 20 has no year
+    assert spec.item_fields[1].width == 2
+    assert out.item_table.tolist() == [[0, 0, 0], [1, 2, 0], [0, 1, 2], [1, 0, 0]]
+    assert out.item_table.dtype == np.int32
     rows = out.ratings
     assert rows["user_row"].dtype == np.int32 and rows["item_row"].dtype == np.int32
     assert (out.user_index[rows["user_row"]] == rows["user"]).all()
-    assert (out.item_index[rows["item_row"]] == rows["item"]).all()
+    assert (out.item_raw_ids[rows["item_row"]] == rows["item"]).all()
+    with pytest.raises(ValueError, match="99"):
+        out.item_rows([10, 99])
 
 
 def test_year_buckets_span_training_years() -> None:
@@ -83,9 +90,9 @@ def test_year_buckets_span_training_years() -> None:
     old = data.items.loc[data.items["year"] < 1998, "item"]
     enc = FeatureEncoder(year_bucket_size=5).fit(data, train_items=old)
     out = enc.transform(data)
-    years = data.items.set_index("item").loc[out.item_index, "year"].to_numpy(dtype=int)
-    buckets = out.item_cat[:, 0]
-    assert buckets.min() >= 1 and buckets.max() == out.spec.item_vocab_sizes[0] - 1
+    years = data.items.set_index("item").loc[out.item_raw_ids[1:], "year"].to_numpy(dtype=int)
+    buckets = out.item_table[1:, 0]
+    assert buckets.min() >= 1 and buckets.max() == out.spec.item_fields[0].vocab_size - 1
     assert np.all(np.diff(buckets[np.argsort(years, kind="stable")]) >= 0)  # ordered by year
     assert len(set(buckets[years >= 1998])) == 1  # new releases share the newest bucket
 
@@ -99,16 +106,19 @@ def test_round_trip_gives_identical_transforms() -> None:
     a, b = enc.transform(data), restored.transform(data)
     assert a.spec == b.spec
     assert FeatureSpec.from_dict(json.loads(json.dumps(a.spec.to_dict()))) == a.spec
-    for name in ("user_ids", "user_cat", "item_ids", "item_cat", "item_multi"):
+    for name in ("user_ids", "user_fields", "item_table", "item_raw_ids"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     pd.testing.assert_frame_equal(a.ratings, b.ratings)
+    old = {k: v for k, v in enc.to_dict().items() if k != "format"}
+    with pytest.raises(ValueError, match="format 1.*one vocabulary per field"):
+        FeatureEncoder.from_dict(old)
 
 
 def test_no_demographics_and_custom_ratings() -> None:
     data = tiny()
     bare = InteractionData("bare", data.ratings, data.users[["user"]], data.items)
     out = FeatureEncoder().fit(bare).transform(bare, ratings=bare.ratings.iloc[:2])
-    assert out.spec.user_fields == () and out.user_cat.shape == (3, 0)
+    assert out.spec.user_fields == () and out.user_fields.shape == (3, 0)
     assert len(out.ratings) == 2
     stranger = bare.ratings.assign(user=99)
     with pytest.raises(ValueError, match="99"):
@@ -122,29 +132,65 @@ def with_lists() -> InteractionData:
     items = base.items.assign(
         directors=[["Nolan"], ["Nolan", "Bigelow"], None],
         cast=[("X",), (), ("Y", "X")],
-        url=["a", "b", "c"],  # a plain string column is not content
+        url=["a", "b", "c"],  # a plain string column is not content unless declared
     )
     return InteractionData("tiny", base.ratings, base.users, items)
 
 
-def test_list_columns_become_content_tags_learned_on_training_items() -> None:
+def test_list_columns_become_list_fields_learned_on_training_items() -> None:
     data = with_lists()
+    assert [f.name for f in data.fields if f.side == "item"] == ["year", "genres", "directors", "cast"]
     enc = FeatureEncoder().fit(data, train_items=[10, 20])
-    assert enc.tag_columns == ["directors", "cast"]
-    assert enc.spec.genres == ("Comedy", "Drama", "directors:Bigelow", "directors:Nolan", "cast:X")
-    multi = enc.transform(data).item_multi
-    np.testing.assert_array_equal(multi[:, 2:], [[0, 1, 1], [1, 1, 0], [0, 0, 1]])  # "cast:Y" unseen: dropped
-    assert multi[2, :2].sum() == 0  # Horror was never a training genre
+    assert enc.vocabulary("item", "directors") == ["Bigelow", "Nolan"]
+    assert enc.vocabulary("item", "cast") == ["X"]
+    table = enc.transform(data).item_table
+    # columns: year, genres x2, directors x2 (longest training row), cast x1
+    assert table.shape == (4, 6)
+    np.testing.assert_array_equal(table[1:, 3:], [[2, 0, 1], [2, 1, 0], [0, 0, 1]])  # "Y" unseen: dropped
+    assert table[3, 1:3].sum() == 0  # Horror was never a training genre
 
     rare = FeatureEncoder(min_tag_items=2).fit(data)
-    assert rare.spec.genres[-2:] == ("directors:Nolan", "cast:X")
+    assert rare.vocabulary("item", "directors") == ["Nolan"] and rare.vocabulary("item", "cast") == ["X"]
+    assert rare.vocabulary("item", "genres") == ["Comedy", "Drama", "Horror"]  # genres keep every value
 
     again = FeatureEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
-    np.testing.assert_array_equal(again.transform(data).item_multi, multi)
-    old = {k: v for k, v in enc.to_dict().items() if k not in ("tag_columns", "min_tag_items")}
-    assert FeatureEncoder.from_dict(old).tag_columns == []  # encoders saved before tags still load
+    np.testing.assert_array_equal(again.transform(data).item_table, table)
     with pytest.raises(ValueError, match="min_tag_items"):
         FeatureEncoder(min_tag_items=0)
+
+
+def test_declared_fields_categorical_items_widths_and_errors() -> None:
+    from tfmetarec.data import Field
+
+    base = with_lists()
+    items = base.items.assign(rate=["PG", "R", "PG"])
+    fields = (Field("gender", "user"), Field("rate", "item"),
+              Field("cast", "item", "list", max_values=1), Field("genres", "item", "list"))
+    data = InteractionData("tiny", base.ratings, base.users, items, fields=fields)
+    out = FeatureEncoder().fit(data).transform(data)
+    assert [(f.name, f.kind, f.vocab_size, f.width) for f in out.spec.item_fields] == [
+        ("rate", "categorical", 3, 1), ("cast", "list", 3, 1), ("genres", "list", 4, 2)]
+    assert out.item_table[1:, 0].tolist() == [1, 2, 1]  # PG, R, PG
+    assert out.item_table[3, 1] == 2  # ("Y", "X") keeps its first value only
+    assert out.user_fields.shape == (3, 1)
+    with pytest.raises(DataFormatError, match="reads column 'studio'"):
+        InteractionData("tiny", base.ratings, base.users, items, fields=(Field("studio", "item"),))
+    with pytest.raises(DataFormatError, match="list field 'rate'"):
+        InteractionData("tiny", base.ratings, base.users, items, fields=(Field("rate", "item", "list"),))
+    with pytest.raises(ValueError, match="side"):
+        Field("x", "movie")
+
+
+def test_encode_items_matches_the_table_for_new_content() -> None:
+    data = with_lists()
+    enc = FeatureEncoder().fit(data, train_items=[10, 20])
+    table = enc.transform(data).item_table
+    frame = data.items.set_index("item").loc[[30, 10]].reset_index()
+    np.testing.assert_array_equal(enc.encode_items(frame), table[[3, 1]])
+    ids, fields = enc.encode_users(pd.DataFrame({"user": [2, 99], "gender": ["F", "?"], "age": [30, None]}))
+    assert ids.tolist() == [2, 0]
+    assert fields[:, 0].tolist()[1] == 0 and fields[:, 1].tolist() == [3, 0]
+    assert fields[:, 2:].tolist() == [[0, 0], [0, 0]]  # absent columns are missing
 
 
 def test_a_content_model_learns_new_items_from_a_list_column() -> None:
@@ -152,7 +198,7 @@ def test_a_content_model_learns_new_items_from_a_list_column() -> None:
     import tensorflow as tf
 
     from tfmetarec import models
-    from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, USER_CAT, USER_ID
+    from tfmetarec.types import ITEM_ID, USER_FIELDS, USER_ID
 
     rng = np.random.default_rng(0)
     n_items, n_users = 40, 20
@@ -172,13 +218,13 @@ def test_a_content_model_learns_new_items_from_a_list_column() -> None:
         encoded = enc.transform(data)
         rows = encoded.ratings
         u, i = rows["user_row"].to_numpy(), rows["item_row"].to_numpy()
-        feats = {USER_ID: encoded.user_ids[u], USER_CAT: encoded.user_cat[u], ITEM_ID: encoded.item_ids[i],
-                 ITEM_CAT: encoded.item_cat[i], ITEM_MULTI: encoded.item_multi[i]}
+        feats = {USER_ID: encoded.user_ids[u], USER_FIELDS: encoded.user_fields[u], ITEM_ID: i}
         new = rows["item"].isin(new_items).to_numpy()
         part = lambda mask: {k: tf.constant(v[mask][None]) for k, v in feats.items()}  # noqa: E731
         train, test = part(~new), part(new)
         y_train = tf.constant(rows["rating"].to_numpy("float32")[~new][None])
-        model = models.get("content").from_spec(encoded.spec, embedding_dim=4, hidden_units=(8,), seed=0)
+        model = models.get("content").from_spec(encoded.spec, item_table=encoded.item_table, embedding_dim=4,
+                                                hidden_units=(8,), seed=0)
         opt = tf.keras.optimizers.Adam(0.05)
         for _ in range(150):
             with tf.GradientTape() as tape:

@@ -148,8 +148,8 @@ def test_load_dataset_dispatch(tmp_path: Path) -> None:
     # a parent folder holding the conventionally named release folder also works
     latest(tmp_path / "b" / "ml-latest-small")
     assert len(load_dataset("movielens-latest-small", tmp_path / "b").ratings) == 3
-    with pytest.raises(ValueError, match="data_dir"):
-        load_dataset("movielens-1m")
+    with pytest.raises(FileNotFoundError, match="MovieLens 1M directory not found"):
+        load_dataset("movielens-1m")  # looked for under $TFMETAREC_DATA_DIR, which lacks it
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("netflix")
 
@@ -159,6 +159,55 @@ def test_default_data_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert movielens_100k_dir() == tmp_path / "movielens-100k"
     ml100k(tmp_path / "movielens-100k")
     assert len(load_dataset("movielens-100k").ratings) == 5
+    ml1m(tmp_path / "movielens-1m")
+    assert len(load_dataset("movielens-1m").ratings) == 3
+    latest(tmp_path / "ml-latest-small")
+    assert len(load_dataset("movielens-latest-small").ratings) == 3
+
+
+SIDE = ["item,rate,directors,actors", "1193,R,Forman,Nicholson|Fletcher", '661,"PG-13",Jeunet,"Tautou|Kassovitz"']
+
+
+def test_an_item_side_file_adds_categorical_and_list_fields(tmp_path: Path) -> None:
+    root = ml1m(tmp_path / "ml-1m")
+    data = load_movielens_1m(root, item_side_file=write(tmp_path / "side.csv", SIDE))
+    by_item = data.items.set_index("item")
+    assert by_item.loc[1193, "rate"] == "R" and by_item.loc[661, "actors"] == ["Tautou", "Kassovitz"]
+    assert pd.isna(by_item.loc[5, "rate"]) and by_item.loc[5, "actors"] == []  # no side row: missing
+    kinds = {f.name: f.kind for f in data.fields if f.side == "item"}
+    assert kinds == {"year": "categorical", "genres": "list", "rate": "categorical", "directors": "categorical",
+                     "actors": "list"}
+    forced = load_movielens_1m(root, item_side_file=tmp_path / "side.csv", list_columns=["directors", "actors"])
+    assert {f.name: f.kind for f in forced.fields}["directors"] == "list"
+    tsv = write(tmp_path / "side.tsv", ["movieId\trate", "1193\tR", "661\t"])
+    assert pd.isna(load_dataset("movielens-1m", root, item_side_file=tsv).items.set_index("item").loc[661, "rate"])
+
+
+@pytest.mark.parametrize(
+    ("lines", "pattern"),
+    [
+        (["item,rate", "1193,R", "1193,PG"], r"side.csv line 3: duplicate entry for item 1193"),
+        (["item,rate", "1193,R", "4242,PG"], r"side.csv line 3: item 4242 does not appear in movies.dat"),
+        (["item,rate", "x,R"], r"side.csv line 2: item 'x' is not an integer"),
+        (["item,rate", "1193,R,extra"], r"side.csv line 2: expected 2 comma-separated fields"),
+        (["film,rate", "1193,R"], r"side.csv line 1: the header needs an item key column"),
+    ],
+)
+def test_a_malformed_side_file_names_its_file_and_line(tmp_path: Path, lines: list[str], pattern: str) -> None:
+    root = ml1m(tmp_path / "ml-1m")
+    with pytest.raises(DataFormatError, match=pattern):
+        load_movielens_1m(root, item_side_file=write(tmp_path / "side.csv", lines))
+
+
+def test_ratings_without_timestamps_load_but_refuse_a_time_split() -> None:
+    from tfmetarec.data import SplitConfig, make_synthetic
+
+    full = make_synthetic(num_users=60, num_items=40, seed=1)
+    bare = InteractionData("synthetic", full.ratings.drop(columns="timestamp"), full.users, full.items)
+    assert not bare.has_timestamps and full.has_timestamps
+    assert len(cold_start_split(bare, SplitConfig(seed=1)).meta_train)
+    with pytest.raises(ValueError, match="no 'timestamp' column"):
+        cold_start_split(bare, SplitConfig(method="time"))
 
 
 # --- malformed files ----------------------------------------------------------------------------
@@ -256,7 +305,8 @@ def test_latest_small_tags_become_item_content(tmp_path: Path) -> None:
     assert items.loc[1, "tags"] == ["funny", "pixar"] and items.loc[2, "tags"] == ["politics, satire"]
     assert items.loc[3, "tags"] == []
     enc = FeatureEncoder().fit(load_movielens_latest_small(root))
-    assert {"tags:pixar", "tags:funny", "tags:politics, satire"} <= set(enc.spec.genres)
+    assert {"pixar", "funny", "politics, satire"} <= set(enc.vocabulary("item", "tags"))
+    assert [f.name for f in enc.spec.item_fields] == ["year", "genres", "tags"]
 
     root = latest(tmp_path / "b")
     write(root / "tags.csv", ["userId,movieId,tag,timestamp", "1,1,ok,1", "1,99,ghost,2"])

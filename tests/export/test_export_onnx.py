@@ -71,7 +71,7 @@ def test_exported_graph_is_standard_onnx(exported):
     assert not ops & (GRADIENT_OPS | {"SigmoidGrad", "TanhGrad", "BiasAddGrad"})
     assert {"MatMul", "Where", "NonZero"} <= ops  # relu gradient and reduction axes, lowered
     names = {i.name for i in model.graph.input}
-    assert {"support_user_cat", "support_rating", "support_mask", "query_item_cat"} <= names
+    assert {"support_user_fields", "support_rating", "support_mask", "query_item_id"} <= names
 
 
 def test_serving_default_matches_the_model(tmp_path):
@@ -87,12 +87,12 @@ def test_out_of_range_ids_go_to_the_oov_bucket(exported):
     episode = random_episode(seed=7, tasks=2)
     request = request_inputs(episode)
     fixed = {k: v.copy() for k, v in request.items()}
-    request["query_item_cat"] = request["query_item_cat"].copy()
-    request["query_item_cat"][0, 1, 0] = 999
-    request["support_user_cat"] = request["support_user_cat"].copy()
-    request["support_user_cat"][1, 0, 1] = -4
-    fixed["query_item_cat"][0, 1, 0] = 0
-    fixed["support_user_cat"][1, 0, 1] = 0
+    request["query_item_id"] = request["query_item_id"].copy()
+    request["query_item_id"][0, 1] = 999  # outside the item table
+    request["support_user_fields"] = request["support_user_fields"].copy()
+    request["support_user_fields"][1, 0, 1] = -4
+    fixed["query_item_id"][0, 1] = 0
+    fixed["support_user_fields"][1, 0, 1] = 0
     scorer = OnnxScorer(path)
     np.testing.assert_allclose(scorer(request)["scores"], scorer(fixed)["scores"], atol=1e-6)
 
@@ -104,8 +104,8 @@ def test_out_of_range_ids_go_to_the_oov_bucket(exported):
         (lambda r: r.update(support_rating=r["support_rating"][:, :-1]), r"\[tasks, rows\]"),
         (lambda r: r.update(support_rating=np.where(r["support_mask"] > 0, np.nan, 0.0)), "NaN"),
         (lambda r: r.update(support_mask=r["support_mask"] * 0.5), "only 0 and 1"),
-        (lambda r: r.update(query_user_cat=r["query_user_cat"].astype("float32") + 0.5), "integer IDs"),
-        (lambda r: r.update(query_item_cat=np.concatenate([r["query_item_cat"]] * 2, axis=-1)), "columns"),
+        (lambda r: r.update(query_user_fields=r["query_user_fields"].astype("float32") + 0.5), "integer IDs"),
+        (lambda r: r.update(query_user_fields=np.concatenate([r["query_user_fields"]] * 2, axis=-1)), "columns"),
         (lambda r: r.update(query_user_id=r["query_user_id"][0]), "rank"),
         (lambda r: r.update(extra=np.zeros(1)), "does not take"),
     ],

@@ -68,14 +68,19 @@ def test_out_of_range_ids_go_to_the_oov_bucket(exported):
     episode = random_episode(seed=6, tasks=2)
     clean = request_inputs(episode)
     noisy = dict(clean)
-    noisy["query_user_cat"] = clean["query_user_cat"].copy()
-    noisy["query_user_cat"][0, 0, 0] = 10_000
-    noisy["query_user_cat"][1, 0, 1] = -3
+    noisy["query_user_fields"] = clean["query_user_fields"].copy()
+    noisy["query_user_fields"][0, 0, 0] = 10_000
+    noisy["query_user_fields"][1, 0, 1] = -3
+    noisy["query_item_id"] = clean["query_item_id"].copy()
+    noisy["query_item_id"][1, 1] = 10_000
     expected_episode = {**episode, QUERY: dict(episode[QUERY])}
-    fixed = clean["query_user_cat"].copy()
+    fixed = clean["query_user_fields"].copy()
     fixed[0, 0, 0] = 0
     fixed[1, 0, 1] = 0
-    expected_episode[QUERY]["user_cat"] = fixed
+    expected_episode[QUERY]["user_fields"] = fixed
+    fixed_items = clean["query_item_id"].copy()
+    fixed_items[1, 1] = 0
+    expected_episode[QUERY]["item_id"] = fixed_items
     loaded = tf.saved_model.load(str(path))
     got = loaded.signatures["adapt_and_score"](**{k: tf.constant(v) for k, v in noisy.items()})["scores"]
     np.testing.assert_allclose(got.numpy(), learner(expected_episode).numpy(), atol=1e-5)
@@ -87,7 +92,7 @@ def test_out_of_range_ids_go_to_the_oov_bucket(exported):
         (lambda r: r.update(support_rating=r["support_rating"][:, :-1]), "support_rating"),
         (lambda r: r.update(support_mask=r["support_mask"] * 0.5), "support_mask must hold only 0 and 1"),
         (lambda r: r["support_rating"].__setitem__((0, 0), np.nan), "NaN"),
-        (lambda r: r.update(support_item_cat=r["support_item_cat"][:, :-1]), "support_item_cat"),
+        (lambda r: r.update(support_user_fields=r["support_user_fields"][:, :-1]), "support_user_fields"),
         (lambda r: r.update(query_user_id=r["query_user_id"][:1]), "same number of tasks"),
         (lambda r: r.update(query_item_id=r["query_item_id"][:, :2]), "query_item_id"),
     ],

@@ -59,11 +59,11 @@ class _ItemOnly(MetaModel):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.add_weight(shape=(19,), initializer="zeros", name="w")
+        self.add_weight(shape=(), initializer="zeros", name="w")
         self.built = True
 
     def forward(self, params, features):
-        return tf.reduce_sum(tf.cast(features["item_multi"], tf.float32) * params["w"], -1)
+        return tf.cast(features["item_id"], tf.float32) * params["w"]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import random_episode, tiny_melu
+from learner_checks import at_generic_point
 from tfmetarec.learners import MAML, MetaTrainer
 from tfmetarec.learners.adaptation import inner_loop
 from tfmetarec.learners.losses import task_mse
@@ -46,7 +47,8 @@ def test_padding_rows_do_not_change_adaptation():
     scrambled = {k: dict(v) if isinstance(v, dict) else v for k, v in episode.items()}
     s = {k: v.copy() for k, v in episode[SUPPORT].items()}
     s["rating"][:, 6:] = 99.0  # padding rows of both tasks
-    s["user_cat"][:, 6:] = 0
+    s["user_fields"][:, 6:] = 0
+    s["item_id"][:, 6:] = 7
     scrambled[SUPPORT] = s
     other = learner.adapt(s)
     for name in state:
@@ -65,6 +67,7 @@ def _float64_learner(first_order=False, steps=2, adapt="decision"):
 @pytest.mark.parametrize("adapt", ["decision", "all"])
 def test_second_order_meta_gradient_matches_finite_differences(adapt):
     learner = _float64_learner(adapt=adapt)
+    at_generic_point(learner)
     episode = random_episode(seed=6, tasks=3, support=5, query=4, dtype="float64")
     grads, _ = learner.meta_gradients(episode)
     variables = learner.meta_variables()

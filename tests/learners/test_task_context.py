@@ -24,9 +24,9 @@ def _parts(model, params, features):
     """The CF score, the content score and alpha, computed from the model's documented parts."""
     from tfmetarec.models.cf import bilinear_score
 
-    cf = bilinear_score(model.cf_user.state(params, features, "t"), model.cf_item.state(params, features, "t"),
+    cf = bilinear_score(model.cf_user.state(params, features, model), model.cf_item.state(params, features, model),
                         params["cf_global_bias"])
-    cb = bilinear_score(model.cb_user.state(params, features, "t"), model.cb_item.state(params, features, "t"),
+    cb = bilinear_score(model.cb_user.state(params, features, model), model.cb_item.state(params, features, model),
                         params["cb_global_bias"])
     return cf.numpy(), cb.numpy()
 

@@ -36,7 +36,7 @@ def learning_harness():
                 model=dataclasses.replace(CONFIG.model, name=model),
                 learner=dataclasses.replace(CONFIG.learner, name=learner),
             )
-            built = build_learner(config, build_model(config, prepared.encoded.spec), prepared)
+            built = build_learner(config, build_model(config, prepared.encoded), prepared)
             if built.meta_variables():
                 sampler = EpisodeSampler(prepared.encoded, prepared.train_ratings, batch_size=16, query_size=10,
                                          max_support=64, seed=0)

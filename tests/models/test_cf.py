@@ -1,19 +1,16 @@
 import numpy as np
 import pytest
 
-from helpers import GENRES, ITEM_VOCABS, USER_VOCABS
-from model_checks import check_maml_lowers_support_loss, perturbed, query_features, small_model
+from helpers import ITEM_FIELDS, ITEM_TABLE, NUM_ITEMS, USER_FIELDS
+from model_checks import (
+    check_maml_lowers_support_loss,
+    item_rows_of,
+    numpy_fields,
+    perturbed,
+    query_features,
+    small_model,
+)
 from tfmetarec.models import BiasedMF, get
-
-
-def _offsets(vocabs):
-    return np.cumsum([0, *vocabs[:-1]])
-
-
-def _fields(table, ids, vocabs):
-    """Concatenated field embeddings, numpy: [..., F * d]."""
-    rows = table[ids + _offsets(vocabs)]
-    return rows.reshape(*ids.shape[:-1], -1)
 
 
 def test_registered_as_cf():
@@ -25,22 +22,21 @@ def test_score_is_the_biased_mf_formula_on_hand_set_weights():
     w = {n: v.numpy() for n, v in model.parameters().items()}
     q = query_features(5)
     d = model.embedding_dim
-    genres = q["item_multi"] @ w["genre_embedding"] / np.maximum(q["item_multi"].sum(-1, keepdims=True), 1)
     user = (np.concatenate([w["user_prior_factors"], [w["user_prior_bias"]]])
-            + _fields(w["user_feature_embedding"], q["user_cat"], USER_VOCABS) @ w["user_feature_kernel"]
+            + numpy_fields(w, "user_", USER_FIELDS, q["user_fields"]) @ w["user_feature_kernel"]
             + (q["user_id"] > 0)[..., None] * np.concatenate(
                 [w["user_id_factors"][q["user_id"]], w["user_id_bias"][q["user_id"]][..., None]], -1))
-    content = np.concatenate([_fields(w["item_feature_embedding"], q["item_cat"], ITEM_VOCABS), genres], -1)
+    content_rows, ids = item_rows_of(q)
+    content = numpy_fields(w, "item_", ITEM_FIELDS, content_rows)
     item = (np.concatenate([w["item_prior_factors"], [w["item_prior_bias"]]])
             + content @ w["item_content_kernel"]
-            + (q["item_id"] > 0)[..., None] * np.concatenate(
-                [w["item_id_factors"][q["item_id"]], w["item_id_bias"][q["item_id"]][..., None]], -1))
+            + (ids > 0)[..., None] * np.concatenate([w["item_id_factors"][ids], w["item_id_bias"][ids][..., None]], -1))
     expected = (user[..., :d] * item[..., :d]).sum(-1) + user[..., d] + item[..., d] + w["global_bias"]
     np.testing.assert_allclose(model(q).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_oov_user_and_item_use_the_learned_priors():
-    model = perturbed(BiasedMF((), (), 0, embedding_dim=3, num_users=4, num_items=4, use_ids=True, seed=0), seed=1)
+    model = perturbed(BiasedMF((), (), embedding_dim=3, num_users=4, num_items=4, use_ids=True, seed=0), seed=1)
     w = {n: v.numpy() for n, v in model.parameters().items()}
     features = {"user_id": np.array([0, 2], "int32"), "item_id": np.array([0, 0], "int32")}
     params = model.variable_values()
@@ -64,9 +60,10 @@ def test_oov_user_and_item_use_the_learned_priors():
 def test_new_item_starts_from_its_content():
     model = perturbed(small_model("cf", seed=2), seed=3)
     q = query_features(1)
-    q["item_id"][:] = 0
+    q["item_id"][:] = NUM_ITEMS  # a content-only item (no ID embedding)
     other = {k: v.copy() for k, v in q.items()}
-    other["item_multi"] = 1.0 - other["item_multi"]
+    other["item_id"][:] = NUM_ITEMS + 1
+    assert not np.array_equal(ITEM_TABLE[NUM_ITEMS], ITEM_TABLE[NUM_ITEMS + 1])
     assert np.abs(model(q).numpy() - model(other).numpy()).max() > 1e-4
     plain = small_model("cf", seed=2, item_content=False)
     assert "item_content_kernel" not in plain.parameters()
@@ -79,10 +76,11 @@ def test_param_groups_put_the_user_side_in_decision():
     assert groups["decision"] == groups["user"] == ("user_prior_factors", "user_prior_bias", "user_feature_kernel")
     assert groups["user_prior"] == ("user_prior_factors", "user_prior_bias")
     assert not set(groups["user"]) & set(groups["item"])
-    assert set(groups["user"]) | set(groups["item"]) | {"global_bias", "user_feature_embedding", "user_id_factors",
-                                                          "user_id_bias"} == set(groups["all"])
+    user_tables = {f"user_{f.name}_embedding" for f in USER_FIELDS}
+    assert set(groups["user"]) | set(groups["item"]) | {"global_bias", "user_id_factors",
+                                                          "user_id_bias"} | user_tables == set(groups["all"])
+    assert {f"item_{f.name}_embedding" for f in ITEM_FIELDS} <= set(groups["item"])
     assert model.user_state_dim == model.item_dim == model.embedding_dim + 1
-    assert GENRES == model.num_genres
 
 
 @pytest.mark.parametrize("group", ["user", "user_prior", "all"])
@@ -106,7 +104,7 @@ def test_item_tasks_adapt_a_new_items_factors(small_synthetic):
     from tfmetarec.tasks.samplers import EpisodeSampler
 
     data, split, encoded = small_synthetic
-    model = BiasedMF.from_spec(encoded.spec, embedding_dim=8, seed=0)
+    model = BiasedMF.from_spec(encoded.spec, item_table=encoded.item_table, embedding_dim=8, seed=0)
     assert model.param_groups()["item_prior"] == ("item_prior_factors", "item_prior_bias", "item_content_kernel")
     learner = MAML(model, inner_steps=3, inner_lr=0.1, adapt="item_prior")
     sampler = EpisodeSampler(encoded, split.meta_train, batch_size=16, query_size=10, max_support=32,

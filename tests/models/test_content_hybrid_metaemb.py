@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import ITEM_TABLE, NUM_ITEMS, TABLE_ROWS, USER_FIELDS
 from model_checks import perturbed, query_features, small_model
 from tfmetarec import models
 from tfmetarec.models.cf import bilinear_score
@@ -16,9 +17,11 @@ from tfmetarec.types import ITEM_ID
 def test_content_model_scores_items_by_content_alone():
     model = perturbed(small_model("content", seed=1), seed=2)
     q = query_features()
-    same = {**q, ITEM_ID: (q[ITEM_ID] + 1) % 5}  # other IDs (new or not), the same content
+    content = ITEM_TABLE[q[ITEM_ID]]
+    # other items (known, content-only or unknown), given the same content
+    same = {**q, ITEM_ID: (q[ITEM_ID] + 1) % TABLE_ROWS, "item_fields": content}
     np.testing.assert_allclose(model(same).numpy(), model(q).numpy(), rtol=1e-6)
-    other = {**q, "item_multi": 1.0 - q["item_multi"]}
+    other = {**q, "item_fields": ITEM_TABLE[(q[ITEM_ID] % (TABLE_ROWS - 1)) + 1][:, ::-1]}
     assert np.abs(model(other).numpy() - model(q).numpy()).max() > 1e-4
     assert set(model.param_groups()["item_tower"]).isdisjoint(model.param_groups()["decision"])
 
@@ -26,7 +29,7 @@ def test_content_model_scores_items_by_content_alone():
 @pytest.mark.parametrize("name", ["content", "metaemb", "two_tower"])
 def test_models_that_read_content_refuse_to_be_built_without_it(name):
     with pytest.raises(ValueError, match="content"):
-        models.get(name)(user_vocab_sizes=(3,), item_vocab_sizes=(), num_genres=0, num_items=4, embedding_dim=4)
+        models.get(name)(user_fields=USER_FIELDS[:1], item_fields=(), num_items=4, embedding_dim=4)
 
 
 def test_global_hybrid_is_the_documented_blend():
@@ -35,7 +38,8 @@ def test_global_hybrid_is_the_documented_blend():
     params = model.variable_values()
 
     def score(side_user, side_item, bias):
-        return bilinear_score(side_user.state(params, q, "t"), side_item.state(params, q, "t"), params[bias]).numpy()
+        return bilinear_score(side_user.state(params, q, model), side_item.state(params, q, model),
+                              params[bias]).numpy()
 
     alpha = 1.0 / (1.0 + np.exp(-float(params["alpha_logit"])))
     expected = alpha * score(model.cf_user, model.cf_item, "cf_global_bias") + (1 - alpha) * score(
@@ -56,7 +60,7 @@ def test_metaemb_generates_only_the_embedding_of_new_items():
     q = query_features(2)
     params = model.variable_values()
     known = {**q, ITEM_ID: np.full_like(q[ITEM_ID], 3)}
-    new = {**q, ITEM_ID: np.zeros_like(q[ITEM_ID])}
+    new = {**q, ITEM_ID: np.full_like(q[ITEM_ID], NUM_ITEMS)}  # known by its content only
     zeroed = {**params, **{n: tf.zeros_like(params[n]) for n in model.param_groups()["generator"]}}
     np.testing.assert_allclose(model.forward(zeroed, known).numpy(), model.forward(params, known).numpy())
     assert np.abs(model.forward(zeroed, new).numpy() - model.forward(params, new).numpy()).max() > 1e-4
@@ -65,18 +69,17 @@ def test_metaemb_generates_only_the_embedding_of_new_items():
     np.testing.assert_allclose(ids, generated, rtol=1e-6)
 
 
-def _item_rows(rows=600, items=5, seed=0):
-    """Flat ratings in which an item's rating follows its genres, so content predicts it."""
+def _item_rows(rows=600, seed=0):
+    """Flat ratings in which an item's rating follows its content (the helpers' item
+    table: its year bucket), so content predicts it."""
     rng = np.random.default_rng(seed)
-    item = rng.integers(1, items, rows)
-    genres = (np.random.default_rng(1).random((items, 19)) < 0.3).astype("float32")
+    item = rng.integers(1, NUM_ITEMS, rows)
     features = {
-        "user_cat": np.stack([rng.integers(0, v, rows) for v in (3, 8, 22, 11)], -1).astype("int32"),
+        "user_fields": np.stack([rng.integers(0, f.vocab_size, rows) for f in USER_FIELDS], -1).astype("int32"),
         "item_id": item.astype("int32"),
-        "item_cat": rng.integers(0, 6, (rows, 1)).astype("int32"),
-        "item_multi": genres[item],
     }
-    ratings = np.clip(np.round(3 + 2 * (genres[item][:, :3].sum(-1) - 1) + rng.normal(0, 0.3, rows)), 1, 5)
+    year = ITEM_TABLE[item, 0].astype("float32")
+    ratings = np.clip(np.round(1 + year + rng.normal(0, 0.3, rows)), 1, 5)
     return features, ratings.astype("float32")
 
 

@@ -64,7 +64,7 @@ def test_param_groups_and_errors():
     with pytest.raises(ValueError, match="Unknown parameters"):
         model.resolve_params(["decision_0_kernel", "missing"])
     with pytest.raises(KeyError, match="missing"):
-        model({"user_cat": _query()["user_cat"]})
+        model({"user_fields": _query()["user_fields"]})
 
 
 def test_user_state_hooks_reproduce_forward():
@@ -79,3 +79,42 @@ def test_user_state_hooks_reproduce_forward():
         np.testing.assert_allclose(
             model.forward_with_user_state(params, state, one).numpy(), model.forward(params, one).numpy(), atol=1e-6
         )
+
+
+def test_one_embedding_per_field_and_each_field_moves_the_score():
+    """MeLU is MeLU: a table per user and item field, and changing one field alone
+    (a user's occupation, an item's genres) changes the score."""
+    from helpers import ITEM_FIELDS, USER_FIELDS
+
+    model = tiny_melu(seed=2)
+    names = set(model.parameters())
+    assert {f"user_{f.name}_embedding" for f in USER_FIELDS} | {f"item_{f.name}_embedding" for f in ITEM_FIELDS} <= names
+    assert model.user_state_dim == 4 * len(USER_FIELDS) and model.item_dim == 4 * len(ITEM_FIELDS)
+    q = _query(3)
+    q["item_fields"] = model.item_table[q["item_id"]]
+    base = model(q).numpy()
+    np.testing.assert_allclose(base, model({k: v for k, v in q.items() if k != "item_fields"}).numpy(), rtol=1e-6)
+    for key, column, value in (("user_fields", 2, 21), ("item_fields", 0, 5), ("item_fields", 1, 18)):
+        changed = {k: v.copy() for k, v in q.items()}
+        changed[key][..., column] = value
+        moved = np.abs(model(changed).numpy() - base)
+        differs = q[key][..., column] != value
+        assert differs.any() and np.all(moved[differs] > 1e-7), (key, column)
+        np.testing.assert_allclose(moved[~differs], 0.0, atol=1e-7)
+
+
+def test_list_fields_pool_over_their_values_only():
+    """A list field's vector is the mean of its values' rows: padding adds nothing,
+    and the order of the values does not matter."""
+    from tfmetarec.models.fields import FieldEmbeddings
+
+    model = tiny_melu(seed=4)
+    emb: FieldEmbeddings = model.item_embeddings
+    params = model.variable_values()
+    table = params["item_genres_embedding"].numpy()
+    rows = np.array([[3, 2, 7, 0, 0], [3, 7, 2, 0, 0], [3, 7, 0, 0, 0], [3, 0, 0, 0, 0]], "int32")
+    genres = emb.vectors(params, tf.constant(rows))[1].numpy()
+    np.testing.assert_allclose(genres[0], table[[2, 7]].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(genres[1], genres[0], rtol=1e-6)
+    np.testing.assert_allclose(genres[2], table[7], rtol=1e-6)
+    np.testing.assert_allclose(genres[3], 0.0)  # no genres at all: a zero vector

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import random_episode
+from helpers import ITEM_FIELDS, ITEM_TABLE, NUM_ITEMS, USER_FIELDS, random_episode
 from model_checks import check_model, small_model, support_losses
 from tfmetarec import learners, models
 from tfmetarec.types import SUPPORT
@@ -36,7 +36,8 @@ def test_registered_model_passes_the_model_checks(name, tmp_path):
 def test_from_spec_passes_only_what_the_model_takes(name):
     cls = models.get(name)
     model = small_model(name, seed=1)  # hidden_units, use_ids, seed go where they are taken
-    assert model.num_items == 5 and model.num_genres == 19
+    assert model.num_items == 5 and [f[0] for f in model.item_fields] == ["year", "genres"]
+    assert model.get_config()["user_fields"] == [f.to_config() for f in USER_FIELDS]
     with pytest.raises(TypeError, match="no hyperparameter"):
         small_model(name, not_a_hyperparameter=3)
     assert "seed" in cls.hyperparameters() and "num_items" not in cls.hyperparameters()
@@ -62,7 +63,8 @@ def test_every_learner_runs_on_every_model(name, learner_name):
 
 def test_learners_refuse_a_model_without_a_user_state():
     # a MetaEmb with no user inputs has no user representation
-    model = models.MetaEmb((), (6,), 19, embedding_dim=4, hidden_units=(4,), num_items=5, seed=0)
+    model = models.MetaEmb((), ITEM_FIELDS, embedding_dim=4, hidden_units=(4,), num_items=NUM_ITEMS, seed=0)
+    model.set_item_table(ITEM_TABLE)
     assert model.user_state_dim is None
     with pytest.raises(ValueError, match="user_state_dim"):
         learners.TaskEncoder(model, hidden_dim=4)

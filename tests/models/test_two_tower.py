@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import random_episode
+from helpers import ITEM_FIELDS, ITEM_TABLE, NUM_ITEMS, USER_FIELDS, random_episode
 from model_checks import perturbed, query_features, small_model
 from tfmetarec import learners
 from tfmetarec.evaluation.retrieval import catalogue_retrieval, rank_catalogue, uses_vector_search
@@ -28,10 +28,10 @@ def test_score_is_a_dot_product_of_the_two_towers():
 def test_new_items_are_placed_by_content_and_known_items_get_their_residual():
     model = perturbed(small_model("two_tower", seed=3), seed=4)
     q = query_features(1)
-    cold = {**q, "item_id": np.zeros_like(q["item_id"])}
-    other_ids = {**q, "item_id": (q["item_id"] % 4) + 1}
-    assert np.abs(model(cold).numpy() - model(other_ids).numpy()).max() > 1e-4
-    swapped = {**cold, "item_multi": 1.0 - cold["item_multi"]}
+    known = {**q, "item_id": (q["item_id"] % 4) + 1}
+    cold = {**known, "item_id": np.full_like(q["item_id"], NUM_ITEMS), "item_fields": ITEM_TABLE[known["item_id"]]}
+    assert np.abs(model(cold).numpy() - model(known).numpy()).max() > 1e-4  # the ID residual
+    swapped = {**cold, "item_fields": ITEM_TABLE[(known["item_id"] % 4) + 1]}
     assert np.abs(model(cold).numpy() - model(swapped).numpy()).max() > 1e-4
 
 
@@ -43,12 +43,12 @@ def test_the_user_tower_is_the_adapted_part():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(user_vocab_sizes=(), use_ids=False), "user tower needs"),
-    (dict(item_vocab_sizes=(), num_genres=0), "item content"),
+    (dict(user_fields=(), use_ids=False), "user tower needs"),
+    (dict(item_fields=()), "item content"),
     (dict(retrieval_temperature=0.0), "retrieval_temperature"),
 ])
 def test_bad_configurations_are_refused(kwargs, message):
-    args = dict(user_vocab_sizes=(3, 4), item_vocab_sizes=(5,), num_genres=3, num_items=6, embedding_dim=4)
+    args = dict(user_fields=USER_FIELDS, item_fields=ITEM_FIELDS, num_items=6, embedding_dim=4)
     with pytest.raises(ValueError, match=message):
         TwoTower(**{**args, **kwargs})
 
@@ -90,16 +90,18 @@ def test_in_batch_softmax_matches_a_numpy_reference():
     got = float(in_batch_softmax_loss(score_fn, query, task_mask, temperature=0.5))
     np.testing.assert_allclose(got, _reference_softmax(scores, query, task_mask, 0.5), rtol=1e-5)
     # candidates: every query item of the batch, each task's own user
-    assert seen["item_id"].shape == (3, 12) and seen["user_cat"].shape == (3, 12, 4)
+    assert seen["item_id"].shape == (3, 12) and seen["user_fields"].shape == (3, 12, 4)
     np.testing.assert_array_equal(seen["item_id"][2], query["item_id"].reshape(-1))
-    np.testing.assert_array_equal(seen["user_cat"][1, 7], query["user_cat"][1, 0])
+    np.testing.assert_array_equal(seen["user_fields"][1, 7], query["user_fields"][1, 0])
     assert float(in_batch_softmax_loss(score_fn, {**query, "rating": np.ones((3, 4), "float32")}, task_mask)) == 0.0
 
 
 def test_in_batch_candidates_keep_feature_widths():
     query = random_episode(seed=1, tasks=2, query=3)[QUERY]
+    query["item_fields"] = ITEM_TABLE[query["item_id"]]
     cands = in_batch_candidates(query)
-    assert cands["item_multi"].shape == (2, 6, query["item_multi"].shape[-1])
+    assert cands["item_fields"].shape == (2, 6, ITEM_TABLE.shape[-1])
+    assert cands["user_fields"].shape == (2, 6, len(USER_FIELDS))
 
 
 def test_learners_add_the_retrieval_term_only_when_the_model_asks():
@@ -153,7 +155,7 @@ def trained_two_tower(small_synthetic):
     from tfmetarec.tasks.samplers import EpisodeSampler
 
     data, split, encoded = small_synthetic
-    model = TwoTower.from_spec(encoded.spec, embedding_dim=8, hidden_units=(16,), seed=0)
+    model = TwoTower.from_spec(encoded.spec, item_table=encoded.item_table, embedding_dim=8, hidden_units=(16,), seed=0)
     learner = learners.MAML(model, inner_steps=2, inner_lr=0.1)
     sampler = EpisodeSampler(encoded, split.meta_train, batch_size=16, query_size=10, max_support=32, seed=0)
     learners.MetaTrainer(learner, keras.optimizers.Adam(1e-2)).fit(iter(sampler), 150, verbose=0)
@@ -184,7 +186,7 @@ def test_catalogue_metrics_beat_chance_after_meta_training(trained_two_tower):
     learner, encoded, split = trained_two_tower
     tasks = _user_cold_tasks(encoded, split)
     found = catalogue_retrieval(learner, encoded, tasks, ks=(10, 40))
-    chance = 40 / len(encoded.item_ids)
+    chance = 40 / (encoded.num_table_items - 1)
     assert 0 < found["retrieval_tasks"] <= len(tasks)
     assert found["Recall@40"] > 1.5 * chance, (found, chance)
     assert found["Recall@10"] <= found["Recall@40"] <= 1.0

@@ -87,6 +87,16 @@ def test_tampered_truncated_missing_and_corrupt_files_are_refused(tiny_copy):
         from_preset(tiny_copy)
 
 
+def test_a_preset_of_the_old_format_is_refused_with_how_to_remake_it(tiny_copy):
+    import json
+
+    meta = json.loads((tiny_copy / "metadata.json").read_text())
+    meta["format"] = 1  # presets from before per-field embeddings and the item table
+    (tiny_copy / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PresetError, match=r"preset format 1, this library reads format 2.*make_presets.py"):
+        from_preset(tiny_copy)
+
+
 def test_unknown_names_and_plain_http_are_refused(tmp_path):
     with pytest.raises(PresetError, match="No preset 'no-such-preset'"):
         from_preset("no-such-preset")
@@ -126,10 +136,9 @@ def _episode_for(spec, seed: int, tasks: int = 3, rows: int = 5) -> dict:
     def part():
         return {
             "user_id": np.zeros((tasks, rows), "int32"),
-            "item_id": np.zeros((tasks, rows), "int32"),
-            "user_cat": np.stack([rng.integers(0, v, (tasks, rows)) for v in spec.user_vocab_sizes], -1).astype("int32"),
-            "item_cat": np.stack([rng.integers(0, v, (tasks, rows)) for v in spec.item_vocab_sizes], -1).astype("int32"),
-            "item_multi": (rng.random((tasks, rows, len(spec.genres))) < 0.2).astype("float32"),
+            "item_id": rng.integers(0, spec.num_items, (tasks, rows)).astype("int32"),
+            "user_fields": np.stack([rng.integers(0, f.vocab_size, (tasks, rows)) for f in spec.user_fields],
+                                    -1).astype("int32"),
             "rating": rng.integers(1, 6, (tasks, rows)).astype("float32"),
             "mask": np.ones((tasks, rows), "float32"),
         }
@@ -176,18 +185,19 @@ def test_finetuning_from_a_preset_beats_scratch_at_an_equal_budget(tmp_path):
         train=TrainConfig(meta_steps=500, pretrain_steps=0, seed=0),
     )
     prepared_a = experiment.prepare(config, population_a)
-    source = experiment.build_learner(config, experiment.build_model(config, prepared_a.encoded.spec), prepared_a)
+    source = experiment.build_learner(config, experiment.build_model(config, prepared_a.encoded), prepared_a)
     experiment.fit_learner(source, prepared_a, config.train.meta_steps)
     path = save_to_preset(source, config, prepared_a.encoder, tmp_path / "source", name="source")
 
     budget = dataclasses.replace(config, train=dataclasses.replace(config.train, meta_steps=40, pretrain_steps=0, seed=1))
     run, report = finetune(path, budget, data=population_b)
     assert {"decision_0_kernel", "decision_1_kernel", "decision_2_bias"} <= set(report.copied)
-    hit, total = report.matched_rows["user_embedding"]
+    hit, total = report.matched_rows["user_occupation_embedding"]
     assert 0 < hit <= total
-    assert report.matched_rows["genre_embedding"][0] == len(prepared_a.encoder.genres)
+    genres = len(prepared_a.encoder.vocabulary("item", "genres"))
+    assert report.matched_rows["item_genres_embedding"] == (genres + 1, genres + 1)  # every genre and the padding row
 
-    scratch = experiment.build_learner(budget, experiment.build_model(budget, run.prepared.encoded.spec), run.prepared)
+    scratch = experiment.build_learner(budget, experiment.build_model(budget, run.prepared.encoded), run.prepared)
     experiment.fit_learner(scratch, run.prepared, budget.train.meta_steps)
     scores = evaluate_scenarios({"preset": run.learner, "scratch": scratch}, run.prepared.encoded,
                                 {"user_cold": run.prepared.scenarios["user_cold"]}, jit_compile=False)

@@ -40,7 +40,7 @@ def test_warm_tasks_take_support_from_meta_train_and_query_from_hold_out(small_s
     held = set(zip(split.partitions["warm"]["user"], split.partitions["warm"]["item"]))
     for t in range(len(tasks)):
         users = encoded.user_index[tasks.query.task(t)[0]]
-        items = encoded.item_index[tasks.query.task(t)[1]]
+        items = encoded.item_raw_ids[tasks.query.task(t)[1]]
         assert set(zip(users, items)) <= held
         assert not (_pairs(tasks.support, t) & _pairs(tasks.query, t))
 
@@ -83,7 +83,8 @@ def test_tf_data_pipeline_delivers_the_same_structure(small_synthetic):
     episode = next(iter(sampler.dataset()))
     assert episode[SUPPORT][MASK].dtype == tf.float32
     assert episode[QUERY][MASK].shape == (4, 5)
-    assert episode[SUPPORT]["user_cat"].shape[-1] == encoded.user_cat.shape[1]
+    assert episode[SUPPORT]["user_fields"].shape[-1] == encoded.user_fields.shape[1]
+    assert set(episode[SUPPORT]) == {"user_id", "item_id", "user_fields", "rating", "mask"}  # no per-row content
 
 
 def test_bad_inputs_are_refused(small_synthetic):

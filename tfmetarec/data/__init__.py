@@ -2,8 +2,9 @@
 
 Every loader returns an :class:`InteractionData`; :func:`cold_start_split`
 divides it into meta-training ratings and the four cold-start scenarios, and a
-:class:`FeatureEncoder` fitted on the existing users and items turns it into
-the integer and multi-hot arrays the models consume.
+:class:`FeatureEncoder` fitted on the existing users and items turns every
+:class:`Field` into small integers: users' field rows and the item table the
+models hold.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tfmetarec.data.movielens import (
     load_movielens_latest_small,
 )
 from tfmetarec.data.paths import default_data_dir, movielens_100k_dir
-from tfmetarec.data.schema import DataFormatError, InteractionData
+from tfmetarec.data.schema import DataFormatError, Field, InteractionData, infer_fields
 from tfmetarec.data.splits import (
     DEFAULT_NEW_ITEM_YEAR,
     SCENARIOS,
@@ -37,10 +38,12 @@ __all__ = [
     "EncodedData",
     "FeatureEncoder",
     "FeatureSpec",
+    "Field",
     "InteractionData",
     "SplitConfig",
     "cold_start_split",
     "default_data_dir",
+    "infer_fields",
     "load_dataset",
     "load_movielens_100k",
     "load_movielens_1m",

@@ -1,139 +1,192 @@
-"""Integer and multi-hot encodings of user and item side information."""
+"""Vocabularies per feature field, and the integer arrays the models consume.
+
+:class:`FeatureEncoder` is the one place that fits vocabularies. It encodes every
+:class:`~tfmetarec.data.schema.Field` of a dataset into small integers: a
+categorical field into one column (index 0 = missing or unseen), a list field
+into ``width`` columns padded with 0 (unseen values dropped). Users become rows of
+``user_fields``; items become rows of the *item table*, which a model holds and
+gathers from inside its graph, so episodes carry item indices only.
+
+Item table rows: row 0 is the unknown item (no content); rows ``1..num_items-1``
+are the training items in vocabulary order, so for them the table row *is* the
+ID-embedding index; further rows hold items known by content only (new items),
+whose ID index is 0.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tfmetarec.data.schema import ITEM_COLUMNS, InteractionData
+from tfmetarec.data.schema import MAX_LIST_WIDTH, Field, InteractionData
+from tfmetarec.types import CATEGORICAL, LIST, FieldSpec, fields_width
 
+ENCODER_FORMAT = 2
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
 """Lower edges of the age buckets after the first: <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+."""
-
-_USER_FIELDS = (("gender", "gender"), ("age", "age_bucket"), ("occupation", "occupation"), ("zip", "zip_prefix"))
-_FIXED_FIELDS = {"age_bucket": len(AGE_BUCKETS) + 2}  # buckets 1..7 plus 0 = missing
+AGE_VOCAB = len(AGE_BUCKETS) + 2  # buckets 1..7 plus 0 = missing
 
 
-def age_bucket(age: pd.Series | np.ndarray) -> np.ndarray:
+def age_bucket(age: pd.Series | np.ndarray | Sequence) -> np.ndarray:
     """Vocabulary index of each age: 1 for <18 up to 7 for 56+, 0 when missing."""
     values = pd.to_numeric(pd.Series(age), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     out = np.searchsorted(np.asarray(AGE_BUCKETS, dtype="float64"), values, side="right") + 1
     return np.where(np.isnan(values), 0, out).astype(np.int32)
 
 
-def zip_prefix(zips: pd.Series, length: int) -> pd.Series:
+def zip_prefix(zips: pd.Series | Sequence, length: int) -> pd.Series:
     """The first ``length`` characters of each zip code if they are all digits, else missing."""
-    head = zips.astype("str").str.strip().str[:length]
+    head = pd.Series(zips, dtype="object").astype("str").str.strip().str[:length]
     ok = head.str.fullmatch(rf"\d{{{length}}}").fillna(False).astype(bool)
     return head.where(ok)
 
 
+def normalise_value(value: object) -> str | None:
+    """The vocabulary key of one raw categorical value: stripped text, whole numbers
+    without a decimal point (``3.0`` and ``3`` are the same key); None when missing."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value).strip()
+    return text or None
+
+
+def list_values(cell: object) -> list[str]:
+    """The distinct non-missing keys of one list cell, in their given order (a missing cell has none)."""
+    if not isinstance(cell, (list, tuple, np.ndarray)):
+        return []
+    out: list[str] = []
+    for v in cell:
+        key = normalise_value(v)
+        if key is not None and key not in out:
+            out.append(key)
+    return out
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Shapes and vocabulary sizes a model needs to embed the encoded features."""
+    """What a model needs to know about the encoded features: each field's vocabulary
+    size and width, and the ID vocabulary sizes (index 0 = out of vocabulary)."""
 
-    user_fields: tuple[str, ...]
-    user_vocab_sizes: tuple[int, ...]
-    item_fields: tuple[str, ...]
-    item_vocab_sizes: tuple[int, ...]
-    genres: tuple[str, ...]
+    user_fields: tuple[FieldSpec, ...]
+    item_fields: tuple[FieldSpec, ...]
     num_users: int
     num_items: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {
+            "user_fields": [f.to_config() for f in self.user_fields],
+            "item_fields": [f.to_config() for f in self.item_fields],
+            "num_users": int(self.num_users),
+            "num_items": int(self.num_items),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
-        tuples = ("user_fields", "user_vocab_sizes", "item_fields", "item_vocab_sizes", "genres")
-        return cls(**{k: tuple(d[k]) if k in tuples else int(d[k]) for k in cls.__dataclass_fields__})
+        return cls(tuple(FieldSpec.of(f) for f in d["user_fields"]), tuple(FieldSpec.of(f) for f in d["item_fields"]),
+                   int(d["num_users"]), int(d["num_items"]))
 
 
 @dataclass(frozen=True, eq=False)
 class EncodedData:
-    """Dense per-user and per-item feature rows, and ratings pointing into them."""
+    """Users' field rows, the item table, and ratings pointing into both."""
 
     spec: FeatureSpec
-    ratings: pd.DataFrame  # input columns + user_row, item_row (int32)
+    ratings: pd.DataFrame  # input columns + user_row (into user arrays), item_row (= item table row), int32
     user_ids: np.ndarray  # [U] int32, 0 = user outside the ID vocabulary
-    user_cat: np.ndarray  # [U, len(user_fields)] int32
-    item_ids: np.ndarray  # [I] int32
-    item_cat: np.ndarray  # [I, len(item_fields)] int32
-    item_multi: np.ndarray  # [I, len(genres)] float32
-    user_index: pd.Index  # raw user ID -> row
-    item_index: pd.Index  # raw item ID -> row
+    user_fields: np.ndarray  # [U, W_user] int32
+    item_table: np.ndarray  # [R, W_item] int32; row 0 = the unknown item
+    user_index: pd.Index  # raw user ID -> user row
+    item_raw_ids: np.ndarray  # [R] int64: the raw ID of each table row (row 0: -1)
 
-    def item_vocab_ids(self, raw_items: pd.Series | np.ndarray) -> np.ndarray:
-        """Encoded item IDs (0 = outside the vocabulary) of raw item IDs; unknown raw IDs raise."""
-        rows = self.item_index.get_indexer(np.asarray(raw_items))
+    @property
+    def num_table_items(self) -> int:
+        """Rows of the item table (the unknown item included)."""
+        return int(self.item_table.shape[0])
+
+    def item_rows(self, raw_items: pd.Series | np.ndarray | Sequence) -> np.ndarray:
+        """Item table rows of raw item IDs; unknown raw IDs raise, naming a few."""
+        raw = np.asarray(raw_items, dtype=np.int64)
+        index = pd.Index(self.item_raw_ids[1:])
+        rows = index.get_indexer(raw)
         if (rows < 0).any():
-            missing = np.asarray(raw_items)[rows < 0][:5].tolist()
+            missing = raw[rows < 0][:5].tolist()
             raise ValueError(f"Raw item IDs not in the encoded data (first few: {missing}).")
-        return self.item_ids[rows]
+        return (rows + 1).astype(np.int32)
+
+    def item_vocab_ids(self, raw_items: pd.Series | np.ndarray | Sequence) -> np.ndarray:
+        """ID-embedding indices of raw item IDs: the table row for a training item, 0 otherwise."""
+        rows = self.item_rows(raw_items)
+        return np.where(rows < self.spec.num_items, rows, 0).astype(np.int32)
 
 
-def _lookup(vocab: list, values: pd.Series | np.ndarray) -> np.ndarray:
-    """1-based position of each value in ``vocab``; 0 for unseen or missing values."""
-    idx = pd.Index(vocab).get_indexer(pd.Series(values).to_numpy(dtype=object))
-    return (idx + 1).astype(np.int32)
-
-
-def _sorted_unique(values: pd.Series) -> list:
-    return sorted(values.dropna().unique().tolist())
+def _sorted_keys(counts: dict[str, int], min_count: int) -> list[str]:
+    return sorted(k for k, n in counts.items() if n >= min_count)
 
 
 class FeatureEncoder:
-    """Fits vocabularies on the training partition; anything unseen maps to index 0.
+    """Fits one vocabulary per field on the training users and items; anything unseen
+    maps to index 0 (categorical) or is dropped (list).
 
-    Categorical user fields (gender, occupation, zip prefix) get one vocabulary
-    each; age is bucketed with the fixed :data:`AGE_BUCKETS`. Release years are
-    grouped into ``year_bucket_size``-year buckets spanning the training items'
-    years; years outside that span fall into the nearest end bucket, since a
-    newer release is closest to the newest known era. Genres unseen in
-    training are dropped.
-
-    Any other item column that holds a list per row (director or cast lists,
-    keywords, tags) becomes extra content: its values join the genres in the
-    multi-hot item vector as ``"column:value"`` entries, so every model that
-    reads genres reads them too. Values seen on fewer than ``min_tag_items``
-    training items are dropped, as are values unseen in training.
+    ``fields`` declares the schema; by default the data's own (``data.fields``,
+    see :func:`~tfmetarec.data.schema.infer_fields`). Transforms: ``age_bucket``
+    uses the fixed :data:`AGE_BUCKETS`; ``zip_prefix`` keeps the first
+    ``zip_prefix_len`` digits; ``year_bucket`` groups release years into
+    ``year_bucket_size``-year buckets spanning the training items' years (a year
+    outside that span falls into the nearest end bucket: a newer release is
+    closest to the newest known era). ``min_tag_items`` is the ``min_count`` of
+    the inferred list fields other than genres.
     """
 
-    def __init__(self, year_bucket_size: int = 5, zip_prefix_len: int = 2, min_tag_items: int = 1) -> None:
+    def __init__(
+        self,
+        year_bucket_size: int = 5,
+        zip_prefix_len: int = 2,
+        min_tag_items: int = 1,
+        fields: Sequence[Field] | None = None,
+    ) -> None:
         if year_bucket_size < 1 or zip_prefix_len < 1 or min_tag_items < 1:
             raise ValueError("year_bucket_size, zip_prefix_len and min_tag_items must be positive")
         self.year_bucket_size = year_bucket_size
         self.zip_prefix_len = zip_prefix_len
         self.min_tag_items = min_tag_items
-        self.tag_columns: list[str] = []
+        self.declared = tuple(fields) if fields is not None else None
+        self.fields: tuple[Field, ...] = ()
+        self.vocabs: dict[str, list[str]] = {}  # "side:name" -> values (index = position + 1)
+        self.widths: dict[str, int] = {}  # "side:name" -> list width
+        self.year_range: tuple[int, int] | None = None
         self.user_vocab: list[int] | None = None
         self.item_vocab: list[int] = []
-        self.user_fields: list[str] = []
-        self.cat_vocabs: dict[str, list[str]] = {}
-        self.year_range: tuple[int, int] | None = None
-        self.genres: list[str] = []
 
     @property
     def fitted(self) -> bool:
         return self.user_vocab is not None
 
-    def _user_values(self, users: pd.DataFrame, field: str) -> pd.Series:
-        if field == "zip_prefix":
-            return zip_prefix(users["zip"], self.zip_prefix_len)
-        source = {f: c for c, f in _USER_FIELDS}[field]
-        return users[source].astype("str").str.strip().replace("", pd.NA)
+    def _require_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError("FeatureEncoder is not fitted; call fit() first")
 
+    def fields_of(self, side: str) -> tuple[Field, ...]:
+        """The fitted fields of one side, in schema order."""
+        return tuple(f for f in self.fields if f.side == side)
+
+    # -- fitting --------------------------------------------------------------------
     def fit(
         self,
         data: InteractionData,
         train_users: Iterable | None = None,
         train_items: Iterable | None = None,
     ) -> FeatureEncoder:
-        """Learn ID, categorical, year and genre vocabularies from the training users and items."""
+        """Learn the ID vocabularies and every field's vocabulary from the training users and items."""
         users, items = data.users, data.items
         if train_users is not None:
             users = users[users["user"].isin(np.asarray(list(train_users), dtype=np.int64))]
@@ -141,44 +194,118 @@ class FeatureEncoder:
             items = items[items["item"].isin(np.asarray(list(train_items), dtype=np.int64))]
         self.user_vocab = sorted(int(u) for u in users["user"])
         self.item_vocab = sorted(int(i) for i in items["item"])
-        self.user_fields = [f for c, f in _USER_FIELDS if c in data.users.columns]
-        self.cat_vocabs = {
-            f: [str(v) for v in _sorted_unique(self._user_values(users, f))]
-            for f in self.user_fields
-            if f not in _FIXED_FIELDS
-        }
-        years = items["year"].dropna()
-        size = self.year_bucket_size
-        self.year_range = (int(years.min()) // size * size, int(years.max()) // size * size) if len(years) else None
-        self.genres = sorted({g for row in items["genres"] for g in row})
-        self.tag_columns = list_columns(data.items)
-        for column in self.tag_columns:
-            counts: dict[str, int] = {}
-            for row in items[column]:
-                for value in set(_tag_values(row)):
-                    counts[value] = counts.get(value, 0) + 1
-            self.genres += sorted(f"{column}:{v}" for v, n in counts.items() if n >= self.min_tag_items)
+        if self.declared is not None:
+            self.fields = self.declared
+        else:
+            self.fields = tuple(
+                replace(f, min_count=max(f.min_count, self.min_tag_items))
+                if f.side == "item" and f.kind == LIST and f.name != "genres" else f
+                for f in data.fields or ()
+            )
+        self.vocabs, self.widths, self.year_range = {}, {}, None
+        for f in self.fields:
+            frame = users if f.side == "user" else items
+            if f.source not in frame.columns:
+                raise ValueError(f"Field {f.name!r} reads column {f.source!r}, which the {f.side}s lack.")
+            self._fit_field(f, frame[f.source])
         return self
+
+    def _fit_field(self, f: Field, column: pd.Series) -> None:
+        key = f"{f.side}:{f.name}"
+        if f.transform == "age_bucket":
+            return
+        if f.transform == "year_bucket":
+            years = pd.to_numeric(column, errors="coerce").dropna()
+            size = self.year_bucket_size
+            self.year_range = (int(years.min()) // size * size, int(years.max()) // size * size) if len(years) else None
+            return
+        if f.kind == LIST:
+            counts: dict[str, int] = {}
+            longest = 0
+            for cell in column:
+                values = list_values(cell)
+                longest = max(longest, len(values))
+                for v in values:
+                    counts[v] = counts.get(v, 0) + 1
+            self.vocabs[key] = _sorted_keys(counts, f.min_count)
+            self.widths[key] = int(f.max_values or max(1, min(longest, MAX_LIST_WIDTH)))
+            return
+        values = self._categorical_keys(f, column)
+        counts = values.value_counts(dropna=True).to_dict()
+        self.vocabs[key] = _sorted_keys({str(k): int(v) for k, v in counts.items()}, f.min_count)
+
+    def _categorical_keys(self, f: Field, column: pd.Series) -> pd.Series:
+        if f.transform == "zip_prefix":
+            return zip_prefix(column, self.zip_prefix_len)
+        return pd.Series([normalise_value(v) for v in column], dtype="object")
+
+    # -- the fitted shapes ---------------------------------------------------------------
+    def field_spec(self, f: Field) -> FieldSpec:
+        """The encoded shape of one fitted field."""
+        key = f"{f.side}:{f.name}"
+        if f.transform == "age_bucket":
+            return FieldSpec(f.name, CATEGORICAL, AGE_VOCAB)
+        if f.transform == "year_bucket":
+            size = 1 if self.year_range is None else (
+                (self.year_range[1] - self.year_range[0]) // self.year_bucket_size + 2)
+            return FieldSpec(f.name, CATEGORICAL, size)
+        if f.kind == LIST:
+            return FieldSpec(f.name, LIST, len(self.vocabs[key]) + 1, self.widths[key])
+        return FieldSpec(f.name, CATEGORICAL, len(self.vocabs[key]) + 1)
 
     @property
     def spec(self) -> FeatureSpec:
         """The :class:`FeatureSpec` of this fitted encoder."""
-        if not self.fitted:
-            raise RuntimeError("FeatureEncoder is not fitted; call fit() first")
-        sizes = tuple(_FIXED_FIELDS.get(f) or len(self.cat_vocabs[f]) + 1 for f in self.user_fields)
-        years = 1 if self.year_range is None else (self.year_range[1] - self.year_range[0]) // self.year_bucket_size + 2
+        self._require_fitted()
         return FeatureSpec(
-            user_fields=tuple(self.user_fields),
-            user_vocab_sizes=sizes,
-            item_fields=("year_bucket",),
-            item_vocab_sizes=(years,),
-            genres=tuple(self.genres),
+            user_fields=tuple(self.field_spec(f) for f in self.fields_of("user")),
+            item_fields=tuple(self.field_spec(f) for f in self.fields_of("item")),
             num_users=len(self.user_vocab or []) + 1,
             num_items=len(self.item_vocab) + 1,
         )
 
+    def vocabulary(self, side: str, name: str) -> list[str]:
+        """The values of a fitted field, index ``i`` meaning ``vocabulary[i - 1]``
+        (the fixed buckets of a transformed field are described by :meth:`labels`)."""
+        return list(self.vocabs.get(f"{side}:{name}", []))
+
+    def labels(self, side: str, name: str) -> list:
+        """What each index of a field's embedding stands for (index 0 first): vocabulary
+        values, bucket edges, or ``"<oov>"`` / ``"<pad>"``. Used to match rows by value."""
+        f = next((x for x in self.fields_of(side) if x.name == name), None)
+        if f is None:
+            raise KeyError(f"No {side} field {name!r}; fields: {[x.name for x in self.fields_of(side)]}.")
+        if f.transform == "age_bucket":
+            return ["<missing>"] + [f"age<{AGE_BUCKETS[0]}"] + [f"age>={a}" for a in AGE_BUCKETS]
+        if f.transform == "year_bucket":
+            lo = self.year_range[0] if self.year_range else 0
+            return ["<missing>"] + [f"year>={lo + k * self.year_bucket_size}"
+                                    for k in range(self.field_spec(f).vocab_size - 1)]
+        return ["<pad>" if f.kind == LIST else "<oov>", *self.vocabulary(side, name)]
+
+    # -- encoding ------------------------------------------------------------------------
+    def _encode_field(self, f: Field, column: pd.Series) -> np.ndarray:
+        """``[rows, width]`` int32 indices of one field."""
+        n = len(column)
+        if f.transform == "age_bucket":
+            return age_bucket(column)[:, None]
+        if f.transform == "year_bucket":
+            return self._year_bucket(column)[:, None]
+        vocab = self.vocabs[f"{f.side}:{f.name}"]
+        if f.kind == LIST:
+            width = self.widths[f"{f.side}:{f.name}"]
+            position = {v: i + 1 for i, v in enumerate(vocab)}
+            out = np.zeros((n, width), np.int32)
+            for row, cell in enumerate(column):
+                known = [position[v] for v in list_values(cell) if v in position][:width]
+                out[row, : len(known)] = known
+            return out
+        keys = self._categorical_keys(f, column)
+        idx = pd.Index(vocab, dtype="object").get_indexer(keys.to_numpy(dtype=object))
+        return (idx + 1).astype(np.int32)[:, None]
+
     def _year_bucket(self, year: pd.Series) -> np.ndarray:
-        values = year.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+        values = pd.to_numeric(pd.Series(year), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         if self.year_range is None:
             return np.zeros(len(values), dtype=np.int32)
         lo, hi = self.year_range
@@ -186,105 +313,98 @@ class FeatureEncoder:
         bucket = (clipped - lo) // self.year_bucket_size + 1
         return np.where(np.isnan(values), 0, bucket).astype(np.int32)
 
+    def _encode_side(self, side: str, frame: pd.DataFrame) -> np.ndarray:
+        cols = []
+        for f in self.fields_of(side):
+            if f.source in frame.columns:
+                cols.append(self._encode_field(f, frame[f.source]))
+            else:  # a missing column is missing for every row
+                cols.append(np.zeros((len(frame), self.field_spec(f).width), np.int32))
+        return np.concatenate(cols, axis=1) if cols else np.zeros((len(frame), 0), np.int32)
+
+    def encode_users(self, users: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``(user_ids [U], user_fields [U, W_user])`` of a frame with a ``user`` column and
+        any of the user fields' columns (absent columns count as missing)."""
+        self._require_fitted()
+        raw = users["user"].to_numpy(dtype=np.int64) if "user" in users.columns else np.zeros(len(users), np.int64)
+        return _lookup(self.user_vocab or [], raw), self._encode_side("user", users)
+
+    def encode_items(self, items: pd.DataFrame) -> np.ndarray:
+        """Item table rows ``[I, W_item]`` of a frame holding the item fields' columns
+        (absent columns count as missing): what ``model.add_items`` takes."""
+        self._require_fitted()
+        return self._encode_side("item", items)
+
     def transform(self, data: InteractionData, ratings: pd.DataFrame | None = None) -> EncodedData:
         """Encode every user and item of ``data``; ``ratings`` defaults to ``data.ratings``."""
         spec = self.spec
         users = data.users.sort_values("user", ignore_index=True)
-        items = data.items.sort_values("item", ignore_index=True)
         user_index = pd.Index(users["user"].to_numpy(dtype=np.int64), name="user")
-        item_index = pd.Index(items["item"].to_numpy(dtype=np.int64), name="item")
+        user_ids, user_fields = self.encode_users(users)
 
-        cols = []
-        for f in spec.user_fields:
-            if f == "age_bucket":
-                cols.append(age_bucket(users["age"]) if "age" in users.columns else np.zeros(len(users), np.int32))
-            elif {c for c, g in _USER_FIELDS if g == f} <= set(users.columns):
-                cols.append(_lookup(self.cat_vocabs[f], self._user_values(users, f)))
-            else:
-                cols.append(np.zeros(len(users), np.int32))
-        user_cat = np.stack(cols, axis=1) if cols else np.zeros((len(users), 0), np.int32)
-
-        genre_pos = {g: j for j, g in enumerate(spec.genres)}
-        item_multi = np.zeros((len(items), len(spec.genres)), np.float32)
-        for row, genres in enumerate(items["genres"]):
-            for g in genres:
-                if g in genre_pos:
-                    item_multi[row, genre_pos[g]] = 1.0
-        for column in self.tag_columns:
-            if column not in items.columns:
-                continue
-            for row, values in enumerate(items[column]):
-                for v in _tag_values(values):
-                    j = genre_pos.get(f"{column}:{v}")
-                    if j is not None:
-                        item_multi[row, j] = 1.0
+        known = pd.Index(np.asarray(self.item_vocab, dtype=np.int64))
+        raw_items = data.items["item"].to_numpy(dtype=np.int64)
+        at = known.get_indexer(raw_items)
+        extra = np.sort(raw_items[at < 0])
+        table_raw = np.concatenate([[-1], known.to_numpy(), extra]).astype(np.int64)
+        by_raw = data.items.set_index("item")
+        present = np.isin(table_raw[1:], raw_items)
+        if not present.all():
+            missing = table_raw[1:][~present][:5].tolist()
+            raise ValueError(f"The encoder's item vocabulary holds items {missing} that {data.name} lacks.")
+        rows = by_raw.loc[table_raw[1:]].reset_index()
+        item_table = np.concatenate([np.zeros((1, fields_width(spec.item_fields)), np.int32),
+                                     self.encode_items(rows)], axis=0)
 
         frame = (data.ratings if ratings is None else ratings).copy()
         user_row = user_index.get_indexer(frame["user"].to_numpy())
-        item_row = item_index.get_indexer(frame["item"].to_numpy())
-        for name, rows in (("user", user_row), ("item", item_row)):
-            if (rows < 0).any():
-                bad = frame.loc[rows < 0, name].unique()[:5].tolist()
+        item_row = pd.Index(table_raw[1:]).get_indexer(frame["item"].to_numpy())
+        for name, found in (("user", user_row), ("item", item_row)):
+            if (found < 0).any():
+                bad = frame.loc[found < 0, name].unique()[:5].tolist()
                 raise ValueError(f"ratings reference {name} IDs {bad} that are not in data.{name}s")
         frame["user_row"] = user_row.astype(np.int32)
-        frame["item_row"] = item_row.astype(np.int32)
+        frame["item_row"] = (item_row + 1).astype(np.int32)
+        return EncodedData(spec, frame, user_ids, user_fields.astype(np.int32), item_table.astype(np.int32),
+                           user_index, table_raw)
 
-        return EncodedData(
-            spec=spec,
-            ratings=frame,
-            user_ids=_lookup(self.user_vocab or [], user_index.to_numpy()),
-            user_cat=user_cat.astype(np.int32),
-            item_ids=_lookup(self.item_vocab, item_index.to_numpy()),
-            item_cat=self._year_bucket(items["year"])[:, None],
-            item_multi=item_multi,
-            user_index=user_index,
-            item_index=item_index,
-        )
-
+    # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description from which :meth:`from_dict` rebuilds this encoder."""
-        if not self.fitted:
-            raise RuntimeError("FeatureEncoder is not fitted; call fit() first")
+        self._require_fitted()
         return {
+            "format": ENCODER_FORMAT,
             "year_bucket_size": self.year_bucket_size,
             "zip_prefix_len": self.zip_prefix_len,
+            "min_tag_items": self.min_tag_items,
+            "fields": [f.to_dict() for f in self.fields],
+            "vocabs": {k: list(v) for k, v in self.vocabs.items()},
+            "widths": dict(self.widths),
+            "year_range": None if self.year_range is None else list(self.year_range),
             "user_vocab": list(self.user_vocab or []),
             "item_vocab": list(self.item_vocab),
-            "user_fields": list(self.user_fields),
-            "cat_vocabs": {k: list(v) for k, v in self.cat_vocabs.items()},
-            "year_range": None if self.year_range is None else list(self.year_range),
-            "genres": list(self.genres),
-            "min_tag_items": self.min_tag_items,
-            "tag_columns": list(self.tag_columns),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureEncoder:
-        enc = cls(int(d["year_bucket_size"]), int(d["zip_prefix_len"]), int(d.get("min_tag_items", 1)))
+        if d.get("format") != ENCODER_FORMAT:
+            raise ValueError(
+                f"This encoder was saved in format {d.get('format', 1)!r}; this library reads format "
+                f"{ENCODER_FORMAT} (one vocabulary per field). Re-fit it on the training data "
+                "(FeatureEncoder().fit(...)), or re-make the preset with scripts/make_presets.py."
+            )
+        fields = [Field.from_dict(f) for f in d["fields"]]
+        enc = cls(int(d["year_bucket_size"]), int(d["zip_prefix_len"]), int(d.get("min_tag_items", 1)), fields)
+        enc.fields = tuple(fields)
+        enc.vocabs = {k: [str(x) for x in v] for k, v in d["vocabs"].items()}
+        enc.widths = {k: int(v) for k, v in d["widths"].items()}
+        enc.year_range = None if d["year_range"] is None else (int(d["year_range"][0]), int(d["year_range"][1]))
         enc.user_vocab = [int(u) for u in d["user_vocab"]]
         enc.item_vocab = [int(i) for i in d["item_vocab"]]
-        enc.user_fields = list(d["user_fields"])
-        enc.cat_vocabs = {k: [str(x) for x in v] for k, v in d["cat_vocabs"].items()}
-        enc.year_range = None if d["year_range"] is None else (int(d["year_range"][0]), int(d["year_range"][1]))
-        enc.genres = list(d["genres"])
-        enc.tag_columns = list(d.get("tag_columns", []))
         return enc
 
 
-def list_columns(items: pd.DataFrame) -> list[str]:
-    """Item columns beyond the schema whose every non-missing value is a list or tuple."""
-    out = []
-    for column in items.columns:
-        if column in ITEM_COLUMNS:
-            continue
-        values = [v for v in items[column] if isinstance(v, (list, tuple)) or not pd.isna(v)]
-        if values and all(isinstance(v, (list, tuple)) for v in values):
-            out.append(str(column))
-    return out
-
-
-def _tag_values(row: object) -> list[str]:
-    """The non-empty string values of one list cell (a missing cell has none)."""
-    if not isinstance(row, (list, tuple)):
-        return []
-    return [str(v).strip() for v in row if str(v).strip()]
+def _lookup(vocab: Sequence[int], values: np.ndarray) -> np.ndarray:
+    """1-based position of each value in ``vocab``; 0 for unseen values."""
+    idx = pd.Index(np.asarray(vocab, dtype=np.int64)).get_indexer(np.asarray(values, dtype=np.int64))
+    return (idx + 1).astype(np.int32)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from tfmetarec.data import _parse as P
-from tfmetarec.data.paths import movielens_100k_dir
-from tfmetarec.data.schema import InteractionData
+from tfmetarec.data.paths import dataset_dir
+from tfmetarec.data.schema import DataFormatError, Field, InteractionData, infer_fields
 
 GENRES_100K = (
     "unknown",
@@ -66,6 +67,9 @@ NO_GENRES = "(no genres listed)"
 _TITLE_YEAR = r"\((\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$"
 
 DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small")
+LIST_SEPARATOR = "|"
+"""Values of a list cell in an item side file are separated by this (as MovieLens' genres are)."""
+SIDE_KEYS = ("item", "movieId", "item_id")
 
 
 def _find_dir(path: str | Path, label: str, files: tuple[str, ...], aliases: tuple[str, ...]) -> Path:
@@ -121,8 +125,14 @@ def _split_genres(table: P.Table, col: str) -> list[list[str]]:
     return out
 
 
-def load_movielens_100k(path: str | Path) -> InteractionData:
-    """MovieLens 100K from ``u.data``, ``u.user`` and ``u.item`` (latin-1)."""
+def load_movielens_100k(
+    path: str | Path,
+    item_side_file: str | Path | None = None,
+    list_columns: Sequence[str] | None = None,
+    list_separator: str = LIST_SEPARATOR,
+) -> InteractionData:
+    """MovieLens 100K from ``u.data``, ``u.user`` and ``u.item`` (latin-1); ``item_side_file``
+    adds item content (:func:`read_item_side_file`)."""
     root = _find_dir(path, "MovieLens 100K", ("u.data", "u.user", "u.item"), ("ml-100k", "movielens-100k"))
     rt = P.read_delimited(root / "u.data", "\t", RATING_FIELDS, numeric=RATING_FIELDS)
     ratings = _ratings(rt, 1, 5)
@@ -154,11 +164,21 @@ def load_movielens_100k(path: str | Path) -> InteractionData:
     )
     P.check_unique(it, {"item": items["item"].to_numpy()})
     _check_refs(rt, ratings, users, items, "u.user", "u.item")
-    return InteractionData("movielens-100k", ratings, users, items)
+    return _with_side_file("movielens-100k", ratings, users, items, "u.item", item_side_file, list_columns,
+                           list_separator)
 
 
-def load_movielens_1m(path: str | Path) -> InteractionData:
-    """MovieLens 1M from ``ratings.dat``, ``users.dat`` and ``movies.dat`` (``::``-separated)."""
+def load_movielens_1m(
+    path: str | Path,
+    item_side_file: str | Path | None = None,
+    list_columns: Sequence[str] | None = None,
+    list_separator: str = LIST_SEPARATOR,
+) -> InteractionData:
+    """MovieLens 1M from ``ratings.dat``, ``users.dat`` and ``movies.dat`` (``::``-separated).
+
+    ``item_side_file`` adds item content from a side file (see :func:`read_item_side_file`:
+    MPAA rate, directors, actors, ... as published cold-start work uses them).
+    """
     root = _find_dir(path, "MovieLens 1M", ("ratings.dat", "users.dat", "movies.dat"), ("ml-1m", "movielens-1m"))
     rt = P.read_delimited(root / "ratings.dat", "::", RATING_FIELDS, "latin-1", numeric=RATING_FIELDS)
     ratings = _ratings(rt, 1, 5)
@@ -192,14 +212,21 @@ def load_movielens_1m(path: str | Path) -> InteractionData:
     )
     P.check_unique(mt, {"item": items["item"].to_numpy()})
     _check_refs(rt, ratings, users, items, "users.dat", "movies.dat")
-    return InteractionData("movielens-1m", ratings, users, items)
+    return _with_side_file("movielens-1m", ratings, users, items, "movies.dat", item_side_file, list_columns,
+                           list_separator)
 
 
-def load_movielens_latest_small(path: str | Path) -> InteractionData:
+def load_movielens_latest_small(
+    path: str | Path,
+    item_side_file: str | Path | None = None,
+    list_columns: Sequence[str] | None = None,
+    list_separator: str = LIST_SEPARATOR,
+) -> InteractionData:
     """MovieLens latest-small from ``ratings.csv`` and ``movies.csv`` (no user demographics).
 
-    When ``tags.csv`` is present, each movie's user tags become a ``tags`` list
-    column, which the feature encoder reads as item content.
+    The 20M/25M/latest releases share this layout and load the same way from any
+    folder. When ``tags.csv`` is present, each movie's user tags become a ``tags``
+    list field. ``item_side_file`` adds item content (:func:`read_item_side_file`).
     """
     root = _find_dir(
         path, "MovieLens latest-small", ("ratings.csv", "movies.csv"), ("ml-latest-small", "movielens-latest-small")
@@ -223,7 +250,90 @@ def load_movielens_latest_small(path: str | Path) -> InteractionData:
     if (root / "tags.csv").exists():
         items["tags"] = _movie_tags(root / "tags.csv", items["item"].to_numpy())
     users = pd.DataFrame({"user": np.unique(ratings["user"].to_numpy())})
-    return InteractionData("movielens-latest-small", ratings, users, items)
+    return _with_side_file("movielens-latest-small", ratings, users, items, "movies.csv", item_side_file,
+                           list_columns, list_separator)
+
+
+
+
+def read_item_side_file(
+    path: str | Path,
+    known_items: np.ndarray,
+    list_columns: Sequence[str] | None = None,
+    list_separator: str = LIST_SEPARATOR,
+    items_file: str = "the item file",
+) -> tuple[pd.DataFrame, list[str]]:
+    """Item content from a CSV (``.csv``, comma, quoting allowed) or TSV (``.tsv``/``.tab``) file.
+
+    The header names the columns; the key column is ``item`` (or ``movieId`` /
+    ``item_id``) and every other column is content. A cell holding ``list_separator``
+    (``|`` by default: ``Nolan|Bigelow``) is a list; a column is a *list* column when
+    named in ``list_columns`` or, by default, when any of its cells is a list, and a
+    *categorical* column otherwise (an MPAA rate). Empty cells are missing. Every key
+    must be a known item (one row each); items without a row get missing values.
+
+    Returns the content frame (``item`` plus one column per content column; list
+    columns hold a list per row) and the names of the list columns.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"Item side file not found: {path}")
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    with open(path, encoding="utf-8-sig") as fh:
+        first = fh.readline()
+    head = [h.strip() for h in (first.rstrip("\r\n").split(sep) if sep == "\t" else next(csv.reader([first])))]
+    key = next((k for k in SIDE_KEYS if k in head), None)
+    if key is None:
+        raise DataFormatError(f"{path.name} line 1: the header needs an item key column, one of {list(SIDE_KEYS)}; "
+                              f"got {head}")
+    content = [h for h in head if h != key]
+    if not content or any(not h for h in content):
+        raise DataFormatError(f"{path.name} line 1: the header must name each content column; got {head}")
+    table = P.read_delimited(path, sep, tuple(head), header=True, quoted=sep == ",", encoding="utf-8")
+    ids = P.to_int(table, key, lo=1)
+    P.check_unique(table, {key: ids})
+    P.check_known(table, key, ids, known_items, items_file)
+    declared = set(list_columns or ())
+    unknown = sorted(declared - set(content))
+    if unknown:
+        raise ValueError(f"list_columns {unknown} are not columns of {path.name} (columns: {content}).")
+    out = pd.DataFrame({"item": ids})
+    lists = []
+    for column in content:
+        cells = table.frame[column].fillna("").astype(str).str.strip()
+        is_list = column in declared if list_columns is not None else bool(cells.str.contains(
+            list_separator, regex=False).any())
+        if is_list:
+            out[column] = [[v.strip() for v in c.split(list_separator) if v.strip()] for c in cells]
+            lists.append(column)
+        else:
+            out[column] = cells.where(cells != "", None)
+    return out, lists
+
+
+def _with_side_file(
+    name: str,
+    ratings: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    items_file: str,
+    side_file: str | Path | None,
+    list_columns: Sequence[str] | None,
+    list_separator: str,
+) -> InteractionData:
+    """The dataset, its items joined with the side file's content (declared as fields)."""
+    if side_file is None:
+        return InteractionData(name, ratings, users, items)
+    side, lists = read_item_side_file(side_file, items["item"].to_numpy(), list_columns, list_separator, items_file)
+    clash = sorted(set(side.columns) - {"item"} & set(items.columns))
+    if clash:
+        raise DataFormatError(f"{Path(side_file).name}: columns {clash} are already item columns of {name}")
+    merged = items.merge(side, on="item", how="left")
+    for column in lists:
+        merged[column] = [v if isinstance(v, list) else [] for v in merged[column]]
+    fields = list(infer_fields(users, items))
+    fields += [Field(c, "item", "list" if c in lists else "categorical") for c in side.columns if c != "item"]
+    return InteractionData(name, ratings, users, merged, fields=tuple(fields))
 
 
 def _movie_tags(path: Path, movies: np.ndarray) -> list[list[str]]:
@@ -242,9 +352,10 @@ def _movie_tags(path: Path, movies: np.ndarray) -> list[list[str]]:
 def load_dataset(name: str, data_dir: str | Path | None = None, **kwargs: Any) -> InteractionData:
     """Load a dataset by name: one of ``DATASETS``.
 
-    ``synthetic`` passes ``kwargs`` to :func:`make_synthetic`. MovieLens 100K
-    defaults to :func:`movielens_100k_dir`; the other MovieLens releases need
-    ``data_dir`` (the release folder or a folder containing it).
+    ``synthetic`` passes ``kwargs`` to :func:`make_synthetic`; the MovieLens
+    loaders take theirs (``item_side_file`` ...). Without ``data_dir`` a MovieLens
+    release is looked for under ``$TFMETAREC_DATA_DIR`` (:func:`dataset_dir`:
+    ``movielens-100k/``, ``movielens-1m/`` or ``ml-1m/``, ``ml-latest-small/``).
     """
     from tfmetarec.data.synthetic import make_synthetic
 
@@ -258,7 +369,5 @@ def load_dataset(name: str, data_dir: str | Path | None = None, **kwargs: Any) -
     if name not in loaders:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     if data_dir is None:
-        if name != "movielens-100k":
-            raise ValueError(f"dataset {name!r} needs data_dir= pointing at its extracted folder")
-        data_dir = movielens_100k_dir()
+        data_dir = dataset_dir(name)
     return loaders[name](data_dir, **kwargs)

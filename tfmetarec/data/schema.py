@@ -2,19 +2,140 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-RATING_COLUMNS = ("user", "item", "rating", "timestamp")
+from tfmetarec.types import CATEGORICAL, FIELD_KINDS, LIST
+
+RATING_COLUMNS = ("user", "item", "rating")
+RATING_OPTIONAL = ("timestamp",)
 USER_COLUMNS = ("user",)
 USER_OPTIONAL = ("gender", "age", "occupation", "zip")
-ITEM_COLUMNS = ("item", "title", "year", "genres")
+ITEM_COLUMNS = ("item",)
+ITEM_OPTIONAL = ("title", "year", "genres")
+RESERVED_ITEM_COLUMNS = ("item", "title")
+"""Item columns that are never content (every other item column may become a feature field)."""
 
 
 class DataFormatError(ValueError):
     """Malformed input data; the message names the file and line when known."""
+
+
+SIDES = ("user", "item")
+TRANSFORMS = ("age_bucket", "zip_prefix", "year_bucket")
+MAX_LIST_WIDTH = 64
+"""The most values a list field keeps per row unless its ``max_values`` says otherwise."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One user or item feature field, declared once: what it reads and how it is encoded.
+
+    Args:
+        name: the field's name (its embedding is named after it); also the source
+            column unless ``column`` is given.
+        side: ``"user"`` or ``"item"``.
+        kind: ``"categorical"`` (one value per row: gender, occupation, MPAA rate) or
+            ``"list"`` (several values per row: genres, directors, cast, tags).
+        column: the source column, when it differs from ``name``.
+        transform: ``"age_bucket"`` (numeric ages into :data:`~tfmetarec.data.features.AGE_BUCKETS`),
+            ``"zip_prefix"`` (the first digits of a zip code) or ``"year_bucket"``
+            (release years into spans of years); ``None`` uses the values as they are.
+        max_values: list fields: values kept per row, in the order given (default:
+            the longest training row, at most :data:`MAX_LIST_WIDTH`).
+        min_count: values seen on fewer training users/items than this are treated
+            as unseen (categorical: index 0; list: dropped).
+    """
+
+    name: str
+    side: str
+    kind: str = CATEGORICAL
+    column: str | None = None
+    transform: str | None = None
+    max_values: int | None = None
+    min_count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ValueError(f"Field {self.name!r}: side must be one of {SIDES}, got {self.side!r}.")
+        if self.kind not in FIELD_KINDS:
+            raise ValueError(f"Field {self.name!r}: kind must be one of {FIELD_KINDS}, got {self.kind!r}.")
+        if self.transform is not None and self.transform not in TRANSFORMS:
+            raise ValueError(f"Field {self.name!r}: transform must be one of {TRANSFORMS} or None, "
+                             f"got {self.transform!r}.")
+        if self.transform is not None and self.kind != CATEGORICAL:
+            raise ValueError(f"Field {self.name!r}: a {self.transform} transform makes a categorical field.")
+        if self.max_values is not None and self.max_values < 1:
+            raise ValueError(f"Field {self.name!r}: max_values must be >= 1, got {self.max_values}.")
+        if self.min_count < 1:
+            raise ValueError(f"Field {self.name!r}: min_count must be >= 1, got {self.min_count}.")
+
+    @property
+    def source(self) -> str:
+        """The column this field reads."""
+        return self.column or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Field:
+        return cls(**d)
+
+
+def is_list_column(values: pd.Series) -> bool:
+    """Whether every non-missing cell of a column holds a list or tuple (and some cell does)."""
+    present = [v for v in values if isinstance(v, (list, tuple)) or not pd.isna(v)]
+    return bool(present) and all(isinstance(v, (list, tuple)) for v in present)
+
+
+def infer_fields(users: pd.DataFrame, items: pd.DataFrame, min_tag_items: int = 1) -> tuple[Field, ...]:
+    """The default schema of a pair of user and item frames.
+
+    Users: every column but ``user`` is a field (``age`` bucketed, ``zip`` cut to its
+    prefix; list-valued columns are list fields). Items: ``year`` (bucketed),
+    ``genres``, and every other list-valued column (list fields; values on fewer
+    than ``min_tag_items`` training items are dropped, genres excepted). A scalar
+    item column other than ``year`` (an MPAA rate, a studio) becomes a field only when
+    declared: pass ``InteractionData(..., fields=...)`` with a :class:`Field` for it.
+    """
+    out: list[Field] = []
+    for column in users.columns:
+        if column == "user":
+            continue
+        transform = {"age": "age_bucket", "zip": "zip_prefix"}.get(str(column))
+        kind = LIST if transform is None and is_list_column(users[column]) else CATEGORICAL
+        out.append(Field(str(column), "user", kind, transform=transform))
+    for column in items.columns:
+        if column in RESERVED_ITEM_COLUMNS:
+            continue
+        if column == "year":
+            out.append(Field("year", "item", CATEGORICAL, transform="year_bucket"))
+        elif column == "genres" or is_list_column(items[column]):
+            out.append(Field(str(column), "item", LIST, min_count=1 if column == "genres" else min_tag_items))
+    return tuple(out)
+
+
+def _check_fields(name: str, fields: Sequence[Field], users: pd.DataFrame, items: pd.DataFrame) -> tuple[Field, ...]:
+    seen: set[tuple[str, str]] = set()
+    for f in fields:
+        if not isinstance(f, Field):
+            raise TypeError(f"{name}: fields must be tfmetarec.data.Field objects, got {type(f).__name__}.")
+        frame = users if f.side == "user" else items
+        if f.source not in frame.columns:
+            raise DataFormatError(f"{name}: field {f.name!r} reads column {f.source!r}, which the {f.side}s "
+                                  f"frame lacks (columns: {list(frame.columns)})")
+        if (f.side, f.name) in seen:
+            raise DataFormatError(f"{name}: two {f.side} fields are named {f.name!r}")
+        seen.add((f.side, f.name))
+        if f.kind == LIST and not is_list_column(frame[f.source]) and frame[f.source].notna().any():
+            raise DataFormatError(f"{name}: list field {f.name!r} needs a list (or tuple) per row in "
+                                  f"{f.side}s.{f.source}")
+    return tuple(fields)
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -33,11 +154,15 @@ def _ints(series: pd.Series, what: str) -> pd.Series:
 class InteractionData:
     """Ratings plus user and item side information in the library's one schema.
 
-    ``ratings``: user, item (int64), rating (float32), timestamp (int64 unix
-    seconds), one row per (user, item). ``users``: user (int64) and optionally
-    gender, age, occupation, zip. ``items``: item (int64), title (str), year
-    (nullable Int64), genres (a list of str per row), and any further columns;
-    one holding a list per row (cast, directors, keywords) is item content for
+    ``ratings``: user, item (int64), rating (float32) and optionally timestamp
+    (int64 unix seconds; a time-based split needs it), one row per (user, item).
+    ``fields``: the feature schema (:class:`Field` per user and item field); by
+    default :func:`infer_fields` reads it off the frames.
+    ``users``: user (int64) and any feature columns (gender, age, occupation, zip
+    are understood). ``items``: item (int64) and optionally title (str), year
+    (nullable Int64), genres (a list of str per row), and any further columns:
+    one holding a list per row (cast, directors, keywords) is a list field, one
+    holding a single value per row (an MPAA rate, a studio) a categorical field of
     :class:`~tfmetarec.data.features.FeatureEncoder`. Construction checks the
     columns, normalises the dtypes and verifies that every rated user and item
     has a row in ``users`` / ``items``.
@@ -47,12 +172,15 @@ class InteractionData:
     ratings: pd.DataFrame
     users: pd.DataFrame
     items: pd.DataFrame
+    fields: tuple[Field, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
         ratings, users, items = self.validate()
         object.__setattr__(self, "ratings", ratings)
         object.__setattr__(self, "users", users)
         object.__setattr__(self, "items", items)
+        fields = infer_fields(users, items) if self.fields is None else self.fields
+        object.__setattr__(self, "fields", _check_fields(self.name, fields, users, items))
 
     def validate(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Check the frames and return copies with normalised dtypes."""
@@ -61,7 +189,7 @@ class InteractionData:
         _require(self.items, ITEM_COLUMNS, f"{self.name}: items")
 
         r = self.ratings.reset_index(drop=True).copy()
-        for col in ("user", "item", "timestamp"):
+        for col in ("user", "item", *[c for c in RATING_OPTIONAL if c in r.columns]):
             r[col] = _ints(r[col], f"{self.name}: ratings.{col}")
         r["rating"] = r["rating"].astype("float32")
         if not np.isfinite(r["rating"].to_numpy()).all():
@@ -85,9 +213,13 @@ class InteractionData:
         it["item"] = _ints(it["item"], f"{self.name}: items.item")
         if it["item"].duplicated().any():
             raise DataFormatError(f"{self.name}: items.item has duplicate IDs")
-        it["title"] = it["title"].astype("str")
-        it["year"] = it["year"].astype("Int64")
-        if not all(isinstance(g, list) for g in it["genres"]):
+        it["title"] = it["title"].astype("str") if "title" in it.columns else ""
+        if "year" in it.columns:
+            try:
+                it["year"] = it["year"].astype("Int64")
+            except (TypeError, ValueError) as err:
+                raise DataFormatError(f"{self.name}: items.year must hold whole years or missing values ({err})") from err
+        if "genres" in it.columns and not all(isinstance(g, (list, tuple)) for g in it["genres"]):
             raise DataFormatError(f"{self.name}: items.genres must hold a list of str per row")
 
         for key, frame, what in (("user", u, "users"), ("item", it, "items")):
@@ -96,6 +228,11 @@ class InteractionData:
                 bad = r.loc[unknown, key].unique()[:5].tolist()
                 raise DataFormatError(f"{self.name}: rated {key} IDs {bad} have no row in {what}")
         return r, u, it
+
+    @property
+    def has_timestamps(self) -> bool:
+        """Whether the ratings carry a ``timestamp`` column."""
+        return "timestamp" in self.ratings.columns
 
     def __repr__(self) -> str:
         return (

@@ -194,11 +194,19 @@ def cold_start_split(data: InteractionData, config: SplitConfig = SplitConfig())
     ``user_cold``/``item_cold``/``user_item_cold`` pair new users and/or new
     items, keeping only users with ``query_size + min_support`` ratings there.
     """
+    if config.method == "time" and not data.has_timestamps:
+        raise ValueError(
+            f"{data.name}: the time-based split orders ratings by time, but the ratings have no 'timestamp' "
+            "column; add one or use SplitConfig(method='melu')."
+        )
     rng = np.random.default_rng(config.seed)
     ratings = _active(data, config)
     users = np.unique(ratings["user"].to_numpy())
     all_items = data.items["item"].to_numpy(dtype=np.int64)
     if config.method == "melu":
+        if "year" not in data.items.columns:
+            raise ValueError(f"{data.name}: the MeLU split makes items new by release year, but the items have no "
+                             "'year' column; add one or use SplitConfig(method='time').")
         year = _resolve_year(data, config)
         is_new = (data.items["year"] >= year).fillna(False).to_numpy(dtype=bool)
         new_items = all_items[is_new]

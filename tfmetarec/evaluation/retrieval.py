@@ -28,14 +28,15 @@ from tfmetarec.evaluation.metrics import LIKE_THRESHOLD
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.tasks.episode import TaskSet
 from tfmetarec.tasks.samplers import eval_batches
-from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, QUERY, SUPPORT, USER_CAT, USER_ID
+from tfmetarec.types import ITEM_ID, QUERY, SUPPORT, USER_FIELDS, USER_ID
 
-USER_KEYS = (USER_ID, USER_CAT)
+USER_KEYS = (USER_ID, USER_FIELDS)
 
 
 def catalogue_features(encoded: EncodedData) -> dict[str, np.ndarray]:
-    """Item inputs of every encoded item, indexed by item row: ``[I, ...]``."""
-    return {ITEM_ID: encoded.item_ids, ITEM_CAT: encoded.item_cat, ITEM_MULTI: encoded.item_multi}
+    """Item inputs of every item of the catalogue (item table rows ``1..R-1``): ``[R - 1]``;
+    position ``p`` is table row ``p + 1``."""
+    return {ITEM_ID: np.arange(1, encoded.num_table_items, dtype=np.int32)}
 
 
 def uses_vector_search(learner: MetaLearner) -> bool:
@@ -55,7 +56,7 @@ def _user_rows(query: dict) -> dict[str, tf.Tensor]:
 
 def _scores_by_learner(learner: MetaLearner, state, query, catalogue, chunk: int) -> np.ndarray:
     users = _user_rows(query)
-    tasks = int(query[USER_CAT].shape[0]) if USER_CAT in query else int(query[USER_ID].shape[0])
+    tasks = int(query[USER_ID].shape[0])
     out = []
     total = len(catalogue[ITEM_ID])
     for lo in range(0, total, chunk):
@@ -117,8 +118,9 @@ def rank_catalogue(
         else:
             scores = _scores_by_learner(learner, state, query, catalogue, chunk)
             ranked = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+        rows = np.asarray(ranked) + 1  # catalogue position -> item table row
         for row, t in enumerate(idx):
-            out[int(t)] = np.array([int(i) for i in ranked[row] if int(i) not in seen[row]][:k], dtype=np.int64)
+            out[int(t)] = np.array([int(i) for i in rows[row] if int(i) not in seen[row]][:k], dtype=np.int64)
     return out
 
 
@@ -138,7 +140,7 @@ def catalogue_retrieval(
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive cut-offs, got {list(ks)}.")
     ranked = rank_catalogue(learner, encoded, tasks, max(ks), batch_size, vector_search, chunk)
-    size = len(encoded.item_ids)
+    size = encoded.num_table_items - 1
     recalls: dict[int, list[float]] = {k: [] for k in ks}
     ndcgs: dict[int, list[float]] = {k: [] for k in ks}
     shown: dict[int, set] = {k: set() for k in ks}

@@ -30,7 +30,7 @@ import tensorflow as tf
 from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
 from tfmetarec.export.saved_model import ServingModule, feature_widths
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.types import ITEM_CAT, ITEM_MULTI, MASK, RATING, USER_CAT
+from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID
 
 SIGNATURES = ("adapt_and_score", "serving_default", "adapt", "score_with_state")
 METADATA_KEY = "tfmetarec_request"
@@ -47,17 +47,14 @@ def sample_request(learner: MetaLearner, tasks: int = 2, support: int = 4, query
                    seed: int = 0) -> dict[str, np.ndarray]:
     """A random valid request for every input a signature may take (support and query)."""
     rng = np.random.default_rng(seed)
-    widths = feature_widths(learner)
     model = learner.model
-    sizes = {USER_CAT: list(getattr(model, "user_vocab_sizes", [])), ITEM_CAT: list(getattr(model, "item_vocab_sizes", []))}
+    columns = [int(f.vocab_size) for f in model.user_field_specs for _ in range(int(f.width))]
     out: dict[str, np.ndarray] = {}
     for part, rows in (("support", support), ("query", query)):
-        out[f"{part}_user_id"] = rng.integers(0, max(int(getattr(model, "num_users", 1)), 1), (tasks, rows)).astype("int32")
-        out[f"{part}_item_id"] = rng.integers(0, max(int(getattr(model, "num_items", 1)), 1), (tasks, rows)).astype("int32")
-        for key in (USER_CAT, ITEM_CAT):
-            cols = [rng.integers(0, v, (tasks, rows)) for v in sizes[key]]
-            out[f"{part}_{key}"] = (np.stack(cols, -1) if cols else np.zeros((tasks, rows, 0))).astype("int32")
-        out[f"{part}_{ITEM_MULTI}"] = (rng.random((tasks, rows, widths[ITEM_MULTI])) < 0.3).astype("float32")
+        out[f"{part}_{USER_ID}"] = rng.integers(0, max(int(getattr(model, "num_users", 1)), 1), (tasks, rows)).astype("int32")
+        out[f"{part}_{ITEM_ID}"] = rng.integers(0, max(model.num_table_items, 1), (tasks, rows)).astype("int32")
+        cols = [rng.integers(0, v, (tasks, rows)) for v in columns]
+        out[f"{part}_{USER_FIELDS}"] = (np.stack(cols, -1) if cols else np.zeros((tasks, rows, 0))).astype("int32")
     out[f"support_{RATING}"] = rng.integers(1, 6, (tasks, support)).astype("float32")
     mask = np.ones((tasks, support), "float32")
     mask[0, support // 2:] = 0.0

@@ -14,8 +14,8 @@ user uses ``T = 1``) and dynamic support size ``S`` and query size ``Q``:
 * ``score_with_state``: ``state_<name>`` + ``query_*`` -> ``scores``.
 
 Feature inputs of each part (``P`` = ``support`` or ``query``): ``P_user_id``,
-``P_item_id`` int32 ``[T, N]``; ``P_user_cat`` int32 ``[T, N, F_user]``;
-``P_item_cat`` int32 ``[T, N, F_item]``; ``P_item_multi`` float32 ``[T, N, G]``.
+``P_item_id`` int32 ``[T, N]`` (the item's row in the model's item table, whose
+content the graph gathers); ``P_user_fields`` int32 ``[T, N, W_user]``.
 IDs outside a vocabulary go to the out-of-vocabulary index 0 inside the graph.
 Requests whose shapes disagree, whose mask is not 0/1, or whose ratings are NaN
 or infinite fail with an error naming the input.
@@ -29,19 +29,14 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.types import FEATURE_KEYS, ITEM_CAT, ITEM_ID, ITEM_MULTI, MASK, RATING, USER_CAT, USER_ID
+from tfmetarec.types import FEATURE_KEYS, ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, fields_width
 
 PARTS = ("support", "query")
 
 
 def feature_widths(learner: MetaLearner) -> dict[str, int]:
-    """Trailing widths of ``user_cat``, ``item_cat`` and ``item_multi`` the model expects."""
-    model = learner.model
-    return {
-        USER_CAT: len(getattr(model, "user_vocab_sizes", [])),
-        ITEM_CAT: len(getattr(model, "item_vocab_sizes", [])),
-        ITEM_MULTI: int(getattr(model, "num_genres", 0)),
-    }
+    """Trailing width of ``user_fields`` the model expects."""
+    return {USER_FIELDS: fields_width(learner.model.user_field_specs)}
 
 
 def _specs(learner: MetaLearner, part: str) -> dict[str, tf.TensorSpec]:
@@ -49,9 +44,7 @@ def _specs(learner: MetaLearner, part: str) -> dict[str, tf.TensorSpec]:
     specs = {
         f"{part}_{USER_ID}": tf.TensorSpec([None, None], tf.int32, f"{part}_{USER_ID}"),
         f"{part}_{ITEM_ID}": tf.TensorSpec([None, None], tf.int32, f"{part}_{ITEM_ID}"),
-        f"{part}_{USER_CAT}": tf.TensorSpec([None, None, widths[USER_CAT]], tf.int32, f"{part}_{USER_CAT}"),
-        f"{part}_{ITEM_CAT}": tf.TensorSpec([None, None, widths[ITEM_CAT]], tf.int32, f"{part}_{ITEM_CAT}"),
-        f"{part}_{ITEM_MULTI}": tf.TensorSpec([None, None, widths[ITEM_MULTI]], tf.float32, f"{part}_{ITEM_MULTI}"),
+        f"{part}_{USER_FIELDS}": tf.TensorSpec([None, None, widths[USER_FIELDS]], tf.int32, f"{part}_{USER_FIELDS}"),
     }
     if part == "support":
         specs[f"support_{RATING}"] = tf.TensorSpec([None, None], tf.float32, f"support_{RATING}")
@@ -59,10 +52,15 @@ def _specs(learner: MetaLearner, part: str) -> dict[str, tf.TensorSpec]:
     return specs
 
 
-def _clip_ids(ids: tf.Tensor, sizes: list[int] | int) -> tf.Tensor:
-    """Map IDs outside ``[0, size)`` (per field when ``sizes`` is a list) to 0."""
-    size = tf.constant(sizes, tf.int32)
+def _clip_ids(ids: tf.Tensor, sizes: list[int] | int | tf.Tensor) -> tf.Tensor:
+    """Map IDs outside ``[0, size)`` (per column when ``sizes`` is a list) to 0."""
+    size = tf.cast(sizes, tf.int32)
     return tf.where((ids < 0) | (ids >= size), tf.zeros_like(ids), ids)
+
+
+def _column_sizes(fields) -> list[int]:
+    """Each encoded column's vocabulary size (a list field's size repeated over its width)."""
+    return [int(f.vocab_size) for f in fields for _ in range(int(f.width))]
 
 
 class ServingModule(tf.Module):
@@ -84,11 +82,10 @@ class ServingModule(tf.Module):
         self.tracked_variables = [getattr(v, "value", v) for v in learner.variables]
         model = learner.model
         self._sizes = {
-            USER_CAT: list(getattr(model, "user_vocab_sizes", [])),
-            ITEM_CAT: list(getattr(model, "item_vocab_sizes", [])),
+            USER_FIELDS: _column_sizes(model.user_field_specs),
             USER_ID: int(getattr(model, "num_users", 1)),
-            # item-statistics learners index their own item table
-            ITEM_ID: int(getattr(learner, "num_items", None) or getattr(model, "num_items", 1)),
+            # items are rows of the model's item table
+            ITEM_ID: model.num_table_items,
         }
         support, query = _specs(learner, "support"), _specs(learner, "query")
         example = self._example_state()
@@ -102,9 +99,7 @@ class ServingModule(tf.Module):
         widths = feature_widths(self.learner)
         part = {
             USER_ID: tf.zeros([1, 1], tf.int32), ITEM_ID: tf.zeros([1, 1], tf.int32),
-            USER_CAT: tf.zeros([1, 1, widths[USER_CAT]], tf.int32),
-            ITEM_CAT: tf.zeros([1, 1, widths[ITEM_CAT]], tf.int32),
-            ITEM_MULTI: tf.zeros([1, 1, widths[ITEM_MULTI]], tf.float32),
+            USER_FIELDS: tf.zeros([1, 1, widths[USER_FIELDS]], tf.int32),
             RATING: tf.zeros([1, 1]), MASK: tf.zeros([1, 1]),
         }
         return self.learner.adapt(part)
@@ -118,7 +113,7 @@ class ServingModule(tf.Module):
                 tf.shape(inputs[name])[:2], rows, message=f"{name} must have the same [tasks, rows] as {part}_{USER_ID}"))
         with tf.control_dependencies(checks):
             out = {key: tf.identity(inputs[f"{part}_{key}"]) for key in FEATURE_KEYS}
-        for key in (USER_CAT, ITEM_CAT, USER_ID, ITEM_ID):
+        for key in (USER_FIELDS, USER_ID, ITEM_ID):
             out[key] = _clip_ids(out[key], self._sizes[key])
         return out
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
-from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, MASK, RATING, USER_CAT, USER_ID
+from tfmetarec.types import ITEM_FIELDS, ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID
 
 
 def task_mse(pred: tf.Tensor, rating: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -36,12 +36,12 @@ def in_batch_candidates(query: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     tasks, rows = tf.shape(mask)[0], tf.shape(mask)[1]
     count = tasks * rows
     out = {}
-    for key in (ITEM_ID, ITEM_CAT, ITEM_MULTI):
+    for key in (ITEM_ID, ITEM_FIELDS):
         if key in query:
             value = query[key]
             flat = tf.reshape(value, tf.concat([[count], tf.shape(value)[2:]], axis=0))
             out[key] = tf.broadcast_to(flat[None], tf.concat([[tasks], tf.shape(flat)], axis=0))
-    for key in (USER_ID, USER_CAT):
+    for key in (USER_ID, USER_FIELDS):
         if key in query:
             value = query[key]
             out[key] = tf.broadcast_to(value[:, :1], tf.concat([[tasks, count], tf.shape(value)[2:]], axis=0))

@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.maml import inverse_softplus
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
-from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, MASK, RATING, USER_CAT, USER_ID, Episode, Features, features_of
+from tfmetarec.types import MASK, RATING, Episode, Features, features_of
 
 _NEG = -1e9  # logit of a padding row (finite, so a task without rows never yields NaN)
 
@@ -43,21 +42,12 @@ def require_hooks(model: MetaModel, learner: str, hooks: Sequence[str]) -> None:
 
 
 def item_dim(model: MetaModel) -> int:
-    """Width of ``model.item_representation``: the model's ``item_dim`` attribute if it
-    has one, else measured on a one-row probe sized from the model's config
-    (``item_vocab_sizes``, ``num_genres``, ``user_vocab_sizes``)."""
+    """Width of ``model.item_representation`` (the model's ``item_dim`` attribute)."""
     dim = getattr(model, "item_dim", None)
-    if dim is not None:
-        return int(dim)
-    one = (1, 1)
-    probe = {
-        USER_ID: np.zeros(one, "int32"),
-        ITEM_ID: np.zeros(one, "int32"),
-        USER_CAT: np.zeros((*one, len(getattr(model, "user_vocab_sizes", ()))), "int32"),
-        ITEM_CAT: np.zeros((*one, len(getattr(model, "item_vocab_sizes", ()))), "int32"),
-        ITEM_MULTI: np.zeros((*one, int(getattr(model, "num_genres", 0))), model.variable_dtype),
-    }
-    return int(model.item_representation(model.variable_values(), probe).shape[-1])
+    if dim is None:
+        raise ValueError(f"{type(model).__name__} has an item_representation hook but no item_dim attribute "
+                         "giving its width.")
+    return int(dim)
 
 
 def masked_residuals(model: MetaModel, params: dict, support: Episode) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

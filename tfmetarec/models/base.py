@@ -5,6 +5,12 @@ function of named parameters: ``forward(params, features)``. ``call`` runs it
 with the model's own variables; a learner runs it with adapted tensors (with a
 leading task axis) to score a task after adaptation, with gradients flowing
 through the adapted tensors back to the variables.
+
+Every model owns an *item table*: one row of field indices per item (row 0 is
+the unknown item), built from the feature encoder. A feature batch names items
+by their row (``item_id``) and the model gathers their content in the graph;
+:meth:`MetaModel.add_items` adds items known only by their content without any
+retraining. The table is not trainable and is saved with the model.
 """
 
 from __future__ import annotations
@@ -14,21 +20,29 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfmetarec.types import Features, Params
-
+from tfmetarec.types import ITEM_FIELDS, ITEM_ID, Features, FieldSpec, Params, fields_width
 
 # Hyperparameters every model may be handed by ``experiment.build_model``; a model whose
 # constructor does not take one of them ignores it in :meth:`MetaModel.from_spec`.
-COMMON_HYPERPARAMETERS = ("embedding_dim", "hidden_units", "use_ids", "output_bias", "seed")
+COMMON_HYPERPARAMETERS = ("embedding_dim", "field_dims", "list_pooling", "hidden_units", "use_ids", "output_bias",
+                          "seed")
 # What ``from_spec`` reads from a feature spec, by constructor argument.
-SPEC_ARGUMENTS = ("user_vocab_sizes", "item_vocab_sizes", "num_genres", "num_users", "num_items")
+SPEC_ARGUMENTS = ("user_fields", "item_fields", "num_users", "num_items")
 _KERAS_ARGUMENTS = ("name", "dtype", "trainable")
+ITEM_TABLE_KEY = "item_table"  # where the table goes in a .keras weights store
+ITEM_RAW_IDS_KEY = "item_raw_ids"
+NO_RAW_ID = -1
 
 
 class MetaModel(keras.Model):
-    """Base class: named parameters, parameter groups and a pure forward pass."""
+    """Base class: named parameters, parameter groups, a pure forward pass and an item table.
+
+    Subclasses call :meth:`keep_arguments` (which also creates the item table from
+    their ``item_fields`` argument) first thing in their constructor.
+    """
 
     @classmethod
     def hyperparameters(cls) -> tuple[str, ...]:
@@ -41,23 +55,24 @@ class MetaModel(keras.Model):
         return tuple(names)
 
     @classmethod
-    def from_spec(cls, spec: Any, **hparams: Any) -> MetaModel:
+    def from_spec(cls, spec: Any, item_table: np.ndarray | None = None, item_raw_ids: np.ndarray | None = None,
+                  **hparams: Any) -> MetaModel:
         """A model sized for the encoded features described by ``spec``.
 
-        ``spec`` is any object with ``user_vocab_sizes``, ``item_vocab_sizes``,
-        ``genres`` (or ``num_genres``), ``num_users`` and ``num_items`` (e.g. a
-        ``tfmetarec.data.features.FeatureSpec``). Of those, only what the
-        constructor takes is passed. ``hparams`` go to the constructor; the
-        common ones (:data:`COMMON_HYPERPARAMETERS`) are dropped silently when
-        this model does not take them, any other unknown name raises.
+        ``spec`` is any object with ``user_fields`` and ``item_fields`` (sequences
+        of :class:`~tfmetarec.types.FieldSpec`), ``num_users`` and ``num_items``
+        (e.g. a ``tfmetarec.data.features.FeatureSpec``). ``hparams`` go to the
+        constructor; the common ones (:data:`COMMON_HYPERPARAMETERS`) are dropped
+        silently when this model does not take them, any other unknown name raises.
+        ``item_table`` and ``item_raw_ids`` (e.g. ``EncodedData.item_table`` and
+        ``.item_raw_ids``) fill the item table; without them it holds the unknown item
+        only until :meth:`set_item_table`.
         """
         accepted = cls.hyperparameters()
         signature = inspect.signature(cls.__init__).parameters
-        genres = getattr(spec, "genres", None)
         values = {
-            "user_vocab_sizes": tuple(int(v) for v in spec.user_vocab_sizes),
-            "item_vocab_sizes": tuple(int(v) for v in spec.item_vocab_sizes),
-            "num_genres": len(genres) if genres is not None else int(getattr(spec, "num_genres", 0)),
+            "user_fields": [FieldSpec.of(f).to_config() for f in spec.user_fields],
+            "item_fields": [FieldSpec.of(f).to_config() for f in spec.item_fields],
             "num_users": int(spec.num_users),
             "num_items": int(spec.num_items),
         }
@@ -67,7 +82,10 @@ class MetaModel(keras.Model):
         if unknown:
             raise TypeError(f"{cls.__name__} takes no hyperparameter(s) {unknown}; it takes {list(accepted)}.")
         kwargs.update({k: v for k, v in hparams.items() if k in accepted or k in _KERAS_ARGUMENTS})
-        return cls(**kwargs)
+        model = cls(**kwargs)
+        if item_table is not None:
+            model.set_item_table(item_table, item_raw_ids)
+        return model
 
     @classmethod
     def _arguments(cls):
@@ -76,11 +94,17 @@ class MetaModel(keras.Model):
 
     def keep_arguments(self, arguments: Mapping[str, Any]) -> None:
         """Store every constructor argument (from ``locals()``) as the attribute of the
-        same name, which :meth:`get_config` reads back: sequences become lists of ints,
-        flags and numbers take the type of their default."""
+        same name, which :meth:`get_config` reads back: field lists become
+        ``[name, kind, vocab_size, width]`` lists, other sequences lists of ints,
+        mappings (``field_dims``) dicts of ints, flags and numbers the type of their
+        default. Then create the (empty) item table for ``item_fields``."""
         for name, p in self._arguments():
             value = arguments[name]
-            if isinstance(value, (list, tuple)):
+            if name.endswith("_fields"):
+                value = [FieldSpec.of(f).to_config() for f in (value or ())]
+            elif isinstance(value, Mapping):
+                value = {str(k): int(v) for k, v in value.items()}
+            elif isinstance(value, (list, tuple)):
                 value = [int(v) for v in value]
             elif isinstance(p.default, bool):
                 value = bool(value)
@@ -89,6 +113,141 @@ class MetaModel(keras.Model):
             elif isinstance(p.default, int) and value is not None:
                 value = int(value)
             setattr(self, name, value)
+        self._create_item_table([FieldSpec.of(f) for f in getattr(self, "item_fields", [])])
+
+    # -- fields and the item table -------------------------------------------------------
+    @property
+    def user_field_specs(self) -> tuple[FieldSpec, ...]:
+        """The user fields this model embeds."""
+        return tuple(FieldSpec.of(f) for f in getattr(self, "user_fields", []))
+
+    @property
+    def item_field_specs(self) -> tuple[FieldSpec, ...]:
+        """The item fields this model embeds (the columns of its item table)."""
+        return tuple(FieldSpec.of(f) for f in getattr(self, "item_fields", []))
+
+    def _create_item_table(self, fields: Sequence[FieldSpec]) -> None:
+        width = fields_width(fields)
+        with tf.init_scope():
+            self._item_table = tf.Variable(tf.zeros([1, width], tf.int32), shape=tf.TensorShape([None, width]),
+                                           trainable=False, name=ITEM_TABLE_KEY)
+            self._item_raw_ids = tf.Variable(tf.constant([NO_RAW_ID], tf.int64), shape=tf.TensorShape([None]),
+                                             trainable=False, name=ITEM_RAW_IDS_KEY)
+
+    @property
+    def item_table(self) -> np.ndarray:
+        """The item table ``[rows, W_item]`` (int32; row 0 is the unknown item)."""
+        return self._item_table.numpy()
+
+    @property
+    def item_raw_ids(self) -> np.ndarray:
+        """The raw item ID of every table row (``[rows]`` int64; -1 for row 0 and for rows
+        added without one): what a raw-ID request or a recommendation names items by."""
+        return self._item_raw_ids.numpy()
+
+    @property
+    def num_table_items(self) -> int:
+        """Rows of the item table, the unknown item included."""
+        return int(tf.shape(self._item_table)[0])
+
+    def _checked_rows(self, rows: np.ndarray, what: str) -> np.ndarray:
+        fields = self.item_field_specs
+        width = fields_width(fields)
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] != width:
+            raise ValueError(f"{what} must be [items, {width}] (the item fields "
+                             f"{[f.name for f in fields]} side by side), got shape {rows.shape}.")
+        if rows.size and not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(f"{what} must hold integer field indices, got {rows.dtype}.")
+        start = 0
+        for f in fields:
+            block = rows[:, start:start + f.width]
+            bad = (block < 0) | (block >= f.vocab_size)
+            if bad.any():
+                r = int(np.argwhere(bad)[0][0])
+                raise ValueError(f"{what} row {r}: field {f.name!r} holds {block[r].tolist()}, outside its "
+                                 f"vocabulary [0, {f.vocab_size}).")
+            start += f.width
+        return rows.astype(np.int32)
+
+    def _checked_raw_ids(self, raw_ids: np.ndarray | None, count: int, existing: np.ndarray) -> np.ndarray:
+        raw = np.full(count, NO_RAW_ID, np.int64) if raw_ids is None else np.asarray(raw_ids)
+        if raw.shape != (count,) or (raw.size and not np.issubdtype(raw.dtype, np.integer)):
+            raise ValueError(f"raw item IDs must be {count} integers (one per row), got shape {raw.shape} "
+                             f"of {raw.dtype}.")
+        named = raw[raw != NO_RAW_ID]
+        if (named < 0).any():
+            raise ValueError(f"Raw item IDs must be >= 0 (-1 marks a row without one); got {named[named < 0][:5]}.")
+        both = np.concatenate([existing[existing != NO_RAW_ID], named])
+        values, counts = np.unique(both, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"Raw item IDs {values[counts > 1][:5].tolist()} would be in the item table twice.")
+        return raw.astype(np.int64)
+
+    def set_item_table(self, table: np.ndarray, raw_ids: np.ndarray | None = None) -> None:
+        """Replace the whole item table (``[rows, W_item]``; row 0 is the unknown item and
+        is reset to no content), with the raw item ID of each row (row 0's is ignored).
+        Rows ``1..num_items-1`` must be the training items in ID-vocabulary order, as
+        :meth:`FeatureEncoder.transform` lays them out."""
+        table = self._checked_rows(table, "item_table").copy()
+        need = max(int(getattr(self, "num_items", 1)), 1)
+        if len(table) < need:
+            raise ValueError(f"item_table has {len(table)} rows, but the model's {need - 1} training items and the "
+                             f"unknown item need {need}: rows 1..{need - 1} are the items of the ID vocabulary.")
+        table[0] = 0
+        raw = None if raw_ids is None else np.asarray(raw_ids).copy()
+        if raw is not None and len(raw):
+            raw[0] = NO_RAW_ID
+        raw = self._checked_raw_ids(raw, len(table), np.zeros(0, np.int64))
+        self._item_table.assign(table)
+        self._item_raw_ids.assign(raw)
+
+    def add_items(self, rows: np.ndarray, raw_ids: np.ndarray | None = None) -> np.ndarray:
+        """Append items known only by their content (``[n, W_item]`` field indices, e.g.
+        ``encoder.encode_items(frame)``) and their raw IDs; returns their new table rows.
+        No retraining: an added item is scored from its content (its ID index is 0)."""
+        rows = self._checked_rows(rows, "new item rows")
+        raw = self._checked_raw_ids(raw_ids, len(rows), self.item_raw_ids)
+        start = self.num_table_items
+        self._item_table.assign(np.concatenate([self.item_table, rows], axis=0))
+        self._item_raw_ids.assign(np.concatenate([self.item_raw_ids, raw]))
+        return np.arange(start, start + len(rows), dtype=np.int32)
+
+    def item_field_indices(self, features: Features) -> tf.Tensor:
+        """Every row's item content ``[..., W_item]``: ``features["item_fields"]`` when the
+        batch carries it, else gathered from the item table (rows outside it: unknown item)."""
+        if ITEM_FIELDS in features:
+            return tf.cast(features[ITEM_FIELDS], tf.int32)
+        check_features(features, [ITEM_ID], type(self).__name__)
+        rows = tf.cast(features[ITEM_ID], tf.int32)
+        table = self._item_table
+        inside = (rows >= 0) & (rows < tf.shape(table, out_type=tf.int32)[0])
+        return tf.gather(table, tf.where(inside, rows, tf.zeros_like(rows)))
+
+    def item_id_index(self, features: Features) -> tf.Tensor:
+        """The ID-embedding index of every row's item: its table row for a training item
+        (rows ``1..num_items-1``), 0 for an unknown or content-only item."""
+        check_features(features, [ITEM_ID], type(self).__name__)
+        rows = tf.cast(features[ITEM_ID], tf.int32)
+        limit = int(getattr(self, "num_items", 1))
+        return tf.where((rows > 0) & (rows < limit), rows, tf.zeros_like(rows))
+
+    def save_own_variables(self, store) -> None:
+        super().save_own_variables(store)
+        store[ITEM_TABLE_KEY] = self.item_table
+        store[ITEM_RAW_IDS_KEY] = self.item_raw_ids
+
+    def load_own_variables(self, store) -> None:
+        keys = list(store.keys())
+        if ITEM_TABLE_KEY in keys:
+            table = self._checked_rows(np.asarray(store[ITEM_TABLE_KEY]), "the saved item table")
+            raw = np.asarray(store[ITEM_RAW_IDS_KEY]) if ITEM_RAW_IDS_KEY in keys else None
+            if raw is not None and raw.shape != (len(table),):
+                raise ValueError(f"The saved item table has {len(table)} rows but {raw.shape} raw item IDs.")
+            self._item_table.assign(table)
+            self._item_raw_ids.assign(self._checked_raw_ids(raw, len(table), np.zeros(0, np.int64)))
+        own = (ITEM_TABLE_KEY, ITEM_RAW_IDS_KEY)
+        super().load_own_variables({k: store[k] for k in keys if k not in own})
 
     def get_config(self) -> dict:
         """Keras' config plus every constructor argument, read from the attribute of

@@ -3,9 +3,9 @@
 ``r(u, i) = <p_u, q_i> + b_u + b_i + mu``. In a cold-start task the user is
 new (ID 0, the out-of-vocabulary bucket), so what a learner adapts is the
 *prior* user: a meta-learned vector and bias, optionally shifted by a linear
-map of the user's categorical features. A new item (ID 0) likewise gets a
+map of the user's field embeddings. A new item (ID index 0) likewise gets a
 learned prior vector and bias, optionally shifted by a linear map of its
-content (categorical fields and genres).
+content (its item fields, from the model's item table).
 
 The building blocks here (:class:`UserSide`, :class:`CFItemSide`) create their
 weights on an owning :class:`~tfmetarec.models.base.MetaModel` under a name
@@ -17,15 +17,15 @@ parameters (a leading task axis ``T``) like the ops of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel, check_features
-from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, USER_CAT, USER_ID, Features, Params
+from tfmetarec.models.fields import FieldEmbeddings
+from tfmetarec.types import ITEM_FIELDS, ITEM_ID, USER_FIELDS, USER_ID, Features, FieldSpec, Params
 
 
 def _seed(seed: int | None, offset: int) -> int | None:
@@ -45,10 +45,10 @@ def rows_shape(features: Features) -> tf.Tensor:
     for key in (USER_ID, ITEM_ID):
         if key in features:
             return tf.shape(features[key])
-    for key in (USER_CAT, ITEM_CAT, ITEM_MULTI):
+    for key in (USER_FIELDS, ITEM_FIELDS):
         if key in features:
             return tf.shape(features[key])[:-1]
-    raise KeyError(f"An empty feature batch; expected some of {[USER_ID, ITEM_ID, USER_CAT, ITEM_CAT, ITEM_MULTI]}.")
+    raise KeyError(f"An empty feature batch; expected some of {[USER_ID, ITEM_ID, USER_FIELDS]}.")
 
 
 def per_task(value: tf.Tensor, base_rank: int) -> tf.Tensor:
@@ -85,13 +85,13 @@ def id_mask(ids: tf.Tensor, dtype) -> tf.Tensor:
 class UserSide:
     """The user half of a factorisation model, ``[p_u, b_u]`` of width ``dim + 1``:
 
-    ``prior + W · embed(user_cat) + [u > 0] · [P[u], B[u]]``
+    ``prior + W · fields(user) + [u > 0] · [P[u], B[u]]``
 
     * ``{prefix}user_prior_factors [dim]`` and ``{prefix}user_prior_bias []``: the
       meta-learned prior user (all a new user, ID 0 without features, gets);
-    * with ``use_features``: ``{prefix}user_feature_embedding [sum(vocab), dim]``
-      and ``{prefix}user_feature_kernel [fields * dim, dim + 1]``, a linear map of
-      the user's categorical features added to the prior;
+    * with ``use_features``: one embedding per user field
+      (``{prefix}user_{field}_embedding``) and ``{prefix}user_feature_kernel
+      [width, dim + 1]``, a linear map of the user's fields added to the prior;
     * with ``use_ids``: ``{prefix}user_id_factors [num_users, dim]`` and
       ``{prefix}user_id_bias [num_users]``, a per-user residual for known users
       (row 0, the out-of-vocabulary bucket, is masked out and never used).
@@ -104,30 +104,31 @@ class UserSide:
         self,
         owner: MetaModel,
         prefix: str,
-        user_vocab_sizes: Sequence[int],
+        user_fields: Sequence[FieldSpec],
         dim: int,
         num_users: int,
         use_features: bool,
         use_ids: bool,
         seed: int | None,
+        field_dims: Mapping[str, int] | None = None,
+        pooling: str = "mean",
     ):
         self.prefix = prefix
         self.dim = int(dim)
-        self.use_features = bool(use_features) and bool(user_vocab_sizes)
+        self.use_features = bool(use_features) and bool(user_fields)
         self.use_ids = bool(use_ids)
-        self.offsets = np.cumsum([0, *list(user_vocab_sizes)[:-1]]).astype("int32")
         p = prefix
         owner.add_weight(shape=(dim,), initializer=_normal(seed, 0), name=f"{p}user_prior_factors")
         owner.add_weight(shape=(), initializer="zeros", name=f"{p}user_prior_bias")
         self.adapt_names = [f"{p}user_prior_factors", f"{p}user_prior_bias"]
         self.names = list(self.adapt_names)
+        self.embeddings = None
         if self.use_features:
-            owner.add_weight(shape=(int(sum(user_vocab_sizes)), dim), initializer=_normal(seed, 1),
-                             name=f"{p}user_feature_embedding")
-            owner.add_weight(shape=(len(user_vocab_sizes) * dim, dim + 1), initializer=_small_glorot(seed, 2),
+            self.embeddings = FieldEmbeddings(owner, f"{p}user_", user_fields, dim, field_dims, pooling, seed, 1)
+            owner.add_weight(shape=(self.embeddings.width, dim + 1), initializer=_small_glorot(seed, 2),
                              name=f"{p}user_feature_kernel")
             self.adapt_names.append(f"{p}user_feature_kernel")
-            self.names += [f"{p}user_feature_embedding", f"{p}user_feature_kernel"]
+            self.names += [*self.embeddings.names, f"{p}user_feature_kernel"]
         if self.use_ids:
             owner.add_weight(shape=(num_users, dim), initializer=_normal(seed, 3), name=f"{p}user_id_factors")
             owner.add_weight(shape=(num_users,), initializer="zeros", name=f"{p}user_id_bias")
@@ -137,18 +138,19 @@ class UserSide:
     def state_dim(self) -> int:
         return self.dim + 1
 
-    def state(self, params: Params, features: Features, model: str) -> tf.Tensor:
+    def state(self, params: Params, features: Features, model: MetaModel) -> tf.Tensor:
         """``[p_u, b_u]`` of every row: ``[..., dim + 1]``."""
         p = self.prefix
+        name = type(model).__name__
         prior = vector_and_bias(params[f"{p}user_prior_factors"], params[f"{p}user_prior_bias"])
         rows = rows_shape(features)
         state = tf.broadcast_to(per_task(prior, 1), tf.concat([rows, [self.dim + 1]], axis=0))
-        if self.use_features:
-            check_features(features, [USER_CAT], model)
-            emb = F.embed_fields(params[f"{p}user_feature_embedding"], features[USER_CAT], self.offsets)
+        if self.embeddings is not None:
+            check_features(features, [USER_FIELDS], name)
+            emb = self.embeddings(params, features[USER_FIELDS])
             state = state + F.dense(emb, params[f"{p}user_feature_kernel"])
         if self.use_ids:
-            check_features(features, [USER_ID], model)
+            check_features(features, [USER_ID], name)
             ids = features[USER_ID]
             factors = F.embed(params[f"{p}user_id_factors"], ids)
             bias = F.embed(params[f"{p}user_id_bias"][..., None], ids)
@@ -156,84 +158,44 @@ class UserSide:
         return state
 
 
-def item_content(
-    params: Params,
-    features: Features,
-    prefix: str,
-    offsets: np.ndarray,
-    has_fields: bool,
-    num_genres: int,
-    model: str,
-) -> tf.Tensor:
-    """Item content as one vector: the item fields' embeddings and the mean genre
-    embedding, concatenated: ``[..., (fields + [genres > 0]) * dim]``."""
-    parts = []
-    if has_fields:
-        check_features(features, [ITEM_CAT], model)
-        parts.append(F.embed_fields(params[f"{prefix}item_feature_embedding"], features[ITEM_CAT], offsets))
-    if num_genres:
-        check_features(features, [ITEM_MULTI], model)
-        table = params[f"{prefix}genre_embedding"]
-        parts.append(F.embed_multi_hot(table, tf.cast(features[ITEM_MULTI], table.dtype)))
-    return tf.concat(parts, axis=-1)
-
-
-def add_content_embeddings(owner: MetaModel, prefix: str, item_vocab_sizes: Sequence[int], num_genres: int,
-                           dim: int, seed: int | None, offset: int) -> tuple[list[str], int]:
-    """Create the item-field and genre tables; returns their names and the content width."""
-    names, width = [], 0
-    if item_vocab_sizes:
-        owner.add_weight(shape=(int(sum(item_vocab_sizes)), dim), initializer=_normal(seed, offset),
-                         name=f"{prefix}item_feature_embedding")
-        names.append(f"{prefix}item_feature_embedding")
-        width += len(item_vocab_sizes) * dim
-    if num_genres:
-        owner.add_weight(shape=(int(num_genres), dim), initializer=_normal(seed, offset + 1),
-                         name=f"{prefix}genre_embedding")
-        names.append(f"{prefix}genre_embedding")
-        width += dim
-    return names, width
-
-
 class CFItemSide:
     """The item half of the factorisation, ``[q_i, b_i]`` of width ``dim + 1``:
 
-    ``prior + C · content(i) + [i > 0] · [Q[i], B[i]]``
+    ``prior + C · content(i) + [i known] · [Q[i], B[i]]``
 
     * ``{prefix}item_prior_factors [dim]``, ``{prefix}item_prior_bias []``: the
-      learned prior item (what a new item, ID 0, starts from);
-    * with ``use_content`` (and some item content): the item-field and genre
-      tables and ``{prefix}item_content_kernel [width, dim + 1]``;
+      learned prior item (what a new item, ID index 0, starts from);
+    * with ``use_content`` (and some item fields): one embedding per item field
+      (``{prefix}item_{field}_embedding``) and ``{prefix}item_content_kernel [width, dim + 1]``;
     * ``{prefix}item_id_factors [num_items, dim]``, ``{prefix}item_id_bias [num_items]``:
-      the per-item residuals (row 0 masked out).
+      the per-item residuals of the training items (row 0 masked out).
     """
 
     def __init__(
         self,
         owner: MetaModel,
         prefix: str,
-        item_vocab_sizes: Sequence[int],
-        num_genres: int,
+        item_fields: Sequence[FieldSpec],
         dim: int,
         num_items: int,
         use_content: bool,
         seed: int | None,
+        field_dims: Mapping[str, int] | None = None,
+        pooling: str = "mean",
     ):
         self.prefix = prefix
         self.dim = int(dim)
-        self.has_fields = bool(use_content) and bool(item_vocab_sizes)
-        self.num_genres = int(num_genres) if use_content else 0
-        self.use_content = self.has_fields or bool(self.num_genres)
-        self.offsets = np.cumsum([0, *list(item_vocab_sizes)[:-1]]).astype("int32")
+        self.use_content = bool(use_content) and bool(item_fields)
         p = prefix
         owner.add_weight(shape=(dim,), initializer=_normal(seed, 10), name=f"{p}item_prior_factors")
         owner.add_weight(shape=(), initializer="zeros", name=f"{p}item_prior_bias")
         self.names = [f"{p}item_prior_factors", f"{p}item_prior_bias"]
+        self.content = None
         if self.use_content:
-            tables, width = add_content_embeddings(
-                owner, p, item_vocab_sizes if self.has_fields else (), self.num_genres, dim, seed, 11)
-            owner.add_weight(shape=(width, dim + 1), initializer=_small_glorot(seed, 13), name=f"{p}item_content_kernel")
-            self.names += [*tables, f"{p}item_content_kernel"]
+            self.content = FieldEmbeddings(owner, f"{p}item_", item_fields, dim, field_dims, pooling, seed, 11)
+            owner.add_weight(shape=(self.content.width, dim + 1), initializer=_small_glorot(seed, 13),
+                             name=f"{p}item_content_kernel")
+            self.names += [*self.content.names, f"{p}item_content_kernel"]
         # what an item task adapts: for one new item these move its [q_i, b_i]
         self.adapt_names = [n for n in self.names if n.endswith(("item_prior_factors", "item_prior_bias",
                                                                  "item_content_kernel"))]
@@ -241,15 +203,14 @@ class CFItemSide:
         owner.add_weight(shape=(num_items,), initializer="zeros", name=f"{p}item_id_bias")
         self.names += [f"{p}item_id_factors", f"{p}item_id_bias"]
 
-    def state(self, params: Params, features: Features, model: str) -> tf.Tensor:
+    def state(self, params: Params, features: Features, model: MetaModel) -> tf.Tensor:
         """``[q_i, b_i]`` of every row: ``[..., dim + 1]``."""
         p = self.prefix
-        check_features(features, [ITEM_ID], model)
-        ids = features[ITEM_ID]
+        ids = model.item_id_index(features)
         prior = vector_and_bias(params[f"{p}item_prior_factors"], params[f"{p}item_prior_bias"])
         state = tf.broadcast_to(per_task(prior, 1), tf.concat([tf.shape(ids), [self.dim + 1]], axis=0))
-        if self.use_content:
-            content = item_content(params, features, p, self.offsets, self.has_fields, self.num_genres, model)
+        if self.content is not None:
+            content = self.content(params, model.item_field_indices(features))
             state = state + F.dense(content, params[f"{p}item_content_kernel"])
         factors = F.embed(params[f"{p}item_id_factors"], ids)
         bias = F.embed(params[f"{p}item_id_bias"][..., None], ids)
@@ -290,10 +251,10 @@ class BilinearModel(MetaModel):
         return self.embedding_dim + 1
 
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:
-        return self.user_side.state(params, features, type(self).__name__)
+        return self.user_side.state(params, features, self)
 
     def item_representation(self, params: Params, features: Features) -> tf.Tensor:
-        return self.item_side.state(params, features, type(self).__name__)
+        return self.item_side.state(params, features, self)
 
     def forward(self, params: Params, features: Features) -> tf.Tensor:
         user = self.user_representation(params, features)
@@ -326,16 +287,17 @@ class BiasedMF(BilinearModel):
     * ``"all"``.
 
     Args:
-        user_vocab_sizes: vocabulary size of each categorical user field (index 0 = OOV).
-        item_vocab_sizes: vocabulary size of each categorical item field.
-        num_genres: width of the multi-hot genre vector (0 for none).
-        embedding_dim: width ``d`` of the factors and of the feature embeddings.
+        user_fields: the user fields (:class:`~tfmetarec.types.FieldSpec`).
+        item_fields: the item fields (the item table's columns).
+        embedding_dim: width ``d`` of the factors and of the field embeddings.
+        field_dims: per-field embedding widths, by field name.
+        list_pooling: ``"mean"`` or ``"sum"`` over a list field's values.
         num_users: user ID vocabulary size (used with ``use_ids``).
         num_items: item ID vocabulary size; item IDs are always used (this is CF).
         use_ids: also give every known user its own residual factors and bias
             (item IDs are always embedded; new users, ID 0, use the prior only).
-        user_features: add a linear map of the user's categorical features to the prior.
-        item_content: add a linear map of the item's fields and genres to the item
+        user_features: add a linear map of the user's field embeddings to the prior.
+        item_content: add a linear map of the item's field embeddings to the item
             prior (so a new item starts from its content, not one shared vector).
         output_bias: initial global mean ``mu``.
         seed: initialiser seed.
@@ -343,15 +305,16 @@ class BiasedMF(BilinearModel):
 
     def __init__(
         self,
-        user_vocab_sizes: Sequence[int] = (),
-        item_vocab_sizes: Sequence[int] = (),
-        num_genres: int = 0,
+        user_fields: Sequence[FieldSpec] = (),
+        item_fields: Sequence[FieldSpec] = (),
         embedding_dim: int = 32,
+        field_dims: Mapping[str, int] | None = None,
         num_users: int = 1,
         num_items: int = 1,
         use_ids: bool = False,
         user_features: bool = True,
         item_content: bool = True,
+        list_pooling: str = "mean",
         output_bias: float = 3.5,
         seed: int | None = None,
         **kwargs,
@@ -360,9 +323,9 @@ class BiasedMF(BilinearModel):
         self.keep_arguments(locals())
         if self.embedding_dim < 1 or self.num_users < 1 or self.num_items < 1:
             raise ValueError("embedding_dim, num_users and num_items must be >= 1.")
-        self.user_side = UserSide(self, "", self.user_vocab_sizes, self.embedding_dim, self.num_users,
-                                  self.user_features, self.use_ids, seed)
-        self.item_side = CFItemSide(self, "", self.item_vocab_sizes, self.num_genres, self.embedding_dim,
-                                    self.num_items, self.item_content, seed)
+        self.user_side = UserSide(self, "", self.user_field_specs, self.embedding_dim, self.num_users,
+                                  self.user_features, self.use_ids, seed, field_dims, list_pooling)
+        self.item_side = CFItemSide(self, "", self.item_field_specs, self.embedding_dim, self.num_items,
+                                    self.item_content, seed, field_dims, list_pooling)
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
         self.built = True

@@ -2,55 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
-from tfmetarec.models.cf import BilinearModel, UserSide, add_content_embeddings, item_content
-from tfmetarec.types import Features, Params
+from tfmetarec.models.cf import BilinearModel, UserSide
+from tfmetarec.models.fields import FieldEmbeddings
+from tfmetarec.types import Features, FieldSpec, Params
 
 
 class ItemTower:
-    """``[v_i, b_i] = MLP(content(i))`` of width ``dim + 1`` from item content only
-    (item-field embeddings and the mean genre embedding; no item ID), so a new
-    item is scored exactly like a known one with the same content.
+    """``[v_i, b_i] = MLP(fields(i))`` of width ``dim + 1`` from item content only
+    (one embedding per item field; no item ID), so a new item is scored exactly like
+    a known one with the same content.
 
-    Weights (under ``prefix``): ``item_feature_embedding``, ``genre_embedding``,
-    ``tower_{k}_kernel`` / ``tower_{k}_bias`` for each hidden layer (ReLU) and
-    the linear output layer.
+    Weights (under ``prefix``): ``item_{field}_embedding`` per item field,
+    ``tower_{k}_kernel`` / ``tower_{k}_bias`` for each hidden layer (ReLU) and the
+    linear output layer.
     """
 
     def __init__(
         self,
         owner: MetaModel,
         prefix: str,
-        item_vocab_sizes: Sequence[int],
-        num_genres: int,
+        item_fields: Sequence[FieldSpec],
         dim: int,
         hidden_units: Sequence[int],
         seed: int | None,
         seed_offset: int = 20,
+        field_dims: Mapping[str, int] | None = None,
+        pooling: str = "mean",
     ):
-        if not item_vocab_sizes and not num_genres:
-            raise ValueError(f"{type(owner).__name__} needs item content: item_vocab_sizes or num_genres.")
+        if not item_fields:
+            raise ValueError(f"{type(owner).__name__} needs item content: some item_fields.")
         self.prefix = prefix
         self.dim = int(dim)
-        self.has_fields = bool(item_vocab_sizes)
-        self.num_genres = int(num_genres)
         self.depth = len(hidden_units)
-        self.offsets = np.cumsum([0, *list(item_vocab_sizes)[:-1]]).astype("int32")
-        self.names, width = add_content_embeddings(owner, prefix, item_vocab_sizes, num_genres, dim, seed, seed_offset)
-        self.names += F.add_mlp(owner, f"{prefix}tower", width, [*hidden_units, dim + 1], seed, seed_offset + 2)
+        self.content = FieldEmbeddings(owner, f"{prefix}item_", item_fields, dim, field_dims, pooling, seed,
+                                       seed_offset)
+        self.names = list(self.content.names)
+        self.names += F.add_mlp(owner, f"{prefix}tower", self.content.width, [*hidden_units, dim + 1], seed,
+                                seed_offset + 2)
 
-    def state(self, params: Params, features: Features, model: str) -> tf.Tensor:
+    def state(self, params: Params, features: Features, model: MetaModel) -> tf.Tensor:
         """``[v_i, b_i]`` of every row: ``[..., dim + 1]``."""
-        p = self.prefix
-        x = item_content(params, features, p, self.offsets, self.has_fields, self.num_genres, model)
-        return F.mlp(x, params, f"{p}tower", self.depth + 1)
+        x = self.content(params, model.item_field_indices(features))
+        return F.mlp(x, params, f"{self.prefix}tower", self.depth + 1)
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -71,14 +71,16 @@ class ContentModel(BilinearModel):
     as the item representation, so the metric and task-encoder learners work.
 
     Args:
-        user_vocab_sizes, item_vocab_sizes, num_genres: feature vocabularies (index 0 = OOV).
-        embedding_dim: width of the content embeddings and of the preference space.
+        user_fields, item_fields: the user and item fields (:class:`~tfmetarec.types.FieldSpec`).
+        embedding_dim: width of the field embeddings and of the preference space.
+        field_dims: per-field embedding widths, by field name.
         hidden_units: hidden ReLU layers of the item tower.
         num_users: user ID vocabulary size (used with ``use_ids``).
         num_items: item ID vocabulary size (unused: items are scored from content;
             kept for the exporters).
         use_ids: a per-known-user residual preference (new users use the prior).
-        user_features: add a linear map of the user's features to the prior.
+        user_features: add a linear map of the user's fields to the prior.
+        list_pooling: ``"mean"`` or ``"sum"`` over a list field's values.
         output_bias: initial global mean ``mu``.
         seed: initialiser seed.
     """
@@ -87,15 +89,16 @@ class ContentModel(BilinearModel):
 
     def __init__(
         self,
-        user_vocab_sizes: Sequence[int] = (),
-        item_vocab_sizes: Sequence[int] = (),
-        num_genres: int = 0,
+        user_fields: Sequence[FieldSpec] = (),
+        item_fields: Sequence[FieldSpec] = (),
         embedding_dim: int = 32,
+        field_dims: Mapping[str, int] | None = None,
         hidden_units: Sequence[int] = (64,),
         num_users: int = 1,
         num_items: int = 1,
         use_ids: bool = False,
         user_features: bool = True,
+        list_pooling: str = "mean",
         output_bias: float = 3.5,
         seed: int | None = None,
         **kwargs,
@@ -104,9 +107,9 @@ class ContentModel(BilinearModel):
         self.keep_arguments(locals())
         if self.embedding_dim < 1 or self.num_users < 1:
             raise ValueError("embedding_dim and num_users must be >= 1.")
-        self.user_side = UserSide(self, "", self.user_vocab_sizes, self.embedding_dim, self.num_users,
-                                  self.user_features, self.use_ids, seed)
-        self.item_side = ItemTower(self, "", self.item_vocab_sizes, self.num_genres, self.embedding_dim,
-                                    self.hidden_units, seed)
+        self.user_side = UserSide(self, "", self.user_field_specs, self.embedding_dim, self.num_users,
+                                  self.user_features, self.use_ids, seed, field_dims, list_pooling)
+        self.item_side = ItemTower(self, "", self.item_field_specs, self.embedding_dim, self.hidden_units, seed,
+                                   field_dims=field_dims, pooling=list_pooling)
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
         self.built = True

@@ -68,33 +68,6 @@ def embed(table: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
     return tf.gather(table, ids)
 
 
-def embed_fields(table: tf.Tensor, ids: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
-    """Embed several categorical fields stored in one table, concatenated.
-
-    ``ids`` is ``[..., F]`` with each field's own vocabulary index; ``offsets``
-    (``[F]``) shifts each field into its slice of the shared table. Returns
-    ``[..., F * d]``.
-    """
-    vectors = embed(table, ids + offsets)
-    lead = tf.shape(ids)[:-1]
-    width = ids.shape[-1] * table.shape[-1]
-    return tf.reshape(vectors, tf.concat([lead, [width]], axis=0))
-
-
-def embed_multi_hot(table: tf.Tensor, multi_hot: tf.Tensor) -> tf.Tensor:
-    """Mean of the embeddings of the active columns of a multi-hot ``[..., G]``."""
-    counts = tf.maximum(tf.reduce_sum(multi_hot, axis=-1, keepdims=True), 1.0)
-    if is_task_batched(table, 2):
-        summed = tf.matmul(multi_hot, table)
-    else:
-        lead = tf.shape(multi_hot)[:-1]
-        flat = tf.reshape(multi_hot, [-1, multi_hot.shape[-1]])
-        summed = tf.reshape(
-            tf.matmul(flat, table), tf.concat([lead, [table.shape[-1]]], axis=0)
-        )
-    return summed / counts
-
-
 def add_mlp(owner: Any, prefix: str, width: int, units: Sequence[int], seed: int | None, seed_offset: int,
             last_bias: float = 0.0) -> list[str]:
     """Add the weights of a dense stack to the layer ``owner``: ``{prefix}_{k}_kernel``

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfmetarec.models.base import MetaModel
 from tfmetarec.models.cf import CFItemSide, UserSide, bilinear_score, per_task, rows_shape
 from tfmetarec.models.content import ItemTower
-from tfmetarec.types import Features, Params
+from tfmetarec.types import ITEM_FIELDS, ITEM_ID, USER_FIELDS, USER_ID, Features, FieldSpec, Params
 
 SUPPORT_COUNT = "support_count"
 """Optional feature key: the number of support ratings of the task, ``[T]`` (one per
@@ -29,10 +29,10 @@ def with_support_count(features: Features, support_mask: tf.Tensor) -> dict[str,
 
 def _row_rank(features: Features) -> int:
     """Number of leading row axes (1 for ``[N]``, 2 for ``[T, N]``) of a feature batch."""
-    for key in ("user_id", "item_id"):
+    for key in (USER_ID, ITEM_ID):
         if key in features:
             return len(features[key].shape)
-    for key in ("user_cat", "item_cat", "item_multi"):
+    for key in (USER_FIELDS, ITEM_FIELDS):
         if key in features:
             return len(features[key].shape) - 1
     raise KeyError("An empty feature batch.")
@@ -80,16 +80,17 @@ class Hybrid(MetaModel):
 
     def __init__(
         self,
-        user_vocab_sizes: Sequence[int] = (),
-        item_vocab_sizes: Sequence[int] = (),
-        num_genres: int = 0,
+        user_fields: Sequence[FieldSpec] = (),
+        item_fields: Sequence[FieldSpec] = (),
         embedding_dim: int = 32,
+        field_dims: Mapping[str, int] | None = None,
         hidden_units: Sequence[int] = (64,),
         num_users: int = 1,
         num_items: int = 1,
         use_ids: bool = False,
         user_features: bool = True,
         item_content: bool = True,
+        list_pooling: str = "mean",
         alpha_mode: str = "support_size",
         alpha_init: float = 0.5,
         alpha_slope_init: float = 0.25,
@@ -105,14 +106,14 @@ class Hybrid(MetaModel):
         self.keep_arguments(locals())
         d = self.embedding_dim
         cb_seed = None if seed is None else seed + 100
-        self.cf_user = UserSide(self, "cf_", self.user_vocab_sizes, d, self.num_users, self.user_features,
-                                self.use_ids, seed)
-        self.cf_item = CFItemSide(self, "cf_", self.item_vocab_sizes, self.num_genres, d, self.num_items,
-                                  self.item_content, seed)
+        users, items, dims, pool = self.user_field_specs, self.item_field_specs, field_dims, list_pooling
+        self.cf_user = UserSide(self, "cf_", users, d, self.num_users, self.user_features, self.use_ids, seed, dims,
+                                pool)
+        self.cf_item = CFItemSide(self, "cf_", items, d, self.num_items, self.item_content, seed, dims, pool)
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="cf_global_bias")
-        self.cb_user = UserSide(self, "cb_", self.user_vocab_sizes, d, self.num_users, self.user_features,
-                                self.use_ids, cb_seed)
-        self.cb_item = ItemTower(self, "cb_", self.item_vocab_sizes, self.num_genres, d, self.hidden_units, cb_seed)
+        self.cb_user = UserSide(self, "cb_", users, d, self.num_users, self.user_features, self.use_ids, cb_seed,
+                                dims, pool)
+        self.cb_item = ItemTower(self, "cb_", items, d, self.hidden_units, cb_seed, field_dims=dims, pooling=pool)
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="cb_global_bias")
         self.add_weight(shape=(), initializer=keras.initializers.Constant(_logit(self.alpha_init)), name="alpha_logit")
         self._alpha_names = ["alpha_logit"]
@@ -164,8 +165,8 @@ class Hybrid(MetaModel):
     def forward(self, params: Params, features: Features) -> tf.Tensor:
         return self._blend(
             params, features,
-            self.cf_user.state(params, features, "Hybrid"), self.cb_user.state(params, features, "Hybrid"),
-            self.cf_item.state(params, features, "Hybrid"), self.cb_item.state(params, features, "Hybrid"),
+            self.cf_user.state(params, features, self), self.cb_user.state(params, features, self),
+            self.cf_item.state(params, features, self), self.cb_item.state(params, features, self),
         )
 
     # -- user-state hooks: [cf user state, content user state] --------------------------
@@ -178,17 +179,17 @@ class Hybrid(MetaModel):
         return 2 * (self.embedding_dim + 1)
 
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:
-        return tf.concat([self.cf_user.state(params, features, "Hybrid"),
-                          self.cb_user.state(params, features, "Hybrid")], axis=-1)
+        return tf.concat([self.cf_user.state(params, features, self),
+                          self.cb_user.state(params, features, self)], axis=-1)
 
     def item_representation(self, params: Params, features: Features) -> tf.Tensor:
-        return tf.concat([self.cf_item.state(params, features, "Hybrid"),
-                          self.cb_item.state(params, features, "Hybrid")], axis=-1)
+        return tf.concat([self.cf_item.state(params, features, self),
+                          self.cb_item.state(params, features, self)], axis=-1)
 
     def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
         w = self.embedding_dim + 1
-        cf_item = self.cf_item.state(params, features, "Hybrid")
-        cb_item = self.cb_item.state(params, features, "Hybrid")
+        cf_item = self.cf_item.state(params, features, self)
+        cb_item = self.cb_item.state(params, features, self)
         users = tf.broadcast_to(user_state[:, None, :],
                                 tf.concat([tf.shape(cf_item)[:-1], tf.shape(user_state)[-1:]], axis=0))
         cf_user, cb_user = tf.split(users, [w, w], axis=-1)  # not a slice: see cf.bilinear_score

@@ -2,70 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel, check_features
-from tfmetarec.types import ITEM_CAT, ITEM_ID, ITEM_MULTI, USER_CAT, USER_ID, Features, Params
+from tfmetarec.models.fields import FieldEmbeddings
+from tfmetarec.types import USER_FIELDS, USER_ID, Features, FieldSpec, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
 class MeLU(MetaModel):
-    """Embeddings of user and item features, concatenated, through a decision MLP.
+    """One embedding per user and item field, concatenated, through a decision MLP.
+
+    As in the paper: gender, age, occupation and zip each get an embedding, and so do
+    the item's fields (rate, genres, directors, actors, ...); list fields pool their
+    values' embeddings. The concatenation goes through ``hidden_units`` ReLU layers
+    and a linear rating output (MeLU's own sizes: 8 fields of 32, then 64, 64, 1).
 
     Args:
-        user_vocab_sizes: vocabulary size of each categorical user field (index 0 = OOV).
-        item_vocab_sizes: vocabulary size of each categorical item field.
-        num_genres: width of the multi-hot item content vector (0 for none).
-        embedding_dim: size of every feature embedding.
+        user_fields: the user fields (:class:`~tfmetarec.types.FieldSpec` or
+            ``[name, kind, vocab_size, width]``).
+        item_fields: the item fields; the item table's columns.
+        embedding_dim: width of every field embedding (``field_dims`` overrides it per field).
+        field_dims: per-field embedding widths, by field name.
         hidden_units: widths of the decision layers before the rating output.
         num_users: user ID vocabulary size; with ``use_ids`` the ID gets an embedding.
-        num_items: item ID vocabulary size.
+        num_items: item ID vocabulary size (the training items plus the unknown item).
         use_ids: embed user and item IDs as two more fields (MeLU itself does not).
+        list_pooling: ``"mean"`` or ``"sum"`` over a list field's values.
         output_bias: initial value of the output bias (a typical mean rating).
         seed: initialiser seed.
     """
 
     def __init__(
         self,
-        user_vocab_sizes: Sequence[int],
-        item_vocab_sizes: Sequence[int],
-        num_genres: int = 0,
+        user_fields: Sequence[FieldSpec] = (),
+        item_fields: Sequence[FieldSpec] = (),
         embedding_dim: int = 32,
+        field_dims: Mapping[str, int] | None = None,
         hidden_units: Sequence[int] = (64, 64),
         num_users: int = 1,
         num_items: int = 1,
         use_ids: bool = False,
+        list_pooling: str = "mean",
         output_bias: float = 3.5,
         seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.keep_arguments(locals())
-        if not self.user_vocab_sizes and not self.item_vocab_sizes and not self.num_genres and not use_ids:
-            raise ValueError("MeLU needs at least one user or item feature (or use_ids=True).")
-
-        emb_init = keras.initializers.RandomNormal(stddev=0.1, seed=seed)
-        width = 0
-        self._user_offsets = np.cumsum([0] + self.user_vocab_sizes[:-1]).astype("int32")
-        self._item_offsets = np.cumsum([0] + self.item_vocab_sizes[:-1]).astype("int32")
-        if self.user_vocab_sizes:
-            self.add_weight(shape=(sum(self.user_vocab_sizes), embedding_dim), initializer=emb_init, name="user_embedding")
-            width += len(self.user_vocab_sizes) * embedding_dim
-        if self.item_vocab_sizes:
-            self.add_weight(shape=(sum(self.item_vocab_sizes), embedding_dim), initializer=emb_init, name="item_embedding")
-            width += len(self.item_vocab_sizes) * embedding_dim
-        if self.num_genres:
-            self.add_weight(shape=(self.num_genres, embedding_dim), initializer=emb_init, name="genre_embedding")
-            width += embedding_dim
+        if not user_fields and not item_fields and not use_ids:
+            raise ValueError("MeLU needs at least one user or item field (or use_ids=True).")
+        e = self.embedding_dim
+        self.user_embeddings = FieldEmbeddings(self, "user_", self.user_field_specs, e, field_dims, list_pooling,
+                                               seed, 0)
+        self.item_embeddings = FieldEmbeddings(self, "item_", self.item_field_specs, e, field_dims, list_pooling,
+                                               seed, 50)
+        width = self.user_embeddings.width + self.item_embeddings.width
         if self.use_ids:
-            self.add_weight(shape=(self.num_users, embedding_dim), initializer=emb_init, name="user_id_embedding")
-            self.add_weight(shape=(self.num_items, embedding_dim), initializer=emb_init, name="item_id_embedding")
-            width += 2 * embedding_dim
+            init = keras.initializers.RandomNormal(stddev=0.1, seed=seed)
+            self.add_weight(shape=(self.num_users, e), initializer=init, name="user_id_embedding")
+            self.add_weight(shape=(self.num_items, e), initializer=init, name="item_id_embedding")
+            width += 2 * e
         self._decision = F.add_mlp(self, "decision", width, [*self.hidden_units, 1], seed, 1, self.output_bias)
         self.built = True
 
@@ -81,13 +82,17 @@ class MeLU(MetaModel):
 
     @property
     def user_state_dim(self) -> int:
-        return (len(self.user_vocab_sizes) + int(self.use_ids)) * self.embedding_dim
+        return self.user_embeddings.width + int(self.use_ids) * self.embedding_dim
+
+    @property
+    def item_dim(self) -> int:
+        return self.item_embeddings.width + int(self.use_ids) * self.embedding_dim
 
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:
         parts = []
-        if self.user_vocab_sizes:
-            check_features(features, [USER_CAT], "MeLU")
-            parts.append(F.embed_fields(params["user_embedding"], features[USER_CAT], self._user_offsets))
+        if self.user_embeddings:
+            check_features(features, [USER_FIELDS], "MeLU")
+            parts.append(self.user_embeddings(params, features[USER_FIELDS]))
         if self.use_ids:
             check_features(features, [USER_ID], "MeLU")
             parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
@@ -97,25 +102,19 @@ class MeLU(MetaModel):
 
     def item_representation(self, params: Params, features: Features) -> tf.Tensor:
         parts = []
-        if self.item_vocab_sizes:
-            check_features(features, [ITEM_CAT], "MeLU")
-            parts.append(F.embed_fields(params["item_embedding"], features[ITEM_CAT], self._item_offsets))
-        if self.num_genres:
-            check_features(features, [ITEM_MULTI], "MeLU")
-            table = params["genre_embedding"]
-            parts.append(F.embed_multi_hot(table, tf.cast(features[ITEM_MULTI], table.dtype)))
+        if self.item_embeddings:
+            parts.append(self.item_embeddings(params, self.item_field_indices(features)))
         if self.use_ids:
-            check_features(features, [ITEM_ID], "MeLU")
-            parts.append(F.embed(params["item_id_embedding"], features[ITEM_ID]))
+            parts.append(F.embed(params["item_id_embedding"], self.item_id_index(features)))
         if not parts:
             raise ValueError("This MeLU has no item inputs, so it has no item representation.")
         return tf.concat(parts, axis=-1)
 
     def forward(self, params: Params, features: Features) -> tf.Tensor:
         parts = []
-        if self.user_vocab_sizes or self.use_ids:
+        if self.user_embeddings or self.use_ids:
             parts.append(self.user_representation(params, features))
-        if self.item_vocab_sizes or self.num_genres or self.use_ids:
+        if self.item_embeddings or self.use_ids:
             parts.append(self.item_representation(params, features))
         return self._decide(params, tf.concat(parts, axis=-1))
 

@@ -36,17 +36,17 @@ import tensorflow as tf
 
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel, check_features
+from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.types import (
-    FEATURE_KEYS,
-    ITEM_CAT,
     ITEM_ID,
-    ITEM_MULTI,
     MASK,
     RATING,
-    USER_CAT,
+    USER_FIELDS,
     USER_ID,
     Features,
+    FieldSpec,
     Params,
+    features_of,
 )
 
 
@@ -56,73 +56,68 @@ class MetaEmb(MetaModel):
     from the item's content (model name ``"metaemb"``).
 
     Inputs per row: user field embeddings (+ user ID embedding with ``use_ids``),
-    item field embeddings, the mean genre embedding and the item ID embedding,
-    concatenated through the decision MLP. For an item with ID 0 the ID
-    embedding is ``generator(content)`` (content = the item field and genre
-    embeddings), otherwise the learned row of ``item_id_embedding`` (whose row
-    0 is never used).
+    item field embeddings and the item ID embedding, concatenated through the
+    decision MLP. For an item outside the ID vocabulary (ID index 0: a new item)
+    the ID embedding is ``generator(content)`` (content = the item field
+    embeddings), otherwise the learned row of ``item_id_embedding`` (whose row 0
+    is never used).
 
     Parameter groups: ``"decision"`` (the MLP; the learners' default),
-    ``"head"``, ``"generator"``, ``"embeddings"`` (feature and ID tables),
+    ``"head"``, ``"generator"``, ``"embeddings"`` (field and ID tables),
     ``"all"``.
 
     Args:
-        user_vocab_sizes, item_vocab_sizes, num_genres: feature vocabularies (index 0 = OOV);
-            some item content (fields or genres) is required by the generator.
+        user_fields, item_fields: the user and item fields; some item field is
+            required by the generator.
         embedding_dim: width of every embedding (the generated one included).
+        field_dims: per-field embedding widths, by field name.
         hidden_units: decision MLP widths before the rating output.
         num_users: user ID vocabulary size (used with ``use_ids``).
         num_items: item ID vocabulary size (item IDs are always embedded).
         use_ids: also embed user IDs.
         generator_units: hidden ReLU layers of the generator (empty: linear map).
+        list_pooling: ``"mean"`` or ``"sum"`` over a list field's values.
         output_bias: initial output bias.
         seed: initialiser seed.
     """
 
     def __init__(
         self,
-        user_vocab_sizes: Sequence[int] = (),
-        item_vocab_sizes: Sequence[int] = (),
-        num_genres: int = 0,
+        user_fields: Sequence[FieldSpec] = (),
+        item_fields: Sequence[FieldSpec] = (),
         embedding_dim: int = 32,
+        field_dims: Mapping[str, int] | None = None,
         hidden_units: Sequence[int] = (64, 64),
         num_users: int = 1,
         num_items: int = 1,
         use_ids: bool = False,
         generator_units: Sequence[int] = (),
+        list_pooling: str = "mean",
         output_bias: float = 3.5,
         seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.keep_arguments(locals())
-        if not self.item_vocab_sizes and not self.num_genres:
-            raise ValueError("MetaEmb generates item embeddings from item content: it needs item_vocab_sizes or num_genres.")
+        if not item_fields:
+            raise ValueError("MetaEmb generates item embeddings from item content: it needs item_fields.")
         e = self.embedding_dim
 
         def seed_at(i: int) -> int | None:
             return None if seed is None else seed + i
 
-        def normal(i: int) -> keras.initializers.Initializer:
-            return keras.initializers.RandomNormal(stddev=0.1, seed=seed_at(i))
-
-        self._user_offsets = np.cumsum([0, *self.user_vocab_sizes[:-1]]).astype("int32")
-        self._item_offsets = np.cumsum([0, *self.item_vocab_sizes[:-1]]).astype("int32")
-        user_width = 0
-        if self.user_vocab_sizes:
-            self.add_weight(shape=(sum(self.user_vocab_sizes), e), initializer=normal(0), name="user_embedding")
-            user_width += len(self.user_vocab_sizes) * e
+        self.user_embeddings = FieldEmbeddings(self, "user_", self.user_field_specs, e, field_dims, list_pooling,
+                                               seed, 0)
+        user_width = self.user_embeddings.width
         if self.use_ids:
-            self.add_weight(shape=(self.num_users, e), initializer=normal(1), name="user_id_embedding")
+            self.add_weight(shape=(self.num_users, e), initializer=keras.initializers.RandomNormal(
+                stddev=0.1, seed=seed_at(1)), name="user_id_embedding")
             user_width += e
-        content_width = 0
-        if self.item_vocab_sizes:
-            self.add_weight(shape=(sum(self.item_vocab_sizes), e), initializer=normal(2), name="item_embedding")
-            content_width += len(self.item_vocab_sizes) * e
-        if self.num_genres:
-            self.add_weight(shape=(self.num_genres, e), initializer=normal(3), name="genre_embedding")
-            content_width += e
-        self.add_weight(shape=(self.num_items, e), initializer=normal(4), name="item_id_embedding")
+        self.item_embeddings = FieldEmbeddings(self, "item_", self.item_field_specs, e, field_dims, list_pooling,
+                                               seed, 50)
+        content_width = self.item_embeddings.width
+        self.add_weight(shape=(self.num_items, e), initializer=keras.initializers.RandomNormal(
+            stddev=0.1, seed=seed_at(4)), name="item_id_embedding")
         self._generator = F.add_mlp(self, "generator", content_width, [*self.generator_units, e], seed, 10)
         self._decision = F.add_mlp(self, "decision", user_width + content_width + e, [*self.hidden_units, 1], seed,
                                    20, self.output_bias)
@@ -141,16 +136,8 @@ class MetaEmb(MetaModel):
 
     # -- pieces -----------------------------------------------------------------------
     def item_content(self, params: Params, features: Features) -> tf.Tensor:
-        """Item field embeddings and mean genre embedding: ``[..., content width]``."""
-        parts = []
-        if self.item_vocab_sizes:
-            check_features(features, [ITEM_CAT], "MetaEmb")
-            parts.append(F.embed_fields(params["item_embedding"], features[ITEM_CAT], self._item_offsets))
-        if self.num_genres:
-            check_features(features, [ITEM_MULTI], "MetaEmb")
-            table = params["genre_embedding"]
-            parts.append(F.embed_multi_hot(table, tf.cast(features[ITEM_MULTI], table.dtype)))
-        return tf.concat(parts, axis=-1)
+        """The item field embeddings side by side: ``[..., content width]``."""
+        return self.item_embeddings(params, self.item_field_indices(features))
 
     def generate(self, params: Params, content: tf.Tensor) -> tf.Tensor:
         """The generated ID embedding ``[..., embedding_dim]`` from item content."""
@@ -161,17 +148,16 @@ class MetaEmb(MetaModel):
         return self.generate(params, self.item_content(params, features))
 
     def _item_id_embedding(self, params: Params, features: Features, content: tf.Tensor) -> tf.Tensor:
-        check_features(features, [ITEM_ID], "MetaEmb")
-        ids = features[ITEM_ID]
+        ids = self.item_id_index(features)
         learned = F.embed(params["item_id_embedding"], ids)
         known = tf.cast(ids > 0, learned.dtype)[..., None]
         return known * learned + (1.0 - known) * self.generate(params, content)
 
     def _user_part(self, params: Params, features: Features) -> tf.Tensor | None:
         parts = []
-        if self.user_vocab_sizes:
-            check_features(features, [USER_CAT], "MetaEmb")
-            parts.append(F.embed_fields(params["user_embedding"], features[USER_CAT], self._user_offsets))
+        if self.user_embeddings:
+            check_features(features, [USER_FIELDS], "MetaEmb")
+            parts.append(self.user_embeddings(params, features[USER_FIELDS]))
         if self.use_ids:
             check_features(features, [USER_ID], "MetaEmb")
             parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
@@ -199,12 +185,12 @@ class MetaEmb(MetaModel):
 
     @property
     def user_state_dim(self) -> int | None:
-        width = (len(self.user_vocab_sizes) + int(self.use_ids)) * self.embedding_dim
+        width = self.user_embeddings.width + int(self.use_ids) * self.embedding_dim
         return width or None
 
     @property
     def item_dim(self) -> int:
-        return (len(self.item_vocab_sizes) + int(bool(self.num_genres)) + 1) * self.embedding_dim
+        return self.item_embeddings.width + self.embedding_dim
 
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:
         users = self._user_part(params, features)
@@ -231,10 +217,6 @@ def _masked_mse(pred: tf.Tensor, part: Mapping[str, tf.Tensor]) -> tf.Tensor:
     return tf.reduce_sum(err, axis=-1) / tf.maximum(tf.reduce_sum(mask, axis=-1), 1.0)
 
 
-def _features(part: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: part[k] for k in FEATURE_KEYS if k in part}
-
-
 def meta_embedding_losses(
     model: MetaEmb,
     params: Params,
@@ -248,7 +230,7 @@ def meta_embedding_losses(
     whose task ``t`` holds ratings of one item; the item's embedding is generated
     from the content of its first ``cold`` row.
     """
-    features_a, features_b = _features(cold), _features(warm)
+    features_a, features_b = features_of(cold), features_of(warm)
     phi = model.generate_item_embedding(params, features_a)[:, 0, :]  # [T, e]: one item per task
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(phi)
@@ -326,7 +308,7 @@ def item_task_batches(
 ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
     """Endless ``(cold, warm)`` batches of item tasks from flat rating rows.
 
-    ``features`` holds one row per rating (``item_id [R]``, ``user_cat [R, F]``,
+    ``features`` holds one row per rating (``item_id [R]``, ``user_fields [R, W]``,
     ...), ``ratings [R]``. Rows are grouped by ``item_id``; items with at least
     ``2 * rows_per_phase`` ratings (and ID > 0) are eligible. Each batch samples
     ``items_per_batch`` items and, per item, ``2 * rows_per_phase`` distinct
@@ -344,7 +326,7 @@ def item_task_batches(
     if not groups:
         raise ValueError(f"No item has {2 * k} ratings; lower rows_per_phase.")
     rng = np.random.default_rng(seed)
-    arrays = {key: np.asarray(value) for key, value in features.items() if key in FEATURE_KEYS}
+    arrays = {key: np.asarray(value) for key, value in features_of(features).items()}
     while True:
         chosen = rng.choice(len(groups), items_per_batch, replace=len(groups) < items_per_batch)
         rows = np.stack([rng.choice(groups[g], 2 * k, replace=False) for g in chosen])  # [T, 2K]

@@ -4,8 +4,8 @@ The user's data usually has other users, items and feature vocabularies than the
 preset's. A fresh learner is built for the new data with the preset's model and
 learner settings; then every variable is filled from the preset where it can be:
 
-* embedding tables whose rows stand for vocabulary values (MeLU's user-field, item-
-  field, genre and ID tables) are matched **row by value**: the row of occupation
+* embedding tables whose rows stand for vocabulary values (one table per user and
+  item field, and the ID tables) are matched **row by value**: the row of occupation
   "engineer" or genre "Drama" is copied to wherever that value sits in the new
   vocabulary; the out-of-vocabulary row 0 is copied too; rows of values the preset
   never saw keep their fresh initialisation;
@@ -26,7 +26,6 @@ import pandas as pd
 from tfmetarec import experiment
 from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import FeatureEncoder, InteractionData
-from tfmetarec.data.features import AGE_BUCKETS
 from tfmetarec.learners import MetaLearner
 from tfmetarec.presets.store import Preset, from_preset
 
@@ -50,26 +49,24 @@ class TransferReport:
         return "\n".join(lines)
 
 
-def _field_labels(encoder: FeatureEncoder, name: str) -> list:
-    if name == "age_bucket":
-        return [("age_bucket", i) for i in range(len(AGE_BUCKETS) + 2)]
-    return [(name, "<oov>")] + [(name, v) for v in encoder.cat_vocabs[name]]
+PREFIXES = ("", "cf_", "cb_")  # the hybrid holds a CF ("cf_") and a content ("cb_") copy of each table
+USER_ID_TABLES = ("user_id_embedding", "user_id_factors", "user_id_bias")
+ITEM_ID_TABLES = ("item_id_embedding", "item_id_factors", "item_id_bias", "item_id_residual")
 
 
 def row_labels(encoder: FeatureEncoder) -> dict[str, list]:
-    """For each vocabulary-indexed table of MeLU, the value each row stands for."""
-    users = [label for f in encoder.user_fields for label in _field_labels(encoder, f)]
-    spec = encoder.spec
-    size = encoder.year_bucket_size
-    lo = encoder.year_range[0] if encoder.year_range else 0
-    years = [("year", "<missing>")] + [("year", lo + k * size) for k in range(spec.item_vocab_sizes[0] - 1)]
-    return {
-        "user_embedding": users,
-        "item_embedding": years,
-        "genre_embedding": list(encoder.genres),
-        "user_id_embedding": ["<oov>", *encoder.user_vocab],
-        "item_id_embedding": ["<oov>", *encoder.item_vocab],
-    }
+    """For each vocabulary-indexed table a model may hold (one per field, the ID tables),
+    the value each row stands for."""
+    out: dict[str, list] = {}
+    for prefix in PREFIXES:
+        for side in ("user", "item"):
+            for f in encoder.fields_of(side):
+                out[f"{prefix}{side}_{f.name}_embedding"] = [(side, f.name, v) for v in encoder.labels(side, f.name)]
+        for name in USER_ID_TABLES:
+            out[prefix + name] = ["<oov>", *encoder.user_vocab]
+        for name in ITEM_ID_TABLES:
+            out[prefix + name] = ["<oov>", *encoder.item_vocab]
+    return out
 
 
 def _keyed(learner: MetaLearner) -> dict[tuple[str, str], object]:
@@ -127,14 +124,14 @@ def finetune(
         preset = from_preset(preset)
     config = replace(config, model=preset.config.model, learner=preset.config.learner)
     prepared = experiment.prepare(config, data)
-    model = experiment.build_model(config, prepared.encoded.spec)
+    model = experiment.build_model(config, prepared.encoded)
     learner = experiment.build_learner(config, model, prepared)
     report = transfer(preset.learner, preset.encoder, learner, prepared.encoder)
     if verbose:
         print(report.to_text())
     out = Path(workdir) if workdir is not None else None
     history = {"learner": experiment.fit_learner(learner, prepared, config.train.meta_steps, out, "learner", verbose)}
-    baseline = experiment.Pretrain(experiment.build_model(config, prepared.encoded.spec), 0,
+    baseline = experiment.Pretrain(experiment.build_model(config, prepared.encoded), 0,
                                    config.learner.inner_lr, config.learner.adapt)
     history["baseline"] = experiment.fit_learner(baseline, prepared, config.train.pretrain_steps, out, "baseline",
                                                  verbose)

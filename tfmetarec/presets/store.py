@@ -39,7 +39,7 @@ from tfmetarec.data import FeatureEncoder
 from tfmetarec.evaluation.report import to_markdown
 from tfmetarec.learners import MetaLearner
 
-FORMAT = 1
+FORMAT = 2
 REQUIRED = ("config.json", "learner.keras", "README.md")
 PRESETS_ENV = "TFMETAREC_PRESETS_DIR"
 
@@ -171,7 +171,11 @@ def verify(folder: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise PresetError(f"{meta_path} is corrupt: {err}.") from err
     if meta.get("format") != FORMAT:
-        raise PresetError(f"{meta_path}: preset format {meta.get('format')!r}, this library reads {FORMAT}.")
+        raise PresetError(
+            f"{meta_path}: preset format {meta.get('format')!r}, this library reads format {FORMAT} (models with "
+            "one embedding per field and an item table, tfmetarec >= 0.2). Re-make the preset from its training "
+            "recipe with this version: `python scripts/make_presets.py` for the published ones, or "
+            "tfmetarec.save_to_preset(...) after training again for your own.")
     for required in REQUIRED:
         if required not in files:
             raise PresetError(f"{meta_path} does not list {required}.")

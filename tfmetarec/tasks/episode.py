@@ -7,8 +7,10 @@ fixed-shape *episode*: a nested dict of numpy arrays
 ``{"support": {features..., "rating", "mask"}, "query": {...}, "task_mask"}``
 
 with support ``[T, S]`` and query ``[T, Q]`` rows, which is what the models and
-learners consume. Fixed shapes keep XLA from recompiling; masks say which rows
-and tasks are real.
+learners consume. Features are small integers: the user ID index, the user's
+field indices and the item's row in the model's item table (the model gathers
+the item's content itself). Fixed shapes keep XLA from recompiling; masks say
+which rows and tasks are real.
 """
 
 from __future__ import annotations
@@ -19,18 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tfmetarec.data.features import EncodedData
-from tfmetarec.types import (
-    ITEM_CAT,
-    ITEM_ID,
-    ITEM_MULTI,
-    MASK,
-    QUERY,
-    RATING,
-    SUPPORT,
-    TASK_MASK,
-    USER_CAT,
-    USER_ID,
-)
+from tfmetarec.types import ITEM_ID, MASK, QUERY, RATING, SUPPORT, TASK_MASK, USER_FIELDS, USER_ID
 
 TASK_KEYS = ("user", "item")
 
@@ -91,12 +82,13 @@ class TaskSet:
 
 
 def _rows_of(encoded: EncodedData, ratings: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dense feature rows of a ratings frame; unknown IDs are a clear error."""
+    """(user row, item table row, rating) of a ratings frame; unknown IDs are a clear error."""
     for col in ("user", "item", "rating"):
         if col not in ratings.columns:
             raise KeyError(f"{where}: ratings need a {col!r} column; got {list(ratings.columns)}.")
     users = encoded.user_index.get_indexer(ratings["user"].to_numpy())
-    items = encoded.item_index.get_indexer(ratings["item"].to_numpy())
+    items = pd.Index(encoded.item_raw_ids[1:]).get_indexer(ratings["item"].to_numpy())
+    items = np.where(items < 0, -1, items + 1)
     for name, rows, raw in (("user", users, ratings["user"]), ("item", items, ratings["item"])):
         if (rows < 0).any():
             bad = raw.to_numpy()[rows < 0][:5].tolist()
@@ -181,7 +173,8 @@ def _part(
     size: int,
     batch: int,
 ) -> dict[str, np.ndarray]:
-    """Pad a list of per-task (user_row, item_row, rating) to ``[batch, size]``."""
+    """Pad a list of per-task (user_row, item_row, rating) to ``[batch, size]``: the
+    ID index and field indices of each row's user, and the item's table row."""
     user_row = np.zeros((batch, size), "int32")
     item_row = np.zeros((batch, size), "int32")
     rating = np.zeros((batch, size), "float32")
@@ -192,11 +185,9 @@ def _part(
             raise ValueError(f"A task has {n} rows, more than the padded size {size}.")
         user_row[t, :n], item_row[t, :n], rating[t, :n], mask[t, :n] = u, i, r, 1.0
     return {
-        USER_ID: encoded.user_ids[user_row].astype("int32"),
-        ITEM_ID: encoded.item_ids[item_row].astype("int32"),
-        USER_CAT: encoded.user_cat[user_row].astype("int32"),
-        ITEM_CAT: encoded.item_cat[item_row].astype("int32"),
-        ITEM_MULTI: encoded.item_multi[item_row].astype("float32"),
+        USER_ID: encoded.user_ids[user_row],
+        ITEM_ID: item_row,
+        USER_FIELDS: encoded.user_fields[user_row],
         RATING: rating,
         MASK: mask,
     }

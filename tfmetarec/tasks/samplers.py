@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfmetarec.data.features import EncodedData
 from tfmetarec.tasks.episode import TaskSet, group_tasks, pad_episode
-from tfmetarec.types import FEATURE_KEYS, ITEM_CAT, ITEM_MULTI, MASK, QUERY, RATING, SUPPORT, TASK_MASK, USER_CAT
+from tfmetarec.types import FEATURE_KEYS, ITEM_ID, MASK, QUERY, RATING, SUPPORT, TASK_MASK, USER_FIELDS, USER_ID
 
 
 def support_buckets(max_support: int, smallest: int = 8) -> tuple[int, ...]:
@@ -39,11 +39,9 @@ def episode_signature(encoded: EncodedData) -> dict:
 
     def part() -> dict:
         spec = {
-            "user_id": tf.TensorSpec([None, None], tf.int32),
-            "item_id": tf.TensorSpec([None, None], tf.int32),
-            USER_CAT: tf.TensorSpec([None, None, encoded.user_cat.shape[1]], tf.int32),
-            ITEM_CAT: tf.TensorSpec([None, None, encoded.item_cat.shape[1]], tf.int32),
-            ITEM_MULTI: tf.TensorSpec([None, None, encoded.item_multi.shape[1]], tf.float32),
+            USER_ID: tf.TensorSpec([None, None], tf.int32),
+            ITEM_ID: tf.TensorSpec([None, None], tf.int32),
+            USER_FIELDS: tf.TensorSpec([None, None, encoded.user_fields.shape[1]], tf.int32),
             RATING: tf.TensorSpec([None, None], tf.float32),
             MASK: tf.TensorSpec([None, None], tf.float32),
         }
