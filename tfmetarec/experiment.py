@@ -176,9 +176,10 @@ def fit_learner(
         seed=tc.seed,
         task_key=prepared.config.task_key,
     )
-    trainer = MetaTrainer(learner, keras.optimizers.Adam(tc.outer_lr), jit_compile=tc.jit_compile)
+    trainer = MetaTrainer(learner, keras.optimizers.Adam(tc.outer_lr), jit_compile=tc.jit_compile,
+                          steps_per_execution=tc.steps_per_execution)
     return trainer.fit(
-        sampler.dataset(),
+        sampler,
         steps,
         verbose=verbose,
         checkpoint_dir=None if workdir is None else workdir / "checkpoints" / tag,

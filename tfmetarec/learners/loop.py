@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.types import Episode
+from tfmetarec.types import TASK_MASK, Episode
+
+
+@runtime_checkable
+class EpisodeSource(Protocol):
+    """A stream of episodes addressed by position (e.g. ``tfmetarec.tasks.EpisodeSampler``):
+    episode ``i`` is always the same, so training can resume at any step exactly."""
+
+    def dataset(self, prefetch: int = 2, start: int = 0, group: int = 1) -> tf.data.Dataset: ...
 
 
 class MetaTrainer:
@@ -19,9 +28,13 @@ class MetaTrainer:
     Args:
         learner: the meta-learner to train.
         optimizer: the outer optimizer (default Adam, learning rate 1e-3).
-        jit_compile: compile the whole step (inner loop, meta-gradient and
-            optimizer update) with XLA. Each distinct episode shape (support
-            bucket) compiles once.
+        jit_compile: compile the step (inner loop, meta-gradient and optimizer
+            update) with XLA. Each distinct episode shape (support bucket) compiles once.
+        steps_per_execution: meta-steps per compiled call. Above 1, one call runs that
+            many steps on a stack of same-shaped episodes in a loop inside the graph,
+            which removes the per-step dispatch and host synchronisation. Needs an
+            :class:`EpisodeSource` (which draws same-shaped groups); a plain iterable of
+            episodes runs one step per call.
     """
 
     def __init__(
@@ -29,19 +42,33 @@ class MetaTrainer:
         learner: MetaLearner,
         optimizer: keras.optimizers.Optimizer | None = None,
         jit_compile: bool = True,
+        steps_per_execution: int = 1,
     ):
+        if int(steps_per_execution) < 1:
+            raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}.")
         self.learner = learner
         self.optimizer = optimizer or keras.optimizers.Adam(1e-3)
         self.jit_compile = jit_compile
+        self.steps_per_execution = int(steps_per_execution)
         self.variables = learner.meta_variables()
         self.optimizer.build(self.variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="meta_step")
         self._compiled = tf.function(self._step_fn, jit_compile=jit_compile)
+        self._compiled_group = tf.function(self._group_fn, jit_compile=jit_compile)
 
     def _step_fn(self, episode: Episode) -> dict[str, tf.Tensor]:
         grads, logs = self.learner.meta_gradients(episode)
         self.optimizer.apply(grads, self.variables)
         return logs
+
+    def _group_fn(self, episodes: Episode) -> dict[str, tf.Tensor]:
+        """Every episode of a ``[K, ...]`` stack in turn; the logs are the mean over the K steps."""
+        count = tf.shape(episodes[TASK_MASK])[0]
+        total = self._step_fn(tf.nest.map_structure(lambda x: x[0], episodes))
+        for i in tf.range(1, count):
+            logs = self._step_fn(tf.nest.map_structure(lambda x: x[i], episodes))  # noqa: B023
+            total = {k: total[k] + logs[k] for k in total}
+        return {k: v / tf.cast(count, v.dtype) for k, v in total.items()}
 
     def train_step(self, episode: Episode) -> dict[str, float]:
         """One meta-update on one episode; returns the logged scalars."""
@@ -49,13 +76,44 @@ class MetaTrainer:
         self.step.assign_add(1)
         return {k: float(v) for k, v in logs.items()}
 
+    def train_steps(self, episodes: Episode) -> dict[str, float]:
+        """One meta-update per episode of a ``[K, ...]`` stack, in one compiled call; returns
+        the logs averaged over the K steps."""
+        count = int(np.shape(episodes[TASK_MASK])[0])
+        logs = self._compiled_group(episodes)
+        self.step.assign_add(count)
+        return {k: float(v) for k, v in logs.items()}
+
     def checkpoint(self) -> tf.train.Checkpoint:
         """What a resumed run restores: learner, optimizer state and step."""
         return tf.train.Checkpoint(learner=self.learner, optimizer=self.optimizer, step=self.step)
 
+    def _batches(self, episodes: Iterable[Episode] | EpisodeSource, start: int, steps: int
+                 ) -> Iterator[tuple[int, Episode]]:
+        """``(step count, episode or stack)`` until ``steps`` steps have run from ``start``."""
+        k = self.steps_per_execution
+        if not isinstance(episodes, EpisodeSource):
+            iterator = iter(episodes)
+            for _ in range(steps - start):
+                yield 1, next(iterator)
+            return
+        grouped_end = steps - (steps % k) if k > 1 else start
+        if k > 1 and start < grouped_end:
+            if start % k:
+                raise ValueError(f"Cannot resume at step {start} with steps_per_execution={k}: groups start at "
+                                 f"multiples of {k}. Resume with the steps_per_execution the run was started with.")
+            groups = iter(episodes.dataset(start=start // k, group=k))
+            for _ in range((grouped_end - start) // k):
+                yield k, next(groups)
+            start = grouped_end
+        if start < steps:
+            singles = iter(episodes.dataset(start=start))
+            for _ in range(steps - start):
+                yield 1, next(singles)
+
     def fit(
         self,
-        episodes: Iterable[Episode],
+        episodes: Iterable[Episode] | EpisodeSource,
         steps: int,
         *,
         callbacks: Sequence[keras.callbacks.Callback] | None = None,
@@ -67,9 +125,11 @@ class MetaTrainer:
     ) -> dict[str, list[float]]:
         """Meta-train until ``self.step`` reaches ``steps``.
 
-        With ``checkpoint_dir``, the latest checkpoint there is restored first
-        (so an interrupted run resumes where it stopped) and a new one is
-        written every ``checkpoint_every`` steps and at the end.
+        ``episodes`` is an :class:`EpisodeSource` (streamed from the current step, so a
+        resumed run sees the same episodes as an uninterrupted one) or any iterable of
+        episodes (consumed from its start). With ``checkpoint_dir``, the latest checkpoint
+        there is restored first and a new one is written every ``checkpoint_every`` steps
+        and at the end.
         """
         manager = None
         if checkpoint_dir is not None:
@@ -85,23 +145,25 @@ class MetaTrainer:
         history: dict[str, list[float]] = {}
         cb.on_train_begin()
         cb.on_epoch_begin(0)
-        iterator = iter(episodes)
-        logs: dict[str, float] = {}
-        for i in range(todo):
-            cb.on_train_batch_begin(i)
-            logs = self.train_step(next(iterator))
+        logs: dict[str, Any] = {}
+        done = 0
+        for count, batch in self._batches(episodes, start, steps) if todo else ():
+            cb.on_train_batch_begin(done)
+            before = int(self.step.numpy())
+            logs = self.train_step(batch) if count == 1 else self.train_steps(batch)
+            step = before + count
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
                 if not np.isfinite(v):
-                    raise FloatingPointError(f"Meta-training diverged at step {int(self.step.numpy())}: {k}={v}.")
-            step = int(self.step.numpy())
-            if writer is not None and (step % log_every == 0 or i == todo - 1):
+                    raise FloatingPointError(f"Meta-training diverged at step {step}: {k}={v}.")
+            if writer is not None and (step // log_every > before // log_every or step == steps):
                 with writer.as_default(step=step):
                     for k, v in logs.items():
                         tf.summary.scalar(k, v)
-            if manager is not None and step % checkpoint_every == 0:
+            if manager is not None and step // checkpoint_every > before // checkpoint_every:
                 manager.save(checkpoint_number=step)
-            cb.on_train_batch_end(i, logs)
+            done += count
+            cb.on_train_batch_end(done - 1, logs)
         cb.on_epoch_end(0, logs)
         cb.on_train_end(logs)
         if manager is not None and todo:

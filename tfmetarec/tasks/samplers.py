@@ -52,12 +52,18 @@ def episode_signature(encoded: EncodedData) -> dict:
 
 
 class EpisodeSampler:
-    """Endless random task batches for meta-training.
+    """Endless random task batches for meta-training, each a pure function of the seed
+    and its position in the stream.
 
     Each draw picks a support-size bucket (in proportion to its tasks), then
     ``batch_size`` tasks from it, and splits every task's ratings afresh into a
     query of up to ``query_size`` rows (at most half the task) and the rest as
-    support, capped at ``max_support``.
+    support, capped at ``max_support``. Episode ``i`` depends only on ``(seed, i)``,
+    so a run resumed at step ``i`` sees exactly the episodes an uninterrupted run
+    would, however far a prefetching pipeline had read ahead.
+
+    ``group`` > 1 stacks that many episodes of one bucket (``[group, T, ...]``) for a
+    trainer that runs several meta-steps per compiled call.
     """
 
     def __init__(
@@ -72,10 +78,14 @@ class EpisodeSampler:
         bucketed: bool = True,
         seed: int = 0,
     ):
+        if batch_size < 1 or query_size < 1 or max_support < 1:
+            raise ValueError(f"batch_size, query_size and max_support must be >= 1; got {batch_size}, "
+                             f"{query_size}, {max_support}.")
         self.encoded = encoded
         self.batch_size = batch_size
         self.query_size = query_size
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self.position = 0  # the next episode of the stream
         ids, rows = group_tasks(encoded, ratings, task_key, "meta-training ratings")
         sizes = rows.sizes()
         keep = np.flatnonzero(sizes >= 2)
@@ -95,29 +105,57 @@ class EpisodeSampler:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def sample(self) -> dict:
-        """One padded episode as numpy arrays."""
-        b = self.rng.choice(len(self.buckets), p=self._bucket_p)
+    def _draw(self, rng: np.random.Generator, b: int) -> dict:
         members = self._members[b]
-        chosen = self.rng.choice(members, self.batch_size, replace=len(members) < self.batch_size)
+        chosen = rng.choice(members, self.batch_size, replace=len(members) < self.batch_size)
         support, query = [], []
         for t in chosen:
             u, i, r = self._rows.task(int(t))
-            perm = self.rng.permutation(len(u))
+            perm = rng.permutation(len(u))
             q = min(self.query_size, len(u) // 2)
             q_idx, s_idx = perm[:q], perm[q : q + self.max_support]
             support.append((u[s_idx], i[s_idx], r[s_idx]))
             query.append((u[q_idx], i[q_idx], r[q_idx]))
         return pad_episode(self.encoded, support, query, self.buckets[b], self.query_size)
 
+    def sample(self, index: int | None = None) -> dict:
+        """Episode ``index`` of the stream as numpy arrays (the next one when ``None``)."""
+        if index is None:
+            index, self.position = self.position, self.position + 1
+        rng = np.random.default_rng((self.seed, int(index)))
+        return self._draw(rng, int(rng.choice(len(self.buckets), p=self._bucket_p)))
+
+    def sample_group(self, index: int, size: int) -> dict:
+        """Group ``index`` of a stream of ``size``-episode groups: episodes of one bucket,
+        stacked on a leading axis (``size == 1`` is :meth:`sample` with that axis added)."""
+        if size == 1:
+            return tf.nest.map_structure(lambda a: a[None], self.sample(index))
+        rng = np.random.default_rng((self.seed, int(index), int(size)))
+        b = int(rng.choice(len(self.buckets), p=self._bucket_p))
+        episodes = [self._draw(rng, b) for _ in range(size)]
+        return tf.nest.map_structure(lambda *parts: np.stack(parts), *episodes)
+
+    def iterate(self, start: int = 0, group: int = 1) -> Iterator[dict]:
+        """Episodes (or ``group``-sized stacks of them) from position ``start`` on."""
+        if group < 1:
+            raise ValueError(f"group must be >= 1, got {group}.")
+        index = int(start)
+        while True:
+            yield self.sample(index) if group == 1 else self.sample_group(index, group)
+            index += 1
+
     def __iter__(self) -> Iterator[dict]:
         while True:
             yield self.sample()
 
-    def dataset(self, prefetch: int = 2) -> tf.data.Dataset:
-        """The same stream as a ``tf.data`` pipeline (prefetched)."""
+    def dataset(self, prefetch: int = 2, start: int = 0, group: int = 1) -> tf.data.Dataset:
+        """The stream from ``start`` as a ``tf.data`` pipeline (prefetched); with ``group`` > 1,
+        stacks of ``group`` episodes."""
+        signature = episode_signature(self.encoded)
+        if group > 1:
+            signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), signature)
         return tf.data.Dataset.from_generator(
-            self.__iter__, output_signature=episode_signature(self.encoded)
+            lambda: self.iterate(start, group), output_signature=signature
         ).prefetch(prefetch)
 
 
