@@ -5,20 +5,38 @@
 
 A source is a Python file split into cells by lines starting with ``# %%``
 (code) or ``# %% [markdown]`` (Markdown; each line's leading ``# `` is dropped).
+
+The install cell's ``TESTED = []`` line is filled with the (TensorFlow, Keras) pairs of
+pyproject.toml's ``[tool.tfmetarec.compat]`` matrix, so ``--check`` also fails when that
+matrix changed and the notebooks were not rebuilt.
 """
 
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
 
 HERE = Path(__file__).resolve().parent
+TESTED = "TESTED = []"
+
+
+def tested_pairs() -> str:
+    """The compat matrix as the install cell's literal, oldest TensorFlow first."""
+    pyproject = tomllib.loads((HERE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    pairs = [(p["tensorflow"], p["keras"]) for p in pyproject["tool"]["tfmetarec"]["compat"]["matrix"]]
+    pairs.sort(key=lambda pair: [int(part) for part in pair[0].split(".")])
+    return "TESTED = [" + ", ".join(f'("{tf}", "{keras}")' for tf, keras in pairs) + "]"
 
 
 def notebook(source: Path) -> nbformat.NotebookNode:
     cells, kind, lines = [], None, []
+    text = source.read_text(encoding="utf-8")
+    if text.count(TESTED) != 1:
+        raise SystemExit(f"{source.name}: its install cell needs one '{TESTED}' line for the compat matrix")
+    text = text.replace(TESTED, tested_pairs())
 
     def flush():
         text = "\n".join(lines).strip("\n")
@@ -27,7 +45,7 @@ def notebook(source: Path) -> nbformat.NotebookNode:
         elif kind == "code" and text:
             cells.append(nbformat.v4.new_code_cell(text))
 
-    for line in source.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         if line.startswith("# %%"):
             flush()
             kind, lines = ("markdown" if "[markdown]" in line else "code"), []
@@ -60,7 +78,7 @@ def main(argv: list[str]) -> int:
             target.write_text(text, encoding="utf-8")
             print(f"wrote {target}")
     if stale:
-        print(f"out of date: {stale}; run python colab/build.py")
+        print(f"out of date (sources or pyproject.toml's compat matrix): {stale}; run python colab/build.py")
         return 1
     return 0
 

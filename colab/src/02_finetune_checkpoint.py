@@ -9,8 +9,21 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:
-    %pip install -q "tfmetarec[onnx] @ git+https://github.com/tfmetarec/tfmetarec"
+if "google.colab" in sys.modules:  # install the library (Colab only; local runs use the checkout)
+    from importlib.metadata import version
+
+    # the (TensorFlow, Keras) pairs tfmetarec is tested with: colab/build.py copies pyproject.toml's compat matrix
+    TESTED = []
+    PACKAGE = "tfmetarec[onnx] @ git+https://github.com/tfmetarec/tfmetarec"
+    tf_now, keras_now = version("tensorflow"), version("keras")
+    minors = [".".join(tf.split(".")[:2]) for tf, _ in TESTED]
+    if ".".join(tf_now.split(".")[:2]) in minors:  # keep Colab's TensorFlow and Keras
+        %pip install -q "{PACKAGE}" "tensorflow=={tf_now}" "keras=={keras_now}"
+    else:
+        tf_new, keras_new = TESTED[-1]
+        print(f"Colab's TensorFlow {tf_now} is not one tfmetarec is tested with ({', '.join(minors)}): "
+              f"installing TensorFlow {tf_new} and Keras {keras_new} instead.")
+        %pip install -q "{PACKAGE}" "tensorflow=={tf_new}" "keras=={keras_new}"
 
 # %%
 import os
