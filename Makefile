@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e ".[dev,onnx]"
+	$(BIN)/pip install -e ".[dev,onnx,serving,tfrs]"
 	touch $@
 
 quickstart: $(BIN)/.installed

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tfmetarec.config import DATASETS, LEARNERS, MODELS, TASK_KEYS, ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
 from tfmetarec.data.splits import SplitConfig
+from tfmetarec.export.contract import Buckets
 
 EXAMPLES = """examples:
   tfmetarec quickstart                                  # synthetic data, train + evaluate
@@ -19,6 +20,7 @@ EXAMPLES = """examples:
   tfmetarec train --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ml1m
   tfmetarec evaluate --workdir runs/ml1m
   tfmetarec export --workdir runs/ml1m --out serving --onnx   # TF Serving SavedModel + ONNX
+  tfmetarec recommend --workdir runs/ml1m --ratings 50:5,172:4,133:1 --user gender=F,age=25 -k 10
   tfmetarec finetune --from melu-maml-ml100k --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ft
 """
 
@@ -27,7 +29,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     d, s, m, lrn, t = ExperimentConfig(), SplitConfig(), ModelConfig(), LearnerConfig(), TrainConfig()
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="which data to use (default: %(default)s)")
-    g.add_argument("--data-dir", help="folder holding the dataset's files (movielens-100k defaults to $TFMETAREC_DATA_DIR/movielens-100k)")
+    g.add_argument("--data-dir", help="folder holding the dataset's files (default: $TFMETAREC_DATA_DIR/movielens-100k, movielens-1m or ml-latest-small)")
+    g.add_argument("--item-side-file", help="MovieLens only: CSV/TSV of item content keyed by item ID (rate, directors, actors ...; '|' separates a list's values)")
     g.add_argument("--split", choices=("melu", "time"), default=s.method, help="cold-start split protocol (default: %(default)s)")
     g.add_argument("--new-item-year", type=int, default=s.new_item_year, help="items released in or after this year are new (default: per dataset)")
     g.add_argument("--query-size", type=int, default=s.query_size, help="query ratings per task (default: %(default)s)")
@@ -58,6 +61,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=t.batch_size, help="tasks per step (default: %(default)s)")
     g.add_argument("--outer-lr", type=float, default=t.outer_lr, help="outer (Adam) learning rate (default: %(default)s)")
     g.add_argument("--no-xla", action="store_true", help="run without XLA compilation")
+    g.add_argument("--steps-per-execution", type=int, default=t.steps_per_execution,
+                   help="meta-steps per compiled call: more cuts the fixed per-step cost (default: %(default)s)")
     g.add_argument("--seed", type=int, default=t.seed, help="seed for data, split and initialisation (default: %(default)s)")
 
 
@@ -84,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return ExperimentConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
+        item_side_file=args.item_side_file,
         split=dataclasses.replace(
             SplitConfig(),
             method=args.split,
@@ -116,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             outer_lr=args.outer_lr,
             jit_compile=not args.no_xla,
             seed=args.seed,
+            steps_per_execution=args.steps_per_execution,
         ),
         task_key=args.task_key,
     )
@@ -143,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="output folder (default: runs/<dataset>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_export_parser(sub)
+    _add_recommend_parser(sub)
     _add_finetune_parser(sub)
     return parser
 
@@ -188,36 +196,78 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--name", default="tfmetarec", help="model name TF Serving serves it under (default: %(default)s)")
     p.add_argument("--version", type=int, default=1, help="model version, a positive integer (default: %(default)s)")
     p.add_argument("--onnx", action="store_true",
-                   help="also write <out>/onnx/<name>/<version>/{adapt_and_score,serving_default}.onnx (needs the onnx extra)")
+                   help="also write one ONNX graph per bucket to <out>/onnx/<name>/<version>/ (needs the onnx extra)")
     p.add_argument("--quantize", action="store_true", help="with --onnx: also write int8 (dynamic) copies")
-    p.add_argument("--no-xla", action="store_true", help="SavedModel without XLA-compiled serving functions")
+    p.add_argument("--xla", action="store_true",
+                   help="XLA-compile the adaptation (faster; XLA in TF Serving is experimental, see export/README.md)")
+    p.add_argument("--top-k", type=int, default=50, help="items a `recommend` answer holds (default: %(default)s)")
+    b = Buckets()
+    p.add_argument("--user-buckets", type=_sizes, default=b.users,
+                   help="padded numbers of users per request, comma-separated (default: %(default)s)")
+    p.add_argument("--support-buckets", type=_sizes, default=b.support,
+                   help="padded support sizes; the largest is the limit (default: %(default)s)")
+    p.add_argument("--query-buckets", type=_sizes, default=b.query,
+                   help="padded candidate counts; the largest is the limit (default: %(default)s)")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1 or list(sizes) != sorted(set(sizes)):
+        raise argparse.ArgumentTypeError(f"expected increasing positive sizes, got {text!r}")
+    return sizes
 
 
 def _export(args: argparse.Namespace) -> int:
-    """The `export` command: learner.keras of a run -> SavedModel (+ ONNX files)."""
-    import keras
+    """The `export` command: a run's learner and encoder -> SavedModel (+ ONNX files)."""
+    from tfmetarec.serving import export_run
 
-    from tfmetarec.export import export_saved_model
+    from tfmetarec.export.contract import Buckets
 
-    source = Path(args.workdir) / "learner.keras"
-    if not source.exists():
-        raise FileNotFoundError(f"{args.workdir} holds no trained run (no learner.keras); run `tfmetarec train` first.")
-    learner = keras.saving.load_model(source)
-    written = [export_saved_model(learner, args.out, args.name, args.version, jit_compile=not args.no_xla)]
-    if args.onnx:
-        from tfmetarec.export.onnx import export_onnx, quantize_onnx
-
-        folder = Path(args.out) / "onnx" / args.name / str(args.version)
-        for signature in ("adapt_and_score", "serving_default"):
-            path = export_onnx(learner, folder / f"{signature}.onnx", signature=signature)
-            written.append(path)
-            if args.quantize:
-                written.append(quantize_onnx(path, folder / f"{signature}.int8.onnx"))
+    buckets = Buckets(users=args.user_buckets, support=args.support_buckets, query=args.query_buckets)
+    written = export_run(args.workdir, args.out, args.name, args.version, onnx=args.onnx, quantize=args.quantize,
+                         jit_compile=args.xla, top_k=args.top_k, buckets=buckets)
     for path in written:
         files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
         print(f"wrote {path} ({sum(f.stat().st_size for f in files) / 2**20:.2f} MB)")
-    print("signatures: serving_default(query_*) -> scores; adapt_and_score(support_*, query_*) -> scores; "
-          "adapt(support_*) -> state_*; score_with_state(state_*, query_*) -> scores")
+    print("signatures: serving_default, adapt_and_score, recommend, adapt, score_with_state, recommend_with_state "
+          "(raw IDs in; see export/README.md)")
+    return 0
+
+
+def _pairs(text: str, what: str, number: bool) -> list[tuple[str, str]]:
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition(":" if number else "=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"--{what}: expected {'ITEM:RATING' if number else 'FIELD=VALUE'} pairs separated by "
+                             f"commas, got {part!r}.")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def _add_recommend_parser(sub) -> None:
+    p = sub.add_parser("recommend", help="top-k items for a new user from a few ratings, through the exported model")
+    p.add_argument("--workdir", required=True, help="folder written by `tfmetarec train`")
+    p.add_argument("--ratings", required=True, help="the user's ratings as ITEM:RATING pairs, e.g. 50:5,172:4,133:1")
+    p.add_argument("--user", default="", help="raw user features as FIELD=VALUE pairs, e.g. gender=F,age=25")
+    p.add_argument("-k", type=int, default=10, help="how many items (default: %(default)s)")
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from tfmetarec.serving import recommend
+
+    ratings = []
+    for item, value in _pairs(args.ratings, "ratings", True):
+        try:
+            ratings.append((int(item), float(value)))
+        except ValueError:
+            raise ValueError(f"--ratings: {item}:{value} is not an integer item ID and a number.") from None
+    user = dict(_pairs(args.user, "user", False))
+    table = recommend(args.workdir, ratings, user, k=args.k)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
@@ -233,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "export":
             return _export(args)
+        if args.command == "recommend":
+            return _recommend(args)
         if args.command == "finetune":
             return _finetune(args)
         if args.command == "evaluate":

@@ -103,6 +103,8 @@ class ExperimentConfig:
 
     dataset: str = "synthetic"
     data_dir: str | None = None
+    item_side_file: str | None = None
+    """A MovieLens dataset's item side file (rate, directors, actors ...; see ``load_dataset``)."""
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
@@ -117,11 +119,14 @@ class ExperimentConfig:
             raise ValueError(f"Unknown dataset {self.dataset!r}; choose from {DATASETS}.")
         if self.task_key not in TASK_KEYS:
             raise ValueError(f"Unknown task_key {self.task_key!r}; choose from {TASK_KEYS}.")
+        if self.item_side_file is not None and self.dataset == "synthetic":
+            raise ValueError("item_side_file adds content to a MovieLens dataset; the synthetic data has none to add.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset,
             "data_dir": self.data_dir,
+            "item_side_file": self.item_side_file,
             "split": self.split.to_dict(),
             "model": dataclasses.asdict(self.model),
             "learner": dataclasses.asdict(self.learner),
@@ -135,6 +140,7 @@ class ExperimentConfig:
         return cls(
             dataset=values.pop("dataset", "synthetic"),
             data_dir=values.pop("data_dir", None),
+            item_side_file=values.pop("item_side_file", None),
             split=SplitConfig.from_dict(values.pop("split", {})),
             model=_from_dict(ModelConfig, values.pop("model", {})),
             learner=_from_dict(LearnerConfig, values.pop("learner", {})),

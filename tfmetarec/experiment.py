@@ -65,7 +65,7 @@ def load_data(config: ExperimentConfig) -> InteractionData:
     """The experiment's dataset (the synthetic one is seeded by the run seed)."""
     if config.dataset == "synthetic":
         return load_dataset("synthetic", seed=config.train.seed)
-    return load_dataset(config.dataset, config.data_dir)
+    return load_dataset(config.dataset, config.data_dir, item_side_file=config.item_side_file)
 
 
 VALIDATION_FRACTION = 0.1

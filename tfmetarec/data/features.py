@@ -166,6 +166,7 @@ class FeatureEncoder:
         self.year_range: tuple[int, int] | None = None
         self.user_vocab: list[int] | None = None
         self.item_vocab: list[int] = []
+        self.rating_range: tuple[float, float] | None = None
 
     @property
     def fitted(self) -> bool:
@@ -194,6 +195,8 @@ class FeatureEncoder:
             items = items[items["item"].isin(np.asarray(list(train_items), dtype=np.int64))]
         self.user_vocab = sorted(int(u) for u in users["user"])
         self.item_vocab = sorted(int(i) for i in items["item"])
+        ratings = data.ratings["rating"]
+        self.rating_range = (float(ratings.min()), float(ratings.max())) if len(ratings) else None
         if self.declared is not None:
             self.fields = self.declared
         else:
@@ -383,6 +386,7 @@ class FeatureEncoder:
             "year_range": None if self.year_range is None else list(self.year_range),
             "user_vocab": list(self.user_vocab or []),
             "item_vocab": list(self.item_vocab),
+            "rating_range": None if self.rating_range is None else list(self.rating_range),
         }
 
     @classmethod
@@ -401,6 +405,8 @@ class FeatureEncoder:
         enc.year_range = None if d["year_range"] is None else (int(d["year_range"][0]), int(d["year_range"][1]))
         enc.user_vocab = [int(u) for u in d["user_vocab"]]
         enc.item_vocab = [int(i) for i in d["item_vocab"]]
+        span = d.get("rating_range")
+        enc.rating_range = None if span is None else (float(span[0]), float(span[1]))
         return enc
 
 

@@ -1,16 +1,20 @@
-"""ONNX graphs of the serving signatures, adaptation step included.
+"""ONNX graphs of the serving signatures, one static graph per bucket, and their client.
 
-``export_onnx`` converts one signature of :class:`ServingModule` with tf2onnx, lowering
-the gradient ops of the inner loop with :mod:`tfmetarec.export.onnx_ops`. It reports
-success only after the graph holds nothing but standard ONNX ops, passes the ONNX
-checker's full check, loads in ONNX Runtime and matches TensorFlow on a sample request.
-Input and output names are those of the SavedModel signature (``support_user_id``, ...,
-``scores``), with dynamic task, support and query axes.
+:func:`export_onnx` converts the :class:`~tfmetarec.export.core.ServingCore` functions
+with tf2onnx at each bucket's fixed shape (users ``T`` and support ``S`` static, the
+query axis free), lowering the gradient ops of the inner loop with
+:mod:`tfmetarec.export.onnx_ops`. With static shapes the gradient graph's shape
+arithmetic folds away at conversion. Each file is checked before the export reports
+success: only standard ONNX ops, the ONNX checker's full check, ONNX Runtime loads it
+and agrees with TensorFlow on a sample request. ``contract.json`` beside the files
+carries the serving contract, the vocabularies and the item table's raw IDs.
 
-tf2onnx drops TensorFlow's runtime assertions, so the request checks of the SavedModel
-live in :class:`OnnxScorer`, the ONNX Runtime client: shapes, dtypes, mask values and
-NaN ratings are refused with a message naming the input. Out-of-range IDs are mapped to
-the out-of-vocabulary index inside the graph, as in the SavedModel.
+ONNX has no hash tables and no string functions, so :class:`OnnxRecommender`, the ONNX
+Runtime client, does what the SavedModel does in its graph: it checks the request with
+:func:`~tfmetarec.export.contract.check_request`, looks raw IDs and field values up in the
+encoder's vocabularies (the same rules as :class:`~tfmetarec.export.raw_inputs.RawInputs`),
+pads to the bucket, runs the graph and cuts the answer back. Its answers equal the
+SavedModel's on every request the SavedModel accepts.
 
 Needs the ``onnx`` extra (``pip install "tfmetarec[onnx]"``).
 """
@@ -20,20 +24,42 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
+from tfmetarec.data.features import FeatureEncoder
+from tfmetarec.export.contract import (
+    CONTRACT_FILE,
+    QUERY_ITEM,
+    SCORES,
+    STATE_PREFIX,
+    SUPPORT_ITEM,
+    SUPPORT_MASK,
+    SUPPORT_RATING,
+    TOP_ITEMS,
+    USER_ID,
+    Buckets,
+    RequestError,
+    ServingContract,
+    check_request,
+)
 from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
-from tfmetarec.export.saved_model import ServingModule, feature_widths
+from tfmetarec.export.raw_inputs import NUMBER
+from tfmetarec.export.saved_model import ServingModule
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID
 
-SIGNATURES = ("adapt_and_score", "serving_default", "adapt", "score_with_state")
-METADATA_KEY = "tfmetarec_request"
+ONNX_SIGNATURES = ("adapt_and_score", "recommend", "adapt", "score_with_state")
+DEFAULT_ONNX_BUCKETS = Buckets(users=(1,), support=(8, 32, 128, 512), query=(16, 128, 1024))
+"""One user per graph (the client runs a request's users one after another), four support sizes."""
+# the encoded graph inputs
+G_USER, G_FIELDS, G_ITEMS, G_RATING, G_MASK, G_QUERY = (
+    "user_index", "user_fields", "support_item", "support_rating", "support_mask", "query_item")
 
 
 def _require(module: str):
@@ -43,65 +69,96 @@ def _require(module: str):
         raise ImportError(f"ONNX export needs {module!r}: pip install 'tfmetarec[onnx]'.") from err
 
 
-def sample_request(learner: MetaLearner, tasks: int = 2, support: int = 4, query: int = 3,
-                   seed: int = 0) -> dict[str, np.ndarray]:
-    """A random valid request for every input a signature may take (support and query)."""
+def file_name(signature: str, users: int, support: int | None) -> str:
+    """``adapt_and_score.t1.s32.onnx`` (no ``s`` part for a signature without a support)."""
+    return f"{signature}.t{users}" + ("" if support is None else f".s{support}") + ".onnx"
+
+
+def _graph_specs(module: ServingModule, signature: str, users: int, support: int | None) -> dict:
+    width = module.contract.user_fields_width
+    user = {G_USER: tf.TensorSpec([users], tf.int32, G_USER), G_FIELDS: tf.TensorSpec([users, width], tf.int32, G_FIELDS)}
+    sup = {} if support is None else {
+        G_ITEMS: tf.TensorSpec([users, support], tf.int32, G_ITEMS),
+        G_RATING: tf.TensorSpec([users, support], tf.float32, G_RATING),
+        G_MASK: tf.TensorSpec([users, support], tf.float32, G_MASK)}
+    query = {G_QUERY: tf.TensorSpec([users, None], tf.int32, G_QUERY)}
+    state = {STATE_PREFIX + e.name: tf.TensorSpec([users, *e.shape], tf.as_dtype(e.dtype), STATE_PREFIX + e.name)
+             for e in module.contract.state}
+    return {"adapt_and_score": {**user, **sup, **query}, "recommend": {**user, **sup}, "adapt": {**user, **sup},
+            "score_with_state": {**state, **query}}[signature]
+
+
+def _graph_function(module: ServingModule, signature: str):
+    core = module.core
+
+    def adapt_and_score(x):
+        state = core.adapt(x[G_USER], x[G_FIELDS], x[G_ITEMS], x[G_RATING], x[G_MASK])
+        return {SCORES: core.score(state, x[G_QUERY])}
+
+    def recommend(x):
+        state = core.adapt(x[G_USER], x[G_FIELDS], x[G_ITEMS], x[G_RATING], x[G_MASK])
+        items, scores = core.recommend(state, x[G_ITEMS], x[G_MASK])
+        return {TOP_ITEMS: items, SCORES: scores}
+
+    def adapt(x):
+        return {STATE_PREFIX + k: v for k, v in
+                core.adapt(x[G_USER], x[G_FIELDS], x[G_ITEMS], x[G_RATING], x[G_MASK]).items()}
+
+    def score_with_state(x):
+        state = {k[len(STATE_PREFIX):]: v for k, v in x.items() if k.startswith(STATE_PREFIX)}
+        return {SCORES: core.score(state, x[G_QUERY])}
+
+    return {"adapt_and_score": adapt_and_score, "recommend": recommend, "adapt": adapt,
+            "score_with_state": score_with_state}[signature]
+
+
+def _sample(specs: dict, module: ServingModule, seed: int = 0) -> dict[str, np.ndarray]:
+    """A valid encoded input for a graph: real rows and padded rows with garbage on them."""
     rng = np.random.default_rng(seed)
-    model = learner.model
-    columns = [int(f.vocab_size) for f in model.user_field_specs for _ in range(int(f.width))]
     out: dict[str, np.ndarray] = {}
-    for part, rows in (("support", support), ("query", query)):
-        out[f"{part}_{USER_ID}"] = rng.integers(0, max(int(getattr(model, "num_users", 1)), 1), (tasks, rows)).astype("int32")
-        out[f"{part}_{ITEM_ID}"] = rng.integers(0, max(model.num_table_items, 1), (tasks, rows)).astype("int32")
-        cols = [rng.integers(0, v, (tasks, rows)) for v in columns]
-        out[f"{part}_{USER_FIELDS}"] = (np.stack(cols, -1) if cols else np.zeros((tasks, rows, 0))).astype("int32")
-    out[f"support_{RATING}"] = rng.integers(1, 6, (tasks, support)).astype("float32")
-    mask = np.ones((tasks, support), "float32")
-    mask[0, support // 2:] = 0.0
-    out[f"support_{MASK}"] = mask
+    rows = module.learner.model.num_table_items
+    for name, spec in specs.items():
+        shape = [d if d is not None else 5 for d in spec.shape.as_list()]
+        if name == G_USER:
+            out[name] = rng.integers(0, max(int(getattr(module.learner.model, "num_users", 1)), 1), shape)
+        elif name == G_FIELDS:
+            sizes = [s.vocab_size for s in module.raw.user_specs for _ in range(s.width)]
+            out[name] = np.stack([rng.integers(0, v, shape[0]) for v in sizes], -1) if sizes else np.zeros(shape)
+        elif name in (G_ITEMS, G_QUERY):
+            out[name] = rng.integers(0, rows, shape)
+        elif name == G_RATING:
+            out[name] = rng.integers(1, 6, shape).astype("float32")
+        elif name == G_MASK:
+            mask = np.ones(shape, "float32")
+            mask[:, shape[1] // 2:] = 0.0
+            out[name] = mask
+        else:
+            continue
+        out[name] = np.asarray(out[name]).astype(spec.dtype.as_numpy_dtype)
+    if G_RATING in out:
+        out[G_RATING][out[G_MASK] == 0] = np.nan  # garbage on padded rows must change nothing
+    if any(n.startswith(STATE_PREFIX) for n in specs):
+        users = int(next(iter(specs.values())).shape[0])
+        x = {k: tf.constant(v) for k, v in _sample(_graph_specs(module, "adapt", users, 8), module, seed).items()}
+        state = module.core.adapt(x[G_USER], x[G_FIELDS], x[G_ITEMS], x[G_RATING], x[G_MASK])
+        out.update({STATE_PREFIX + k: v.numpy() for k, v in state.items()})
     return out
-
-
-def _input_specs(fn) -> dict[str, tf.TensorSpec]:
-    return dict(fn.input_signature[0])
 
 
 def _unknown_ops(model) -> list[str]:
     from onnx import defs
 
-    return sorted({f"{n.op_type} ({n.name})" for n in model.graph.node
-                   if not defs.has(n.op_type, n.domain or "")})
+    return sorted({f"{n.op_type} ({n.name})" for n in model.graph.node if not defs.has(n.op_type, n.domain or "")})
 
 
-def export_onnx(
-    learner: MetaLearner,
-    path: str | os.PathLike,
-    signature: str = "adapt_and_score",
-    opset: int = 17,
-    atol: float = 1e-4,
-    disabled_handlers: tuple[str, ...] = (),
-) -> Path:
-    """Write one serving signature of ``learner`` as an ONNX file and prove it runs.
-
-    Raises :class:`LoweringError` naming the ops left unconverted, ``onnx`` checker
-    errors for an invalid graph, and ``ValueError`` when ONNX Runtime disagrees with
-    TensorFlow by more than ``atol`` on a sample request. ``disabled_handlers`` leaves
-    out some of the gradient-op lowerings (for tests of the failure path).
-    """
-    if signature not in SIGNATURES:
-        raise ValueError(f"Unknown signature {signature!r}; choose from {SIGNATURES}.")
-    tf2onnx = _require("tf2onnx")
-    onnx = _require("onnx")
-    ort = _require("onnxruntime")
-    path = Path(path)
-    module = ServingModule(learner)
-    fn = getattr(module, signature)
-    specs = _input_specs(fn)
+def _convert(module: ServingModule, signature: str, users: int, support: int | None, path: Path, opset: int,
+             atol: float, disabled_handlers: tuple[str, ...]) -> Path:
+    tf2onnx, onnx, ort = _require("tf2onnx"), _require("onnx"), _require("onnxruntime")
+    specs = _graph_specs(module, signature, users, support)
+    fn = tf.function(_graph_function(module, signature), input_signature=[specs])
     try:
-        model, _ = tf2onnx.convert.from_function(
-            fn, input_signature=[specs], opset=opset,
-            custom_op_handlers=custom_op_handlers(disabled_handlers),
-        )
+        model, _ = tf2onnx.convert.from_function(fn, input_signature=[specs], opset=opset,
+                                                 custom_op_handlers=custom_op_handlers(disabled_handlers))
     except Exception as err:  # tf2onnx raises the first handler failure it met
         raise LoweringError(f"tf2onnx could not convert {signature!r}: {err}") from err
     unknown = _unknown_ops(model)
@@ -109,28 +166,72 @@ def export_onnx(
         raise LoweringError(
             f"{signature!r} still holds ops that are not standard ONNX after conversion: {', '.join(unknown)}.")
     model.graph.name = signature
-    request = {"signature": signature, "widths": feature_widths(learner), "inputs": sorted(specs)}
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(request)
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, os.fspath(path))
-
-    sample = {k: v for k, v in sample_request(learner).items() if k in specs}
-    if signature == "score_with_state":
-        state = module.adapt({k: tf.constant(v) for k, v in sample_request(learner).items() if k.startswith("support_")})
-        sample.update({k: v.numpy() for k, v in state.items()})
+    sample = _sample(specs, module)
     expected = fn({k: tf.constant(v) for k, v in sample.items()})
     session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, sample)
-    names = [o.name for o in session.get_outputs()]
-    for name, value in zip(names, got):
-        want = expected[name].numpy()
-        if want.shape != value.shape or not np.allclose(value, want, atol=atol):
-            diff = np.max(np.abs(value - want)) if want.shape == value.shape else f"shape {value.shape} vs {want.shape}"
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, sample)))
+    for name, want in expected.items():
+        want = want.numpy()
+        value = got[name]
+        close = value.shape == want.shape and (np.array_equal(value, want) if want.dtype.kind in "iu"
+                                               else np.allclose(value, want, atol=atol, equal_nan=False))
+        if not close:
+            diff = (np.max(np.abs(value.astype("float64") - want)) if want.shape == value.shape
+                    else f"shape {value.shape} vs {want.shape}")
             path.unlink(missing_ok=True)
-            raise ValueError(f"ONNX Runtime disagrees with TensorFlow on {signature!r} output {name!r}: {diff}.")
+            raise ValueError(f"ONNX Runtime disagrees with TensorFlow on {path.name} output {name!r}: {diff}.")
     return path
+
+
+def export_onnx(
+    learner: MetaLearner,
+    folder: str | os.PathLike,
+    *,
+    encoder: FeatureEncoder,
+    signatures: tuple[str, ...] = ONNX_SIGNATURES,
+    buckets: Buckets = DEFAULT_ONNX_BUCKETS,
+    top_k: int = 50,
+    opset: int = 17,
+    atol: float = 1e-4,
+    disabled_handlers: tuple[str, ...] = (),
+    rating_range: tuple[float, float] | None = None,
+) -> Path:
+    """Write ``signatures`` as one ONNX file per (users, support) bucket into ``folder``, with
+    ``contract.json``; returns the folder. Refuses a folder that already holds an export.
+
+    Raises :class:`LoweringError` naming the ops left unconverted, ``onnx`` checker errors
+    for an invalid graph, and ``ValueError`` when ONNX Runtime disagrees with TensorFlow
+    on a sample (padded rows holding NaN included). ``disabled_handlers`` leaves out
+    gradient-op lowerings (for tests of the failure path).
+    """
+    unknown = sorted(set(signatures) - set(ONNX_SIGNATURES))
+    if unknown:
+        raise ValueError(f"Unknown ONNX signatures {unknown}; choose from {ONNX_SIGNATURES}.")
+    folder = Path(folder)
+    if (folder / CONTRACT_FILE).exists():
+        raise FileExistsError(f"{folder} already holds an ONNX export; choose another folder.")
+    module = ServingModule(learner, encoder, buckets, top_k, False, rating_range)
+    written: dict[str, str] = {}
+    try:
+        for signature in signatures:
+            for users in buckets.users:
+                for support in (None,) if signature == "score_with_state" else buckets.support:
+                    name = file_name(signature, users, support)
+                    _convert(module, signature, users, support, folder / name, opset, atol, disabled_handlers)
+                    written[name] = signature
+    except BaseException:
+        for name in written:
+            (folder / name).unlink(missing_ok=True)
+        raise
+    contract = module.contract.to_dict()
+    contract["onnx"] = {"files": written, "signatures": list(signatures),
+                        "user_numeric_fields": [f.name for f in module.raw.user_fields
+                                                if f.transform in ("age_bucket", "year_bucket")]}
+    (folder / CONTRACT_FILE).write_text(json.dumps(contract, indent=1), encoding="utf-8")
+    return folder
 
 
 def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -142,85 +243,122 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
-class OnnxScorer:
-    """An ONNX Runtime session for one exported signature, with the request checks.
+class OnnxRecommender:
+    """An ONNX Runtime client for a folder written by :func:`export_onnx`.
 
-    ``scorer(request)`` takes a mapping from input names to arrays (lists are fine) and
-    returns the outputs by name. Requests are checked before they reach the graph:
-    every input present, integer IDs, ``[tasks, rows]`` agreeing across a part, support
-    and query with the same number of tasks, a 0/1 mask and finite ratings on rows
-    whose mask is 1. An empty support (zero rows) is sent as one masked row.
+    ``client(signature, request)`` takes the same raw request as the SavedModel signature
+    of that name (see :mod:`tfmetarec.export.contract`) and returns the same outputs by
+    name. Sessions are opened on first use, one per bucket file.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        ort = _require("onnxruntime")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"No ONNX model at {self.path}.")
-        self.session = ort.InferenceSession(os.fspath(self.path), options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta:
-            raise ValueError(f"{self.path} was not written by tfmetarec.export.export_onnx (no request metadata).")
-        info = json.loads(meta[METADATA_KEY])
-        self.signature: str = info["signature"]
-        self.widths: dict[str, int] = info["widths"]
-        self.inputs = {i.name: i for i in self.session.get_inputs()}
-        self.outputs = [o.name for o in self.session.get_outputs()]
+    def __init__(self, folder: str | os.PathLike, threads: int | None = None):
+        self.ort = _require("onnxruntime")
+        self.folder = Path(folder)
+        path = self.folder / CONTRACT_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"No {CONTRACT_FILE} in {self.folder}: not a folder written by export_onnx.")
+        info = json.loads(path.read_text(encoding="utf-8"))
+        self.contract = ServingContract.from_dict(info)
+        extra = self.contract.extra
+        self.encoder = FeatureEncoder.from_dict(extra["encoder"])
+        self.item_index = pd.Index(np.asarray(extra["item_raw_ids"], np.int64))
+        self.files: dict[str, str] = extra["onnx"]["files"]
+        self.signatures = tuple(extra["onnx"]["signatures"])
+        self.numeric = set(extra["onnx"]["user_numeric_fields"])
+        self.threads = threads
+        self._sessions: dict[str, Any] = {}
 
-    def check(self, request: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The request as arrays of the graph's dtypes; raises ``ValueError`` on bad input."""
-        missing = sorted(set(self.inputs) - set(request))
-        if missing:
-            raise ValueError(f"Request lacks inputs {missing} for {self.signature!r}.")
-        unknown = sorted(set(request) - set(self.inputs))
-        if unknown:
-            raise ValueError(f"Request has inputs {unknown} that {self.signature!r} does not take.")
-        arrays: dict[str, np.ndarray] = {}
-        for name, info in self.inputs.items():
-            value = np.asarray(request[name])
-            want = np.int32 if info.type == "tensor(int32)" else np.float32
-            if want is np.int32 and value.size and not np.issubdtype(value.dtype, np.integer):
-                raise ValueError(f"{name} must hold integer IDs, got {value.dtype}.")
-            if value.ndim != len(info.shape):
-                raise ValueError(f"{name} must have rank {len(info.shape)} {info.shape}, got shape {value.shape}.")
-            key = name.split("_", 1)[1]
-            width = self.widths.get(key)
-            if len(info.shape) == 3 and width is not None and value.shape[-1] != width:
-                raise ValueError(f"{name} must have {width} columns in its last axis, got {value.shape[-1]}.")
-            arrays[name] = value.astype(want)
-        for part in ("support", "query"):
-            keys = [n for n in arrays if n.startswith(f"{part}_")]
-            if not keys:
-                continue
-            lead = arrays[keys[0]].shape[:2]
-            for n in keys:
-                if arrays[n].shape[:2] != lead:
-                    raise ValueError(f"{n} has [tasks, rows] {arrays[n].shape[:2]}, but {keys[0]} has {lead}.")
-        if "support_user_id" in arrays and "query_user_id" in arrays:
-            if arrays["support_user_id"].shape[0] != arrays["query_user_id"].shape[0]:
-                raise ValueError("support and query must have the same number of tasks.")
-        if "support_user_id" in arrays and arrays["support_user_id"].shape[1] == 0:
-            # An empty support axis: one masked row means the same (the learner's prior)
-            # and keeps zero-sized shapes out of ONNX reshapes.
-            for name in [n for n in arrays if n.startswith("support_")]:
-                a = arrays[name]
-                arrays[name] = np.zeros((a.shape[0], 1, *a.shape[2:]), a.dtype)
-        if f"support_{MASK}" in arrays:
-            mask, rating = arrays[f"support_{MASK}"], arrays[f"support_{RATING}"]
-            if not np.isin(mask, (0.0, 1.0)).all():
-                raise ValueError("support_mask must hold only 0 and 1.")
-            if not np.isfinite(rating[mask > 0]).all():
-                raise ValueError("support_rating has NaN or infinite values on real (mask 1) rows.")
-            arrays[f"support_{RATING}"] = np.where(mask > 0, rating, 0.0).astype(np.float32)
-        return arrays
+    def session(self, name: str):
+        if name not in self._sessions:
+            options = self.ort.SessionOptions()
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+            self._sessions[name] = self.ort.InferenceSession(os.fspath(self.folder / name), options,
+                                                             providers=["CPUExecutionProvider"])
+        return self._sessions[name]
 
-    def __call__(self, request: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        arrays = self.check(request)
-        return dict(zip(self.outputs, self.session.run(self.outputs, arrays)))
+    # -- encoding (the SavedModel's RawInputs, in numpy) --------------------------------------------
+    def _users(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        values = {}
+        for f in self.contract.user_fields:
+            cells = [v.decode() if isinstance(v, bytes) else str(v) for v in arrays[f"user_{f}"]]
+            cells = [c.strip() for c in cells]
+            if f in self.numeric:
+                bad = [c for c in cells if c and not re.fullmatch(NUMBER, c)]
+                if bad:
+                    raise RequestError(f"user_{f} must hold numbers (or '' for missing), got {bad[:3]}.")
+                values[f] = [float(c) if c else None for c in cells]
+            else:
+                values[f] = [c if c else None for c in cells]
+        frame = pd.DataFrame({"user": arrays[USER_ID], **values})
+        for f in self.encoder.fields_of("user"):
+            if f.source != f.name and f.name in frame:
+                frame[f.source] = frame[f.name]
+        ids, fields = self.encoder.encode_users(frame)
+        return ids.astype(np.int32), fields.astype(np.int32)
+
+    def _rows(self, raw: np.ndarray) -> np.ndarray:
+        rows = self.item_index.get_indexer(raw.reshape(-1)).reshape(raw.shape)
+        return np.where(rows <= 0, 0, rows).astype(np.int32)
+
+    @staticmethod
+    def _pad(x: np.ndarray, users: int, rows: int | None = None) -> np.ndarray:
+        pads = [(0, users - x.shape[0])] + ([(0, rows - x.shape[1])] if rows is not None else [])
+        pads += [(0, 0)] * (x.ndim - len(pads))
+        return np.pad(x, pads)
+
+    def _run(self, signature: str, users: int, support: int | None, feeds: dict[str, np.ndarray]) -> dict:
+        name = file_name(signature, users, support)
+        if name not in self.files:
+            raise RequestError(f"The export has no {signature!r} graph for {users} users and support {support}.")
+        session = self.session(name)
+        outs = [o.name for o in session.get_outputs()]
+        return dict(zip(outs, session.run(outs, feeds)))
+
+    def __call__(self, signature: str, request: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        prior = signature == "serving_default" and "adapt_and_score" in self.signatures
+        if signature not in self.signatures and not prior:
+            raise RequestError(f"This ONNX export has signatures {list(self.signatures)}, not {signature!r}.")
+        arrays = check_request(self.contract, signature, request, limit_users=False)
+        if prior:  # no ratings yet: adapt on an empty support
+            count = arrays[USER_ID].shape[0]
+            arrays.update({SUPPORT_ITEM: np.zeros((count, 0), np.int64), SUPPORT_RATING: np.zeros((count, 0), np.float32),
+                           SUPPORT_MASK: np.zeros((count, 0), np.float32)})
+            signature = "adapt_and_score"
+        count = next(iter(arrays.values())).shape[0]
+        step = self.contract.buckets.limit("users")
+        parts = [self._call(signature, {k: v[lo:lo + step] for k, v in arrays.items()})
+                 for lo in range(0, count, step)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _call(self, signature: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        buckets = self.contract.buckets
+        count = next(iter(arrays.values())).shape[0]
+        users = buckets.size_for("users", count)
+        feeds: dict[str, np.ndarray] = {}
+        support = None
+        if signature == "score_with_state":
+            for e in self.contract.state:
+                feeds[STATE_PREFIX + e.name] = self._pad(arrays[STATE_PREFIX + e.name].astype(e.dtype), users)
+        else:
+            ids, fields = self._users(arrays)
+            feeds[G_USER], feeds[G_FIELDS] = self._pad(ids, users), self._pad(fields, users)
+            rows = arrays[SUPPORT_ITEM].shape[1]
+            support = buckets.size_for("support", rows)
+            mask = arrays[SUPPORT_MASK]
+            feeds[G_ITEMS] = self._pad(self._rows(arrays[SUPPORT_ITEM]), users, support)
+            feeds[G_RATING] = self._pad(np.where(mask > 0, arrays[SUPPORT_RATING], 0.0).astype(np.float32), users,
+                                        support)
+            feeds[G_MASK] = self._pad(mask, users, support)
+        q_rows = None
+        if QUERY_ITEM in arrays:
+            q_rows = arrays[QUERY_ITEM].shape[1]
+            feeds[G_QUERY] = self._pad(self._rows(arrays[QUERY_ITEM]), users, buckets.size_for("query", q_rows))
+        out = self._run(signature, users, support, feeds)
+        if SCORES in out and q_rows is not None:
+            out[SCORES] = out[SCORES][:, :q_rows]
+        return {k: v[:count] for k, v in out.items()}
 
 
-__all__ = ["LoweringError", "OnnxScorer", "export_onnx", "quantize_onnx", "sample_request"]
+__all__ = ["DEFAULT_ONNX_BUCKETS", "LoweringError", "OnnxRecommender", "export_onnx", "quantize_onnx"]

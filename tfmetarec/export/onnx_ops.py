@@ -11,7 +11,7 @@ take whole dimensions, which is what indexing like ``bias[:, None, :]`` produces
 ``DynamicStitch`` with scalar indices (the reduced-shape computation in the gradient of
 ``reduce_sum``), and ``ShapeN`` and ``ConcatOffset`` (the gradient of ``tf.concat``,
 which the factorisation, content, hybrid and two-tower models use); also ``Log1p``,
-which tf2onnx lacks. Anything else a graph needs and tf2onnx lacks makes the export fail.
+which tf2onnx lacks, and ``SelectV2``, kept a true select (see :func:`select_v2`). Anything else a graph needs and tf2onnx lacks makes the export fail.
 """
 
 from __future__ import annotations
@@ -51,6 +51,16 @@ def log1p(ctx, node, name, args) -> None:
     """Log1p(x) = Log(1 + x) (tf2onnx 1.17 has no handler; the task encoder uses it)."""
     (x,) = node.input
     _replace(ctx, node, "Log", [_op(ctx, "Add", [x, _scalar(ctx, node, 1.0, x)])])
+
+
+def select_v2(ctx, node, name, args) -> None:
+    """SelectV2(cond, x, y) = Where(cond, x, y), a true select with numpy broadcasting.
+
+    tf2onnx's own conversion turns a float select into ``cond * x + (1 - cond) * y``,
+    so a NaN on the side not taken (a padded row's rating) leaks into the result; the
+    served graphs sanitise padding with ``tf.where`` and need the select kept."""
+    cond, x, y = node.input
+    _replace(ctx, node, "Where", [cond, x, y])
 
 
 def relu_grad(ctx, node, name, args) -> None:
@@ -221,6 +231,7 @@ def concat_offset(ctx, node, name, args) -> None:
 
 
 HANDLERS: dict[str, Callable] = {
+    "SelectV2": select_v2,
     "ShapeN": shape_n,
     "ConcatOffset": concat_offset,
     "BroadcastGradientArgs": broadcast_gradient_args,

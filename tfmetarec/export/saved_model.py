@@ -1,24 +1,30 @@
-"""SavedModels for TF Serving whose graphs embed the learner's adaptation step.
+"""SavedModels for stock TF Serving: raw IDs in, the learner's adaptation inside, bounded shapes.
 
-Layout: ``<base>/<model_name>/<version>/`` (what TF Serving watches). Signatures,
-all with a leading task axis ``T`` (one row per user; a REST request for one new
-user uses ``T = 1``) and dynamic support size ``S`` and query size ``Q``:
+Layout: ``<base>/<model_name>/<version>/`` (what TF Serving watches), with
+``assets.extra/contract.json`` (:mod:`tfmetarec.export.contract`: inputs, buckets,
+limits, state, vocabularies) beside the graph. Signatures (``T`` users per request):
 
-* ``serving_default``: ``query_*`` features -> ``scores [T, Q]``, no adaptation
-  (the meta-learned model as is: warm users or users with no ratings yet).
-* ``adapt_and_score``: ``support_*`` features, ``support_rating [T, S]``,
-  ``support_mask [T, S]`` and ``query_*`` features -> ``scores [T, Q]``, running
-  the learner's own adaptation (same inner steps and learning rates as training).
-* ``adapt``: the support inputs -> the adapted state (``state_<name>`` tensors,
-  each with the task axis) so a service can cache a user's state.
-* ``score_with_state``: ``state_<name>`` + ``query_*`` -> ``scores``.
+* ``serving_default``: user inputs + ``query_item_id [T, Q]`` -> ``scores [T, Q]``, the
+  meta-learned prior with no ratings (a user who has rated nothing yet);
+* ``adapt_and_score``: user inputs + the support (``support_item_id``, ``support_rating``,
+  ``support_mask`` ``[T, S]``) + ``query_item_id`` -> ``scores``, the learner's own
+  adaptation running in the graph;
+* ``recommend``: user inputs + the support -> ``item_id [T, K]`` (raw IDs) and
+  ``scores [T, K]``: the top ``K`` of the whole catalogue, rated items left out;
+* ``adapt``: user inputs + the support -> the state (``state_*`` tensors) to cache;
+* ``score_with_state``: ``state_*`` + ``query_item_id`` -> ``scores``;
+* ``recommend_with_state``: ``state_*`` + the items to leave out -> top ``K``.
 
-Feature inputs of each part (``P`` = ``support`` or ``query``): ``P_user_id``,
-``P_item_id`` int32 ``[T, N]`` (the item's row in the model's item table, whose
-content the graph gathers); ``P_user_fields`` int32 ``[T, N, W_user]``.
-IDs outside a vocabulary go to the out-of-vocabulary index 0 inside the graph.
-Requests whose shapes disagree, whose mask is not 0/1, or whose ratings are NaN
-or infinite fail with an error naming the input.
+Raw IDs and field values are looked up in the graph (:class:`~tfmetarec.export.raw_inputs.RawInputs`);
+anything unseen is the out-of-vocabulary index. Requests are checked in the graph and
+refused with a message naming the input: shapes that disagree, more users or rows than
+the largest bucket, a mask other than 0/1, ratings that are NaN, infinite or outside the
+trained range on real rows, a state that is not finite or was made by another model.
+Padded rows may hold anything. Every request is padded inside the graph to the smallest
+bucket of :class:`~tfmetarec.export.contract.Buckets` that holds it, so the runtime sees
+a bounded set of shapes. By default nothing is XLA-compiled (stock TF Serving runs it);
+``jit_compile=True`` compiles the adaptation and scoring with XLA, once per bucket shape,
+which TF Serving supports only experimentally.
 """
 
 from __future__ import annotations
@@ -28,135 +34,291 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfmetarec.data.features import FeatureEncoder
+from tfmetarec.export.contract import (
+    CONTRACT_FILE,
+    NEW_ITEM,
+    NEW_MASK,
+    NEW_RATING,
+    QUERY_ITEM,
+    SCORES,
+    STATE_FINGERPRINT,
+    STATE_FORMAT,
+    STATE_PREFIX,
+    STATE_VERSION,
+    SUPPORT_ITEM,
+    SUPPORT_MASK,
+    SUPPORT_RATING,
+    TOP_ITEMS,
+    USER_ID,
+    Buckets,
+    ServingContract,
+    StateEntry,
+    fingerprint,
+)
+from tfmetarec.export.core import ServingCore
+from tfmetarec.export.raw_inputs import RawInputs
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.types import FEATURE_KEYS, ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, fields_width
 
-PARTS = ("support", "query")
-
-
-def feature_widths(learner: MetaLearner) -> dict[str, int]:
-    """Trailing width of ``user_fields`` the model expects."""
-    return {USER_FIELDS: fields_width(learner.model.user_field_specs)}
+DTYPES = {"int64": tf.int64, "int32": tf.int32, "float32": tf.float32, "string": tf.string, "float64": tf.float64}
 
 
-def _specs(learner: MetaLearner, part: str) -> dict[str, tf.TensorSpec]:
-    widths = feature_widths(learner)
-    specs = {
-        f"{part}_{USER_ID}": tf.TensorSpec([None, None], tf.int32, f"{part}_{USER_ID}"),
-        f"{part}_{ITEM_ID}": tf.TensorSpec([None, None], tf.int32, f"{part}_{ITEM_ID}"),
-        f"{part}_{USER_FIELDS}": tf.TensorSpec([None, None, widths[USER_FIELDS]], tf.int32, f"{part}_{USER_FIELDS}"),
-    }
-    if part == "support":
-        specs[f"support_{RATING}"] = tf.TensorSpec([None, None], tf.float32, f"support_{RATING}")
-        specs[f"support_{MASK}"] = tf.TensorSpec([None, None], tf.float32, f"support_{MASK}")
-    return specs
+def learner_fingerprint(learner: MetaLearner) -> int:
+    """The digest every state of this learner carries (config and weights, item table included)."""
+    model = learner.model
+    return fingerprint(learner.get_config(), [*learner.get_weights(), model.item_table, model.item_raw_ids])
 
 
-def _clip_ids(ids: tf.Tensor, sizes: list[int] | int | tf.Tensor) -> tf.Tensor:
-    """Map IDs outside ``[0, size)`` (per column when ``sizes`` is a list) to 0."""
-    size = tf.cast(sizes, tf.int32)
-    return tf.where((ids < 0) | (ids >= size), tf.zeros_like(ids), ids)
+def _bucket(n: tf.Tensor, sizes: tuple[int, ...]) -> tf.Tensor:
+    """The smallest of ``sizes`` that is >= ``n`` (``n`` checked against the largest first)."""
+    table = tf.constant(sizes, tf.int32)
+    return tf.gather(table, tf.reduce_sum(tf.cast(table < n, tf.int32)))
 
 
-def _column_sizes(fields) -> list[int]:
-    """Each encoded column's vocabulary size (a list field's size repeated over its width)."""
-    return [int(f.vocab_size) for f in fields for _ in range(int(f.width))]
+def _pad(x: tf.Tensor, users: tf.Tensor, rows: tf.Tensor | None = None) -> tf.Tensor:
+    """``x`` ``[T, ...]`` (or ``[T, N, ...]`` with ``rows``) padded with zeros to ``users`` (and ``rows``)."""
+    rank = len(x.shape)
+    pads = [[0, users - tf.shape(x)[0]]]
+    if rows is not None:
+        pads.append([0, rows - tf.shape(x)[1]])
+    pads += [[0, 0]] * (rank - len(pads))
+    return tf.pad(x, pads)
 
 
 class ServingModule(tf.Module):
-    """The exported graph: request validation, ID clipping, then the learner."""
+    """The exported graph: lookups, checks and padding around a :class:`ServingCore`.
 
-    def __init__(self, learner: MetaLearner, jit_compile: bool = False):
+    Args:
+        learner: the trained learner (its model holds the item table with raw IDs).
+        encoder: the fitted encoder the model was trained with (vocabularies, rating range).
+        buckets: the padded sizes (default :class:`Buckets`).
+        top_k: items per ``recommend`` answer.
+        jit_compile: XLA-compile the adaptation and scoring (opt-in, see the module docstring).
+        rating_range: ``(lowest, highest)`` rating a request may carry; default: the encoder's.
+    """
+
+    def __init__(self, learner: MetaLearner, encoder: FeatureEncoder, buckets: Buckets | None = None,
+                 top_k: int = 50, jit_compile: bool = False, rating_range: tuple[float, float] | None = None):
         super().__init__()
-        self.learner = learner
+        span = rating_range or encoder.rating_range
+        if span is None:
+            raise ValueError("The encoder records no rating range; pass rating_range=(lowest, highest).")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}.")
+        self.buckets = buckets or Buckets()
         self.jit_compile = bool(jit_compile)
-        # The learner's work (adaptation, scoring) runs in inner functions that XLA may
-        # compile; request checks stay outside them because XLA drops assertions.
-        self._adapt_fn = tf.function(learner.adapt, jit_compile=self.jit_compile)
-        self._score_fn = tf.function(learner.score, jit_compile=self.jit_compile)
-        self._adapt_score_fn = tf.function(
-            lambda support, query: learner.score(learner.adapt(support), query), jit_compile=self.jit_compile)
-        self._plain_fn = tf.function(
-            lambda query: learner.model.forward(learner.model.variable_values(), query), jit_compile=self.jit_compile)
-        # Keras 3 variables wrap tf.Variables; track those so the SavedModel owns them.
+        self.learner = learner
+        self.raw = RawInputs(encoder, learner.model.item_raw_ids)
+        self.core = ServingCore(learner, learner_fingerprint(learner), top_k, self.buckets.limit("support"))
         self.tracked_variables = [getattr(v, "value", v) for v in learner.variables]
-        model = learner.model
-        self._sizes = {
-            USER_FIELDS: _column_sizes(model.user_field_specs),
-            USER_ID: int(getattr(model, "num_users", 1)),
-            # items are rows of the model's item table
-            ITEM_ID: model.num_table_items,
-        }
-        support, query = _specs(learner, "support"), _specs(learner, "query")
-        example = self._example_state()
-        state = {f"state_{k}": tf.TensorSpec([None, *v.shape[1:]], v.dtype, f"state_{k}") for k, v in example.items()}
-        self.serving_default = tf.function(self._score_plain, input_signature=[query])
-        self.adapt_and_score = tf.function(self._adapt_and_score, input_signature=[{**support, **query}])
-        self.adapt = tf.function(self._adapt, input_signature=[support])
-        self.score_with_state = tf.function(self._score_with_state, input_signature=[{**state, **query}])
+        self.tracked_tables = [learner.model._item_table, learner.model._item_raw_ids]
+        example = self.core.adapt(*self._empty_support(1, self.buckets.support[0]))
+        self.contract = ServingContract(
+            user_fields=tuple(f.name for f in self.raw.user_fields),
+            user_fields_width=int(sum(s.width for s in self.raw.user_specs)),
+            rating_range=(float(span[0]), float(span[1])),
+            buckets=self.buckets,
+            top_k=self.core.top_k,
+            state=tuple(StateEntry(k, v.dtype.name, tuple(int(d) for d in v.shape[1:]))
+                        for k, v in sorted(example.items())),
+            fingerprint=self.core.fingerprint,
+            learner=type(learner).__name__,
+            model=type(learner.model).__name__,
+            extra={"encoder": encoder.to_dict(), "item_raw_ids": [int(r) for r in learner.model.item_raw_ids]},
+        )
+        xla = self.jit_compile
+        self._adapt_fn = tf.function(self.core.adapt, jit_compile=xla)
+        self._score_fn = tf.function(self.core.score, jit_compile=xla)
+        self._adapt_score_fn = tf.function(
+            lambda u, f, i, r, m, q: self.core.score(self.core.adapt(u, f, i, r, m), q), jit_compile=xla)
+        self._recommend_fn = tf.function(self.core.recommend, jit_compile=xla)
+        self._adapt_recommend_fn = tf.function(
+            lambda u, f, i, r, m: self.core.recommend(self.core.adapt(u, f, i, r, m), i, m), jit_compile=xla)
+        for name in self.contract.signatures:
+            if name == "update_state" and not hasattr(self, "_update_fn"):
+                continue
+            specs = {n: tf.TensorSpec(self.contract.input_shapes()[n], DTYPES[self.contract.input_dtypes()[n]], n)
+                     for n in self.contract.inputs(name)}
+            setattr(self, name, tf.function(getattr(self, f"_{name}"), input_signature=[specs]))
 
-    def _example_state(self) -> dict[str, tf.Tensor]:
-        widths = feature_widths(self.learner)
-        part = {
-            USER_ID: tf.zeros([1, 1], tf.int32), ITEM_ID: tf.zeros([1, 1], tf.int32),
-            USER_FIELDS: tf.zeros([1, 1, widths[USER_FIELDS]], tf.int32),
-            RATING: tf.zeros([1, 1]), MASK: tf.zeros([1, 1]),
-        }
-        return self.learner.adapt(part)
+    def _empty_support(self, users: int, rows: int) -> tuple[tf.Tensor, ...]:
+        width = int(sum(s.width for s in self.raw.user_specs))
+        return (tf.zeros([users], tf.int32), tf.zeros([users, width], tf.int32), tf.zeros([users, rows], tf.int32),
+                tf.zeros([users, rows]), tf.zeros([users, rows]))
 
-    def _features(self, inputs: dict[str, tf.Tensor], part: str) -> dict[str, tf.Tensor]:
-        rows = tf.shape(inputs[f"{part}_{USER_ID}"])
-        checks = []
-        for key in FEATURE_KEYS:
-            name = f"{part}_{key}"
-            checks.append(tf.debugging.assert_equal(
-                tf.shape(inputs[name])[:2], rows, message=f"{name} must have the same [tasks, rows] as {part}_{USER_ID}"))
+    # -- checks (a failing one stops the request with its message) ----------------------------
+    def _users(self, inputs: dict) -> tuple[tf.Tensor, list]:
+        users = tf.shape(inputs[USER_ID])[0]
+        checks = [
+            tf.debugging.assert_greater(users, 0, message="user_id: a request needs at least one user"),
+            tf.debugging.assert_less_equal(users, self.buckets.limit("users"),
+                                           message=f"user_id: more users than the limit of "
+                                                   f"{self.buckets.limit('users')} per request"),
+        ]
+        for f in self.contract.user_fields:
+            checks.append(tf.debugging.assert_equal(tf.shape(inputs[f"user_{f}"])[0], users,
+                                                    message=f"user_{f} must have one value per user (as user_id)"))
+        return users, checks
+
+    def _rows(self, inputs: dict, names: tuple[str, ...], users: tf.Tensor, axis: str) -> tuple[tf.Tensor, list]:
+        first = inputs[names[0]]
+        rows = tf.shape(first)[1]
+        checks = [tf.debugging.assert_equal(tf.shape(first)[0], users,
+                                            message=f"{names[0]} must have one row per user [T, rows]"),
+                  tf.debugging.assert_less_equal(rows, self.buckets.limit(axis),
+                                                 message=f"{names[0]}: more rows than the limit of "
+                                                         f"{self.buckets.limit(axis)} per user")]
+        for n in names[1:]:
+            checks.append(tf.debugging.assert_equal(tf.shape(inputs[n]), tf.shape(first),
+                                                    message=f"{n} must have the shape of {names[0]}"))
+        return rows, checks
+
+    def _ratings(self, rating: tf.Tensor, mask: tf.Tensor, names: tuple[str, str]) -> list:
+        lo, hi = self.contract.rating_range
+        real = mask > 0
+        safe = tf.where(real, rating, tf.fill(tf.shape(rating), tf.constant(lo, tf.float32)))
+        return [
+            tf.debugging.assert_equal(tf.reduce_all((mask == 0.0) | (mask == 1.0)), True,
+                                      message=f"{names[1]} must hold only 0 (padding) and 1 (a rating)"),
+            tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(safe)), True,
+                                      message=f"{names[0]} holds NaN or infinite values on real (mask 1) rows"),
+            tf.debugging.assert_equal(tf.reduce_all((safe >= lo) & (safe <= hi)), True,
+                                      message=f"{names[0]} holds ratings outside the trained range [{lo:g}, {hi:g}]"),
+        ]
+
+    def _state(self, inputs: dict) -> tuple[dict, tf.Tensor, list]:
+        state = {e.name: inputs[STATE_PREFIX + e.name] for e in self.contract.state}
+        users = tf.shape(state[STATE_FINGERPRINT])[0]
+        checks = [
+            tf.debugging.assert_greater(users, 0, message="state: a request needs at least one user"),
+            tf.debugging.assert_less_equal(users, self.buckets.limit("users"),
+                                           message=f"state: more users than the limit of "
+                                                   f"{self.buckets.limit('users')} per request"),
+            tf.debugging.assert_equal(tf.reduce_all(state[STATE_FINGERPRINT] == self.core.fingerprint), True,
+                                      message="state_fingerprint: this state was made by another model; adapt again "
+                                              "with this one"),
+            tf.debugging.assert_equal(tf.reduce_all(state[STATE_FORMAT] == STATE_VERSION), True,
+                                      message=f"state_version: this model reads state version {STATE_VERSION}"),
+        ]
+        for name, value in state.items():
+            checks.append(tf.debugging.assert_equal(tf.shape(value)[0], users,
+                                                    message=f"{STATE_PREFIX}{name} must have one row per user of "
+                                                            "the state"))
+            if value.dtype.is_floating:
+                checks.append(tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(value)), True,
+                                                        message=f"{STATE_PREFIX}{name} holds NaN or infinite values"))
+        return state, users, checks
+
+    # -- encoded, padded inputs -------------------------------------------------------------------
+    def _encoded_users(self, inputs: dict, padded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        values = {f: inputs[f"user_{f}"] for f in self.contract.user_fields}
+        fields = self.raw.user_field_indices(values, tf.shape(inputs[USER_ID]))
+        return _pad(self.raw.user_ids(inputs[USER_ID]), padded), _pad(fields, padded)
+
+    def _encoded_support(self, inputs: dict, padded: tf.Tensor, rows: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        items = _pad(self.raw.item_rows(inputs[SUPPORT_ITEM]), padded, rows)
+        mask = _pad(inputs[SUPPORT_MASK], padded, rows)
+        rating = _pad(tf.where(inputs[SUPPORT_MASK] > 0, inputs[SUPPORT_RATING], 0.0), padded, rows)
+        return items, rating, mask
+
+    def _prepare(self, inputs: dict, support: bool = True, query: bool = True) -> tuple[tuple, tf.Tensor, tf.Tensor]:
+        users, checks = self._users(inputs)
+        s_rows = q_rows = None
+        if support:
+            s_rows, more = self._rows(inputs, (SUPPORT_ITEM, SUPPORT_RATING, SUPPORT_MASK), users, "support")
+            checks += more
+        if query:
+            q_rows, more = self._rows(inputs, (QUERY_ITEM,), users, "query")
+            checks += more
+        with tf.control_dependencies(checks):  # values are checked once the shapes are known good
+            values = self._ratings(inputs[SUPPORT_RATING], inputs[SUPPORT_MASK], (SUPPORT_RATING, SUPPORT_MASK)) \
+                if support else []
+        with tf.control_dependencies(checks + values):  # every padded size waits for every check
+            users = tf.identity(users)
+            s_rows = None if s_rows is None else tf.identity(s_rows)
+            q_rows = None if q_rows is None else tf.identity(q_rows)
+        padded = _bucket(users, self.buckets.users)
+        user_index, user_fields = self._encoded_users(inputs, padded)
+        if support:
+            items, rating, mask = self._encoded_support(inputs, padded, _bucket(s_rows, self.buckets.support))
+        else:
+            smallest = self.buckets.support[0]
+            items = tf.zeros(tf.stack([padded, smallest]), tf.int32)
+            rating = mask = tf.zeros(tf.stack([padded, smallest]), tf.float32)
+        out = (user_index, user_fields, items, rating, mask)
+        q = _pad(self.raw.item_rows(inputs[QUERY_ITEM]), padded, _bucket(q_rows, self.buckets.query)) if query else None
+        return (*out, q), users, q_rows
+
+    # -- the signatures ------------------------------------------------------------------------------
+    def _serving_default(self, inputs: dict) -> dict:
+        (u, f, i, r, m, q), users, rows = self._prepare(inputs, support=False)
+        return {SCORES: self._adapt_score_fn(u, f, i, r, m, q)[:users, :rows]}
+
+    def _adapt_and_score(self, inputs: dict) -> dict:
+        (u, f, i, r, m, q), users, rows = self._prepare(inputs)
+        return {SCORES: self._adapt_score_fn(u, f, i, r, m, q)[:users, :rows]}
+
+    def _adapt(self, inputs: dict) -> dict:
+        (u, f, i, r, m, _), users, _ = self._prepare(inputs, query=False)
+        state = self._adapt_fn(u, f, i, r, m)
+        return {STATE_PREFIX + k: v[:users] for k, v in state.items()}
+
+    def _recommend(self, inputs: dict) -> dict:
+        (u, f, i, r, m, _), users, _ = self._prepare(inputs, query=False)
+        items, scores = self._adapt_recommend_fn(u, f, i, r, m)
+        return {TOP_ITEMS: items[:users], SCORES: scores[:users]}
+
+    def _with_state(self, inputs: dict, names: tuple[str, ...], axis: str, extra=None) -> tuple:
+        state, users, checks = self._state(inputs)
+        rows, more = self._rows(inputs, names, users, axis)
+        checks += more
+        if extra is not None:
+            with tf.control_dependencies(checks):
+                checks += extra(inputs)
         with tf.control_dependencies(checks):
-            out = {key: tf.identity(inputs[f"{part}_{key}"]) for key in FEATURE_KEYS}
-        for key in (USER_FIELDS, USER_ID, ITEM_ID):
-            out[key] = _clip_ids(out[key], self._sizes[key])
-        return out
+            users, rows = tf.identity(users), tf.identity(rows)
+        padded = _bucket(users, self.buckets.users)
+        return {k: _pad(v, padded) for k, v in state.items()}, users, rows, padded
 
-    def _support(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        support = self._features(inputs, "support")
-        rating, mask = inputs[f"support_{RATING}"], inputs[f"support_{MASK}"]
-        rows = tf.shape(inputs[f"support_{USER_ID}"])
-        shapes = [
-            tf.debugging.assert_equal(tf.shape(rating), rows, message="support_rating must be [tasks, support rows]"),
-            tf.debugging.assert_equal(tf.shape(mask), rows, message="support_mask must be [tasks, support rows]"),
-        ]
-        with tf.control_dependencies(shapes):
-            rating, mask = tf.identity(rating), tf.identity(mask)
-        values = [
-            tf.debugging.assert_equal(
-                tf.reduce_all((mask == 0.0) | (mask == 1.0)), True, message="support_mask must hold only 0 and 1"),
-            tf.debugging.assert_equal(
-                tf.reduce_all(tf.math.is_finite(tf.where(mask > 0, rating, tf.zeros_like(rating)))), True,
-                message="support_rating has NaN or infinite values on real (mask 1) rows"),
-        ]
-        with tf.control_dependencies(values):
-            support[RATING] = tf.where(mask > 0, rating, tf.zeros_like(rating))
-            support[MASK] = tf.identity(mask)
-        return support
+    def _score_with_state(self, inputs: dict) -> dict:
+        state, users, rows, padded = self._with_state(inputs, (QUERY_ITEM,), "query")
+        q = _pad(self.raw.item_rows(inputs[QUERY_ITEM]), padded, _bucket(rows, self.buckets.query))
+        return {SCORES: self._score_fn(state, q)[:users, :rows]}
 
-    def _check_tasks(self, inputs: dict[str, tf.Tensor]) -> list:
-        return [tf.debugging.assert_equal(
-            tf.shape(inputs[f"support_{USER_ID}"])[0], tf.shape(inputs[f"query_{USER_ID}"])[0],
-            message="support and query must have the same number of tasks")]
+    def _recommend_with_state(self, inputs: dict) -> dict:
+        def mask_check(x):
+            return [tf.debugging.assert_equal(
+                tf.reduce_all((x[SUPPORT_MASK] == 0.0) | (x[SUPPORT_MASK] == 1.0)), True,
+                message=f"{SUPPORT_MASK} must hold only 0 (padding) and 1 (an item to leave out)")]
 
-    def _score_plain(self, inputs):
-        return {"scores": self._plain_fn(self._features(inputs, "query"))}
+        state, users, rows, padded = self._with_state(inputs, (SUPPORT_ITEM, SUPPORT_MASK), "support", mask_check)
+        size = _bucket(rows, self.buckets.support)
+        items = _pad(self.raw.item_rows(inputs[SUPPORT_ITEM]), padded, size)
+        mask = _pad(inputs[SUPPORT_MASK], padded, size)
+        top, scores = self._recommend_fn(state, items, mask)
+        return {TOP_ITEMS: top[:users], SCORES: scores[:users]}
 
-    def _adapt_and_score(self, inputs):
-        with tf.control_dependencies(self._check_tasks(inputs)):
-            return {"scores": self._adapt_score_fn(self._support(inputs), self._features(inputs, "query"))}
+    def _update_state(self, inputs: dict) -> dict:
+        state, users, rows, padded = self._with_state(
+            inputs, (NEW_ITEM, NEW_RATING, NEW_MASK), "support",
+            lambda x: self._ratings(x[NEW_RATING], x[NEW_MASK], (NEW_RATING, NEW_MASK)))
+        size = _bucket(rows, self.buckets.support)
+        items = _pad(self.raw.item_rows(inputs[NEW_ITEM]), padded, size)
+        mask = _pad(inputs[NEW_MASK], padded, size)
+        rating = _pad(tf.where(inputs[NEW_MASK] > 0, inputs[NEW_RATING], 0.0), padded, size)
+        new = self._update_fn(state, items, rating, mask)
+        return {STATE_PREFIX + k: v[:users] for k, v in new.items()}
 
-    def _adapt(self, inputs):
-        return {f"state_{k}": v for k, v in self._adapt_fn(self._support(inputs)).items()}
-
-    def _score_with_state(self, inputs):
-        state = {k[len("state_"):]: v for k, v in inputs.items() if k.startswith("state_")}
-        return {"scores": self._score_fn(state, self._features(inputs, "query"))}
+    def warm_up(self) -> int:
+        """Run every bucket shape once (compiling each with XLA when enabled); returns how many."""
+        count = 0
+        for t in self.buckets.users:
+            for s in self.buckets.support:
+                for q in self.buckets.query:
+                    u, f, i, r, m = self._empty_support(t, s)
+                    self._adapt_score_fn(u, f, i, r, m, tf.zeros([t, q], tf.int32))
+                    count += 1
+        return count
 
 
 def export_saved_model(
@@ -164,38 +326,42 @@ def export_saved_model(
     base_dir: str | os.PathLike,
     model_name: str = "tfmetarec",
     version: int = 1,
-    jit_compile: bool = True,
+    *,
+    encoder: FeatureEncoder,
+    buckets: Buckets | None = None,
+    top_k: int = 50,
+    jit_compile: bool = False,
+    rating_range: tuple[float, float] | None = None,
 ) -> Path:
     """Write ``learner`` as a TF Serving SavedModel; returns ``<base>/<model_name>/<version>``.
 
-    With ``jit_compile`` (the default) the adaptation and scoring run as XLA-compiled
-    functions: on a 2-core CPU this halves the latency of ``adapt_and_score`` (see
-    BENCHMARKS.md). XLA compiles once per distinct (tasks, support, query) shape, so a
-    service should pad supports to a few sizes (padding rows carry mask 0 and change
-    nothing); pass ``jit_compile=False`` for a plain graph.
+    ``encoder`` is the fitted encoder of the learner's training data (its vocabularies
+    become lookup tables in the graph). Stock TF Serving runs the default export;
+    ``jit_compile=True`` compiles the learner's work with XLA per bucket shape (faster
+    on CPU; XLA in TF Serving is experimental).
     """
     if version < 1:
         raise ValueError(f"TF Serving versions are positive integers, got {version}.")
     path = Path(base_dir) / model_name / str(int(version))
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"{path} already holds a model; choose another version.")
-    module = ServingModule(learner, jit_compile=jit_compile)
-    tf.saved_model.save(
-        module,
-        os.fspath(path),
-        signatures={
-            "serving_default": module.serving_default.get_concrete_function(),
-            "adapt_and_score": module.adapt_and_score.get_concrete_function(),
-            "adapt": module.adapt.get_concrete_function(),
-            "score_with_state": module.score_with_state.get_concrete_function(),
-        },
-    )
+    module = ServingModule(learner, encoder, buckets, top_k, jit_compile, rating_range)
+    signatures = {name: getattr(module, name).get_concrete_function()
+                  for name in module.contract.signatures if hasattr(module, name)}
+    tf.saved_model.save(module, os.fspath(path), signatures=signatures)
+    extra = path / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    (extra / CONTRACT_FILE).write_text(module.contract.to_json(), encoding="utf-8")
     return path
 
 
-def request_inputs(episode: dict, with_support: bool = True) -> dict[str, tf.Tensor]:
-    """Flatten an episode ({"support": {...}, "query": {...}}) into signature inputs."""
-    out = {f"query_{k}": episode["query"][k] for k in FEATURE_KEYS}
-    if with_support:
-        out.update({f"support_{k}": episode["support"][k] for k in (*FEATURE_KEYS, RATING, MASK)})
-    return out
+def load_contract(path: str | os.PathLike) -> ServingContract:
+    """The contract written beside a SavedModel (``<version>/assets.extra/contract.json``) or an ONNX export."""
+    folder = Path(path)
+    for candidate in (folder / "assets.extra" / CONTRACT_FILE, folder / CONTRACT_FILE):
+        if candidate.is_file():
+            return ServingContract.from_json(candidate.read_text(encoding="utf-8"))
+    raise FileNotFoundError(f"No {CONTRACT_FILE} in {folder} (nor in its assets.extra/): not a tfmetarec export.")
+
+
+__all__ = ["ServingModule", "export_saved_model", "learner_fingerprint", "load_contract"]

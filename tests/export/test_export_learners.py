@@ -1,0 +1,90 @@
+"""Every learner and every model exports: the SavedModel and the ONNX graphs (adaptation
+inside) answer raw requests like the learner does eagerly; the gradient ops need their
+lowerings."""
+
+import numpy as np
+import onnx
+import pytest
+import tensorflow as tf
+
+import serving_helpers as H
+from tfmetarec import learners, models
+from tfmetarec.export import Buckets, export_saved_model
+from tfmetarec.export.onnx import OnnxRecommender, export_onnx, quantize_onnx
+from tfmetarec.export.onnx_ops import HANDLERS, LoweringError
+
+ONE = Buckets(users=(1,), support=(8,), query=(8,))
+GRADIENT_OPS = {"BroadcastGradientArgs", "ReluGrad", "DynamicStitch"}
+
+
+@pytest.fixture(scope="module")
+def world():
+    return H.world()
+
+
+def _check(world, learner, tmp_path, name):
+    saved = export_saved_model(learner, tmp_path, name, 1, encoder=world[2], buckets=H.BUCKETS, top_k=5)
+    folder = export_onnx(learner, tmp_path / f"{name}-onnx", encoder=world[2], buckets=ONE,
+                         signatures=("adapt_and_score",))
+    signature = tf.saved_model.load(str(saved)).signatures["adapt_and_score"]
+    specs = signature.structured_input_signature[1]
+    client = OnnxRecommender(folder)
+    for seed, (users, support, query) in enumerate([(3, 8, 6), (1, 2, 8), (2, 0, 3)]):
+        request = H.random_request(world, np.random.default_rng(seed), users, support, query)
+        eager = H.eager_scores(world, learner, request)
+        served = signature(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in request.items()})["scores"]
+        np.testing.assert_allclose(served.numpy(), eager, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(client("adapt_and_score", request)["scores"], eager, atol=1e-5, err_msg=name)
+    return folder
+
+
+@pytest.mark.parametrize("name", learners.available())
+def test_every_learner_answers_raw_requests_like_it_does_eagerly(world, tmp_path, name):
+    learner = H.trained(world, learner=name, steps=5)
+    _check(world, learner, tmp_path, name)
+    if learner.gradient_based:  # the adaptation really is in the graph
+        request = H.random_request(world, np.random.default_rng(9), 1, 8, 5, garbage=False)
+        request["support_mask"][:] = 1.0
+        empty = {**request, "support_mask": np.zeros_like(request["support_mask"])}
+        assert np.abs(H.eager_scores(world, learner, request) - H.eager_scores(world, learner, empty)).max() > 1e-5
+
+
+@pytest.mark.parametrize("name", [m for m in models.available() if m != "melu"])
+def test_every_model_exports_with_its_maml_step(world, tmp_path, name):
+    _check(world, H.trained(world, model=name, steps=5), tmp_path, name)
+
+
+def test_static_graphs_are_standard_onnx_and_need_the_gradient_lowerings(world, tmp_path):
+    learner = H.trained(world, steps=0)
+    folder = export_onnx(learner, tmp_path / "ok", encoder=world[2], buckets=ONE, signatures=("adapt_and_score",))
+    model = onnx.load(str(folder / "adapt_and_score.t1.s8.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & (GRADIENT_OPS | {"SigmoidGrad", "TanhGrad", "BiasAddGrad", "SelectV2"})
+    assert len(model.graph.node) < 600  # static shapes fold the gradient's shape arithmetic away
+    assert GRADIENT_OPS - {"DynamicStitch", "BroadcastGradientArgs"} <= set(HANDLERS)
+    for op in ("ReluGrad", "SelectV2"):
+        with pytest.raises((LoweringError, ValueError), match=op if op == "ReluGrad" else "disagrees"):
+            export_onnx(learner, tmp_path / op, encoder=world[2], buckets=ONE, signatures=("adapt_and_score",),
+                        disabled_handlers=(op,))
+        assert not list((tmp_path / op).glob("*.onnx")), "a failed export leaves no graph behind"
+    # the concat gradient's offsets (ShapeN, ConcatOffset) depend on shapes only: at a bucket's
+    # static shape they fold at conversion, so the CF graph no longer needs their lowerings
+    cf = H.trained(world, model="cf", steps=0)
+    export_onnx(cf, tmp_path / "cf", encoder=world[2], buckets=ONE, signatures=("adapt_and_score",),
+                disabled_handlers=("ConcatOffset", "ShapeN"))
+
+
+def test_int8_copies_score_close_to_float(world, tmp_path):
+    learner = H.trained(world, steps=5)
+    folder = export_onnx(learner, tmp_path / "f32", encoder=world[2], buckets=ONE, signatures=("adapt_and_score",))
+    src = folder / "adapt_and_score.t1.s8.onnx"
+    quantize_onnx(src, tmp_path / "int8.onnx")
+    import onnxruntime as ort
+
+    sample = {i.name: np.zeros([d if isinstance(d, int) else 3 for d in i.shape],
+                               np.int32 if "int32" in i.type else np.float32)
+              for i in ort.InferenceSession(str(src)).get_inputs()}
+    full = ort.InferenceSession(str(src)).run(None, sample)[0]
+    small = ort.InferenceSession(str(tmp_path / "int8.onnx")).run(None, sample)[0]
+    assert np.abs(full - small).max() < 0.1

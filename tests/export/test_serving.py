@@ -1,0 +1,264 @@
+"""Serving that holds: raw-ID requests, bucketed shapes, the same answers from the SavedModel,
+a TF1 `serve` session and ONNX Runtime, top-k over the catalogue, and a catalogue of bad
+requests that are all refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import serving_helpers as H
+from tfmetarec.export import RequestError, check_request, export_saved_model, load_contract
+from tfmetarec.export.onnx import OnnxRecommender, export_onnx
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    base = tmp_path_factory.mktemp("served")
+    world = H.world()
+    learner = H.trained(world)
+    saved = export_saved_model(learner, base, "m", 1, encoder=world[2], buckets=H.BUCKETS, top_k=10)
+    onnx_dir = export_onnx(learner, base / "onnx", encoder=world[2], buckets=H.ONNX_BUCKETS, top_k=10)
+    loaded = tf.saved_model.load(str(saved))
+    return world, learner, saved, loaded, OnnxRecommender(onnx_dir)
+
+
+def _call(loaded, signature: str, request: dict) -> dict[str, np.ndarray]:
+    fn = loaded.signatures[signature]
+    specs = fn.structured_input_signature[1]
+    out = fn(**{k: tf.constant(v, dtype=specs[k].dtype) if k in specs else tf.constant(v)
+                for k, v in request.items()})
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def _session(path, signature: str, request: dict) -> dict[str, np.ndarray]:
+    """The request through a TF1 session on the `serve` tag, the way TF Serving loads a SavedModel."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(path))
+        sig = meta.signature_def[signature]
+        feed = {sig.inputs[k].name: v for k, v in request.items()}
+        names = sorted(sig.outputs)
+        return dict(zip(names, sess.run([sig.outputs[n].name for n in names], feed)))
+
+
+def test_raw_requests_of_random_shapes_agree_everywhere(served):
+    world, learner, saved, loaded, onnx = served
+    rng = np.random.default_rng(0)
+    for users, support, query in [(1, 3, 5), (4, 16, 32), (3, 0, 7), (2, 9, 1), (1, 16, 20), (4, 5, 0)]:
+        request = H.random_request(world, rng, users, support, query)
+        eager = H.eager_scores(world, learner, request)
+        tf_scores = _call(loaded, "adapt_and_score", request)["scores"]
+        assert tf_scores.shape == (users, query) and np.isfinite(tf_scores).all()
+        np.testing.assert_allclose(tf_scores, eager, atol=1e-5)
+        np.testing.assert_allclose(onnx("adapt_and_score", request)["scores"], eager, atol=1e-5)
+        if support == 16:  # one shape through the TF1 `serve` session as well
+            np.testing.assert_allclose(_session(saved, "adapt_and_score", request)["scores"], eager, atol=1e-5)
+
+
+def test_the_state_round_trip_and_the_prior(served):
+    world, learner, saved, loaded, onnx = served
+    request = H.random_request(world, np.random.default_rng(1), 3, 12, 6)
+    support = {k: v for k, v in request.items() if k != "query_item_id"}
+    state = _call(loaded, "adapt", support)
+    assert {"state_fingerprint", "state_version", "state_user_index", "state_user_fields"} <= set(state)
+    scored = _call(loaded, "score_with_state", {**state, "query_item_id": request["query_item_id"]})["scores"]
+    np.testing.assert_allclose(scored, _call(loaded, "adapt_and_score", request)["scores"], atol=1e-6)
+    onnx_state = onnx("adapt", support)
+    for k, v in state.items():
+        np.testing.assert_allclose(onnx_state[k], v, atol=1e-5, err_msg=k)
+    np.testing.assert_allclose(onnx("score_with_state", {**state, "query_item_id": request["query_item_id"]})
+                               ["scores"], scored, atol=1e-5)
+    # two users, two states: each is scored with its own (not the first one's for both)
+    swapped = {k: v[::-1] for k, v in state.items()}
+    again = _call(loaded, "score_with_state", {**swapped, "query_item_id": request["query_item_id"][::-1]})["scores"]
+    np.testing.assert_allclose(again, scored[::-1], atol=1e-6)
+    prior = {k: v for k, v in request.items() if not k.startswith("support_")}
+    empty = {**request, "support_mask": np.zeros_like(request["support_mask"])}
+    np.testing.assert_allclose(_call(loaded, "serving_default", prior)["scores"],
+                               _call(loaded, "adapt_and_score", empty)["scores"], atol=1e-6)
+    np.testing.assert_allclose(onnx("serving_default", prior)["scores"],
+                               _call(loaded, "serving_default", prior)["scores"], atol=1e-5)
+
+
+def _brute_force_top(world, learner, request, k):
+    """Every catalogue item scored for the user, rated items left out, sorted."""
+    data = world[0]
+    items = np.sort(data.items["item"].to_numpy(np.int64))
+    full = {**request, "query_item_id": np.tile(items, (len(request["user_id"]), 1))}
+    scores = H.eager_scores(world, learner, full)
+    out = []
+    for t in range(len(scores)):
+        rated = set(request["support_item_id"][t][request["support_mask"][t] > 0].tolist())
+        keep = np.array([i not in rated for i in items])
+        order = np.argsort(-scores[t][keep], kind="stable")[:k]
+        out.append((items[keep][order], scores[t][keep][order]))
+    return out
+
+
+@pytest.mark.parametrize("model", ["melu", "two_tower"])
+def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(tmp_path, model):
+    world = H.world()
+    learner = H.trained(world, model=model, steps=10)
+    saved = export_saved_model(learner, tmp_path, "m", 1, encoder=world[2], buckets=H.BUCKETS, top_k=7)
+    loaded = tf.saved_model.load(str(saved))
+    request = H.random_request(world, np.random.default_rng(2), 4, 16, None, garbage=False)
+    request["support_mask"][:, :3] = 1.0  # every user has rated something
+    got = _call(loaded, "recommend", request)
+    assert got["item_id"].shape == got["scores"].shape == (4, 7)
+    for t, (items, scores) in enumerate(_brute_force_top(world, learner, request, 7)):
+        np.testing.assert_allclose(got["scores"][t], scores, atol=1e-5)
+        rated = set(request["support_item_id"][t][request["support_mask"][t] > 0].tolist())
+        assert not rated & set(got["item_id"][t].tolist())
+        same = got["item_id"][t] == items
+        assert same.all() or np.allclose(got["scores"][t][~same], scores[~same], atol=1e-5)  # ties only
+    state = _call(loaded, "adapt", request)
+    again = _call(loaded, "recommend_with_state", {**state, "support_item_id": request["support_item_id"],
+                                                   "support_mask": request["support_mask"]})
+    np.testing.assert_array_equal(again["item_id"], got["item_id"])
+
+
+def _good(world):
+    return H.random_request(world, np.random.default_rng(3), 2, 6, 4, garbage=False) | {
+        "support_mask": np.ones((2, 6), np.float32)}
+
+
+def _state(served):
+    world, learner, saved, loaded, onnx = served
+    request = _good(world)
+    return _call(loaded, "adapt", {k: v for k, v in request.items() if k != "query_item_id"}), request
+
+
+def _edit(key, fn):
+    def change(r):
+        r[key] = fn(np.array(r[key], copy=True))
+        return r
+    return change
+
+
+def _drop(key):
+    def change(r):
+        del r[key]
+        return r
+    return change
+
+
+BAD = [  # (signature, change, message the graph gives, message the client gives)
+    ("adapt_and_score", _edit("support_rating", lambda a: np.where(np.arange(6) == 1, np.nan, a)), "NaN", "NaN"),
+    ("adapt_and_score", _edit("support_rating", lambda a: np.where(np.arange(6) == 2, np.inf, a)), "infinite",
+     "infinite"),
+    ("adapt_and_score", _edit("support_rating", lambda a: np.where(np.arange(6) == 0, 1e6, a)), "trained range",
+     "trained range"),
+    ("adapt_and_score", _edit("support_rating", lambda a: np.where(np.arange(6) == 0, -50, a)), "trained range",
+     "trained range"),
+    ("adapt_and_score", _edit("support_rating", lambda a: np.where(np.arange(6) == 0, 0.0, a)), "trained range",
+     "trained range"),
+    ("adapt_and_score", _edit("support_mask", lambda a: a * 0.5), "only 0", "only 0"),
+    ("adapt_and_score", _edit("support_mask", lambda a: a * 2), "only 0", "only 0"),
+    ("adapt_and_score", _edit("support_mask", lambda a: np.where(np.arange(6) == 3, np.nan, a)), "only 0", "only 0"),
+    ("adapt_and_score", _edit("support_rating", lambda a: a[:, :-1]), "support_rating", "support_rating"),
+    ("adapt_and_score", _edit("support_mask", lambda a: a[:, :-2]), "support_mask", "support_mask"),
+    ("adapt_and_score", _edit("support_item_id", lambda a: a[:1]), "support_item_id", "support_item_id"),
+    ("adapt_and_score", _edit("query_item_id", lambda a: a[:1]), "query_item_id", "query_item_id"),
+    ("adapt_and_score", _edit("user_gender", lambda a: a[:1]), "user_gender", "user_gender"),
+    ("adapt_and_score", _edit("user_age", lambda a: np.array(["abc", "30"], dtype=object)), "user_age", "user_age"),
+    ("adapt_and_score", lambda r: r | {k: np.tile(r[k], (1, 3)) for k in ("support_item_id", "support_rating",
+                                                                          "support_mask")}, "limit of 16",
+     "limit of 16"),
+    ("adapt_and_score", _edit("query_item_id", lambda a: np.tile(a, (1, 9))), "limit of 32", "limit of 32"),
+    ("recommend", _edit("support_mask", lambda a: a - 2.0), "only 0", "only 0"),
+    ("recommend", _edit("support_rating", lambda a: a + 10), "trained range", "trained range"),
+    ("adapt", _edit("support_rating", lambda a: np.where(np.arange(6) == 5, np.nan, a)), "NaN", "NaN"),
+]
+STRUCTURAL = [  # refused before anything runs: by check_request in every client, by the signature where it can
+    ("adapt_and_score", _drop("support_mask"), "needs inputs", True),
+    ("adapt_and_score", lambda r: r | {"extra": np.zeros(2)}, "takes no inputs", True),
+    ("adapt_and_score", _edit("user_id", lambda a: a[:, None]), "rank", True),
+    ("adapt_and_score", _edit("support_item_id", lambda a: a + 0.5), "integer IDs", False),
+    ("adapt_and_score", _edit("query_item_id", lambda a: np.array([[2 ** 70, 1, 2, 3]] * 2, dtype=object)),
+     "int64 range", True),
+    ("adapt_and_score", _edit("user_gender", lambda a: np.array([1, 2])), "strings", False),
+    ("adapt_and_score", lambda r: {k: v[:0] for k, v in r.items()}, "at least one user", True),
+]
+@pytest.mark.parametrize("signature, change, graph_message, client_message", BAD,
+                         ids=[f"{i}-{b[2]}" for i, b in enumerate(BAD)])
+def test_bad_values_are_refused_by_the_graph_and_the_client(served, signature, change, graph_message,
+                                                            client_message):
+    world, learner, saved, loaded, onnx = served
+    request = _good(world)
+    if signature != "adapt_and_score":
+        request.pop("query_item_id")
+    bad = change(request)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=graph_message):
+        _call(loaded, signature, bad)
+    with pytest.raises(RequestError, match=client_message):
+        onnx(signature, bad)
+
+
+@pytest.mark.parametrize("signature, change, message, session_refuses", STRUCTURAL, ids=[s[2] for s in STRUCTURAL])
+def test_bad_shapes_and_types_are_refused(served, signature, change, message, session_refuses):
+    world, learner, saved, loaded, onnx = served
+    bad = change(_good(world))
+    with pytest.raises(RequestError, match=message):
+        onnx(signature, bad)
+    with pytest.raises(RequestError, match=message):
+        check_request(load_contract(saved), signature, bad)  # what the REST and gRPC request builders run
+    if session_refuses:  # a TF1 session on the `serve` tag (as TF Serving loads it) refuses these itself
+        with pytest.raises((TypeError, ValueError, KeyError, OverflowError, tf.errors.InvalidArgumentError)):
+            _session(saved, signature, bad)
+
+
+def test_states_that_are_not_this_models_are_refused(served, tmp_path):
+    world, learner, saved, loaded, onnx = served
+    state, request = _state(served)
+    query = {"query_item_id": request["query_item_id"]}
+    cases = [
+        ({**state, "state_fingerprint": state["state_fingerprint"] + 1}, "another model"),
+        ({**state, "state_version": state["state_version"] + 1}, "state version"),
+        ({**state, "state_decision_0_bias": np.full_like(state["state_decision_0_bias"], np.nan)}, "NaN"),
+        ({**state, "state_user_index": state["state_user_index"][:1]}, "one row per user"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            _call(loaded, "score_with_state", {**bad, **query})
+    for bad, message in cases[:3]:
+        with pytest.raises(RequestError, match=message):
+            onnx("score_with_state", {**bad, **query})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="query_item_id"):  # 2 states, 1 user's candidates
+        _call(loaded, "score_with_state", {**state, "query_item_id": request["query_item_id"][:1]})
+    # a state adapted by another model (same architecture, other weights) is refused too
+    other = H.trained(world, steps=3)
+    other_path = export_saved_model(other, tmp_path, "other", 1, encoder=world[2], buckets=H.BUCKETS)
+    foreign = _call(tf.saved_model.load(str(other_path)), "adapt",
+                    {k: v for k, v in request.items() if k != "query_item_id"})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="another model"):
+        _call(loaded, "score_with_state", {**foreign, **query})
+
+
+def test_the_contract_beside_the_export_matches_its_signatures(served):
+    world, learner, saved, loaded, onnx = served
+    contract = load_contract(saved)
+    assert contract.buckets == H.BUCKETS and contract.top_k == 10 and contract.rating_range == (1.0, 5.0)
+    for name in ("serving_default", "adapt_and_score", "adapt", "score_with_state", "recommend",
+                 "recommend_with_state"):
+        specs = loaded.signatures[name].structured_input_signature[1]
+        assert set(specs) == set(contract.inputs(name)), name
+        assert set(loaded.signatures[name].structured_outputs) == set(contract.outputs(name)), name
+        for key, spec in specs.items():
+            assert spec.dtype.name == contract.input_dtypes()[key], key
+    request = _good(world)
+    assert set(check_request(contract, "adapt_and_score", request)) == set(request)
+
+
+def test_saved_model_cli_reads_the_export_cleanly(served):
+    _, _, saved, _, _ = served
+    cli = [sys.executable, "-c", "import sys; from tensorflow.python.tools.saved_model_cli import main; "
+           "sys.argv = ['saved_model_cli', 'show', '--dir', sys.argv[1], '--all']; main()", str(saved)]
+    out = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in ("adapt_and_score", "recommend", "score_with_state", "serving_default"):
+        assert f"signature_def['{name}']" in out.stdout
+    assert "XlaLaunch" not in out.stdout and "_XlaMustCompile" not in out.stdout

@@ -1,0 +1,367 @@
+"""The serving contract, written once: request names and dtypes, buckets, limits, state.
+
+Every exported runtime and every client reads this module, so they cannot drift: the
+SavedModel builds its signatures from :meth:`ServingContract.input_specs`, the ONNX
+export its static graphs from :class:`Buckets`, and the clients check requests with
+:func:`check_request` before they send them. ``contract.json`` (written beside every
+export) carries the same description, vocabularies included.
+
+A request names users and items by their **raw IDs** (int64) and gives user features
+as raw strings:
+
+==========================  =========  ===========  ===================================
+input                       dtype      shape        meaning
+==========================  =========  ===========  ===================================
+``user_id``                 int64      ``[T]``      the users (unknown or new: any ID)
+``user_<field>``            string     ``[T]``      each user field's raw value ("" = missing)
+``support_item_id``         int64      ``[T, S]``   the items each user rated
+``support_rating``          float32    ``[T, S]``   their ratings
+``support_mask``            float32    ``[T, S]``   1 for a real rating, 0 for padding
+``query_item_id``           int64      ``[T, Q]``   the candidates to score
+``state_<name>``            per state  ``[T, ...]``  a cached adapted state (``adapt``'s output)
+==========================  =========  ===========  ===================================
+
+The graphs pad ``T``, ``S`` and ``Q`` to the smallest bucket that holds them
+(:class:`Buckets`), so a runtime sees a bounded set of shapes; larger requests are
+refused with the limit in the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+CONTRACT_FORMAT = 1
+STATE_VERSION = 1
+CONTRACT_FILE = "contract.json"
+
+USER_ID = "user_id"
+SUPPORT_ITEM = "support_item_id"
+SUPPORT_RATING = "support_rating"
+SUPPORT_MASK = "support_mask"
+QUERY_ITEM = "query_item_id"
+NEW_ITEM = "new_item_id"
+NEW_RATING = "new_rating"
+NEW_MASK = "new_mask"
+STATE_PREFIX = "state_"
+SCORES = "scores"
+TOP_ITEMS = "item_id"
+# Entries every state carries besides the learner's own tensors.
+STATE_FINGERPRINT = "fingerprint"  # int64 [T]: which exported model made the state
+STATE_FORMAT = "version"  # int32 [T]: STATE_VERSION
+STATE_USER_ID = "user_index"  # int32 [T]: the user's ID vocabulary index
+STATE_USER_FIELDS = "user_fields"  # int32 [T, W_user]: the user's field indices
+
+SIGNATURES = ("serving_default", "adapt_and_score", "adapt", "score_with_state", "recommend",
+              "recommend_with_state", "update_state")
+
+
+class RequestError(ValueError):
+    """A request a serving signature refuses; the message names the input and the limit."""
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """The sizes the exported graphs pad users, support and query rows to.
+
+    A request of ``T`` users, ``S`` support rows and ``Q`` candidates runs at the
+    smallest bucket of each axis that holds it; the largest bucket of an axis is that
+    axis's limit. Defaults: users 1, 8, 32; support 8, 32, 128, 512; query 16, 128, 1024.
+    """
+
+    users: tuple[int, ...] = (1, 8, 32)
+    support: tuple[int, ...] = (8, 32, 128, 512)
+    query: tuple[int, ...] = (16, 128, 1024)
+
+    def __post_init__(self) -> None:
+        for axis in ("users", "support", "query"):
+            sizes = tuple(int(v) for v in getattr(self, axis))
+            if not sizes or any(v < 1 for v in sizes) or list(sizes) != sorted(set(sizes)):
+                raise ValueError(f"Buckets.{axis} must be increasing positive sizes, got {getattr(self, axis)}.")
+            object.__setattr__(self, axis, sizes)
+
+    def limit(self, axis: str) -> int:
+        return int(getattr(self, axis)[-1])
+
+    def size_for(self, axis: str, n: int) -> int:
+        """The smallest ``axis`` bucket that holds ``n`` rows; :class:`RequestError` above the limit."""
+        for size in getattr(self, axis):
+            if n <= size:
+                return int(size)
+        raise RequestError(f"{n} {AXIS_WORDS[axis]} exceed the limit of {self.limit(axis)}.")
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Sequence[int]]) -> Buckets:
+        return cls(**{k: tuple(v) for k, v in d.items()})
+
+
+AXIS_WORDS = {"users": "users in one request", "support": "support ratings per user",
+              "query": "candidate items per user"}
+
+
+def fingerprint(config: Mapping[str, Any], weights: Sequence[np.ndarray]) -> int:
+    """A 63-bit digest of a learner's config and weights: a state is only valid for the
+    model that made it."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for w in weights:
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return int.from_bytes(digest.digest()[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    """One tensor of an adapted state: ``state_<name>``, ``[T, *shape]`` of ``dtype``."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ServingContract:
+    """What the exported signatures take and give, and the limits they enforce."""
+
+    user_fields: tuple[str, ...]
+    user_fields_width: int
+    rating_range: tuple[float, float]
+    buckets: Buckets
+    top_k: int
+    state: tuple[StateEntry, ...]
+    fingerprint: int
+    learner: str
+    model: str
+    signatures: tuple[str, ...] = SIGNATURES
+    format: int = CONTRACT_FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- inputs --------------------------------------------------------------------------
+    def user_inputs(self) -> list[str]:
+        return [USER_ID, *[f"user_{f}" for f in self.user_fields]]
+
+    def inputs(self, signature: str) -> list[str]:
+        """The input names of a signature, in a stable order."""
+        support = [SUPPORT_ITEM, SUPPORT_RATING, SUPPORT_MASK]
+        state = [STATE_PREFIX + e.name for e in self.state]
+        new = [NEW_ITEM, NEW_RATING, NEW_MASK]
+        table = {
+            "serving_default": [*self.user_inputs(), QUERY_ITEM],
+            "adapt_and_score": [*self.user_inputs(), *support, QUERY_ITEM],
+            "adapt": [*self.user_inputs(), *support],
+            "score_with_state": [*state, QUERY_ITEM],
+            "recommend": [*self.user_inputs(), *support],
+            "recommend_with_state": [*state, SUPPORT_ITEM, SUPPORT_MASK],
+            "update_state": [*state, *new],
+        }
+        if signature not in table:
+            raise ValueError(f"Unknown signature {signature!r}; the contract has {list(table)}.")
+        return table[signature]
+
+    def input_dtypes(self) -> dict[str, str]:
+        out = {USER_ID: "int64", SUPPORT_ITEM: "int64", SUPPORT_RATING: "float32", SUPPORT_MASK: "float32",
+               QUERY_ITEM: "int64", NEW_ITEM: "int64", NEW_RATING: "float32", NEW_MASK: "float32"}
+        out.update({f"user_{f}": "string" for f in self.user_fields})
+        out.update({STATE_PREFIX + e.name: e.dtype for e in self.state})
+        return out
+
+    def input_shapes(self) -> dict[str, list[int | None]]:
+        out: dict[str, list[int | None]] = {USER_ID: [None]}
+        out.update({f"user_{f}": [None] for f in self.user_fields})
+        out.update({k: [None, None] for k in (SUPPORT_ITEM, SUPPORT_RATING, SUPPORT_MASK, QUERY_ITEM,
+                                              NEW_ITEM, NEW_RATING, NEW_MASK)})
+        out.update({STATE_PREFIX + e.name: [None, *e.shape] for e in self.state})
+        return out
+
+    def outputs(self, signature: str) -> list[str]:
+        if signature in ("adapt", "update_state"):
+            return [STATE_PREFIX + e.name for e in self.state]
+        if signature in ("recommend", "recommend_with_state"):
+            return [TOP_ITEMS, SCORES]
+        return [SCORES]
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "user_fields": list(self.user_fields),
+            "user_fields_width": self.user_fields_width,
+            "rating_range": list(self.rating_range),
+            "buckets": self.buckets.to_dict(),
+            "top_k": self.top_k,
+            "state": [[e.name, e.dtype, list(e.shape)] for e in self.state],
+            "fingerprint": str(self.fingerprint),
+            "learner": self.learner,
+            "model": self.model,
+            "signatures": list(self.signatures),
+            "state_version": STATE_VERSION,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ServingContract:
+        if d.get("format") != CONTRACT_FORMAT:
+            raise ValueError(f"Serving contract format {d.get('format')!r}; this library reads {CONTRACT_FORMAT}.")
+        known = {"format", "user_fields", "user_fields_width", "rating_range", "buckets", "top_k", "state",
+                 "fingerprint", "learner", "model", "signatures", "state_version"}
+        return cls(
+            user_fields=tuple(d["user_fields"]),
+            user_fields_width=int(d["user_fields_width"]),
+            rating_range=(float(d["rating_range"][0]), float(d["rating_range"][1])),
+            buckets=Buckets.from_dict(d["buckets"]),
+            top_k=int(d["top_k"]),
+            state=tuple(StateEntry(n, t, tuple(s)) for n, t, s in d["state"]),
+            fingerprint=int(d["fingerprint"]),
+            learner=str(d["learner"]),
+            model=str(d["model"]),
+            signatures=tuple(d["signatures"]),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServingContract:
+        return cls.from_dict(json.loads(text))
+
+
+# -- request checks a client runs before sending (the graphs run the same ones) -------------
+def _array(name: str, value: Any, dtype: str) -> np.ndarray:
+    if dtype == "string":
+        array = np.asarray(value, dtype=object)
+        if array.size and not all(isinstance(v, (str, bytes)) for v in array.reshape(-1)):
+            raise RequestError(f"{name} must hold strings (raw field values, '' for missing).")
+        return array
+    try:
+        array = np.asarray(value)
+    except (ValueError, OverflowError) as err:
+        raise RequestError(f"{name} is not a rectangular array of numbers: {err}.") from err
+    if dtype == "int64":
+        if array.size and array.dtype.kind not in "iu":
+            if array.dtype == object:
+                try:
+                    array = array.astype(np.int64)
+                except (OverflowError, TypeError, ValueError) as err:
+                    raise RequestError(f"{name} holds IDs outside the int64 range or not integers: {err}.") from err
+            else:
+                raise RequestError(f"{name} must hold integer IDs, got {array.dtype}.")
+        if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+            raise RequestError(f"{name} holds IDs outside the int64 range.")
+        return array.astype(np.int64)
+    if array.size and array.dtype.kind not in "iuf":
+        raise RequestError(f"{name} must hold numbers, got {array.dtype}.")
+    return array.astype(np.float32)
+
+
+def check_request(contract: ServingContract, signature: str, request: Mapping[str, Any],
+                  limit_users: bool = True) -> dict[str, np.ndarray]:
+    """The request as arrays of the contract's dtypes, or :class:`RequestError` naming what is
+    wrong: a missing or unknown input, a wrong rank or dtype, users/rows that disagree,
+    limits, a mask that is not 0/1, a rating that is NaN, infinite or outside the trained
+    range on a real row, a state that is not finite or was made by another model.
+    ``limit_users=False`` lets a client that splits requests take more users than a bucket."""
+    names = contract.inputs(signature)
+    missing = [n for n in names if n not in request]
+    if missing:
+        raise RequestError(f"{signature} needs inputs {missing}.")
+    unknown = sorted(set(request) - set(names))
+    if unknown:
+        raise RequestError(f"{signature} takes no inputs {unknown}; it takes {names}.")
+    dtypes, shapes = contract.input_dtypes(), contract.input_shapes()
+    out = {n: _array(n, request[n], dtypes[n]) for n in names}
+    for n, a in out.items():
+        want = shapes[n]
+        if a.ndim != len(want):
+            raise RequestError(f"{n} must have rank {len(want)} ({'[T]' if len(want) == 1 else '[T, rows]'}"
+                               f"{'' if len(want) <= 2 else ' + state shape'}), got shape {a.shape}.")
+        fixed = [w for w in want[1:] if w is not None]
+        if len(want) > 2 and list(a.shape[1:]) != list(want[1:]):
+            raise RequestError(f"{n} must be [T, {', '.join(map(str, fixed))}], got {a.shape}.")
+    users = {n: a.shape[0] for n, a in out.items()}
+    first = names[0]
+    for n, t in users.items():
+        if t != users[first]:
+            raise RequestError(f"{n} has {t} users but {first} has {users[first]}: every input must have the same "
+                               "number of users (T).")
+    count = users[first]
+    if count < 1:
+        raise RequestError("A request needs at least one user.")
+    if limit_users:
+        contract.buckets.size_for("users", count)
+    for group in ((SUPPORT_ITEM, SUPPORT_RATING, SUPPORT_MASK), (NEW_ITEM, NEW_RATING, NEW_MASK)):
+        present = [n for n in group if n in out]
+        for n in present[1:]:
+            if out[n].shape != out[present[0]].shape:
+                raise RequestError(f"{n} has shape {out[n].shape} but {present[0]} has {out[present[0]].shape}.")
+        if not present:
+            continue
+        contract.buckets.size_for("support", out[present[0]].shape[1])
+        mask_name = group[2]
+        if mask_name in out:
+            mask = out[mask_name]
+            if not np.isin(mask, (0.0, 1.0)).all():
+                raise RequestError(f"{mask_name} must hold only 0 (padding) and 1 (a rating).")
+            rating_name = group[1]
+            if rating_name in out:
+                real = out[rating_name][mask > 0]
+                if not np.isfinite(real).all():
+                    raise RequestError(f"{rating_name} holds NaN or infinite values on real (mask 1) rows.")
+                lo, hi = contract.rating_range
+                if real.size and (real.min() < lo or real.max() > hi):
+                    raise RequestError(f"{rating_name} holds ratings outside the trained range [{lo:g}, {hi:g}].")
+    if QUERY_ITEM in out:
+        contract.buckets.size_for("query", out[QUERY_ITEM].shape[1])
+    for e in contract.state:
+        a = out.get(STATE_PREFIX + e.name)
+        if a is None:
+            continue
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise RequestError(f"{STATE_PREFIX + e.name} holds NaN or infinite values: not a state adapt made.")
+    if STATE_PREFIX + STATE_FINGERPRINT in out:
+        if (out[STATE_PREFIX + STATE_FINGERPRINT] != contract.fingerprint).any():
+            raise RequestError("This state was made by another model (state_fingerprint differs); adapt again "
+                               "with this model.")
+        if (out[STATE_PREFIX + STATE_FORMAT] != STATE_VERSION).any():
+            raise RequestError(f"This state has another state version; this model reads version {STATE_VERSION}.")
+    return out
+
+
+def make_request(
+    users: Sequence[Mapping[str, Any]],
+    support: Sequence[Sequence[tuple[int, float]]] | None = None,
+    candidates: Sequence[Sequence[int]] | None = None,
+    user_fields: Sequence[str] = (),
+) -> dict[str, np.ndarray]:
+    """A raw request from plain Python values, padded where users differ in length.
+
+    ``users``: one mapping per user with ``"user_id"`` (any int; 0 for a new user) and raw
+    field values by field name (missing fields are sent as ""). ``support``: each user's
+    ``(item_id, rating)`` pairs. ``candidates``: each user's candidate item IDs. The result
+    has the contract's input names (``user_id``, ``user_<field>``, ``support_item_id``, ...).
+    """
+    out: dict[str, np.ndarray] = {USER_ID: np.array([int(u.get("user_id", 0)) for u in users], np.int64)}
+    for f in user_fields:
+        out[f"user_{f}"] = np.array(["" if u.get(f) is None else str(u[f]) for u in users], dtype=object)
+    if support is not None:
+        if len(support) != len(users):
+            raise RequestError(f"{len(support)} support lists for {len(users)} users.")
+        rows = max([len(s) for s in support] + [0])
+        items = np.zeros((len(users), rows), np.int64)
+        ratings = np.zeros((len(users), rows), np.float32)
+        mask = np.zeros((len(users), rows), np.float32)
+        for t, pairs in enumerate(support):
+            for j, (item, rating) in enumerate(pairs):
+                items[t, j], ratings[t, j], mask[t, j] = int(item), float(rating), 1.0
+        out.update({SUPPORT_ITEM: items, SUPPORT_RATING: ratings, SUPPORT_MASK: mask})
+    if candidates is not None:
+        if len(candidates) != len(users) or len({len(c) for c in candidates}) > 1:
+            raise RequestError("candidates need one list per user, all of the same length.")
+        out[QUERY_ITEM] = np.array([[int(i) for i in c] for c in candidates], np.int64).reshape(len(users), -1)
+    return out

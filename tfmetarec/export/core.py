@@ -1,0 +1,165 @@
+"""What every runtime executes: the learner's adaptation, scoring and top-k on encoded,
+padded tensors.
+
+:class:`ServingCore` works on the model's own indices (user ID index, user field
+indices, item table rows) at fixed, padded shapes. The SavedModel calls it after its
+in-graph lookups, checks and padding; the ONNX export converts its functions at each
+bucket's static shape; the ONNX client does the lookups, checks and padding itself.
+Nothing here reads a raw ID.
+
+A *state* is a dict of tensors with a leading user axis: the learner's adapted state
+(adapted weights, prototype sums, ...) plus ``fingerprint`` (the exported model that
+made it), ``version``, ``user_index`` and ``user_fields`` (the user's encoded
+features, so scoring needs nothing but the state and the candidates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from tfmetarec.evaluation.retrieval import uses_vector_search
+from tfmetarec.export.contract import (
+    STATE_FINGERPRINT,
+    STATE_FORMAT,
+    STATE_USER_FIELDS,
+    STATE_USER_ID,
+    STATE_VERSION,
+)
+from tfmetarec.learners.base import MetaLearner
+from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, fields_width
+
+OWN_KEYS = (STATE_FINGERPRINT, STATE_FORMAT, STATE_USER_ID, STATE_USER_FIELDS)
+SCORE_CHUNK = 16_384  # catalogue items scored per pass when the model does not factorise
+
+
+def sanitise(rating: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Ratings with every padding row (mask 0) or non-finite value replaced by 0, as a true
+    select, so nothing on a padded row can reach the arithmetic (NaN * 0 is NaN)."""
+    mask = tf.cast(mask, tf.float32)
+    keep = (mask > 0) & tf.math.is_finite(rating)
+    return tf.where(keep, rating, tf.zeros_like(rating)), tf.where(keep, mask, tf.zeros_like(mask))
+
+
+class ServingCore(tf.Module):
+    """The learner behind every exported signature (see the module docstring).
+
+    Args:
+        learner: the trained learner; its model holds the item table.
+        fingerprint: the contract's fingerprint, written into every state.
+        top_k: how many items ``recommend`` returns per user.
+        max_support: the largest support bucket (the keras-rs search depth is ``top_k``
+            plus this, so excluding the rated items never runs short).
+    """
+
+    def __init__(self, learner: MetaLearner, fingerprint: int, top_k: int, max_support: int):
+        super().__init__()
+        self.learner = learner
+        self.model = learner.model
+        self.fingerprint = int(fingerprint)
+        raw = self.model.item_raw_ids
+        rows = np.flatnonzero(raw >= 0).astype(np.int32)
+        if len(rows) == 0:
+            raise ValueError("The model's item table names no item by a raw ID; nothing could be recommended.")
+        # numpy, so each traced graph embeds them as constants (a captured tensor would become
+        # an input of a converted ONNX graph)
+        self.catalogue_rows = rows  # table rows of the items a recommendation may name
+        self.catalogue_raw = raw[rows].astype(np.int64)
+        self.row_position = np.full(len(raw), -1, np.int32)  # table row -> catalogue position, -1 outside it
+        self.row_position[rows] = np.arange(len(rows), dtype=np.int32)
+        self.top_k = int(min(top_k, len(rows)))
+        self.vector_search = uses_vector_search(learner)
+        self.retrieval = None
+        if self.vector_search:
+            from keras_rs.layers import BruteForceRetrieval
+
+            vectors = self.model.item_representation(self.model.variable_values(), {ITEM_ID: rows})
+            depth = int(min(self.top_k + max_support, len(rows)))
+            self.retrieval = BruteForceRetrieval(candidate_embeddings=vectors, candidate_ids=np.arange(len(rows)),
+                                                 k=depth, return_scores=True)
+
+    # -- pieces ------------------------------------------------------------------------------
+    @staticmethod
+    def rows_like(user_values: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+        """A per-user ``[T]`` or ``[T, W]`` value repeated over the ``N`` rows of ``rows [T, N]``."""
+        shape = tf.shape(rows)
+        if len(user_values.shape) == 1:
+            return tf.broadcast_to(user_values[:, None], shape)
+        return tf.broadcast_to(user_values[:, None, :], tf.concat([shape, tf.shape(user_values)[-1:]], 0))
+
+    def features(self, state: Mapping[str, tf.Tensor], items: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The model inputs of ``items [T, N]`` (table rows) for the users of ``state``."""
+        return {USER_ID: self.rows_like(state[STATE_USER_ID], items), ITEM_ID: items,
+                USER_FIELDS: self.rows_like(state[STATE_USER_FIELDS], items)}
+
+    def learner_state(self, state: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {k: v for k, v in state.items() if k not in OWN_KEYS}
+
+    # -- the work -------------------------------------------------------------------------------
+    def adapt(self, user_index: tf.Tensor, user_fields: tf.Tensor, items: tf.Tensor, rating: tf.Tensor,
+              mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The adapted state of ``T`` users from their support ``[T, S]``."""
+        rating, mask = sanitise(rating, mask)
+        support = {USER_ID: self.rows_like(user_index, items), ITEM_ID: items,
+                   USER_FIELDS: self.rows_like(user_fields, items), RATING: rating, MASK: mask}
+        state = dict(self.learner.adapt(support))
+        users = tf.shape(user_index)[0]
+        state[STATE_FINGERPRINT] = tf.fill([users], tf.constant(self.fingerprint, tf.int64))
+        state[STATE_FORMAT] = tf.fill([users], tf.constant(STATE_VERSION, tf.int32))
+        state[STATE_USER_ID] = tf.cast(user_index, tf.int32)
+        state[STATE_USER_FIELDS] = tf.cast(user_fields, tf.int32)
+        return state
+
+    def score(self, state: Mapping[str, tf.Tensor], items: tf.Tensor) -> tf.Tensor:
+        """Scores ``[T, Q]`` of the table rows ``items`` for the users of ``state``."""
+        return self.learner.score(self.learner_state(state), self.features(state, items))
+
+    def recommend(self, state: Mapping[str, tf.Tensor], rated: tf.Tensor, rated_mask: tf.Tensor
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The top ``top_k`` raw item IDs and scores ``[T, K]`` over the catalogue, the
+        items of ``rated [T, S]`` (table rows, where ``rated_mask`` is 1) left out."""
+        users = tf.shape(rated)[0]
+        size = len(self.catalogue_rows)
+        row_position = tf.constant(self.row_position)
+        rated = tf.cast(rated, tf.int32)
+        inside = (rated >= 0) & (rated < len(self.row_position))
+        rated_pos = tf.gather(row_position, tf.where(inside, rated, tf.zeros_like(rated)))
+        is_rated = inside & (rated_pos >= 0) & (rated_mask > 0)
+        rated_pos = tf.maximum(rated_pos, 0)
+        neg = tf.constant(-np.inf, tf.float32)
+        if self.retrieval is not None:
+            params = {**self.model.variable_values(), **self.learner_state(state)}
+            one = self.features(state, tf.zeros([users, 1], tf.int32))
+            query = self.model.user_representation(params, one)[:, 0]
+            scores, positions = self.retrieval(query)
+            scores = scores + self._global_bias(params)
+            positions = tf.cast(positions, tf.int32)
+            hit = tf.reduce_any((positions[:, :, None] == rated_pos[:, None, :]) & is_rated[:, None, :], axis=-1)
+            scores = tf.where(hit, neg, scores)
+        else:
+            chunks = []
+            for lo in range(0, size, SCORE_CHUNK):
+                rows = tf.constant(self.catalogue_rows[lo:lo + SCORE_CHUNK])
+                items = tf.broadcast_to(rows[None, :], tf.stack([users, tf.shape(rows)[0]]))
+                chunks.append(self.score(state, items))
+            scores = tf.concat(chunks, axis=1) if len(chunks) > 1 else chunks[0]
+            t = tf.broadcast_to(tf.range(users)[:, None], tf.shape(rated_pos))
+            updates = tf.where(is_rated, neg, tf.zeros_like(rated_pos, tf.float32))
+            scores = tf.tensor_scatter_nd_add(scores, tf.stack([t, rated_pos], -1), updates)
+            positions = tf.broadcast_to(tf.range(size)[None, :], tf.shape(scores))
+        top, where = tf.math.top_k(scores, k=self.top_k)
+        chosen = tf.gather(positions, where, batch_dims=1)
+        raw = tf.gather(tf.constant(self.catalogue_raw), chosen)
+        return tf.where(tf.math.is_finite(top), raw, tf.constant(-1, tf.int64)), top
+
+    def _global_bias(self, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """The score's constant term of a dot-product model (its ``global_bias``)."""
+        mu = params.get("global_bias")
+        return tf.zeros([], tf.float32) if mu is None else tf.cast(mu, tf.float32)
+
+
+def state_widths(learner: MetaLearner) -> dict[str, int]:
+    """User field width of the states this learner's core makes (for the contract)."""
+    return {STATE_USER_FIELDS: fields_width(learner.model.user_field_specs)}
