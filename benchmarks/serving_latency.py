@@ -1,26 +1,39 @@
-"""Latency of one ``adapt_and_score`` request: TF SavedModel against ONNX Runtime.
+"""Serving: latency of one request, a load test, top-k over a large catalogue, and memory over
+10,000 requests of random shapes. SavedModel (plain and XLA) against ONNX Runtime.
 
-    python benchmarks/serving_latency.py [--rounds 5] [--calls 200] [--quick]
+    python benchmarks/serving_latency.py [--rounds 5] [--calls 200] [--load-seconds 60] [--quick]
 
-A MeLU-sized model (4 user + 4 item categorical fields embedded in 32 dims, decision
-MLP 256-64-64-1) under MAML with 5 inner steps adapting the decision layers; one request
-= one new user with a support of 20 ratings and a query of 100 items. Every runtime gets
-the same request, one call at a time, after a warm-up; p50 and p99 are taken per round
-of ``--calls`` calls and the table shows the median over rounds.
+The model is MeLU at the paper's size: 8 fields (gender, age, occupation, zip; rate,
+studio, country, release year) embedded in 32 dims, decision MLP 256-64-64-1, under MAML
+with 5 second-order inner steps adapting the decision layers; its item table holds the
+4,000 items of a synthetic catalogue. One request = one new user in raw IDs, a support of
+20 ratings and a query of 100 candidates (padded in the graph to the support-32 /
+query-128 bucket). Each runtime gets the same request, one call at a time, after a
+warm-up; p50 and p99 are taken per round of ``--calls`` calls and the table shows the
+median over rounds.
 
-FLOP count (what GFLOP/s divides by). One decision-MLP forward on one row costs
-``F = 2 * (256*256 + 256*64 + 64*64 + 64*1) = 172,160`` FLOP. Each inner step is a
-forward and a backward pass over the support, about ``3 F S``; scoring the query is
-``F Q``. With S = 20, Q = 100 and 5 steps: ``5 * 3 * F * 20 + F * 100 = 68.9`` MFLOP.
-Embedding lookups and the gradient's shape arithmetic are left out.
+* load test: 8 client threads in one process send random requests (1 user, support
+  1..32, query 1..128) for ``--load-seconds`` to one runtime; requests/s, p50, p99,
+  errors and the growth of the process's RSS.
+* catalogue top-k: ``recommend`` for one user over a 100,000-item catalogue (MeLU scores
+  every item; the two-tower model runs keras-rs' dot-product search).
+* memory: a fresh process per runtime serves 10,000 requests of random shapes (users
+  1..8, support 0..128, query 1..256) and reports RSS and its memory-map count.
+
+FLOP count: one decision-MLP forward on one row costs ``F = 2 * (256*64 + 64*64 + 64)
+= 41,216`` FLOP; an inner step on the support is about ``3 F S``, the query forward
+``F Q``: with S = 20, Q = 100 and 5 steps, ``5 * 3 * F * 20 + F * 100 = 16.5`` MFLOP.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,19 +41,52 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import machine, markdown_table, matmul_gflops  # noqa: E402
+from common import machine, markdown_table  # noqa: E402
 
-from tfmetarec.export import export_saved_model  # noqa: E402
-from tfmetarec.export.onnx import OnnxScorer, export_onnx, quantize_onnx, sample_request  # noqa: E402
+from tfmetarec.data import Field, FeatureEncoder, InteractionData, make_synthetic  # noqa: E402
+from tfmetarec.export import Buckets, export_saved_model, make_request  # noqa: E402
 from tfmetarec.learners import MAML  # noqa: E402
-from tfmetarec.models import MeLU  # noqa: E402
+from tfmetarec.models import MeLU, TwoTower  # noqa: E402
 
-USER_VOCABS = (3, 8, 22, 40)
-ITEM_VOCABS = (20, 30, 50, 100)
-HIDDEN = (256, 64, 64)
 SUPPORT, QUERY, STEPS = 20, 100, 5
-FLOPS = 5 * 3 * 172_160 * SUPPORT + 172_160 * QUERY
+FLOPS = 5 * 3 * 41_216 * SUPPORT + 41_216 * QUERY
+FIELDS = ("gender", "age", "occupation", "zip")
+BUCKETS = Buckets(users=(1, 8), support=(8, 32, 128), query=(16, 128, 256))
+
+
+def catalogue(num_items: int, seed: int = 0) -> tuple[InteractionData, FeatureEncoder]:
+    """Synthetic users and ratings, items with 3 categorical fields and a release year."""
+    base = make_synthetic(num_users=600, num_items=min(num_items, 4000), seed=seed)
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame({"item": np.arange(1, num_items + 1), "title": "",
+                          "year": pd.array(rng.integers(1950, 2000, num_items), dtype="Int64")})
+    for name, vocab in (("rate", 20), ("studio", 30), ("country", 50)):
+        items[name] = [f"{name}{v}" for v in rng.integers(0, vocab, num_items)]
+    users = tuple(Field(c, "user", transform={"age": "age_bucket", "zip": "zip_prefix"}.get(c)) for c in FIELDS)
+    fields = users + (Field("year", "item", transform="year_bucket"),) + tuple(
+        Field(n, "item") for n in ("rate", "studio", "country"))
+    data = InteractionData("synthetic", base.ratings, base.users, items, fields=fields)
+    return data, FeatureEncoder().fit(data)
+
+
+def build(num_items: int = 4000, model: str = "melu"):
+    data, encoder = catalogue(num_items)
+    encoded = encoder.transform(data)
+    cls = MeLU if model == "melu" else TwoTower
+    net = cls.from_spec(encoded.spec, item_table=encoded.item_table, item_raw_ids=encoded.item_raw_ids,
+                        embedding_dim=32, hidden_units=(64, 64), seed=0)
+    return MAML(net, inner_steps=STEPS, inner_lr=0.01, adapt="decision"), data, encoder
+
+
+def request(data, rng, users=1, support=SUPPORT, query=QUERY) -> dict:
+    profiles = data.users.sample(users, random_state=int(rng.integers(1 << 30)))
+    people = [{"user_id": 0, **{f: getattr(p, f) for f in FIELDS}} for p in profiles.itertuples()]
+    items = data.items["item"].to_numpy()
+    rated = [list(zip(rng.choice(items, support).tolist(), rng.integers(1, 6, support).astype(float).tolist()))
+             for _ in range(users)]
+    return make_request(people, rated, [rng.choice(items, query).tolist() for _ in range(users)], FIELDS)
 
 
 def percentiles(fn, calls: int, rounds: int) -> tuple[float, float]:
@@ -57,83 +103,237 @@ def percentiles(fn, calls: int, rounds: int) -> tuple[float, float]:
     return float(np.median(p50s)), float(np.median(p99s))
 
 
-def size_mb(path: Path) -> float:
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files) / 2**20
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def signature_caller(path: Path, name: str):
+    fn = tf.saved_model.load(str(path)).signatures[name]
+    specs = fn.structured_input_signature[1]
+
+    def call(req: dict):
+        return fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in req.items()})
+    return call
+
+
+def load_test(call, data, seconds: float, clients: int = 8) -> dict:
+    """``clients`` threads sending random single-user requests for ``seconds``."""
+    done, errors, lock = [], [0], threading.Lock()
+    stop = time.perf_counter() + seconds
+    before = rss_mb()
+
+    def client(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        while time.perf_counter() < stop:
+            req = request(data, rng, 1, int(rng.integers(1, 33)), int(rng.integers(1, 129)))
+            start = time.perf_counter()
+            try:
+                call(req)
+            except Exception:  # noqa: BLE001 (counted, reported)
+                with lock:
+                    errors[0] += 1
+                continue
+            with lock:
+                done.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=client, args=(s,)) for s in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return {"requests_per_s": len(done) / elapsed, "p50_ms": np.percentile(done, 50) * 1e3,
+            "p99_ms": np.percentile(done, 99) * 1e3, "errors": errors[0], "rss_growth_mb": rss_mb() - before}
+
+
+MEMORY = r'''
+import sys, time, numpy as np, tensorflow as tf
+sys.path.insert(0, {bench!r})
+import serving_latency as b
+runtime, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data, _ = b.catalogue(4000)
+if runtime == "onnx":
+    from tfmetarec.export.onnx import OnnxRecommender
+    client = OnnxRecommender(path, threads=1)
+    call = lambda r: client("adapt_and_score", r)
+else:
+    call = b.signature_caller(path, "adapt_and_score")
+def maps():
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+rng = np.random.default_rng(1)
+for t in (1, 8):
+    for s in (8, 32, 128):
+        for q in (16, 128, 256):
+            call(b.request(data, rng, t if runtime != "onnx" else 1, s, q))
+start = (b.rss_mb(), maps())
+marks = []
+t0 = time.time()
+for i in range(count):
+    call(b.request(data, rng, int(rng.integers(1, 9)), int(rng.integers(0, 129)), int(rng.integers(1, 257))))
+    if (i + 1) % (count // 5) == 0:
+        marks.append((i + 1, round(b.rss_mb()), maps()))
+print("MEM", start[0], start[1], marks, time.time() - t0)
+'''
+
+
+def memory_run(runtime: str, path: Path, count: int) -> dict:
+    code = MEMORY.format(bench=str(Path(__file__).resolve().parent))
+    out = subprocess.run([sys.executable, "-c", code, runtime, str(path), str(count)], capture_output=True, text=True,
+                         check=True)
+    line = [x for x in out.stdout.splitlines() if x.startswith("MEM")][-1]
+    head, rest = line.split(" [", 1)
+    _, rss0, maps0 = head.split()
+    marks = eval("[" + rest.rsplit("]", 1)[0] + "]")  # noqa: S307 (our own printout)
+    seconds = float(rest.rsplit("]", 1)[1])
+    return {"runtime": runtime, "requests": count, "rss_after_warm_up_mb": float(rss0),
+            "maps_after_warm_up": int(maps0), "rss_end_mb": marks[-1][1], "maps_end": marks[-1][2],
+            "maps_at_each_fifth": "/".join(str(m[2]) for m in marks), "seconds": seconds}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 20 calls")
+    parser.add_argument("--load-seconds", type=float, default=60.0)
+    parser.add_argument("--memory-requests", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true", help="smoke run: few calls, short load test")
     parser.add_argument("--out", default="benchmarks/results/serving_latency.md")
     args = parser.parse_args(argv)
-    rounds, calls = (2, 20) if args.quick else (args.rounds, args.calls)
+    if args.quick:
+        args.rounds, args.calls, args.load_seconds, args.memory_requests = 2, 20, 3.0, 100
+    from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 
-    model = MeLU(USER_VOCABS, ITEM_VOCABS, 0, embedding_dim=32, hidden_units=HIDDEN, seed=0)
-    learner = MAML(model, inner_steps=STEPS, inner_lr=0.01, adapt="decision")
-    request = sample_request(learner, tasks=1, support=SUPPORT, query=QUERY, seed=0)
-    request["support_mask"][:] = 1.0
-    work = Path(tempfile.mkdtemp(prefix="tfmetarec-latency-"))
-
+    learner, data, encoder = build()
+    rng = np.random.default_rng(0)
+    req = request(data, rng)
+    root = Path(tempfile.mkdtemp())
+    timings = {}
     started = time.perf_counter()
-    saved = export_saved_model(learner, work / "serving", "melu", 1)
-    saved_s = time.perf_counter() - started
+    plain = export_saved_model(learner, root, "plain", 1, encoder=encoder, buckets=BUCKETS)
+    timings["SavedModel export s"] = time.perf_counter() - started
     started = time.perf_counter()
-    onnx_path = export_onnx(learner, work / "adapt_and_score.onnx")
-    onnx_s = time.perf_counter() - started
-    int8_path = quantize_onnx(onnx_path, work / "adapt_and_score.int8.onnx")
+    xla = export_saved_model(learner, root, "xla", 1, encoder=encoder, buckets=BUCKETS, jit_compile=True)
+    timings["SavedModel (XLA) export s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    onnx_dir = export_onnx(learner, root / "onnx", encoder=encoder, buckets=Buckets(users=(1,), support=(32,),
+                                                                                      query=(128,)),
+                           signatures=("adapt_and_score",))
+    timings["ONNX export s (1 bucket)"] = time.perf_counter() - started
+    eager = learner.score(*_eager_inputs(learner, encoder, req)).numpy()
 
-    signature = tf.saved_model.load(str(saved)).signatures["adapt_and_score"]
-    tf_inputs = {k: tf.constant(v) for k, v in request.items()}
-    eager = learner.score(learner.adapt({k[8:]: v for k, v in tf_inputs.items() if k.startswith("support_")}),
-                          {k[6:]: v for k, v in tf_inputs.items() if k.startswith("query_")}).numpy()
+    import onnxruntime as ort
 
-    scorer = OnnxScorer(onnx_path, threads=args.threads)
-    int8 = OnnxScorer(int8_path, threads=args.threads)
-    checked = scorer.check(request)
-    runtimes = {
-        "TF SavedModel (signature from Python)": lambda: signature(**tf_inputs)["scores"].numpy(),
-        "ONNX Runtime float32 (session.run)": lambda: scorer.session.run(None, checked),
-        "ONNX Runtime float32 + request checks (OnnxScorer)": lambda: scorer(request),
-        "ONNX Runtime int8 weights (session.run)": lambda: int8.session.run(None, checked),
-    }
-    outputs = {
-        "TF SavedModel (signature from Python)": signature(**tf_inputs)["scores"].numpy(),
-        "ONNX Runtime float32 (session.run)": scorer(request)["scores"],
-        "ONNX Runtime int8 weights (session.run)": int8(request)["scores"],
-    }
     rows = []
-    for name, fn in runtimes.items():
-        for _ in range(max(10, calls // 10)):
-            fn()
-        p50, p99 = percentiles(fn, calls, rounds)
-        out = outputs.get(name, outputs["ONNX Runtime float32 (session.run)"])
-        rows.append({"runtime": name, "p50 ms": round(p50, 3), "p99 ms": round(p99, 3),
-                     "GFLOP/s at p50": round(FLOPS / (p50 / 1e3) / 1e9, 1),
-                     "max |score - eager|": f"{np.abs(out - eager).max():.1e}"})
-        print(rows[-1], flush=True)
-    roofline = matmul_gflops()
+    graph = onnx_dir / "adapt_and_score.t1.s32.onnx"
+    client = OnnxRecommender(onnx_dir)
+    feeds = _onnx_feeds(client, req)
+    for threads in (1, 2):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        got = session.run(None, feeds)[0][:, :QUERY]
+        rows.append({"runtime": f"ONNX Runtime session.run, bucket t1/s32, {threads} thread(s)",
+                     **_row(lambda s=session: s.run(None, feeds), got, eager, args)})
+    for threads in (1, 2):
+        client = OnnxRecommender(onnx_dir, threads=threads)
+        got = client("adapt_and_score", req)["scores"]
+        rows.append({"runtime": f"OnnxRecommender (raw IDs: checks, lookups, padding), {threads} thread(s)",
+                     **_row(lambda c=client: c("adapt_and_score", req), got, eager, args)})
+    for name, path in (("TF SavedModel, XLA opt-in (signature from Python)", xla),
+                       ("TF SavedModel, default (no XLA)", plain)):
+        call = signature_caller(path, "adapt_and_score")
+        got = call(req)["scores"].numpy()
+        rows.append({"runtime": name, **_row(lambda c=call: c(req), got, eager, args)})
+    print(markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), flush=True)
+
+    load_rows = []
+    for name, call in (("TF SavedModel, default (no XLA)", signature_caller(plain, "adapt_and_score")),
+                       ("TF SavedModel, XLA opt-in", signature_caller(xla, "adapt_and_score")),
+                       ("ONNX Runtime (OnnxRecommender, 2 threads)", _onnx_all_buckets(learner, encoder, root))):
+        load_rows.append({"runtime": name, **load_test(call, data, args.load_seconds)})
+        print(load_rows[-1], flush=True)
+
+    top_rows = []
+    for model in ("melu", "two_tower"):
+        big, big_data, big_encoder = build(100_000, model)
+        path = export_saved_model(big, root, f"big-{model}", 1, encoder=big_encoder, buckets=BUCKETS, top_k=20)
+        call = signature_caller(path, "recommend")
+        one = {k: v for k, v in request(big_data, rng).items() if k != "query_item_id"}
+        call(one)
+        p50, p99 = percentiles(lambda c=call: c(one), max(args.calls // 10, 5), args.rounds)
+        top_rows.append({"model": model, "catalogue": 100_000, "search": "keras-rs dot product"
+                         if model == "two_tower" else "score every item", "p50_ms": p50, "p99_ms": p99})
+        print(top_rows[-1], flush=True)
+
+    memory_rows = [memory_run("savedmodel-xla", xla, args.memory_requests),
+                   memory_run("savedmodel", plain, args.memory_requests)]
+    print(memory_rows, flush=True)
+
     text = "\n".join([
-        f"Command: `python benchmarks/serving_latency.py{' --quick' if args.quick else ''}`",
-        f"Machine: {machine()}; ONNX Runtime intra-op threads: {args.threads}",
-        f"Request: 1 user, support {SUPPORT}, query {QUERY}, {STEPS} inner steps (MAML, decision layers); "
-        f"{FLOPS / 1e6:.1f} MFLOP per request; roofline (2048² matmul) {roofline:.0f} GFLOP/s",
-        f"Rounds: {rounds} x {calls} calls; medians over rounds of per-round p50 / p99",
-        "",
-        markdown_table(rows, ["runtime", "p50 ms", "p99 ms", "GFLOP/s at p50", "max |score - eager|"]),
-        "",
-        f"Export time: SavedModel {saved_s:.1f} s, ONNX {onnx_s:.1f} s (conversion, checker, ONNX Runtime proof).",
-        f"Sizes: SavedModel {size_mb(saved):.2f} MB, ONNX float32 {size_mb(onnx_path):.2f} MB, "
-        f"ONNX int8 {size_mb(int8_path):.2f} MB.",
-    ])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n", encoding="utf-8")
+        f"Machine: {machine()}", "",
+        "Export times: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), "",
+        "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
+        markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), "",
+        f"## Load test: 8 client threads, {args.load_seconds:.0f} s each", "",
+        markdown_table(load_rows, ["runtime", "requests_per_s", "p50_ms", "p99_ms", "errors", "rss_growth_mb"]), "",
+        "## recommend over a 100,000-item catalogue (1 user, support 20, top 20)", "",
+        markdown_table(top_rows, ["model", "catalogue", "search", "p50_ms", "p99_ms"]), "",
+        f"## Memory over {args.memory_requests} requests of random shapes (fresh process each)", "",
+        markdown_table(memory_rows, ["runtime", "requests", "rss_after_warm_up_mb", "rss_end_mb",
+                                     "maps_after_warm_up", "maps_at_each_fifth", "seconds"]), ""])
     print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
     return 0
 
 
+def _eager_inputs(learner, encoder, req):
+    """The request encoded in numpy and adapted eagerly: (state, query features)."""
+    frame = pd.DataFrame({"user": req["user_id"], **{f: req[f"user_{f}"] for f in FIELDS}})
+    frame["age"] = pd.to_numeric(frame["age"])
+    ids, fields = encoder.encode_users(frame)
+    index = pd.Index(learner.model.item_raw_ids)
+    rows = lambda raw: index.get_indexer(raw.reshape(-1)).reshape(raw.shape).astype("int32")  # noqa: E731
+
+    def part(items):
+        return {"user_id": np.repeat(ids[:, None], items.shape[1], 1), "item_id": rows(items),
+                "user_fields": np.repeat(fields[:, None], items.shape[1], 1)}
+
+    support = {**part(req["support_item_id"]), "rating": req["support_rating"], "mask": req["support_mask"]}
+    return learner.adapt(support), part(req["query_item_id"])
+
+
+def _onnx_feeds(client, req) -> dict:
+    """The encoded, padded inputs the client would send for ``req`` (support bucket 32, query 128)."""
+    ids, fields = client._users({k: np.asarray(v) for k, v in req.items()})
+    pad = lambda a, n: np.pad(a, [(0, 0), (0, n - a.shape[1])])  # noqa: E731
+    return {"user_index": ids, "user_fields": fields, "support_item": pad(client._rows(req["support_item_id"]), 32),
+            "support_rating": pad(req["support_rating"], 32), "support_mask": pad(req["support_mask"], 32),
+            "query_item": pad(client._rows(req["query_item_id"]), 128)}
+
+
+def _onnx_all_buckets(learner, encoder, root: Path):
+    from tfmetarec.export.onnx import OnnxRecommender, export_onnx
+
+    folder = export_onnx(learner, root / "onnx-all", encoder=encoder,
+                         buckets=Buckets(users=(1,), support=(8, 32), query=(16, 128)), signatures=("adapt_and_score",))
+    client = OnnxRecommender(folder, threads=2)
+    return lambda req: client("adapt_and_score", req)
+
+
+def _row(fn, got, eager, args) -> dict:
+    fn()
+    p50, p99 = percentiles(fn, args.calls, args.rounds)
+    return {"p50_ms": p50, "p99_ms": p99, "gflops": FLOPS / (p50 / 1e3) / 1e9,
+            "max_abs_diff": float(np.abs(np.asarray(got) - eager).max())}
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

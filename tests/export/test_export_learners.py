@@ -35,6 +35,16 @@ def _check(world, learner, tmp_path, name):
         served = signature(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in request.items()})["scores"]
         np.testing.assert_allclose(served.numpy(), eager, atol=1e-5, err_msg=name)
         np.testing.assert_allclose(client("adapt_and_score", request)["scores"], eager, atol=1e-5, err_msg=name)
+    # a cached state has the declared shapes at every support bucket and scores the same
+    loaded = tf.saved_model.load(str(saved))
+    for support in (3, 16):
+        request = H.random_request(world, np.random.default_rng(support), 2, support, 4)
+        adapt = loaded.signatures["adapt"]
+        a_specs = adapt.structured_input_signature[1]
+        state = adapt(**{k: tf.constant(v, dtype=a_specs[k].dtype) for k, v in request.items() if k in a_specs})
+        scored = loaded.signatures["score_with_state"](**state, query_item_id=tf.constant(request["query_item_id"]))
+        direct = signature(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in request.items()})["scores"]
+        np.testing.assert_allclose(scored["scores"].numpy(), direct.numpy(), atol=1e-5, err_msg=name)
     return folder
 
 

@@ -44,7 +44,7 @@ def test_raw_ids_and_values_map_like_the_encoder_and_unseen_ones_to_zero(world):
 def test_item_content_in_a_request_encodes_like_the_encoder(world):
     data, encoder, encoded, raw = world
     frame = data.items.iloc[[3, 50, 59]].reset_index(drop=True)
-    frame.loc[1, "directors"] = ["unknown-director", "d2", "d2", "d5"]  # unseen value dropped, repeat kept once
+    frame.at[1, "directors"] = ["unknown-director", "d2", "d2", "d5"]  # unseen value dropped, repeat kept once
     width = max(len(g) for g in frame["genres"])
     pad = lambda cells, n: [list(c) + [""] * (n - len(c)) for c in cells]  # noqa: E731
     values = {"year": tf.constant([str(y) for y in frame["year"]]),

@@ -8,7 +8,7 @@ import tensorflow as tf
 from helpers import random_episode
 from model_checks import perturbed, small_model
 from tfmetarec import learners
-from tfmetarec.export import export_saved_model, request_inputs
+from tfmetarec.export import export_saved_model
 from tfmetarec.models.hybrid import SUPPORT_COUNT
 from tfmetarec.types import QUERY, SUPPORT, features_of
 
@@ -68,16 +68,24 @@ def test_global_mode_has_no_context():
 
 
 def test_exported_hybrid_carries_the_count_in_its_state(tmp_path):
-    model = perturbed(small_model("hybrid", seed=7), seed=8)
-    learner = learners.MAML(model, inner_steps=2, inner_lr=0.05)
-    episode = _same_query_episode([0, 3, 8])
-    eager = learner(episode).numpy()
-    path = export_saved_model(learner, tmp_path, "hybrid", 1)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+    import serving_helpers as H
+
+    world = H.world()
+    learner = H.trained(world, model="hybrid", steps=3)
+    request = H.random_request(world, np.random.default_rng(5), 3, 8, 4)
+    request["support_mask"] = (np.arange(8)[None, :] < np.array([0, 3, 8])[:, None]).astype("float32")
+    request["support_rating"] = np.where(request["support_mask"] > 0, 4.0, np.nan).astype("float32")
+    path = export_saved_model(learner, tmp_path, "hybrid", 1, encoder=world[2], buckets=H.BUCKETS)
     loaded = tf.saved_model.load(str(path))
-    inputs = {k: tf.constant(v) for k, v in request_inputs(episode).items()}
+    specs = loaded.signatures["adapt_and_score"].structured_input_signature[1]
+    inputs = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in request.items()}
     served = loaded.signatures["adapt_and_score"](**inputs)["scores"].numpy()
-    np.testing.assert_allclose(served, eager, atol=1e-5)
-    state = loaded.signatures["adapt"](**{k: v for k, v in inputs.items() if k.startswith("support_")})
+    np.testing.assert_allclose(served, H.eager_scores(world, learner, request), atol=1e-5)
+    state = loaded.signatures["adapt"](**{k: v for k, v in inputs.items() if k != "query_item_id"})
     np.testing.assert_array_equal(state[f"state_{SUPPORT_COUNT}"].numpy(), [0, 3, 8])
 
 

@@ -104,7 +104,7 @@ class ServingCore(tf.Module):
         rating, mask = sanitise(rating, mask)
         support = {USER_ID: self.rows_like(user_index, items), ITEM_ID: items,
                    USER_FIELDS: self.rows_like(user_fields, items), RATING: rating, MASK: mask}
-        state = dict(self.learner.adapt(support))
+        state = self.learner.serving_state(self.learner.adapt(support))
         users = tf.shape(user_index)[0]
         state[STATE_FINGERPRINT] = tf.fill([users], tf.constant(self.fingerprint, tf.int64))
         state[STATE_FORMAT] = tf.fill([users], tf.constant(STATE_VERSION, tf.int32))

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 from tfmetarec.learners.losses import task_mse
+from tfmetarec.learners.online import append_rows, fit_rows
 from tfmetarec.models.base import MetaModel
-from tfmetarec.types import MASK, RATING, Episode, features_of
+from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, Episode, features_of
 
 
 def tile_for_tasks(value: tf.Tensor, tasks: tf.Tensor) -> tf.Tensor:
@@ -30,6 +31,8 @@ def inner_loop(
     steps: int,
     learning_rates: Sequence[Mapping[str, tf.Tensor]],
     first_order: bool = False,
+    start: Mapping[str, tf.Tensor] | None = None,
+    context: Mapping[str, tf.Tensor] | None = None,
 ) -> tuple[dict[str, tf.Tensor], list[tf.Tensor]]:
     """Run ``steps`` SGD steps on each task's support loss.
 
@@ -43,6 +46,9 @@ def inner_loop(
             rate tensor (a scalar, or the parameter's shape for per-parameter
             rates); a single mapping is reused for every step.
         first_order: stop gradients through the inner gradients (FOMAML).
+        start: per-task weights ``[T, ...]`` to start from (an adapted state being
+            updated) instead of the meta-parameters.
+        context: the task context to score with (default: the support's own).
 
     Returns:
         The adapted parameters (``[T, ...]`` each) with the model's
@@ -52,9 +58,12 @@ def inner_loop(
     """
     features = features_of(support)
     tasks = tf.shape(support[MASK])[0]
-    context = model.task_context(support)
+    context = model.task_context(support) if context is None else dict(context)
     params = {**params, **context}
-    fast = {name: tile_for_tasks(params[name], tasks) for name in adapt_names}
+    if start is None:
+        fast = {name: tile_for_tasks(params[name], tasks) for name in adapt_names}
+    else:
+        fast = {name: tf.convert_to_tensor(start[name]) for name in adapt_names}
     losses = []
     for step in range(steps):
         rates = learning_rates[min(step, len(learning_rates) - 1)]
@@ -75,3 +84,52 @@ def inner_loop(
             new_fast[name] = value - tf.cast(rates[name], value.dtype) * grad
         fast = new_fast
     return {**fast, **context}, losses
+
+
+UPDATE_MODES = ("new", "history")
+HISTORY = "history_"  # prefix of the rows a state keeps for update_mode="history"
+ROW_KEYS = (USER_ID, ITEM_ID, USER_FIELDS, RATING, MASK)
+
+
+class GradientUpdate:
+    """``update`` for learners that adapt by SGD (MAML family, Reptile, fine-tuning).
+
+    ``update_mode="new"`` (the default) takes ``update_steps`` SGD steps from the cached
+    adapted weights on the new ratings only: an update costs ``update_steps`` inner steps
+    on the new rows, whatever the history. ``update_mode="history"`` takes them on the
+    last ``history_size`` ratings (the new ones included), which the state then keeps.
+    Subclasses provide ``adapt_names``, ``model`` and ``update_rates()``.
+    """
+
+    def _init_update(self, update_mode: str, update_steps: int, history_size: int) -> None:
+        if update_mode not in UPDATE_MODES:
+            raise ValueError(f"update_mode must be one of {UPDATE_MODES}, got {update_mode!r}.")
+        if update_steps < 1 or history_size < 1:
+            raise ValueError(f"update_steps and history_size must be >= 1; got {update_steps}, {history_size}.")
+        self.update_mode = update_mode
+        self.update_steps = int(update_steps)
+        self.history_size = int(history_size)
+
+    def _with_history(self, state: dict[str, tf.Tensor], support: Episode) -> dict[str, tf.Tensor]:
+        """``state`` plus the support's rows as its history (``update_mode="history"`` only)."""
+        if self.update_mode != "history":
+            return state
+        rows = fit_rows({k: support[k] for k in ROW_KEYS}, self.history_size, MASK)
+        return {**state, **{HISTORY + k: v for k, v in rows.items()}}
+
+    def update(self, state: dict[str, tf.Tensor], new_support: Episode) -> dict[str, tf.Tensor]:
+        context = self.model.merge_task_context(state, self.model.task_context(new_support))
+        start = {name: state[name] for name in self.adapt_names}
+        data = new_support
+        history = {}
+        if self.update_mode == "history":
+            old = {k: state[HISTORY + k] for k in ROW_KEYS}
+            rows = append_rows(old, {k: new_support[k] for k in ROW_KEYS}, self.history_size, MASK)
+            history = {HISTORY + k: v for k, v in rows.items()}
+            data = rows
+        fast, _ = inner_loop(self.model, self.model.variable_values(), self.adapt_names, data, self.update_steps,
+                             self.update_rates(), first_order=True, start=start, context=context)
+        return {**state, **fast, **context, **history}
+
+    def update_config(self) -> dict:
+        return {"update_mode": self.update_mode, "update_steps": self.update_steps, "history_size": self.history_size}

@@ -4,6 +4,8 @@ A learner is a Keras model that owns a :class:`~tfmetarec.models.MetaModel`.
 
 * ``adapt(support) -> state``: a dict of tensors with a leading task axis
   (adapted parameters, or a user representation).
+* ``update(state, new_support) -> state``: the state after more ratings arrive,
+  without replaying the ratings it already holds.
 * ``score(state, query_features) -> [T, Q]`` predicted ratings.
 * ``call(episode)`` = adapt on the support, then score the query.
 * ``meta_gradients(episode) -> (grads, logs)`` for :meth:`meta_variables`;
@@ -45,6 +47,18 @@ class MetaLearner(keras.Model):
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         """Predicted ratings ``[T, Q]`` of the query rows under an adapted state."""
         raise NotImplementedError  # abstract
+
+    def update(self, state: dict[str, tf.Tensor], new_support: Episode) -> dict[str, tf.Tensor]:
+        """The state after the ratings of ``new_support`` (a padded support part ``[T, S]``)
+        arrive, without replaying the ratings the state already holds. A batch of padding
+        only leaves the state unchanged. This default is for learners whose state does not
+        depend on the ratings (no adaptation): only the model's task context advances."""
+        return {**state, **self.model.merge_task_context(state, self.model.task_context(new_support))}
+
+    def serving_state(self, state: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The state with the fixed shapes an exported signature declares (a learner whose
+        state holds a memory of support rows pads or trims it to its capacity)."""
+        return dict(state)
 
     def call(self, episode: Episode) -> tf.Tensor:
         return self.score(self.adapt(episode[SUPPORT]), features_of(episode[QUERY]))

@@ -83,32 +83,68 @@ class TaskEncoder(MetaLearner):
         if pooling == "attention":
             self.attention_query = self.add_weight(shape=(h,), initializer=init(3), name="attention_query")
 
-    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
+    # The state holds sums over the support rows, so rows can arrive one at a time: with
+    # mean pooling the sum of the hidden rows; with attention pooling a log-sum-exp
+    # accumulator (the largest logit, the sum of exp(logit - largest), and the hidden rows
+    # summed with those weights), which merges exactly.
+    def _stats(self, support: Episode, context: dict | None = None) -> dict[str, tf.Tensor]:
         params = self.model.variable_values()
-        residual, mask, count = masked_residuals(self.model, params, support)
+        residual, mask, count = masked_residuals(self.model, params, support, context)
         items = self.model.item_representation(params, features_of(support))
         rating = tf.cast(support[RATING], residual.dtype) * mask / 5.0
         x = tf.concat([items, residual[..., None], rating[..., None]], axis=-1)
         hidden = tf.nn.relu(tf.einsum("tsd,dh->tsh", x, self.row_kernel) + self.row_bias)
         hidden = tf.nn.relu(tf.einsum("tsh,hk->tsk", hidden, self.row2_kernel) + self.row2_bias)
+        stats = {"count": count, "residual_sum": tf.reduce_sum(residual, axis=-1)}
         if self.pooling == "attention":
-            logits = tf.einsum("tsh,h->ts", hidden, self.attention_query)
-            weights = tf.nn.softmax(tf.where(mask > 0, logits, tf.constant(_NEG, logits.dtype)), axis=-1) * mask
+            logits = tf.where(mask > 0, tf.einsum("tsh,h->ts", hidden, self.attention_query),
+                              tf.constant(_NEG, residual.dtype))
+            top = tf.reduce_max(logits, axis=-1)
+            weights = tf.exp(logits - top[:, None]) * mask
+            stats.update(pool_max=top, pool_norm=tf.reduce_sum(weights, axis=-1),
+                         pool_sum=tf.einsum("ts,tsh->th", weights, hidden))
         else:
-            weights = mask / tf.maximum(count, 1.0)[:, None]
-        pooled = tf.einsum("ts,tsh->th", weights, hidden)
-        mean_residual = tf.reduce_sum(residual, axis=-1) / tf.maximum(count, 1.0)
+            stats["pool_sum"] = tf.einsum("ts,tsh->th", mask, hidden)
+        return stats
+
+    def _merge(self, a: dict[str, tf.Tensor], b: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = {"count": a["count"] + b["count"], "residual_sum": a["residual_sum"] + b["residual_sum"]}
+        if self.pooling == "attention":
+            top = tf.maximum(a["pool_max"], b["pool_max"])
+            wa, wb = tf.exp(a["pool_max"] - top), tf.exp(b["pool_max"] - top)
+            out.update(pool_max=top, pool_norm=wa * a["pool_norm"] + wb * b["pool_norm"],
+                       pool_sum=wa[:, None] * a["pool_sum"] + wb[:, None] * b["pool_sum"])
+        else:
+            out["pool_sum"] = a["pool_sum"] + b["pool_sum"]
+        return out
+
+    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
+        return {**self._stats(support), **self.model.task_context(support)}
+
+    def update(self, state: dict[str, tf.Tensor], new_support: Episode) -> dict[str, tf.Tensor]:
+        context = self.model.merge_task_context(state, self.model.task_context(new_support))
+        return {**state, **self._merge(state, self._stats(new_support, context)), **context}
+
+    def user_delta(self, state: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(delta [T, D], offset [T])`` from the pooled support."""
+        count = state["count"]
+        if self.pooling == "attention":
+            pooled = state["pool_sum"] / tf.maximum(state["pool_norm"], 1e-30)[:, None]
+        else:
+            pooled = state["pool_sum"] / tf.maximum(count, 1.0)[:, None]
+        mean_residual = state["residual_sum"] / tf.maximum(count, 1.0)
         summary = tf.concat([pooled, tf.math.log1p(count)[:, None], mean_residual[:, None]], axis=-1)
         gate = count / (count + tf.cast(tf.nn.softplus(self.raw_shrinkage), count.dtype))
         delta = gate[:, None] * (tf.matmul(summary, self.out_kernel) + self.out_bias)
         offset = gate * (tf.linalg.matvec(summary, self.offset_kernel) + self.offset_bias)
-        return {"delta": delta, "offset": offset, **self.model.task_context(support)}
+        return delta, offset
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         params = self.model.with_task_context(self.model.variable_values(), state)
+        delta, offset = self.user_delta(state)
         users = self.model.user_representation(params, query)  # [T, Q, D], one user per task
         prior = tf.reduce_sum(users[:, :1, :], axis=1)  # first row; zeros if the query has no rows
-        return self.model.forward_with_user_state(params, prior + state["delta"], query) + state["offset"][:, None]
+        return self.model.forward_with_user_state(params, prior + delta, query) + offset[:, None]
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -10,7 +10,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.adaptation import inner_loop, tile_for_tasks
+from tfmetarec.learners.adaptation import GradientUpdate, inner_loop, tile_for_tasks
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.losses import mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel
@@ -25,7 +25,7 @@ def inverse_softplus(value: float) -> float:
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
-class MAML(MetaLearner):
+class MAML(GradientUpdate, MetaLearner):
     """MAML with second-order meta-gradients through nested ``GradientTape``.
 
     Args:
@@ -47,6 +47,9 @@ class MAML(MetaLearner):
         msl_anneal_steps: with MSL, the weights start uniform and move linearly
             to all weight on the last step over this many outer steps (counted
             by a non-trainable learner variable); 0 keeps them uniform.
+        update_mode, update_steps, history_size: how ``update`` advances an adapted
+            state as ratings arrive (see :class:`~tfmetarec.learners.adaptation.GradientUpdate`):
+            by default one SGD step on the new ratings only.
     """
 
     gradient_based = True
@@ -61,9 +64,13 @@ class MAML(MetaLearner):
         learn_inner_lr: str = "fixed",
         multi_step_loss: bool = False,
         msl_anneal_steps: int = 0,
+        update_mode: str = "new",
+        update_steps: int = 1,
+        history_size: int = 64,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
+        self._init_update(update_mode, update_steps, history_size)
         if inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0, got {inner_steps}.")
         if learn_inner_lr not in INNER_LR_MODES:
@@ -111,7 +118,10 @@ class MAML(MetaLearner):
             self.inner_learning_rates(),
             self.first_order,
         )
-        return fast
+        return self._with_history(fast, support)
+
+    def update_rates(self) -> list[dict[str, tf.Tensor]]:
+        return self.inner_learning_rates()
 
     def trajectory(self, support: Episode) -> list[dict[str, tf.Tensor]]:
         """The adapted parameters after each inner step (``[T, ...]`` each); the
@@ -187,6 +197,7 @@ class MAML(MetaLearner):
             learn_inner_lr=self.learn_inner_lr,
             multi_step_loss=self.multi_step_loss,
             msl_anneal_steps=self.msl_anneal_steps,
+            **self.update_config(),
         )
         return config
 

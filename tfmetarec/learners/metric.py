@@ -6,6 +6,12 @@ scored by similarity in that learned space. Both learners predict the global
 model's rating (which uses the query rows' user features, the *user-feature
 prior*) plus a correction from the support's residuals ``rating - prior``, so
 an empty support gives exactly the prior and padding rows (mask 0) never count.
+
+The state is a memory of the support rows (``memory_key`` ``[T, S, H]``,
+``memory_value`` (the residuals) and ``memory_mask`` ``[T, S]``); everything else
+is computed from it when scoring. So ``update`` only appends the new rows, and a
+state updated rating by rating equals the state adapted on all of them at once
+(while at most ``memory_size`` ratings are held; older ones are dropped beyond that).
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import tensorflow as tf
 
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.maml import inverse_softplus
+from tfmetarec.learners.online import append_rows, fit_rows
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
 from tfmetarec.types import MASK, RATING, Episode, Features, features_of
 
 _NEG = -1e9  # logit of a padding row (finite, so a task without rows never yields NaN)
+MEMORY_KEYS = ("memory_key", "memory_value", "memory_mask")
 
 
 def require_hooks(model: MetaModel, learner: str, hooks: Sequence[str]) -> None:
@@ -50,10 +58,13 @@ def item_dim(model: MetaModel) -> int:
     return int(dim)
 
 
-def masked_residuals(model: MetaModel, params: dict, support: Episode) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def masked_residuals(model: MetaModel, params: dict, support: Episode, context: dict | None = None
+                     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """``(rating - prior) * mask`` ``[T, S]``, the mask and the row count ``[T]``
-    (the prior is scored with the model's task context, e.g. a hybrid's support size)."""
-    prior = model.forward({**params, **model.task_context(support)}, features_of(support))
+    (the prior is scored with the model's task context, e.g. a hybrid's support size:
+    the support's own unless ``context`` is given)."""
+    context = model.task_context(support) if context is None else context
+    prior = model.forward({**params, **context}, features_of(support))
     mask = tf.cast(support[MASK], prior.dtype)
     residual = (tf.cast(support[RATING], prior.dtype) - prior) * mask
     return residual, mask, tf.reduce_sum(mask, axis=-1)
@@ -67,14 +78,16 @@ class _SimilarityLearner(MetaLearner):
     hooks: tuple[str, ...] = ("item_representation",)
 
     def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
-                 **kwargs: Any):
+                 memory_size: int = 128, **kwargs: Any):
         super().__init__(model, **kwargs)
         require_hooks(model, type(self).__name__, self.hooks)
-        if hidden_dim < 1 or shrinkage <= 0:
-            raise ValueError(f"hidden_dim must be >= 1 and shrinkage > 0; got {hidden_dim}, {shrinkage}.")
+        if hidden_dim < 1 or shrinkage <= 0 or memory_size < 1:
+            raise ValueError(f"hidden_dim and memory_size must be >= 1 and shrinkage > 0; got {hidden_dim}, "
+                             f"{memory_size}, {shrinkage}.")
         self.hidden_dim = int(hidden_dim)
         self.shrinkage = float(shrinkage)
         self.seed = seed
+        self.memory_size = int(memory_size)
         self.proj_kernel = self.add_weight(
             shape=(item_dim(model), self.hidden_dim),
             initializer=keras.initializers.GlorotUniform(seed=seed),
@@ -92,9 +105,33 @@ class _SimilarityLearner(MetaLearner):
     def kappa(self) -> tf.Tensor:
         return tf.nn.softplus(self.raw_shrinkage)
 
+    def key(self, params: dict, features: Features) -> tf.Tensor:
+        """What a support row is remembered by (and a query row compared with)."""
+        return self.embed(params, features)
+
+    def memory(self, support: Episode, context: dict | None = None) -> dict[str, tf.Tensor]:
+        params = self.model.variable_values()
+        residual, mask, _ = masked_residuals(self.model, params, support, context)
+        return {"memory_key": self.key(params, features_of(support)), "memory_value": residual,
+                "memory_mask": mask}
+
+    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
+        return {**self.memory(support), **self.model.task_context(support)}
+
+    def update(self, state: dict[str, tf.Tensor], new_support: Episode) -> dict[str, tf.Tensor]:
+        context = self.model.merge_task_context(state, self.model.task_context(new_support))
+        old = {k: state[k] for k in MEMORY_KEYS}
+        rows = append_rows(old, self.memory(new_support, context), self.memory_size, "memory_mask")
+        return {**state, **rows, **context}
+
+    def serving_state(self, state: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        rows = fit_rows({k: state[k] for k in MEMORY_KEYS}, self.memory_size, "memory_mask")
+        return {**state, **rows}
+
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(hidden_dim=self.hidden_dim, shrinkage=self.shrinkage, seed=self.seed)
+        config.update(hidden_dim=self.hidden_dim, shrinkage=self.shrinkage, seed=self.seed,
+                      memory_size=self.memory_size)
         return config
 
 
@@ -112,41 +149,37 @@ class PrototypeLearner(_SimilarityLearner):
     """
 
     def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
-                 **kwargs: Any):
-        super().__init__(model, hidden_dim, shrinkage, seed, **kwargs)
+                 memory_size: int = 128, **kwargs: Any):
+        super().__init__(model, hidden_dim, shrinkage, seed, memory_size, **kwargs)
         self.prior_prototype = self.add_weight(shape=(self.hidden_dim,), initializer="zeros", name="prior_prototype")
         self.raw_scale = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(inverse_softplus(0.5)), name="raw_scale"
         )
 
-    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
-        params = self.model.variable_values()
-        residual, mask, count = masked_residuals(self.model, params, support)
+    def prototypes(self, state: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The liked and disliked prototypes ``[T, H]`` and the offset ``[T]`` of a memory."""
+        z, residual, mask = state["memory_key"], state["memory_value"], state["memory_mask"]
         kappa = tf.cast(self.kappa(), residual.dtype)
         total = tf.reduce_sum(residual, axis=-1)
+        count = tf.reduce_sum(mask, axis=-1)
         centred = (residual - (total / tf.maximum(count, 1.0))[:, None]) * mask
-        z = self.embed(params, features_of(support))  # [T, S, H]
         prior = tf.cast(self.prior_prototype, z.dtype)
 
         def prototype(weight: tf.Tensor) -> tf.Tensor:
             summed = tf.einsum("ts,tsh->th", weight, z) + kappa * prior
             return summed / (tf.reduce_sum(weight, axis=-1, keepdims=True) + kappa)
 
-        return {
-            "liked": prototype(tf.nn.relu(centred)),
-            "disliked": prototype(tf.nn.relu(-centred)),
-            "offset": total / (count + kappa),
-            **self.model.task_context(support),
-        }
+        return prototype(tf.nn.relu(centred)), prototype(tf.nn.relu(-centred)), total / (count + kappa)
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         params = self.model.with_task_context(self.model.variable_values(), state)
         prior = self.model.forward(params, query)
+        liked, disliked, offset = self.prototypes(state)
         z = self.embed(params, query)  # [T, Q, H]
-        to_liked = tf.reduce_sum(tf.square(z - state["liked"][:, None, :]), axis=-1)
-        to_disliked = tf.reduce_sum(tf.square(z - state["disliked"][:, None, :]), axis=-1)
+        to_liked = tf.reduce_sum(tf.square(z - liked[:, None, :]), axis=-1)
+        to_disliked = tf.reduce_sum(tf.square(z - disliked[:, None, :]), axis=-1)
         scale = tf.cast(tf.nn.softplus(self.raw_scale), prior.dtype)
-        return prior + state["offset"][:, None] + scale * (to_disliked - to_liked)
+        return prior + offset[:, None] + scale * (to_disliked - to_liked)
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -161,30 +194,24 @@ class MatchingLearner(_SimilarityLearner):
     """
 
     def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
-                 **kwargs: Any):
-        super().__init__(model, hidden_dim, shrinkage, seed, **kwargs)
+                 memory_size: int = 128, **kwargs: Any):
+        super().__init__(model, hidden_dim, shrinkage, seed, memory_size, **kwargs)
         self.raw_temperature = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(inverse_softplus(5.0)), name="raw_temperature"
         )
 
-    def _keys(self, params: dict, features: Features) -> tf.Tensor:
+    def key(self, params: dict, features: Features) -> tf.Tensor:
         return tf.math.l2_normalize(self.embed(params, features), axis=-1, epsilon=1e-6)
-
-    def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
-        params = self.model.variable_values()
-        residual, mask, _ = masked_residuals(self.model, params, support)
-        return {"keys": self._keys(params, features_of(support)), "values": residual, "mask": mask,
-                **self.model.task_context(support)}
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         params = self.model.with_task_context(self.model.variable_values(), state)
         prior = self.model.forward(params, query)
-        mask = state["mask"][:, None, :]  # [T, 1, S]
+        mask = state["memory_mask"][:, None, :]  # [T, 1, S]
         temperature = tf.cast(tf.nn.softplus(self.raw_temperature), prior.dtype)
-        logits = temperature * tf.einsum("tqh,tsh->tqs", self._keys(params, query), state["keys"])
+        logits = temperature * tf.einsum("tqh,tsh->tqs", self.key(params, query), state["memory_key"])
         logits = tf.where(mask > 0, logits, tf.constant(_NEG, logits.dtype))
         attention = tf.nn.softmax(logits, axis=-1) * mask  # all-zero for an empty support
-        recalled = tf.einsum("tqs,ts->tq", attention, state["values"])
-        count = tf.reduce_sum(state["mask"], axis=-1)
+        recalled = tf.einsum("tqs,ts->tq", attention, state["memory_value"])
+        count = tf.reduce_sum(state["memory_mask"], axis=-1)
         gate = count / (count + tf.cast(self.kappa(), count.dtype))
         return prior + gate[:, None] * recalled

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.adaptation import inner_loop
+from tfmetarec.learners.adaptation import GradientUpdate, inner_loop
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.losses import mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel
@@ -15,7 +15,7 @@ from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Fe
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
-class Pretrain(MetaLearner):
+class Pretrain(GradientUpdate, MetaLearner):
     """Train the model globally on every rating; adapt by plain SGD fine-tuning.
 
     Training minimises the squared error over the support and query rows of
@@ -30,9 +30,13 @@ class Pretrain(MetaLearner):
         finetune_steps: int = 0,
         finetune_lr: float = 0.05,
         adapt: str | Sequence[str] = "decision",
+        update_mode: str = "new",
+        update_steps: int = 1,
+        history_size: int = 64,
         **kwargs,
     ):
         super().__init__(model, **kwargs)
+        self._init_update(update_mode, update_steps, history_size)
         self.finetune_steps = int(finetune_steps)
         self.finetune_lr = float(finetune_lr)
         self.adapt_spec = adapt if isinstance(adapt, str) else list(adapt)
@@ -41,7 +45,8 @@ class Pretrain(MetaLearner):
 
     def with_finetuning(self, steps: int, lr: float | None = None) -> Pretrain:
         """A learner sharing this one's model that fine-tunes for ``steps``."""
-        return Pretrain(self.model, steps, self.finetune_lr if lr is None else lr, self.adapt_spec)
+        return Pretrain(self.model, steps, self.finetune_lr if lr is None else lr, self.adapt_spec,
+                        **self.update_config())
 
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
         if self.finetune_steps == 0:
@@ -56,7 +61,15 @@ class Pretrain(MetaLearner):
             [{name: rate for name in self.adapt_names}],
             first_order=True,
         )
-        return fast
+        return self._with_history(fast, support)
+
+    def update_rates(self) -> list[dict[str, tf.Tensor]]:
+        return [{name: tf.constant(self.finetune_lr, tf.float32) for name in self.adapt_names}]
+
+    def update(self, state: dict[str, tf.Tensor], new_support: Episode) -> dict[str, tf.Tensor]:
+        if self.finetune_steps == 0:  # no adaptation: the state is the task context only
+            return MetaLearner.update(self, state, new_support)
+        return GradientUpdate.update(self, state, new_support)
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         return self.model.forward({**self.model.variable_values(), **state}, query)
@@ -71,5 +84,6 @@ class Pretrain(MetaLearner):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr, adapt=self.adapt_spec)
+        config.update(finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr, adapt=self.adapt_spec,
+                      **self.update_config())
         return config

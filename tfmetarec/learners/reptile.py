@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.adaptation import inner_loop
+from tfmetarec.learners.adaptation import GradientUpdate, inner_loop
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.losses import mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel
@@ -21,7 +21,7 @@ def concat_parts(first: Episode, second: Episode) -> dict[str, tf.Tensor]:
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
-class Reptile(MetaLearner):
+class Reptile(GradientUpdate, MetaLearner):
     """Reptile on the adapted parameters, first-order query gradients on the shared ones.
 
     Meta-training runs ``inner_steps`` of SGD on each task (on its support and
@@ -47,9 +47,13 @@ class Reptile(MetaLearner):
         inner_lr: float = 0.05,
         adapt: str | Sequence[str] = "decision",
         train_on_query: bool = True,
+        update_mode: str = "new",
+        update_steps: int = 1,
+        history_size: int = 64,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
+        self._init_update(update_mode, update_steps, history_size)
         if inner_steps < 1:
             raise ValueError(f"Reptile needs inner_steps >= 1, got {inner_steps}.")
         self.inner_steps = int(inner_steps)
@@ -72,7 +76,10 @@ class Reptile(MetaLearner):
         return fast
 
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
-        return self._sgd(support)
+        return self._with_history(self._sgd(support), support)
+
+    def update_rates(self) -> list[dict[str, tf.Tensor]]:
+        return [{name: tf.constant(self.inner_lr, tf.float32) for name in self.adapt_names}]
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         return self.model.forward({**self.model.variable_values(), **state}, query)
@@ -111,5 +118,6 @@ class Reptile(MetaLearner):
             inner_lr=self.inner_lr,
             adapt=self.adapt_spec,
             train_on_query=self.train_on_query,
+            **self.update_config(),
         )
         return config

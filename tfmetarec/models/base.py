@@ -269,6 +269,12 @@ class MetaModel(keras.Model):
         """The keys :meth:`task_context` returns (none here)."""
         return ()
 
+    def merge_task_context(self, state: Mapping[str, tf.Tensor], new: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The task context after more support rows arrive: ``new`` (the new rows' own
+        :meth:`task_context`) added to the one held in ``state`` (contexts are sums over
+        rows, e.g. a support size)."""
+        return {k: state[k] + v if k in state else v for k, v in new.items()}
+
     def with_task_context(self, params: Mapping[str, tf.Tensor], state: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """``params`` plus the task-context entries found in a learner's ``state``."""
         return {**params, **{k: state[k] for k in self.task_context_keys() if k in state}}
