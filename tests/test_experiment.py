@@ -6,7 +6,7 @@ import pytest
 from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
 from tfmetarec.data.paths import movielens_100k_dir
 from tfmetarec.data.splits import SCENARIOS
-from tfmetarec.experiment import adaptation_curves, evaluate, load_run, train
+from tfmetarec.experiment import adaptation_curves, evaluate, load_run, streaming, train
 
 
 def _row(report, method, scenario):
@@ -109,3 +109,15 @@ def test_item_tasks_run_end_to_end_and_new_items_adapt(tmp_path):
     assert load_run(tmp_path).prepared.config.task_key == "item"
     with pytest.raises(ValueError, match="task_key"):
         ExperimentConfig(task_key="session")
+
+
+def test_streaming_protocol_writes_its_curves_and_ratings_help(synthetic_run):
+    run, workdir, _ = synthetic_run
+    curve = streaming(run, workdir, points=(0, 1, 3, 10))
+    assert set(curve.method) == {"incremental", "re-adapt", "fine-tune", "no adaptation"}
+    table = curve.set_index(["method", "n"])["MAE"]
+    for method in ("incremental", "re-adapt"):  # before any rating: the meta-learned prior, either way
+        assert abs(table[(method, 0)] - table[("re-adapt", 0)]) < 1e-6
+    assert table[("re-adapt", 10)] < table[("re-adapt", 0)] - 0.02, curve.to_string()
+    for name in ("streaming.csv", "streaming.md", "streaming_MAE.png", "streaming_nDCG3.png"):
+        assert (workdir / "streaming" / name).stat().st_size > 100

@@ -69,6 +69,9 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
 def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binary", action="store_true", help="add precision/recall/F1/AUC (rating >= 4 is a like) and coverage@k")
     p.add_argument("--curves", action="store_true", help="also save adaptation curves (PNG + CSV) for user-cold tasks")
+    p.add_argument("--streaming", action="store_true",
+                   help="also run the streaming protocol: ratings arrive one at a time (incremental update, "
+                        "re-adapt, fine-tune, no adaptation); writes <workdir>/streaming/")
 
 
 def _report(run, workdir: Path, args: argparse.Namespace) -> None:
@@ -81,6 +84,13 @@ def _report(run, workdir: Path, args: argparse.Namespace) -> None:
     if args.curves:
         experiment.adaptation_curves(run, workdir / "curves")
         print(f"Adaptation curves written to {workdir / 'curves'}")
+    if args.streaming:
+        from tfmetarec.evaluation.streaming import to_markdown
+
+        curve = experiment.streaming(run, workdir)
+        print("\nStreaming (user_cold): MAE after n ratings arrived one at a time")
+        print(to_markdown(curve, "MAE"))
+        print(f"Streaming results written to {workdir / 'streaming'}")
     print(f"\nReport written to {workdir / 'report.md'}")
 
 

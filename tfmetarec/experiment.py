@@ -344,7 +344,37 @@ __all__ = [
     "load_run",
     "prepare",
     "save_run",
+    "streaming",
     "to_text",
     "train",
     "tune_finetune_lr",
 ]
+
+
+def streaming(run: Run, workdir: str | os.PathLike | None = None, scenario: str = "user_cold",
+              points: tuple[int, ...] | None = None) -> pd.DataFrame:
+    """The streaming protocol (:mod:`tfmetarec.evaluation.streaming`) on one scenario: the
+    learner updated rating by rating, re-adapted from scratch, the fine-tuned baseline and
+    no adaptation, after each of ``points`` arrivals. With ``workdir``, writes
+    ``streaming/`` there (CSV, Markdown, one PNG per metric)."""
+    from tfmetarec.evaluation.streaming import POINTS, StreamMethod, stream_tasks, streaming_curve, write_streaming
+
+    points = tuple(points or POINTS)
+    config, prepared = run.config, run.prepared
+    if scenario not in prepared.split.partitions:
+        raise ValueError(f"Unknown scenario {scenario!r}; choose from {sorted(prepared.split.partitions)}.")
+    tasks = stream_tasks(prepared.encoded, prepared.split.partitions[scenario], task_key=config.task_key,
+                         query_size=config.split.query_size, reveal=max(points), seed=config.split.seed,
+                         name=scenario)
+    lc = config.learner
+    lr = tune_finetune_lr(run.baseline, prepared, lc.inner_steps)
+    methods = {
+        "incremental": StreamMethod(run.learner, "incremental"),
+        "re-adapt": StreamMethod(run.learner, "readapt"),
+        "fine-tune": StreamMethod(run.baseline.with_finetuning(lc.inner_steps, lr), "readapt"),
+        "no adaptation": StreamMethod(run.baseline, "readapt"),
+    }
+    curve = streaming_curve(methods, prepared.encoded, tasks, points, batch_size=config.train.batch_size)
+    if workdir is not None:
+        write_streaming(curve, Path(workdir) / "streaming", f"{scenario}, {lc.name}: ")
+    return curve

@@ -262,3 +262,49 @@ def test_saved_model_cli_reads_the_export_cleanly(served):
     for name in ("adapt_and_score", "recommend", "score_with_state", "serving_default"):
         assert f"signature_def['{name}']" in out.stdout
     assert "XlaLaunch" not in out.stdout and "_XlaMustCompile" not in out.stdout
+
+
+def test_a_state_updated_rating_by_rating_and_its_checks(served):
+    world, learner, saved, loaded, onnx = served
+    request = H.random_request(world, np.random.default_rng(8), 2, 6, 5, garbage=False)
+    request["support_mask"][:] = 1.0
+    support = {k: v for k, v in request.items() if k != "query_item_id"}
+    start = _call(loaded, "adapt", {**support, "support_mask": np.zeros_like(support["support_mask"])})
+    state, onnx_state = start, dict(start)
+    for j in range(6):
+        new = {"new_item_id": request["support_item_id"][:, j:j + 1], "new_rating": request["support_rating"][:, j:j + 1],
+               "new_mask": np.ones((2, 1), np.float32)}
+        state = _call(loaded, "update_state", {**state, **new})
+        onnx_state = onnx("update_state", {**onnx_state, **new})
+    for k, v in state.items():
+        np.testing.assert_allclose(onnx_state[k], v, atol=1e-5, err_msg=k)
+    assert state["state_rated_mask"].sum() == 12  # the state remembers what each user rated
+    query = {"query_item_id": request["query_item_id"]}
+    scores = _call(loaded, "score_with_state", {**state, **query})["scores"]
+    assert np.isfinite(scores).all()
+    top = _call(loaded, "recommend_with_state", state)["item_id"]
+    for t in range(2):
+        assert not set(request["support_item_id"][t].tolist()) & set(top[t].tolist())
+    np.testing.assert_array_equal(onnx("recommend_with_state", onnx_state)["item_id"], top)
+    # an update that brings no rating changes nothing
+    empty = {"new_item_id": request["support_item_id"][:, :1], "new_rating": request["support_rating"][:, :1],
+             "new_mask": np.zeros((2, 1), np.float32)}
+    again = _call(loaded, "update_state", {**state, **empty})
+    for k, v in state.items():
+        np.testing.assert_allclose(again[k], v, atol=1e-7, err_msg=k)
+    # new ratings that are NaN or outside the range, and states that are not this model's, are refused
+    for bad, message in ((dict(empty, new_rating=np.full((2, 1), np.nan, np.float32), new_mask=np.ones((2, 1),
+                                                                                                  np.float32)), "NaN"),
+                         (dict(empty, new_rating=np.full((2, 1), 9.0, np.float32), new_mask=np.ones((2, 1),
+                                                                                                 np.float32)),
+                          "trained range"),
+                         (dict(empty, new_mask=np.full((2, 1), 0.5, np.float32)), "only 0")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            _call(loaded, "update_state", {**state, **bad})
+        with pytest.raises(RequestError, match=message):
+            onnx("update_state", {**state, **bad})
+    foreign = {**state, "state_fingerprint": state["state_fingerprint"] + 7}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="another model"):
+        _call(loaded, "update_state", {**foreign, **empty})
+    with pytest.raises(RequestError, match="must be \\[T"):
+        onnx("update_state", {**state, "state_rated_item": state["state_rated_item"][:, :3], **empty})

@@ -56,6 +56,8 @@ STATE_FINGERPRINT = "fingerprint"  # int64 [T]: which exported model made the st
 STATE_FORMAT = "version"  # int32 [T]: STATE_VERSION
 STATE_USER_ID = "user_index"  # int32 [T]: the user's ID vocabulary index
 STATE_USER_FIELDS = "user_fields"  # int32 [T, W_user]: the user's field indices
+STATE_RATED_ITEM = "rated_item"  # int32 [T, R]: the item table rows the user rated, most recent R
+STATE_RATED_MASK = "rated_mask"  # float32 [T, R]: 1 where rated_item holds a rating
 
 SIGNATURES = ("serving_default", "adapt_and_score", "adapt", "score_with_state", "recommend",
               "recommend_with_state", "update_state")
@@ -157,7 +159,7 @@ class ServingContract:
             "adapt": [*self.user_inputs(), *support],
             "score_with_state": [*state, QUERY_ITEM],
             "recommend": [*self.user_inputs(), *support],
-            "recommend_with_state": [*state, SUPPORT_ITEM, SUPPORT_MASK],
+            "recommend_with_state": state,
             "update_state": [*state, *new],
         }
         if signature not in table:
@@ -281,8 +283,8 @@ def check_request(contract: ServingContract, signature: str, request: Mapping[st
         if a.ndim != len(want):
             raise RequestError(f"{n} must have rank {len(want)} ({'[T]' if len(want) == 1 else '[T, rows]'}"
                                f"{'' if len(want) <= 2 else ' + state shape'}), got shape {a.shape}.")
-        fixed = [w for w in want[1:] if w is not None]
-        if len(want) > 2 and list(a.shape[1:]) != list(want[1:]):
+        fixed = want[1:]
+        if any(w is not None for w in fixed) and list(a.shape[1:]) != list(fixed):
             raise RequestError(f"{n} must be [T, {', '.join(map(str, fixed))}], got {a.shape}.")
     users = {n: a.shape[0] for n, a in out.items()}
     first = names[0]

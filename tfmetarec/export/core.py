@@ -10,7 +10,9 @@ Nothing here reads a raw ID.
 A *state* is a dict of tensors with a leading user axis: the learner's adapted state
 (adapted weights, prototype sums, ...) plus ``fingerprint`` (the exported model that
 made it), ``version``, ``user_index`` and ``user_fields`` (the user's encoded
-features, so scoring needs nothing but the state and the candidates).
+features, so scoring needs nothing but the state and the candidates), and
+``rated_item`` / ``rated_mask`` (the most recent ``rated_capacity`` items the user
+rated, which a recommendation leaves out). ``update`` advances a state with new ratings.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ from tfmetarec.evaluation.retrieval import uses_vector_search
 from tfmetarec.export.contract import (
     STATE_FINGERPRINT,
     STATE_FORMAT,
+    STATE_RATED_ITEM,
+    STATE_RATED_MASK,
     STATE_USER_FIELDS,
     STATE_USER_ID,
     STATE_VERSION,
 )
 from tfmetarec.learners.base import MetaLearner
+from tfmetarec.learners.online import append_rows, fit_rows
 from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, fields_width
 
-OWN_KEYS = (STATE_FINGERPRINT, STATE_FORMAT, STATE_USER_ID, STATE_USER_FIELDS)
+OWN_KEYS = (STATE_FINGERPRINT, STATE_FORMAT, STATE_USER_ID, STATE_USER_FIELDS, STATE_RATED_ITEM, STATE_RATED_MASK)
 SCORE_CHUNK = 16_384  # catalogue items scored per pass when the model does not factorise
 
 
@@ -54,8 +59,10 @@ class ServingCore(tf.Module):
             plus this, so excluding the rated items never runs short).
     """
 
-    def __init__(self, learner: MetaLearner, fingerprint: int, top_k: int, max_support: int):
+    def __init__(self, learner: MetaLearner, fingerprint: int, top_k: int, max_support: int,
+                 rated_capacity: int | None = None):
         super().__init__()
+        self.rated_capacity = int(rated_capacity or max_support)
         self.learner = learner
         self.model = learner.model
         self.fingerprint = int(fingerprint)
@@ -110,7 +117,26 @@ class ServingCore(tf.Module):
         state[STATE_FORMAT] = tf.fill([users], tf.constant(STATE_VERSION, tf.int32))
         state[STATE_USER_ID] = tf.cast(user_index, tf.int32)
         state[STATE_USER_FIELDS] = tf.cast(user_fields, tf.int32)
+        rated = fit_rows({"item": tf.cast(items, tf.int32), "mask": mask}, self.rated_capacity)
+        state[STATE_RATED_ITEM], state[STATE_RATED_MASK] = rated["item"], rated["mask"]
         return state
+
+    def update(self, state: Mapping[str, tf.Tensor], items: tf.Tensor, rating: tf.Tensor, mask: tf.Tensor
+               ) -> dict[str, tf.Tensor]:
+        """The state after the ratings ``[T, S]`` of ``items`` arrive (padding: mask 0)."""
+        rating, mask = sanitise(rating, mask)
+        new = {USER_ID: self.rows_like(state[STATE_USER_ID], items), ITEM_ID: items,
+               USER_FIELDS: self.rows_like(state[STATE_USER_FIELDS], items), RATING: rating, MASK: mask}
+        out = self.learner.serving_state(self.learner.update(self.learner_state(state), new))
+        rated = append_rows({"item": state[STATE_RATED_ITEM], "mask": state[STATE_RATED_MASK]},
+                            {"item": tf.cast(items, tf.int32), "mask": mask}, self.rated_capacity)
+        out.update({k: state[k] for k in (STATE_FINGERPRINT, STATE_FORMAT, STATE_USER_ID, STATE_USER_FIELDS)})
+        out[STATE_RATED_ITEM], out[STATE_RATED_MASK] = rated["item"], rated["mask"]
+        return out
+
+    def recommend_state(self, state: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """:meth:`recommend` leaving out the items the state remembers as rated."""
+        return self.recommend(state, state[STATE_RATED_ITEM], state[STATE_RATED_MASK])
 
     def score(self, state: Mapping[str, tf.Tensor], items: tf.Tensor) -> tf.Tensor:
         """Scores ``[T, Q]`` of the table rows ``items`` for the users of ``state``."""

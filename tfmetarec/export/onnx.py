@@ -36,6 +36,9 @@ import tensorflow as tf
 from tfmetarec.data.features import FeatureEncoder
 from tfmetarec.export.contract import (
     CONTRACT_FILE,
+    NEW_ITEM,
+    NEW_MASK,
+    NEW_RATING,
     QUERY_ITEM,
     SCORES,
     STATE_PREFIX,
@@ -54,12 +57,16 @@ from tfmetarec.export.raw_inputs import NUMBER
 from tfmetarec.export.saved_model import ServingModule
 from tfmetarec.learners.base import MetaLearner
 
-ONNX_SIGNATURES = ("adapt_and_score", "recommend", "adapt", "score_with_state")
+ONNX_SIGNATURES = ("adapt_and_score", "recommend", "adapt", "score_with_state", "update_state",
+                   "recommend_with_state")
+STATE_ONLY = ("score_with_state", "recommend_with_state")  # no support axis: one graph per user bucket
 DEFAULT_ONNX_BUCKETS = Buckets(users=(1,), support=(8, 32, 128, 512), query=(16, 128, 1024))
 """One user per graph (the client runs a request's users one after another), four support sizes."""
 # the encoded graph inputs
 G_USER, G_FIELDS, G_ITEMS, G_RATING, G_MASK, G_QUERY = (
     "user_index", "user_fields", "support_item", "support_rating", "support_mask", "query_item")
+G_NEW_ITEMS, G_NEW_RATING, G_NEW_MASK = "new_item", "new_rating", "new_mask"
+NEXT = "next_"  # update_state's outputs in ONNX: next_state_<name> (the client names them state_<name>)
 
 
 def _require(module: str):
@@ -84,8 +91,13 @@ def _graph_specs(module: ServingModule, signature: str, users: int, support: int
     query = {G_QUERY: tf.TensorSpec([users, None], tf.int32, G_QUERY)}
     state = {STATE_PREFIX + e.name: tf.TensorSpec([users, *e.shape], tf.as_dtype(e.dtype), STATE_PREFIX + e.name)
              for e in module.contract.state}
+    new = {} if support is None else {
+        G_NEW_ITEMS: tf.TensorSpec([users, support], tf.int32, G_NEW_ITEMS),
+        G_NEW_RATING: tf.TensorSpec([users, support], tf.float32, G_NEW_RATING),
+        G_NEW_MASK: tf.TensorSpec([users, support], tf.float32, G_NEW_MASK)}
     return {"adapt_and_score": {**user, **sup, **query}, "recommend": {**user, **sup}, "adapt": {**user, **sup},
-            "score_with_state": {**state, **query}}[signature]
+            "score_with_state": {**state, **query}, "update_state": {**state, **new},
+            "recommend_with_state": state}[signature]
 
 
 def _graph_function(module: ServingModule, signature: str):
@@ -104,12 +116,23 @@ def _graph_function(module: ServingModule, signature: str):
         return {STATE_PREFIX + k: v for k, v in
                 core.adapt(x[G_USER], x[G_FIELDS], x[G_ITEMS], x[G_RATING], x[G_MASK]).items()}
 
+    def state_of(x):
+        return {k[len(STATE_PREFIX):]: v for k, v in x.items() if k.startswith(STATE_PREFIX)}
+
     def score_with_state(x):
-        state = {k[len(STATE_PREFIX):]: v for k, v in x.items() if k.startswith(STATE_PREFIX)}
-        return {SCORES: core.score(state, x[G_QUERY])}
+        return {SCORES: core.score(state_of(x), x[G_QUERY])}
+
+    def update_state(x):  # an ONNX graph cannot give an output the name of an input
+        new = core.update(state_of(x), x[G_NEW_ITEMS], x[G_NEW_RATING], x[G_NEW_MASK])
+        return {NEXT + STATE_PREFIX + k: v for k, v in new.items()}
+
+    def recommend_with_state(x):
+        items, scores = core.recommend_state(state_of(x))
+        return {TOP_ITEMS: items, SCORES: scores}
 
     return {"adapt_and_score": adapt_and_score, "recommend": recommend, "adapt": adapt,
-            "score_with_state": score_with_state}[signature]
+            "score_with_state": score_with_state, "update_state": update_state,
+            "recommend_with_state": recommend_with_state}[signature]
 
 
 def _sample(specs: dict, module: ServingModule, seed: int = 0) -> dict[str, np.ndarray]:
@@ -128,15 +151,20 @@ def _sample(specs: dict, module: ServingModule, seed: int = 0) -> dict[str, np.n
             out[name] = rng.integers(0, rows, shape)
         elif name == G_RATING:
             out[name] = rng.integers(1, 6, shape).astype("float32")
-        elif name == G_MASK:
+        elif name in (G_MASK, G_NEW_MASK):
             mask = np.ones(shape, "float32")
             mask[:, shape[1] // 2:] = 0.0
             out[name] = mask
+        elif name == G_NEW_ITEMS:
+            out[name] = rng.integers(0, rows, shape)
+        elif name == G_NEW_RATING:
+            out[name] = rng.integers(1, 6, shape).astype("float32")
         else:
             continue
         out[name] = np.asarray(out[name]).astype(spec.dtype.as_numpy_dtype)
-    if G_RATING in out:
-        out[G_RATING][out[G_MASK] == 0] = np.nan  # garbage on padded rows must change nothing
+    for rating, mask in ((G_RATING, G_MASK), (G_NEW_RATING, G_NEW_MASK)):
+        if rating in out:
+            out[rating][out[mask] == 0] = np.nan  # garbage on padded rows must change nothing
     if any(n.startswith(STATE_PREFIX) for n in specs):
         users = int(next(iter(specs.values())).shape[0])
         x = {k: tf.constant(v) for k, v in _sample(_graph_specs(module, "adapt", users, 8), module, seed).items()}
@@ -218,7 +246,7 @@ def export_onnx(
     try:
         for signature in signatures:
             for users in buckets.users:
-                for support in (None,) if signature == "score_with_state" else buckets.support:
+                for support in (None,) if signature in STATE_ONLY else buckets.support:
                     name = file_name(signature, users, support)
                     _convert(module, signature, users, support, folder / name, opset, atol, disabled_handlers)
                     written[name] = signature
@@ -338,9 +366,17 @@ class OnnxRecommender:
         users = buckets.size_for("users", count)
         feeds: dict[str, np.ndarray] = {}
         support = None
-        if signature == "score_with_state":
+        if signature in ("score_with_state", "update_state", "recommend_with_state"):
             for e in self.contract.state:
                 feeds[STATE_PREFIX + e.name] = self._pad(arrays[STATE_PREFIX + e.name].astype(e.dtype), users)
+            if signature == "update_state":
+                rows = arrays[NEW_ITEM].shape[1]
+                support = buckets.size_for("support", rows)
+                mask = arrays[NEW_MASK]
+                feeds[G_NEW_ITEMS] = self._pad(self._rows(arrays[NEW_ITEM]), users, support)
+                feeds[G_NEW_RATING] = self._pad(np.where(mask > 0, arrays[NEW_RATING], 0.0).astype(np.float32),
+                                                users, support)
+                feeds[G_NEW_MASK] = self._pad(mask, users, support)
         else:
             ids, fields = self._users(arrays)
             feeds[G_USER], feeds[G_FIELDS] = self._pad(ids, users), self._pad(fields, users)
@@ -356,6 +392,7 @@ class OnnxRecommender:
             q_rows = arrays[QUERY_ITEM].shape[1]
             feeds[G_QUERY] = self._pad(self._rows(arrays[QUERY_ITEM]), users, buckets.size_for("query", q_rows))
         out = self._run(signature, users, support, feeds)
+        out = {k[len(NEXT):] if k.startswith(NEXT) else k: v for k, v in out.items()}
         if SCORES in out and q_rows is not None:
             out[SCORES] = out[SCORES][:, :q_rows]
         return {k: v[:count] for k, v in out.items()}

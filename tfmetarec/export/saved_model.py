@@ -13,7 +13,10 @@ limits, state, vocabularies) beside the graph. Signatures (``T`` users per reque
   ``scores [T, K]``: the top ``K`` of the whole catalogue, rated items left out;
 * ``adapt``: user inputs + the support -> the state (``state_*`` tensors) to cache;
 * ``score_with_state``: ``state_*`` + ``query_item_id`` -> ``scores``;
-* ``recommend_with_state``: ``state_*`` + the items to leave out -> top ``K``.
+* ``recommend_with_state``: ``state_*`` -> top ``K``, the state's rated items left out;
+* ``update_state``: ``state_*`` + new ratings (``new_item_id``, ``new_rating``,
+  ``new_mask`` ``[T, S]``) -> the state after them: a service keeps one small state per
+  user and never replays the history.
 
 Raw IDs and field values are looked up in the graph (:class:`~tfmetarec.export.raw_inputs.RawInputs`);
 anything unseen is the out-of-vocabulary index. Requests are checked in the graph and
@@ -134,9 +137,9 @@ class ServingModule(tf.Module):
         self._recommend_fn = tf.function(self.core.recommend, jit_compile=xla)
         self._adapt_recommend_fn = tf.function(
             lambda u, f, i, r, m: self.core.recommend(self.core.adapt(u, f, i, r, m), i, m), jit_compile=xla)
+        self._recommend_state_fn = tf.function(self.core.recommend_state, jit_compile=xla)
+        self._update_fn = tf.function(self.core.update, jit_compile=xla)
         for name in self.contract.signatures:
-            if name == "update_state" and not hasattr(self, "_update_fn"):
-                continue
             specs = {n: tf.TensorSpec(self.contract.input_shapes()[n], DTYPES[self.contract.input_dtypes()[n]], n)
                      for n in self.contract.inputs(name)}
             setattr(self, name, tf.function(getattr(self, f"_{name}"), input_signature=[specs]))
@@ -286,16 +289,11 @@ class ServingModule(tf.Module):
         return {SCORES: self._score_fn(state, q)[:users, :rows]}
 
     def _recommend_with_state(self, inputs: dict) -> dict:
-        def mask_check(x):
-            return [tf.debugging.assert_equal(
-                tf.reduce_all((x[SUPPORT_MASK] == 0.0) | (x[SUPPORT_MASK] == 1.0)), True,
-                message=f"{SUPPORT_MASK} must hold only 0 (padding) and 1 (an item to leave out)")]
-
-        state, users, rows, padded = self._with_state(inputs, (SUPPORT_ITEM, SUPPORT_MASK), "support", mask_check)
-        size = _bucket(rows, self.buckets.support)
-        items = _pad(self.raw.item_rows(inputs[SUPPORT_ITEM]), padded, size)
-        mask = _pad(inputs[SUPPORT_MASK], padded, size)
-        top, scores = self._recommend_fn(state, items, mask)
+        state, users, checks = self._state(inputs)
+        with tf.control_dependencies(checks):
+            users = tf.identity(users)
+        padded = _bucket(users, self.buckets.users)
+        top, scores = self._recommend_state_fn({k: _pad(v, padded) for k, v in state.items()})
         return {TOP_ITEMS: top[:users], SCORES: scores[:users]}
 
     def _update_state(self, inputs: dict) -> dict:

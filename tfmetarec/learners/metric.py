@@ -110,10 +110,11 @@ class _SimilarityLearner(MetaLearner):
         return self.embed(params, features)
 
     def memory(self, support: Episode, context: dict | None = None) -> dict[str, tf.Tensor]:
+        """The support's rows as a memory: held rows first, in order, padding zeroed."""
         params = self.model.variable_values()
         residual, mask, _ = masked_residuals(self.model, params, support, context)
-        return {"memory_key": self.key(params, features_of(support)), "memory_value": residual,
-                "memory_mask": mask}
+        rows = {"memory_key": self.key(params, features_of(support)), "memory_value": residual, "memory_mask": mask}
+        return fit_rows(rows, tf.shape(mask)[1], "memory_mask")
 
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
         return {**self.memory(support), **self.model.task_context(support)}

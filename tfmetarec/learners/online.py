@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import tensorflow as tf
 
 
-def append_rows(old: Mapping[str, tf.Tensor], new: Mapping[str, tf.Tensor], capacity: int,
+def append_rows(old: Mapping[str, tf.Tensor], new: Mapping[str, tf.Tensor], capacity: int | tf.Tensor,
                 mask: str = "mask") -> dict[str, tf.Tensor]:
     """``old`` then ``new`` (same keys, rows on axis 1), keeping the last ``capacity`` rows whose
     ``mask`` is 1, in order, as ``[T, capacity, ...]`` (the rest zero, mask 0)."""
@@ -39,6 +39,6 @@ def empty_rows(like: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {k: v[:, :0] for k, v in like.items()}
 
 
-def fit_rows(memory: Mapping[str, tf.Tensor], capacity: int, mask: str = "mask") -> dict[str, tf.Tensor]:
+def fit_rows(memory: Mapping[str, tf.Tensor], capacity: int | tf.Tensor, mask: str = "mask") -> dict[str, tf.Tensor]:
     """``memory`` as exactly ``[T, capacity, ...]``: the last ``capacity`` held rows, padded."""
     return append_rows(empty_rows(memory), memory, capacity, mask)
