@@ -19,6 +19,9 @@ median over rounds.
   every item; the two-tower model runs keras-rs' dot-product search).
 * memory: a fresh process per runtime serves 10,000 requests of random shapes (users
   1..8, support 0..128, query 1..256) and reports RSS and its memory-map count.
+* online updates: ``update_state`` with one new rating on a cached state against ``adapt``
+  from scratch on a history of 20 and of 100 ratings (both return the state a service
+  caches), one user, SavedModel and ONNX Runtime.
 
 FLOP count: one decision-MLP forward on one row costs ``F = 2 * (256*64 + 64*64 + 64)
 = 41,216`` FLOP; an inner step on the support is about ``3 F S``, the query forward
@@ -121,15 +124,21 @@ def signature_caller(path: Path, name: str):
 
 
 def load_test(call, data, seconds: float, clients: int = 8) -> dict:
-    """``clients`` threads sending random single-user requests for ``seconds``."""
+    """``clients`` threads sending random single-user requests (drawn from 500 made beforehand)
+    for ``seconds``."""
     done, errors, lock = [], [0], threading.Lock()
+    rng = np.random.default_rng(11)
+    pool = [request(data, rng, 1, int(rng.integers(1, 33)), int(rng.integers(1, 129))) for _ in range(500)]
+    for req in pool[:10]:
+        call(req)
     stop = time.perf_counter() + seconds
     before = rss_mb()
 
     def client(seed: int) -> None:
-        rng = np.random.default_rng(seed)
+        i = seed
         while time.perf_counter() < stop:
-            req = request(data, rng, 1, int(rng.integers(1, 33)), int(rng.integers(1, 129)))
+            req = pool[i % len(pool)]
+            i += clients
             start = time.perf_counter()
             try:
                 call(req)
@@ -275,6 +284,8 @@ def main(argv=None) -> int:
                    memory_run("savedmodel", plain, args.memory_requests)]
     print(memory_rows, flush=True)
 
+    update_rows = update_section(learner, data, encoder, root, plain, xla, args)
+
     text = "\n".join([
         f"Machine: {machine()}", "",
         "Export times: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), "",
@@ -286,12 +297,54 @@ def main(argv=None) -> int:
         markdown_table(top_rows, ["model", "catalogue", "search", "p50_ms", "p99_ms"]), "",
         f"## Memory over {args.memory_requests} requests of random shapes (fresh process each)", "",
         markdown_table(memory_rows, ["runtime", "requests", "rss_after_warm_up_mb", "rss_end_mb",
-                                     "maps_after_warm_up", "maps_at_each_fifth", "seconds"]), ""])
+                                     "maps_after_warm_up", "maps_at_each_fifth", "seconds"]), "",
+        "## Online updates: one new rating on a cached state against adapting from scratch (1 user)", "",
+        markdown_table(update_rows, ["runtime", "call", "p50_ms", "p99_ms", "vs adapt on 20"]), ""])
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return 0
+
+
+def update_section(learner, data, encoder, root: Path, plain: Path, xla: Path, args) -> list[dict]:
+    """p50/p99 of update_state (1 new rating) and of adapt on 20 and 100 ratings, per runtime."""
+    from tfmetarec.export.onnx import OnnxRecommender, export_onnx
+
+    rng = np.random.default_rng(3)
+    folder = export_onnx(learner, root / "onnx-update", encoder=encoder,
+                         buckets=Buckets(users=(1,), support=(8, 32, 128), query=(16,)),
+                         signatures=("adapt", "update_state"))
+    onnx = OnnxRecommender(folder, threads=1)
+    history = {n: {k: v for k, v in request(data, rng, 1, n, 1).items() if k != "query_item_id"} for n in (20, 100)}
+    new = {"new_item_id": history[20]["support_item_id"][:, :1], "new_rating": history[20]["support_rating"][:, :1],
+           "new_mask": np.ones((1, 1), np.float32)}
+    rows = []
+    for name, path in (("TF SavedModel, default (no XLA)", plain), ("TF SavedModel, XLA opt-in", xla)):
+        adapt, update = signature_caller(path, "adapt"), signature_caller(path, "update_state")
+        state = {k: v.numpy() for k, v in adapt(history[20]).items()}
+        calls = {"adapt on 20 ratings": lambda: adapt(history[20]), "adapt on 100 ratings": lambda: adapt(history[100]),
+                 "update_state, 1 new rating": lambda: update({**state, **new})}
+        rows += _timed(name, calls, args)
+    state = onnx("adapt", history[20])
+    calls = {"adapt on 20 ratings": lambda: onnx("adapt", history[20]),
+             "adapt on 100 ratings": lambda: onnx("adapt", history[100]),
+             "update_state, 1 new rating": lambda: onnx("update_state", {**state, **new})}
+    rows += _timed("ONNX Runtime (OnnxRecommender, 1 thread)", calls, args)
+    print(rows, flush=True)
+    return rows
+
+
+def _timed(runtime: str, calls: dict, args) -> list[dict]:
+    out = []
+    for name, fn in calls.items():
+        fn()
+        p50, p99 = percentiles(fn, args.calls, args.rounds)
+        out.append({"runtime": runtime, "call": name, "p50_ms": p50, "p99_ms": p99})
+    base = next(r["p50_ms"] for r in out if r["call"] == "adapt on 20 ratings")
+    for r in out:
+        r["vs adapt on 20"] = r["p50_ms"] / base
+    return out
 
 
 def _eager_inputs(learner, encoder, req):

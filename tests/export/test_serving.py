@@ -115,9 +115,8 @@ def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(tm
         assert not rated & set(got["item_id"][t].tolist())
         same = got["item_id"][t] == items
         assert same.all() or np.allclose(got["scores"][t][~same], scores[~same], atol=1e-5)  # ties only
-    state = _call(loaded, "adapt", request)
-    again = _call(loaded, "recommend_with_state", {**state, "support_item_id": request["support_item_id"],
-                                                   "support_mask": request["support_mask"]})
+    state = _call(loaded, "adapt", request)  # the state remembers the rated items and leaves them out
+    again = _call(loaded, "recommend_with_state", state)
     np.testing.assert_array_equal(again["item_id"], got["item_id"])
 
 

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
-from tfmetarec.data.features import FeatureEncoder
+from tfmetarec.data.features import AGE_BUCKETS, FeatureEncoder
 from tfmetarec.export.contract import (
     CONTRACT_FILE,
     NEW_ITEM,
@@ -289,12 +288,12 @@ class OnnxRecommender:
         self.contract = ServingContract.from_dict(info)
         extra = self.contract.extra
         self.encoder = FeatureEncoder.from_dict(extra["encoder"])
-        self.item_index = pd.Index(np.asarray(extra["item_raw_ids"], np.int64))
         self.files: dict[str, str] = extra["onnx"]["files"]
         self.signatures = tuple(extra["onnx"]["signatures"])
         self.numeric = set(extra["onnx"]["user_numeric_fields"])
         self.threads = threads
         self._sessions: dict[str, Any] = {}
+        self._prepare_lookups()
 
     def session(self, name: str):
         if name not in self._sessions:
@@ -307,28 +306,57 @@ class OnnxRecommender:
         return self._sessions[name]
 
     # -- encoding (the SavedModel's RawInputs, in numpy) --------------------------------------------
-    def _users(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        values = {}
-        for f in self.contract.user_fields:
-            cells = [v.decode() if isinstance(v, bytes) else str(v) for v in arrays[f"user_{f}"]]
-            cells = [c.strip() for c in cells]
-            if f in self.numeric:
-                bad = [c for c in cells if c and not re.fullmatch(NUMBER, c)]
-                if bad:
-                    raise RequestError(f"user_{f} must hold numbers (or '' for missing), got {bad[:3]}.")
-                values[f] = [float(c) if c else None for c in cells]
+    def _prepare_lookups(self) -> None:
+        """Sorted keys and dicts for the per-request lookups (no pandas on the request path)."""
+        encoder = self.encoder
+        raw = np.asarray(self.contract.extra["item_raw_ids"], np.int64)
+        rows = np.flatnonzero(raw >= 0)
+        order = np.argsort(raw[rows], kind="stable")
+        self._item_keys, self._item_rows = raw[rows][order], rows[order].astype(np.int32)
+        self._user_keys = np.asarray(encoder.user_vocab or [], np.int64)  # sorted by the encoder
+        self._fields = []
+        for f in encoder.fields_of("user"):
+            table = {v: i + 1 for i, v in enumerate(encoder.vocabulary("user", f.name))}
+            self._fields.append((f, table))
+
+    @staticmethod
+    def _find(keys: np.ndarray, values: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """``found[i]`` where ``keys[i] == value``, else 0 (``keys`` sorted)."""
+        if len(keys) == 0:
+            return np.zeros(values.shape, np.int32)
+        at = np.clip(np.searchsorted(keys, values), 0, len(keys) - 1)
+        return np.where(keys[at] == values, found[at], 0).astype(np.int32)
+
+    def _field(self, f, table: dict, cells: list[str]) -> np.ndarray:
+        if f.transform in ("age_bucket", "year_bucket"):
+            bad = [c for c in cells if c and not re.fullmatch(NUMBER, c)]
+            if bad:
+                raise RequestError(f"user_{f.name} must hold numbers (or '' for missing), got {bad[:3]}.")
+            value = np.array([float(c) if c else np.nan for c in cells])
+            if f.transform == "age_bucket":
+                out = np.searchsorted(np.asarray(AGE_BUCKETS, np.float64), value, side="right") + 1
             else:
-                values[f] = [c if c else None for c in cells]
-        frame = pd.DataFrame({"user": arrays[USER_ID], **values})
-        for f in self.encoder.fields_of("user"):
-            if f.source != f.name and f.name in frame:
-                frame[f.source] = frame[f.name]
-        ids, fields = self.encoder.encode_users(frame)
-        return ids.astype(np.int32), fields.astype(np.int32)
+                span, size = self.encoder.year_range, self.encoder.year_bucket_size
+                if span is None:
+                    return np.zeros(len(cells), np.int32)
+                out = (np.clip(np.nan_to_num(value, nan=span[0]), span[0], span[1] + size - 1) - span[0]) // size + 1
+            return np.where(np.isnan(value), 0, out).astype(np.int32)
+        if f.transform == "zip_prefix":
+            n = self.encoder.zip_prefix_len
+            cells = [c[:n] if len(c[:n]) == n and c[:n].isdigit() and c[:n].isascii() else "" for c in cells]
+        return np.array([table.get(c, 0) for c in cells], np.int32)
+
+    def _users(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        ids = self._find(self._user_keys, arrays[USER_ID], np.arange(1, len(self._user_keys) + 1))
+        cols = []
+        for f, table in self._fields:
+            cells = [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in arrays[f"user_{f.name}"]]
+            cols.append(self._field(f, table, cells))
+        fields = np.stack(cols, axis=1) if cols else np.zeros((len(ids), 0), np.int32)
+        return ids, fields
 
     def _rows(self, raw: np.ndarray) -> np.ndarray:
-        rows = self.item_index.get_indexer(raw.reshape(-1)).reshape(raw.shape)
-        return np.where(rows <= 0, 0, rows).astype(np.int32)
+        return self._find(self._item_keys, np.asarray(raw, np.int64), self._item_rows)
 
     @staticmethod
     def _pad(x: np.ndarray, users: int, rows: int | None = None) -> np.ndarray:

@@ -49,7 +49,7 @@ class MAML(GradientUpdate, MetaLearner):
             by a non-trainable learner variable); 0 keeps them uniform.
         update_mode, update_steps, history_size: how ``update`` advances an adapted
             state as ratings arrive (see :class:`~tfmetarec.learners.adaptation.GradientUpdate`):
-            by default one SGD step on the new ratings only.
+            by default one SGD step on the last 64 ratings, which the state keeps.
     """
 
     gradient_based = True
@@ -64,7 +64,7 @@ class MAML(GradientUpdate, MetaLearner):
         learn_inner_lr: str = "fixed",
         multi_step_loss: bool = False,
         msl_anneal_steps: int = 0,
-        update_mode: str = "new",
+        update_mode: str = "history",
         update_steps: int = 1,
         history_size: int = 64,
         **kwargs: Any,

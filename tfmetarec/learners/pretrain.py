@@ -30,7 +30,7 @@ class Pretrain(GradientUpdate, MetaLearner):
         finetune_steps: int = 0,
         finetune_lr: float = 0.05,
         adapt: str | Sequence[str] = "decision",
-        update_mode: str = "new",
+        update_mode: str = "history",
         update_steps: int = 1,
         history_size: int = 64,
         **kwargs,

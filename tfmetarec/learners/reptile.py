@@ -47,7 +47,7 @@ class Reptile(GradientUpdate, MetaLearner):
         inner_lr: float = 0.05,
         adapt: str | Sequence[str] = "decision",
         train_on_query: bool = True,
-        update_mode: str = "new",
+        update_mode: str = "history",
         update_steps: int = 1,
         history_size: int = 64,
         **kwargs: Any,
