@@ -123,7 +123,7 @@ class MetaTrainer:
         try:
             status = self.checkpoint().restore(path)
             status.assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as err:
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(
                 f"Checkpoint {path} cannot be restored into this {type(self.learner).__name__}: {first}. It is "
