@@ -153,6 +153,11 @@ def _report(run, workdir: Path, args: argparse.Namespace) -> None:
     unit = "item" if run.prepared.config.task_key == "item" else "user"
     print(f"\nCold-start report (per-{unit} metrics averaged over {unit}s; lower MAE/RMSE is better)")
     print(experiment.to_text(report))
+    tests = report.attrs.get("paired_tests")
+    if tests is not None and len(tests):
+        shown = tests[["scenario", "metric", "method", "baseline", "diff", "p", "verdict"]]
+        print(f"\nPaired tests over {unit}s ({run.config.learner.name} - baseline; better/worse only where p < 0.05)")
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.curves:
         experiment.adaptation_curves(run, workdir / "curves")
         print(f"Adaptation curves written to {workdir / 'curves'}")

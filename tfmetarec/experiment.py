@@ -25,7 +25,8 @@ from tfmetarec.data import (
 )
 from tfmetarec.data.published import published_split, read_split
 from tfmetarec.evaluation.curves import SUPPORT_SIZES, inner_steps_curve, plot_curve, support_size_curve
-from tfmetarec.evaluation.protocol import evaluate_scenarios, evaluate_tasks
+from tfmetarec.evaluation.protocol import evaluate_per_task, evaluate_scenarios, evaluate_tasks
+from tfmetarec.evaluation.stats import compare, to_markdown_tests
 from tfmetarec.evaluation.report import to_markdown, to_text, tidy
 from tfmetarec.learners import MetaLearner, MetaTrainer, Pretrain
 from tfmetarec.learners import get as get_learner
@@ -417,10 +418,32 @@ def evaluate(
     if workdir is not None:
         out = Path(workdir)
         out.mkdir(parents=True, exist_ok=True)
+        tests = paired_comparisons(run, learners)
+        report.attrs["paired_tests"] = tests
         report.to_csv(out / "report.csv", index=False)
+        tests.to_csv(out / "report_tests.csv", index=False)
         (out / "finetune.json").write_text(json.dumps({"finetune_lr": finetune_lr, "steps": lc.inner_steps}))
-        (out / "report.md").write_text(to_markdown(report) + "\n", encoding="utf-8")
+        text = to_markdown(report) + "\n"
+        if len(tests):
+            text += ("\nPaired tests over tasks (difference = method - baseline; sign-flip permutation p; "
+                     "better/worse only where p < 0.05):\n\n" + to_markdown_tests(tests) + "\n")
+        (out / "report.md").write_text(text, encoding="utf-8")
     return report
+
+
+def paired_comparisons(run: Run, learners: dict[str, MetaLearner] | None = None,
+                       metrics: tuple[str, ...] = ("MAE", "nDCG@3")) -> pd.DataFrame:
+    """The meta-learner against each other method on every scenario, paired over the same
+    tasks: mean difference, 95 % interval, permutation p and a verdict that says better or
+    worse only when significant (:func:`tfmetarec.evaluation.stats.compare`)."""
+    learners = learners if learners is not None else compared_learners(run)
+    main = run.config.learner.name if run.config.learner.name in learners else next(iter(learners))
+    per_task = evaluate_per_task(learners, run.prepared.encoded, run.prepared.scenarios,
+                                 batch_size=run.config.train.batch_size, jit_compile=False)
+    if per_task.empty:
+        return pd.DataFrame()
+    frames = [compare(per_task, main, other, metrics, seed=run.config.train.seed) for other in learners if other != main]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 __all__ = [
@@ -433,6 +456,7 @@ __all__ = [
     "evaluate",
     "fit_learner",
     "load_run",
+    "paired_comparisons",
     "prepare",
     "resolve_split",
     "save_run",
