@@ -91,8 +91,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="folder holding the dataset's files (default: $TFMETAREC_DATA_DIR/movielens-100k, movielens-1m or ml-latest-small)")
     g.add_argument("--item-side-file", help="MovieLens only: CSV/TSV of item content keyed by item ID (rate, directors, actors ...; '|' separates a list's values)")
     g.add_argument("--split", choices=("melu", "time"), default=s.method, help="cold-start split protocol (default: %(default)s)")
-    g.add_argument("--split-file", help="use a published split instead of drawing one: a CSV/TSV with columns user,item,rating,"
-                   "partition,role, or a folder (or one file) of MeLU's <state>.json / <state>_y.json")
+    g.add_argument("--split-file", help="use a published split instead of drawing one: a CSV/TSV with columns "
+                   "user,item,rating,partition,role, or a folder (or one file) of MeLU's <state>.json / <state>_y.json")
     g.add_argument("--new-item-year", type=int, default=s.new_item_year, help="items released in or after this year are new (default: per dataset)")
     g.add_argument("--query-size", type=POSITIVE, default=s.query_size, help="query ratings per task (default: %(default)s)")
     g.add_argument("--min-support", type=POSITIVE, default=s.min_support, help="least support ratings of an evaluation task (default: %(default)s)")

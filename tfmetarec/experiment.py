@@ -187,6 +187,7 @@ def build_learner(config: ExperimentConfig, model: MetaModel, prepared: Prepared
                                else lc.learn_inner_lr)
     options["matching"] = options["prototype"]
     learner = cls(model, **options.get(name, {}))
+    learner.set_query_loss(lc.ranking_weight, lc.ranking_loss)
     if hasattr(learner, "fit_statistics"):
         if prepared is None:
             raise ValueError(f"The {lc.name!r} learner needs the training ratings: call build_learner(..., prepared).")

@@ -172,7 +172,8 @@ SCENARIO_ORDER = ("warm", "user_cold", "item_cold", "user_item_cold")
 
 def to_markdown_table(summary: pd.DataFrame, results: pd.DataFrame | None = None,
                       metrics: Sequence[str] = ("MAE", "nDCG@3")) -> str:
-    """One Markdown table per dataset and metric: rows = model + method, columns = scenarios (mean ± 95 % CI over seeds)."""
+    """One Markdown table per dataset and metric: rows = model + method, columns = scenarios
+    (mean ± 95 % CI over seeds)."""
     lines: list[str] = []
     for dataset, data in summary.groupby("dataset", sort=False):
         for metric in metrics:

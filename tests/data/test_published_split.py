@@ -150,7 +150,8 @@ def test_inconsistent_splits_are_refused(data):
     train = split.meta_train.assign(partition="meta_train", role="")
     cold = _with_roles(split.partitions["user_cold"], "user_cold")
     leak = cold.iloc[:1].assign(partition="meta_train", role="")
-    with pytest.raises(DataFormatError, match=r"new users \(of user_cold/user_item_cold\) \[\d+\] also appear in meta_train"):
+    leaked = r"new users \(of user_cold/user_item_cold\) \[\d+\] also appear in meta_train"
+    with pytest.raises(DataFormatError, match=leaked):
         published_split(data, pd.concat([train, cold, leak]))
     unknown = cold.iloc[:1].assign(item=10**9)
     with pytest.raises(DataFormatError, match=r"item IDs \[1000000000\].*have no features"):
@@ -196,7 +197,8 @@ def test_a_published_split_trains_saves_and_reloads_through_the_cli(data, melu_f
 def test_fixed_tasks_need_roles(data, generic_file):
     from tfmetarec.experiment import build_learner, build_model, fit_learner, prepare
 
-    config = ExperimentConfig(model=ModelConfig(embedding_dim=4, hidden_units=(8,)), learner=LearnerConfig(inner_steps=1),
+    config = ExperimentConfig(model=ModelConfig(embedding_dim=4, hidden_units=(8,)),
+                              learner=LearnerConfig(inner_steps=1),
                               train=TrainConfig(meta_steps=2, fixed_tasks=True, jit_compile=False))
     prepared = prepare(config, data, split=generic_file)  # its meta-training rows carry no role
     learner = build_learner(config, build_model(config, prepared.encoded), prepared)

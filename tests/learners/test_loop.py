@@ -88,7 +88,8 @@ def test_checkpoints_hold_the_stream_state_and_refuse_another_stream(sampler, sm
     assert trainer.stream_fingerprint.numpy().decode() == source.state()["fingerprint"]
     _, split, _ = small_synthetic
     other_seed = EpisodeSampler(encoded, split.meta_train, batch_size=4, query_size=5, max_support=32, seed=4)
-    with pytest.raises(CheckpointError, match=r"ckpt-4 was written for another run: episode seed 3 in the checkpoint, 4 now"):
+    other = r"ckpt-4 was written for another run: episode seed 3 in the checkpoint, 4 now"
+    with pytest.raises(CheckpointError, match=other):
         _trainer(encoded).fit(other_seed, 6, verbose=0, checkpoint_dir=tmp_path / "ckpt")
     fewer_tasks = EpisodeSampler(encoded, split.meta_train.iloc[: len(split.meta_train) // 2], batch_size=4,
                                  query_size=5, max_support=32, seed=3)

@@ -56,4 +56,30 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_NAMES})
 
 
-__all__ = sorted(["DEFAULT_NEW_ITEM_YEAR", "SCENARIOS", "SplitConfig", *_NAMES])
+__all__ = [  # noqa: F822 (the names of _NAMES load on first use)
+    "AGE_BUCKETS",
+    "DATASETS",
+    "DEFAULT_NEW_ITEM_YEAR",
+    "SCENARIOS",
+    "ColdStartSplit",
+    "DataFormatError",
+    "EncodedData",
+    "FeatureEncoder",
+    "FeatureSpec",
+    "Field",
+    "InteractionData",
+    "SplitConfig",
+    "cold_start_split",
+    "default_data_dir",
+    "infer_fields",
+    "load_dataset",
+    "load_movielens_100k",
+    "load_movielens_1m",
+    "load_movielens_latest_small",
+    "make_synthetic",
+    "movielens_100k_dir",
+    "published_split",
+    "read_melu_split",
+    "read_split",
+    "read_split_file",
+]
