@@ -187,7 +187,7 @@ def to_markdown_table(summary: pd.DataFrame, results: pd.DataFrame | None = None
                     cells.append("—" if row.empty else f"{row[metric].iloc[0]:.4f} ± {row[metric + '_ci'].iloc[0]:.4f}")
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-    recall = sorted(c for c in summary.columns if c.startswith("Recall@") and not c.endswith("_std"))
+    recall = sorted(c for c in summary.columns if c.startswith("Recall@") and not c.endswith(("_std", "_ci")))
     for dataset, data in summary.groupby("dataset", sort=False):
         for column in recall:
             k = column.split("@")[1]
