@@ -61,3 +61,11 @@ def test_parser_builds_the_same_config_as_defaults():
     config = config_from_args(build_parser().parse_args(["train"]))
     assert config == ExperimentConfig()
     assert ExperimentConfig.from_dict(config.to_dict()) == config
+
+
+def test_export_bucket_defaults_match_the_serving_contract():
+    from tfmetarec.cli import BUCKETS
+    from tfmetarec.export.contract import Buckets
+
+    b = Buckets()
+    assert BUCKETS == {"users": b.users, "support": b.support, "query": b.query}

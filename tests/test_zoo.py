@@ -21,7 +21,7 @@ def test_tiny_zoo_writes_tables_with_seed_spread(tmp_path):
     assert set(done[done.model == "two_tower"].method) == {"maml"}
     assert set(done.seed) == {0, 1}
     table = (tmp_path / "zoo_table.md").read_text()
-    assert "### synthetic: MAE (mean ± sd over 2 seeds)" in table
+    assert "### synthetic: MAE (mean ± 95 % CI over 2 seeds)" in table
     assert "| melu | maml |" in table and " ± " in table
     assert "### synthetic: ranking the whole catalogue, user_cold" in table
     assert "| two_tower | maml |" in table

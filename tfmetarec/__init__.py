@@ -5,30 +5,54 @@ Data flows one way: ``data`` (loaders, features, cold-start splits) ->
 rating models) -> ``learners`` (MAML and baselines, XLA-compiled training) ->
 ``evaluation`` (cold-start metrics and reports) -> ``export`` (SavedModel, ONNX)
 -> ``presets`` (published checkpoints, fine-tuning).
+
+Submodules and names are imported on first use, so ``tfmetarec.config`` and the
+command line's argument checks run without loading TensorFlow.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfmetarec import data, evaluation, learners, models, tasks  # noqa: E402
-from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig  # noqa: E402
-from tfmetarec.data import SplitConfig, cold_start_split, load_dataset, make_synthetic  # noqa: E402
-from tfmetarec.learners import MAML, MetaTrainer, Pretrain  # noqa: E402
-from tfmetarec.models import MeLU  # noqa: E402
-
 __version__ = "0.1.0"
 
+_SUBMODULES = ("data", "evaluation", "learners", "models", "tasks", "presets", "experiment", "config")
+_NAMES = {
+    "ExperimentConfig": "tfmetarec.config",
+    "LearnerConfig": "tfmetarec.config",
+    "ModelConfig": "tfmetarec.config",
+    "TrainConfig": "tfmetarec.config",
+    "SplitConfig": "tfmetarec.data.split_config",
+    "cold_start_split": "tfmetarec.data.splits",
+    "load_dataset": "tfmetarec.data.movielens",
+    "make_synthetic": "tfmetarec.data.synthetic",
+    "MAML": "tfmetarec.learners",
+    "MetaTrainer": "tfmetarec.learners",
+    "Pretrain": "tfmetarec.learners",
+    "MeLU": "tfmetarec.models",
+    "from_preset": "tfmetarec.presets",
+    "save_to_preset": "tfmetarec.presets",
+}
 
-def __getattr__(name: str):
-    """``tfmetarec.from_preset`` / ``save_to_preset``, imported on first use."""
-    if name in ("from_preset", "save_to_preset"):
-        from tfmetarec import presets
 
-        return getattr(presets, name)
-    raise AttributeError(f"module 'tfmetarec' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    """The public names and submodules, imported on first use."""
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"tfmetarec.{name}")
+    else:
+        raise AttributeError(f"module 'tfmetarec' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES, *_SUBMODULES})
 
 
 __all__ = [

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfmetarec.data.splits import SplitConfig
+from tfmetarec.data.split_config import SplitConfig
 
 DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small")
 LEARNERS = (
@@ -20,6 +21,26 @@ MODELS = ("cf", "content", "hybrid", "melu", "metaemb", "two_tower")
 """The names of ``tfmetarec.models.available()``, without importing TensorFlow."""
 TASK_KEYS = ("user", "item")
 """What one task is: a user's ratings (user cold start) or an item's (item cold start)."""
+
+
+QUERY_LOSSES = ("pairwise", "listwise")
+"""Ranking-aware query losses a learner can mix into its rating loss (``LearnerConfig.ranking_loss``)."""
+
+
+def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
+                 integer: bool = False, maximum: float | None = None) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number in range."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}.")
+    if above is not None and value <= above:
+        raise ValueError(f"{name} must be > {above}, got {value!r}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}.")
 
 
 def _from_dict(cls, values: dict[str, Any]):
@@ -53,6 +74,11 @@ class ModelConfig:
                                                       else self.field_dims)))
         if self.list_pooling not in ("mean", "sum"):
             raise ValueError(f"list_pooling must be 'mean' or 'sum', got {self.list_pooling!r}.")
+        check_number("model.embedding_dim", self.embedding_dim, minimum=1, integer=True)
+        for width in self.hidden_units:
+            check_number("model.hidden_units", width, minimum=1, integer=True)
+        for name, width in self.field_dims:
+            check_number(f"model.field_dims[{name!r}]", width, minimum=1, integer=True)
 
 
 @dataclass(frozen=True)
@@ -80,6 +106,22 @@ class LearnerConfig:
     pooling: str = "attention"
     shrinkage: float = 1.0
     item_shrinkage: float = 5.0
+    ranking_weight: float = 0.0
+    """Share of the query loss given to a ranking loss: ``(1 - w) * MSE + w * ranking`` (0 = ratings only)."""
+    ranking_loss: str = "pairwise"
+    """The ranking loss: ``pairwise`` (logistic over the task's ordered query pairs) or ``listwise``
+    (softmax cross-entropy against the ratings' softmax)."""
+
+    def __post_init__(self) -> None:
+        check_number("learner.inner_steps", self.inner_steps, minimum=0, integer=True)
+        check_number("learner.inner_lr", self.inner_lr, minimum=0)
+        check_number("learner.msl_anneal_steps", self.msl_anneal_steps, minimum=0, integer=True)
+        check_number("learner.hidden_dim", self.hidden_dim, minimum=1, integer=True)
+        check_number("learner.shrinkage", self.shrinkage, minimum=0)
+        check_number("learner.item_shrinkage", self.item_shrinkage, minimum=0)
+        check_number("learner.ranking_weight", self.ranking_weight, minimum=0, maximum=1)
+        if self.ranking_loss not in QUERY_LOSSES:
+            raise ValueError(f"learner.ranking_loss must be one of {QUERY_LOSSES}, got {self.ranking_loss!r}.")
 
 
 @dataclass(frozen=True)
@@ -95,6 +137,18 @@ class TrainConfig:
     seed: int = 0
     steps_per_execution: int = 1
     """Meta-steps per compiled call (see ``MetaTrainer``); more cuts the per-step overhead."""
+    fixed_tasks: bool = False
+    """With a published split that gives meta-training rows a role, train on those fixed
+    support/query tasks instead of drawing a new query at every step."""
+
+    def __post_init__(self) -> None:
+        check_number("train.meta_steps", self.meta_steps, minimum=0, integer=True)
+        check_number("train.pretrain_steps", self.pretrain_steps, minimum=0, integer=True)
+        check_number("train.batch_size", self.batch_size, minimum=1, integer=True)
+        check_number("train.outer_lr", self.outer_lr, above=0)
+        check_number("train.max_support", self.max_support, minimum=1, integer=True)
+        check_number("train.seed", self.seed, minimum=0, integer=True)
+        check_number("train.steps_per_execution", self.steps_per_execution, minimum=1, integer=True)
 
 
 @dataclass(frozen=True)
@@ -113,6 +167,10 @@ class ExperimentConfig:
     # ratings, so a new item adapts from its first ratings (adapt an item-side
     # group, e.g. cf's "item_prior").
     task_key: str = "user"
+    split_file: str | None = None
+    """A published split to use instead of drawing one: a CSV/TSV file (user, item, rating,
+    partition, role) or a folder (or one file) of MeLU's ``*_state.json`` / ``*_state_y.json``
+    (see :mod:`tfmetarec.data.published`)."""
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -132,6 +190,7 @@ class ExperimentConfig:
             "learner": dataclasses.asdict(self.learner),
             "train": dataclasses.asdict(self.train),
             "task_key": self.task_key,
+            "split_file": self.split_file,
         }
 
     @classmethod
@@ -146,6 +205,7 @@ class ExperimentConfig:
             learner=_from_dict(LearnerConfig, values.pop("learner", {})),
             train=_from_dict(TrainConfig, values.pop("train", {})),
             task_key=values.pop("task_key", "user"),
+            split_file=values.pop("split_file", None),
             **_check_empty(values),
         )
 
@@ -155,8 +215,28 @@ class ExperimentConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ExperimentConfig:
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
+        """Read a ``config.json``; a malformed file is a ``ValueError`` naming it."""
+        try:
+            with open(path, encoding="utf-8") as fh:
+                values = json.load(fh)
+            if not isinstance(values, dict):
+                raise ValueError(f"expected a JSON object, got {type(values).__name__}")
+            return cls.from_dict(values)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as err:
+            raise ValueError(f"{path} is not a valid experiment config: {err}") from err
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two ``to_dict()`` trees, as ``key: old -> new``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, name + ".")
+        elif (list(a) if isinstance(a, (list, tuple)) else a) != (list(b) if isinstance(b, (list, tuple)) else b):
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
 
 
 def _check_empty(values: dict[str, Any]) -> dict[str, Any]:

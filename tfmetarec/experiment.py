@@ -23,14 +23,17 @@ from tfmetarec.data import (
     cold_start_split,
     load_dataset,
 )
+from tfmetarec.data.published import published_split, read_split
 from tfmetarec.evaluation.curves import SUPPORT_SIZES, inner_steps_curve, plot_curve, support_size_curve
-from tfmetarec.evaluation.protocol import evaluate_scenarios, evaluate_tasks
+from tfmetarec.evaluation.protocol import evaluate_per_task, evaluate_scenarios, evaluate_tasks
+from tfmetarec.evaluation.stats import compare, to_markdown_tests
 from tfmetarec.evaluation.report import to_markdown, to_text, tidy
 from tfmetarec.learners import MetaLearner, MetaTrainer, Pretrain
 from tfmetarec.learners import get as get_learner
 from tfmetarec.models import MetaModel
 from tfmetarec.models import get as get_model
-from tfmetarec.tasks.episode import TaskSet, build_tasks
+from tfmetarec.run_folder import RunFolderError, prepare_run_folder
+from tfmetarec.tasks.episode import TaskSet, build_fixed_tasks, build_tasks
 from tfmetarec.tasks.samplers import EpisodeSampler
 
 COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
@@ -70,17 +73,54 @@ def load_data(config: ExperimentConfig) -> InteractionData:
 
 VALIDATION_FRACTION = 0.1
 
+SplitSource = ColdStartSplit | pd.DataFrame | str | os.PathLike
 
-def prepare(config: ExperimentConfig, data: InteractionData | None = None) -> Prepared:
+
+def resolve_split(config: ExperimentConfig, data: InteractionData, split: SplitSource | None = None) -> ColdStartSplit:
+    """The run's split: ``split`` when given (a :class:`ColdStartSplit`, a frame in the
+    published layout, or a split file / MeLU folder), else ``config.split_file``, else one
+    drawn by :func:`cold_start_split`."""
+    if isinstance(split, ColdStartSplit):
+        return split
+    if isinstance(split, pd.DataFrame):
+        return published_split(data, split, config.split)
+    source = split if split is not None else config.split_file
+    if source is not None:
+        return published_split(data, read_split(source, config.split), config.split, source=os.fspath(source))
+    return cold_start_split(data, config.split)
+
+
+def _published_tasks(config: ExperimentConfig, encoded: EncodedData, split: ColdStartSplit, is_held: pd.Series,
+                     common: dict) -> tuple[TaskSet, dict[str, TaskSet]]:
+    """Validation and scenario tasks of a published split, keeping its support/query roles."""
+    if config.task_key != "user":
+        raise ValueError("A published split fixes each user's support and query; it needs task_key='user'.")
+    fixed = {k: common[k] for k in ("min_support", "max_support", "seed")}
+    held = split.meta_train[is_held]
+    if (held["role"] != "").all():
+        validation = build_fixed_tasks(encoded, held, name="validation", **fixed)
+    else:  # meta-training rows without roles: draw validation queries as the MeLU protocol does
+        validation = build_tasks(encoded, held.drop(columns="role"), name="validation", **common)
+    scenarios = {"warm": build_fixed_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train,
+                                           name="warm", **fixed)}
+    for name in COLD_SCENARIOS:
+        scenarios[name] = build_fixed_tasks(encoded, split.partitions[name], name=name, **fixed)
+    return validation, scenarios
+
+
+def prepare(config: ExperimentConfig, data: InteractionData | None = None,
+            split: SplitSource | None = None) -> Prepared:
     """Split the data, fit the encoders on the meta-training side, build eval tasks
     (one per user, or one per item with ``config.task_key == "item"``).
 
+    ``split`` (or ``config.split_file``) gives a published split instead of drawing one
+    (see :func:`resolve_split`); its tasks keep their given support and query.
     A seeded tenth of the meta-training users is held out as *validation*
     tasks (used to choose the fine-tuning baseline's step size); the rest are
     the training ratings.
     """
     data = data if data is not None else load_data(config)
-    split = cold_start_split(data, config.split)
+    split = resolve_split(config, data, split)
     sc = config.split
     users = np.unique(split.meta_train["user"].to_numpy())
     rng = np.random.default_rng(sc.seed + 7)
@@ -93,6 +133,9 @@ def prepare(config: ExperimentConfig, data: InteractionData | None = None) -> Pr
     encoded = encoder.transform(data)
     common = dict(query_size=sc.query_size, min_support=sc.min_support, max_support=config.train.max_support,
                   seed=sc.seed, task_key=config.task_key)
+    if split.published is not None:
+        validation, scenarios = _published_tasks(config, encoded, split, is_held, common)
+        return Prepared(config, data, split, encoder, encoded, train_ratings, validation, scenarios)
     validation = build_tasks(encoded, split.meta_train[is_held], name="validation", **common)
     scenarios = {
         "warm": build_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train, name="warm", **common)
@@ -144,6 +187,7 @@ def build_learner(config: ExperimentConfig, model: MetaModel, prepared: Prepared
                                else lc.learn_inner_lr)
     options["matching"] = options["prototype"]
     learner = cls(model, **options.get(name, {}))
+    learner.set_query_loss(lc.ranking_weight, lc.ranking_loss)
     if hasattr(learner, "fit_statistics"):
         if prepared is None:
             raise ValueError(f"The {lc.name!r} learner needs the training ratings: call build_learner(..., prepared).")
@@ -159,14 +203,20 @@ def fit_learner(
     workdir: Path | None = None,
     tag: str = "learner",
     verbose: int = 0,
+    checkpoint_every: int = 100,
 ) -> dict[str, list[float]]:
     """Meta-train ``learner`` on the prepared training ratings for ``steps`` steps.
 
+    With ``workdir``, a checkpoint (weights, optimizer, step and the episode stream's
+    state) is written every ``checkpoint_every`` steps and the latest one is resumed.
     A learner with nothing to train (no meta-variables) returns at once.
     """
     if not learner.meta_variables():
         return {}
     tc = prepared.config.train
+    if tc.fixed_tasks and ("role" not in prepared.train_ratings or (prepared.train_ratings["role"] == "").any()):
+        raise ValueError("train.fixed_tasks trains on a published split's given support/query tasks, but the "
+                         "meta-training rows have no role; give a split file with roles or drop fixed_tasks.")
     sampler = EpisodeSampler(
         prepared.encoded,
         prepared.train_ratings,
@@ -175,6 +225,7 @@ def fit_learner(
         max_support=tc.max_support,
         seed=tc.seed,
         task_key=prepared.config.task_key,
+        fixed=tc.fixed_tasks,
     )
     trainer = MetaTrainer(learner, keras.optimizers.Adam(tc.outer_lr), jit_compile=tc.jit_compile,
                           steps_per_execution=tc.steps_per_execution)
@@ -184,6 +235,7 @@ def fit_learner(
         verbose=verbose,
         checkpoint_dir=None if workdir is None else workdir / "checkpoints" / tag,
         tensorboard_dir=None if workdir is None else workdir / "logs" / tag,
+        checkpoint_every=checkpoint_every,
     )
 
 
@@ -192,15 +244,30 @@ def train(
     workdir: str | os.PathLike | None = None,
     verbose: int = 1,
     data: InteractionData | None = None,
+    *,
+    mode: str = "continue",
+    checkpoint_every: int = 100,
+    split: SplitSource | None = None,
 ) -> Run:
     """Meta-train the configured learner and the global baseline; save to ``workdir``.
 
-    ``workdir`` receives ``config.json``, ``encoder.json``, ``split/`` (counts
-    per partition), ``learner.keras``, ``baseline.keras``, TensorBoard logs and
-    resumable checkpoints.
+    ``workdir`` receives ``config.json`` (at once), ``encoder.json``, ``split/`` (counts
+    per partition; a published split's rows), ``learner.keras``, ``baseline.keras``,
+    TensorBoard logs and checkpoints every ``checkpoint_every`` steps. A folder holding a
+    run with the same config is continued from its checkpoints; one with another config
+    is refused (:class:`~tfmetarec.run_folder.RunFolderError`, naming the differing keys)
+    unless ``mode="overwrite"``; ``mode="resume"`` insists on a run to continue.
     """
     out = Path(workdir) if workdir is not None else None
-    prepared = prepare(config, data)
+    decision = prepare_run_folder(out, config, mode) if out is not None else "fresh"
+    if verbose and decision in ("continue", "overwrite"):
+        print(f"{'Continuing the run' if decision == 'continue' else 'Replacing the run'} in {out}")
+    prepared = prepare(config, data, split)
+    if out is not None:
+        _check_saved_split(out, prepared.split)
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.json")  # the folder names its run from the first step on
+        prepared.split.save(out / "split")
     if verbose:
         print(f"Dataset {config.dataset}: cold-start split")
         print(prepared.split.counts().to_string())
@@ -213,14 +280,33 @@ def train(
     history = {}
     if verbose:
         print(f"Meta-training {config.learner.name} for {config.train.meta_steps} steps")
-    history["learner"] = fit_learner(learner, prepared, config.train.meta_steps, out, "learner", verbose)
+    history["learner"] = fit_learner(learner, prepared, config.train.meta_steps, out, "learner", verbose,
+                                     checkpoint_every)
     if verbose:
         print(f"Training the global baseline for {config.train.pretrain_steps} steps")
-    history["baseline"] = fit_learner(baseline, prepared, config.train.pretrain_steps, out, "baseline", verbose)
+    history["baseline"] = fit_learner(baseline, prepared, config.train.pretrain_steps, out, "baseline", verbose,
+                                      checkpoint_every)
     run = Run(config, prepared, learner, baseline, history)
     if out is not None:
         save_run(run, out)
     return run
+
+
+def _check_saved_split(workdir: Path, split: ColdStartSplit) -> None:
+    """A continued run keeps its split: refuse to continue one trained on other published rows."""
+    if not (workdir / "checkpoints").exists():
+        return
+    saved = workdir / "split" / "published.csv.gz"
+    before = pd.read_csv(saved, keep_default_na=False) if saved.exists() else None
+    now = split.published
+    if before is None and now is None:
+        return
+    same = before is not None and now is not None and len(before) == len(now) and all(
+        np.allclose(before[c].to_numpy(dtype="float64"), now[c].to_numpy(dtype="float64")) if c == "rating"
+        else np.array_equal(before[c].to_numpy(), now[c].to_numpy()) for c in now.columns)
+    if not same:
+        raise RunFolderError(f"{workdir} was trained on another split ({saved} does not match the split given "
+                             "now); pass --overwrite to replace the run.")
 
 
 def save_run(run: Run, workdir: str | os.PathLike) -> None:
@@ -240,13 +326,20 @@ def load_run(workdir: str | os.PathLike, data: InteractionData | None = None) ->
     if not (out / "learner.keras").exists():
         raise FileNotFoundError(f"{out} holds no trained run (no learner.keras); run `tfmetarec train` first.")
     config = ExperimentConfig.load(out / "config.json")
-    prepared = prepare(config, data)
+    saved_split = out / "split" / "published.csv.gz"
+    split = None
+    if saved_split.exists():  # a published split is read from the run's own copy
+        data = data if data is not None else load_data(config)
+        split = ColdStartSplit.load(out / "split", data)
+    prepared = prepare(config, data, split)
     learner = keras.saving.load_model(out / "learner.keras")
     baseline = keras.saving.load_model(out / "baseline.keras")
     return Run(config, prepared, learner, baseline)
 
 
-FINETUNE_LRS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+FINETUNE_LRS = (0.0, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+"""Fine-tuning step sizes tried on validation tasks; 0 (no adaptation) is one of them, so
+fine-tuning is never worse than no adaptation on validation by construction."""
 
 
 def tune_finetune_lr(baseline: Pretrain, prepared: Prepared, steps: int, grid=FINETUNE_LRS) -> float:
@@ -326,10 +419,32 @@ def evaluate(
     if workdir is not None:
         out = Path(workdir)
         out.mkdir(parents=True, exist_ok=True)
+        tests = paired_comparisons(run, learners)
+        report.attrs["paired_tests"] = tests
         report.to_csv(out / "report.csv", index=False)
+        tests.to_csv(out / "report_tests.csv", index=False)
         (out / "finetune.json").write_text(json.dumps({"finetune_lr": finetune_lr, "steps": lc.inner_steps}))
-        (out / "report.md").write_text(to_markdown(report) + "\n", encoding="utf-8")
+        text = to_markdown(report) + "\n"
+        if len(tests):
+            text += ("\nPaired tests over tasks (difference = method - baseline; sign-flip permutation p; "
+                     "better/worse only where p < 0.05):\n\n" + to_markdown_tests(tests) + "\n")
+        (out / "report.md").write_text(text, encoding="utf-8")
     return report
+
+
+def paired_comparisons(run: Run, learners: dict[str, MetaLearner] | None = None,
+                       metrics: tuple[str, ...] = ("MAE", "nDCG@3")) -> pd.DataFrame:
+    """The meta-learner against each other method on every scenario, paired over the same
+    tasks: mean difference, 95 % interval, permutation p and a verdict that says better or
+    worse only when significant (:func:`tfmetarec.evaluation.stats.compare`)."""
+    learners = learners if learners is not None else compared_learners(run)
+    main = run.config.learner.name if run.config.learner.name in learners else next(iter(learners))
+    per_task = evaluate_per_task(learners, run.prepared.encoded, run.prepared.scenarios,
+                                 batch_size=run.config.train.batch_size, jit_compile=False)
+    if per_task.empty:
+        return pd.DataFrame()
+    frames = [compare(per_task, main, other, metrics, seed=run.config.train.seed) for other in learners if other != main]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 __all__ = [
@@ -342,7 +457,9 @@ __all__ = [
     "evaluate",
     "fit_learner",
     "load_run",
+    "paired_comparisons",
     "prepare",
+    "resolve_split",
     "save_run",
     "streaming",
     "to_text",

@@ -172,21 +172,22 @@ SCENARIO_ORDER = ("warm", "user_cold", "item_cold", "user_item_cold")
 
 def to_markdown_table(summary: pd.DataFrame, results: pd.DataFrame | None = None,
                       metrics: Sequence[str] = ("MAE", "nDCG@3")) -> str:
-    """One Markdown table per dataset and metric: rows = model + method, columns = scenarios (mean ± sd)."""
+    """One Markdown table per dataset and metric: rows = model + method, columns = scenarios
+    (mean ± 95 % CI over seeds)."""
     lines: list[str] = []
     for dataset, data in summary.groupby("dataset", sort=False):
         for metric in metrics:
-            lines += [f"### {dataset}: {metric} (mean ± sd over {int(data['seeds'].max())} seeds)", ""]
+            lines += [f"### {dataset}: {metric} (mean ± 95 % CI over {int(data['seeds'].max())} seeds)", ""]
             header = ["model", "method", *SCENARIO_ORDER]
             lines += ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(SCENARIO_ORDER)]
             for (model, method), g in data.groupby(["model", "method"], sort=False):
                 cells = [model, method]
                 for scenario in SCENARIO_ORDER:
                     row = g[g.scenario == scenario]
-                    cells.append("—" if row.empty else f"{row[metric].iloc[0]:.4f} ± {row[metric + '_std'].iloc[0]:.4f}")
+                    cells.append("—" if row.empty else f"{row[metric].iloc[0]:.4f} ± {row[metric + '_ci'].iloc[0]:.4f}")
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-    recall = sorted(c for c in summary.columns if c.startswith("Recall@") and not c.endswith("_std"))
+    recall = sorted(c for c in summary.columns if c.startswith("Recall@") and not c.endswith(("_std", "_ci")))
     for dataset, data in summary.groupby("dataset", sort=False):
         for column in recall:
             k = column.split("@")[1]
@@ -194,13 +195,13 @@ def to_markdown_table(summary: pd.DataFrame, results: pd.DataFrame | None = None
             if rows.empty:
                 continue
             scenario = rows.scenario.iloc[0]
-            lines += [f"### {dataset}: ranking the whole catalogue, {scenario} (mean ± sd over "
+            lines += [f"### {dataset}: ranking the whole catalogue, {scenario} (mean ± 95 % CI over "
                       f"{int(rows['seeds'].max())} seeds)", ""]
             names = (column, f"cat_nDCG@{k}", f"cat_coverage@{k}")
             lines += ["| model | method | " + " | ".join(n.replace("cat_", "") for n in names) + " |",
                       "|---|---|" + "---:|" * len(names)]
             for _, r in rows.iterrows():
-                cells = [f"{r[n]:.4f} ± {r[n + '_std']:.4f}" for n in names]
+                cells = [f"{r[n]:.4f} ± {r[n + '_ci']:.4f}" for n in names]
                 lines.append(f"| {r['model']} | {r['method']} | " + " | ".join(cells) + " |")
             lines.append("")
     if results is not None and "skipped" in results.columns:

@@ -37,5 +37,8 @@ def test_aggregate_seeds_mean_and_std():
     assert agg.loc[0, "MAE"] == pytest.approx(0.9)
     assert agg.loc[0, "MAE_std"] == pytest.approx(np.std([0.8, 1.0], ddof=1))
     assert agg.loc[0, "seeds"] == 2
-    assert "0.9000 ± 0.1414" in to_markdown_with_spread(agg)
+    assert "0.9000 ± 0.1414" in to_markdown_with_spread(agg, spread="std")
+    # 95 % t interval of two values: t(1) = 12.706, half-width = 12.706 * sd / sqrt(2)
+    assert agg.loc[0, "MAE_ci"] == pytest.approx(12.706 * np.std([0.8, 1.0], ddof=1) / np.sqrt(2))
+    assert "0.9000 ± 1.2706" in to_markdown_with_spread(agg)
     assert to_markdown(a).splitlines()[0] == "| scenario | method | tasks | MAE |"

@@ -76,3 +76,26 @@ def test_plain_iterables_still_train_one_step_per_episode(sampler):
     assert int(trainer.step.numpy()) == 3 and len(history["loss"]) == 3
     with pytest.raises(ValueError, match="steps_per_execution must be"):
         _trainer(encoded, k=0)
+
+
+def test_checkpoints_hold_the_stream_state_and_refuse_another_stream(sampler, small_synthetic, tmp_path):
+    from tfmetarec.learners.loop import CheckpointError
+
+    source, encoded = sampler
+    trainer = _trainer(encoded)
+    trainer.fit(source, 4, verbose=0, checkpoint_dir=tmp_path / "ckpt", checkpoint_every=2)
+    assert int(trainer.stream_seed.numpy()) == 3 and int(trainer.stream_position.numpy()) == 4
+    assert trainer.stream_fingerprint.numpy().decode() == source.state()["fingerprint"]
+    _, split, _ = small_synthetic
+    other_seed = EpisodeSampler(encoded, split.meta_train, batch_size=4, query_size=5, max_support=32, seed=4)
+    other = r"ckpt-4 was written for another run: episode seed 3 in the checkpoint, 4 now"
+    with pytest.raises(CheckpointError, match=other):
+        _trainer(encoded).fit(other_seed, 6, verbose=0, checkpoint_dir=tmp_path / "ckpt")
+    fewer_tasks = EpisodeSampler(encoded, split.meta_train.iloc[: len(split.meta_train) // 2], batch_size=4,
+                                 query_size=5, max_support=32, seed=3)
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        _trainer(encoded).fit(fewer_tasks, 6, verbose=0, checkpoint_dir=tmp_path / "ckpt")
+    data_file = next((tmp_path / "ckpt").glob("ckpt-4.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match=r"ckpt-4 cannot be restored.*corrupt"):
+        _trainer(encoded).fit(source, 6, verbose=0, checkpoint_dir=tmp_path / "ckpt")

@@ -216,3 +216,84 @@ def test_finetune_cli_reports_the_transfer(tmp_path, capsys):
     assert (tmp_path / "ft" / "learner.keras").exists() and (tmp_path / "ft" / "transfer.txt").exists()
     assert main(["finetune", "--from", str(tmp_path / "nothing"), "--workdir", str(tmp_path / "x")]) == 2
     assert "No preset" in capsys.readouterr().err
+
+
+def _rewrite_config(folder, change) -> None:
+    """Change a preset's config.json and re-sign it (so only the consistency check can object)."""
+    import json
+
+    from tfmetarec.presets.store import sha256
+
+    stored = json.loads((folder / "config.json").read_text())
+    change(stored)
+    (folder / "config.json").write_text(json.dumps(stored))
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["files"]["config.json"] = {"sha256": sha256(folder / "config.json"),
+                                    "bytes": (folder / "config.json").stat().st_size}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_a_preset_whose_config_and_weights_disagree_is_refused_naming_the_mismatch(tiny_copy):
+    original = (tiny_copy / "config.json").read_text()
+    _rewrite_config(tiny_copy, lambda c: c["experiment"]["model"].update(name="cf"))
+    with pytest.raises(PresetError, match=r"config.json and learner.keras disagree: model: config says 'cf' "
+                                          r"\(BiasedMF\), learner.keras holds MeLU"):
+        from_preset(tiny_copy)
+    (tiny_copy / "config.json").write_text(original)
+    _rewrite_config(tiny_copy, lambda c: c["experiment"]["model"].update(embedding_dim=5))
+    with pytest.raises(PresetError, match=r"disagree: .*embedding.*shape \(\d+, \d+\) in learner.keras, "
+                                          r"\(\d+, 5\) from the config"):
+        from_preset(tiny_copy)
+    (tiny_copy / "config.json").write_text(original)
+
+    def drop_an_occupation(c):
+        c["encoder"]["vocabs"]["user:occupation"] = c["encoder"]["vocabs"]["user:occupation"][:-1]
+
+    _rewrite_config(tiny_copy, drop_an_occupation)
+    with pytest.raises(PresetError, match=r"user_occupation_embedding.*shape"):
+        from_preset(tiny_copy)
+
+
+def test_saving_a_preset_whose_parts_disagree_is_refused(tmp_path):
+    preset = from_preset("tiny-synthetic")
+    wrong = dataclasses.replace(preset.config, learner=dataclasses.replace(preset.config.learner, name="task_encoder"))
+    with pytest.raises(PresetError, match="Refusing to save a preset whose parts disagree: learner"):
+        save_to_preset(preset.learner, wrong, preset.encoder, tmp_path / "wrong")
+    assert not (tmp_path / "wrong").exists() or not any((tmp_path / "wrong").iterdir())
+
+
+def test_presets_ship_inside_the_wheel_and_load_after_install(tmp_path):
+    """Build the wheel from a copy of the sources, install it into a folder, load a preset by name there."""
+    import os
+    import subprocess
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(root / name, src / name)
+    for name in ("tfmetarec", "saved_models"):
+        shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, timeout=180, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("tfmetarec-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for preset in available_presets():
+        for f in ("config.json", "learner.keras", "metadata.json", "README.md"):
+            assert f"tfmetarec/saved_models/{preset}/{f}" in names, (preset, f)
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True, timeout=180,
+                   capture_output=True)
+    code = ("import tfmetarec, tfmetarec.presets as p; pr = p.from_preset('tiny-synthetic'); "
+            "print(tfmetarec.__file__); print(pr.path); print(len(pr.metrics))")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TFMETAREC_PRESETS_DIR")}
+    env["PYTHONPATH"] = str(site)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, path, rows = done.stdout.split()
+    assert module.startswith(str(site)) and path.startswith(str(site / "tfmetarec" / "saved_models"))
+    assert int(rows) == 4

@@ -1,34 +1,62 @@
 """Datasets, feature encoding and cold-start splits.
 
 Every loader returns an :class:`InteractionData`; :func:`cold_start_split`
-divides it into meta-training ratings and the four cold-start scenarios, and a
+divides it into meta-training ratings and the four cold-start scenarios (or
+:func:`published_split` reads a split someone else drew), and a
 :class:`FeatureEncoder` fitted on the existing users and items turns every
 :class:`Field` into small integers: users' field rows and the item table the
 models hold.
+
+Names are imported on first use, so the settings (``SplitConfig``) load without
+numpy, pandas or TensorFlow.
 """
 
 from __future__ import annotations
 
-from tfmetarec.data.features import AGE_BUCKETS, EncodedData, FeatureEncoder, FeatureSpec
-from tfmetarec.data.movielens import (
-    DATASETS,
-    load_dataset,
-    load_movielens_1m,
-    load_movielens_100k,
-    load_movielens_latest_small,
-)
-from tfmetarec.data.paths import default_data_dir, movielens_100k_dir
-from tfmetarec.data.schema import DataFormatError, Field, InteractionData, infer_fields
-from tfmetarec.data.splits import (
-    DEFAULT_NEW_ITEM_YEAR,
-    SCENARIOS,
-    ColdStartSplit,
-    SplitConfig,
-    cold_start_split,
-)
-from tfmetarec.data.synthetic import make_synthetic
+import importlib
+from typing import Any
 
-__all__ = [
+from tfmetarec.data.split_config import DEFAULT_NEW_ITEM_YEAR, SCENARIOS, SplitConfig
+
+_NAMES = {
+    "AGE_BUCKETS": "features",
+    "EncodedData": "features",
+    "FeatureEncoder": "features",
+    "FeatureSpec": "features",
+    "DATASETS": "movielens",
+    "load_dataset": "movielens",
+    "load_movielens_1m": "movielens",
+    "load_movielens_100k": "movielens",
+    "load_movielens_latest_small": "movielens",
+    "default_data_dir": "paths",
+    "movielens_100k_dir": "paths",
+    "DataFormatError": "schema",
+    "Field": "schema",
+    "InteractionData": "schema",
+    "infer_fields": "schema",
+    "ColdStartSplit": "splits",
+    "cold_start_split": "splits",
+    "make_synthetic": "synthetic",
+    "published_split": "published",
+    "read_split_file": "published",
+    "read_melu_split": "published",
+    "read_split": "published",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module 'tfmetarec.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tfmetarec.data.{_NAMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES})
+
+
+__all__ = [  # noqa: F822 (the names of _NAMES load on first use)
     "AGE_BUCKETS",
     "DATASETS",
     "DEFAULT_NEW_ITEM_YEAR",
@@ -50,4 +78,8 @@ __all__ = [
     "load_movielens_latest_small",
     "make_synthetic",
     "movielens_100k_dir",
+    "published_split",
+    "read_melu_split",
+    "read_split",
+    "read_split_file",
 ]

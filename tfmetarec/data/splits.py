@@ -3,71 +3,26 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from tfmetarec.data.schema import InteractionData
 
-SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
-METHODS = ("melu", "time")
-DEFAULT_NEW_ITEM_YEAR = {
-    "movielens-100k": 1997,
-    "movielens-1m": 1998,
-    "synthetic": 1998,
-    "movielens-latest-small": 2015,
-}
+from tfmetarec.data.split_config import DEFAULT_NEW_ITEM_YEAR, METHODS, SCENARIOS, SplitConfig
 
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Settings of :func:`cold_start_split`.
-
-    ``method="melu"`` marks items released in or after ``new_item_year`` as new
-    (``None`` picks the dataset's entry in ``DEFAULT_NEW_ITEM_YEAR``) and a
-    random ``new_user_fraction`` of users as new. ``method="time"`` marks users
-    and items as new when their first rating comes after the ``time_quantile``
-    of all users' first-rating times.
-    """
-
-    method: str = "melu"
-    min_user_ratings: int = 13
-    max_user_ratings: int = 100
-    new_item_year: int | None = None
-    new_user_fraction: float = 0.2
-    time_quantile: float = 0.8
-    query_size: int = 10
-    min_support: int = 3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if not 0 < self.min_user_ratings <= self.max_user_ratings:
-            raise ValueError("need 0 < min_user_ratings <= max_user_ratings")
-        if not 0.0 < self.new_user_fraction < 1.0 or not 0.0 < self.time_quantile < 1.0:
-            raise ValueError("new_user_fraction and time_quantile must lie strictly between 0 and 1")
-        if self.query_size < 1 or self.min_support < 1:
-            raise ValueError("query_size and min_support must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SplitConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown SplitConfig keys {sorted(unknown)}")
-        return cls(**d)
+__all__ = ["DEFAULT_NEW_ITEM_YEAR", "METHODS", "SCENARIOS", "ColdStartSplit", "SplitConfig", "cold_start_split"]
 
 
 @dataclass(frozen=True, eq=False)
 class ColdStartSplit:
-    """Who is new, the meta-training ratings and one rating frame per scenario."""
+    """Who is new, the meta-training ratings and one rating frame per scenario.
+
+    ``published`` holds the whole split (``user, item, rating, partition, role``) when it
+    was read from a published split rather than drawn; its frames then carry a ``role``
+    column that fixes each task's support and query.
+    """
 
     config: SplitConfig
     existing_users: np.ndarray
@@ -76,37 +31,53 @@ class ColdStartSplit:
     new_items: np.ndarray
     meta_train: pd.DataFrame
     partitions: dict[str, pd.DataFrame]
+    published: pd.DataFrame | None = None
 
     def counts(self) -> pd.DataFrame:
-        """Distinct users, items and ratings of meta_train and of every scenario."""
-        frames = {"meta_train": self.meta_train, **{s: self.partitions[s] for s in SCENARIOS}}
+        """Distinct users, items and ratings of meta_train and of every scenario (0 for a missing one)."""
+        empty = pd.DataFrame({"user": [], "item": []})
+        frames = {"meta_train": self.meta_train, **{s: self.partitions.get(s, empty) for s in SCENARIOS}}
         rows = {k: (f["user"].nunique(), f["item"].nunique(), len(f)) for k, f in frames.items()}
         return pd.DataFrame.from_dict(rows, orient="index", columns=["users", "items", "ratings"])
 
     def save(self, directory: str | Path) -> None:
-        """Write ``counts.csv`` and ``split.json`` (config, ID lists, warm hold-out pairs)."""
+        """Write ``counts.csv`` and ``split.json`` (config, ID lists, warm hold-out pairs); a
+        published split also writes its rows to ``published.csv.gz``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.counts().to_csv(out / "counts.csv", index_label="partition")
-        warm = self.partitions["warm"]
+        warm = self.partitions.get("warm", pd.DataFrame({"user": [], "item": []}))
         doc = {
             "config": self.config.to_dict(),
             "existing_users": self.existing_users.tolist(),
             "new_users": self.new_users.tolist(),
             "existing_items": self.existing_items.tolist(),
             "new_items": self.new_items.tolist(),
-            "warm": [warm["user"].tolist(), warm["item"].tolist()],
+            "warm": [warm["user"].astype("int64").tolist(), warm["item"].astype("int64").tolist()],
+            "published": self.published is not None,
         }
+        if self.published is not None:
+            self.published.to_csv(out / "published.csv.gz", index=False)
         (out / "split.json").write_text(json.dumps(doc), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: str | Path, data: InteractionData) -> ColdStartSplit:
-        """Rebuild a saved split over ``data`` (the dataset it was made from)."""
-        doc = json.loads((Path(directory) / "split.json").read_text(encoding="utf-8"))
+        """Rebuild a saved split over ``data`` (the dataset it was made from); a published
+        split is rebuilt from its saved rows."""
+        folder = Path(directory)
+        try:
+            doc = json.loads((folder / "split.json").read_text(encoding="utf-8"))
+            config = SplitConfig.from_dict(doc["config"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{folder / 'split.json'} is not a saved split: {err}") from err
+        if doc.get("published"):
+            from tfmetarec.data.published import published_split, read_split_file
+
+            return published_split(data, read_split_file(folder / "published.csv.gz"), config)
         keys = ("existing_users", "new_users", "existing_items", "new_items")
         ids = {k: np.asarray(doc[k], dtype=np.int64) for k in keys}
         warm = pd.MultiIndex.from_arrays([np.asarray(v, dtype=np.int64) for v in doc["warm"]])
-        return _assemble(data, SplitConfig.from_dict(doc["config"]), **ids, warm_pairs=warm)
+        return _assemble(data, config, **ids, warm_pairs=warm)
 
 
 def _resolve_year(data: InteractionData, config: SplitConfig) -> int:

@@ -75,6 +75,28 @@ def evaluate_tasks(
     return out
 
 
+def evaluate_per_task(
+    learners: Mapping[str, MetaLearner],
+    encoded: EncodedData,
+    scenarios: Mapping[str, TaskSet],
+    ks: Sequence[int] = (1, 3, 5),
+    batch_size: int = 32,
+    jit_compile: bool = True,
+) -> pd.DataFrame:
+    """One row per (method, scenario, task): ``task`` (its index in the scenario), ``task_id``
+    and each metric, for paired tests between methods (:mod:`tfmetarec.evaluation.stats`)."""
+    rows = []
+    for method, learner in learners.items():
+        fn = adapt_and_score_fn(learner, jit_compile)
+        for scenario, tasks in scenarios.items():
+            if len(tasks) == 0:
+                continue
+            for t, (p, y, _) in enumerate(_predict(learner, encoded, tasks, batch_size, jit_compile, fn)):
+                rows.append({"method": method, "scenario": scenario, "task": t, "task_id": tasks.task_ids[t],
+                             **task_metrics(p, y, ks)})
+    return pd.DataFrame(rows)
+
+
 def evaluate_scenarios(
     learners: Mapping[str, MetaLearner],
     encoded: EncodedData,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tfmetarec.data.splits import SCENARIOS
+from tfmetarec.data.split_config import SCENARIOS
+from tfmetarec.evaluation.stats import mean_ci
 
 METRIC_ORDER = ("tasks", "MAE", "RMSE", "nDCG@1", "nDCG@3", "nDCG@5")
 
@@ -42,11 +43,11 @@ def to_text(report: pd.DataFrame) -> str:
 
 
 def aggregate_seeds(reports: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of each (scenario, method) metric.
+    """Mean, standard deviation and 95 % confidence interval over seeds of each (scenario, method) metric.
 
     Returns the tidy layout with a ``seeds`` column and, for each metric ``m``,
-    columns ``m`` (the mean) and ``m_std`` (sample standard deviation; 0 for
-    one seed).
+    columns ``m`` (the mean), ``m_std`` (sample standard deviation; 0 for
+    one seed) and ``m_ci`` (half-width of the 95 % Student-t interval of the mean; NaN for one seed).
     """
     if not reports:
         raise ValueError("No reports to aggregate.")
@@ -56,18 +57,24 @@ def aggregate_seeds(reports: list[pd.DataFrame]) -> pd.DataFrame:
     grouped = both.groupby(["scenario", "method"], sort=False)
     mean = grouped[metrics].mean()
     std = grouped[metrics].std(ddof=1).fillna(0.0).add_suffix("_std")
-    out = pd.concat([grouped["tasks"].mean().rename("tasks"), grouped["_seed"].count().rename("seeds"), mean, std], axis=1)
-    ordered = ["tasks", "seeds"] + [c for m in metrics for c in (m, f"{m}_std")]
+    ci = grouped[metrics].agg(lambda v: mean_ci(v.to_numpy())[1]).add_suffix("_ci")
+    out = pd.concat([grouped["tasks"].mean().rename("tasks"), grouped["_seed"].count().rename("seeds"), mean, std, ci],
+                    axis=1)
+    ordered = ["tasks", "seeds"] + [c for m in metrics for c in (m, f"{m}_std", f"{m}_ci")]
     return out[ordered].reset_index()
 
 
-def to_markdown_with_spread(aggregated: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> str:
-    """Markdown table of ``mean ± std`` cells from :func:`aggregate_seeds`."""
+def to_markdown_with_spread(aggregated: pd.DataFrame, metrics: tuple[str, ...] | None = None,
+                            spread: str = "ci") -> str:
+    """Markdown table of ``mean ± spread`` cells from :func:`aggregate_seeds`: the 95 %
+    confidence interval's half-width (``spread="ci"``) or the standard deviation (``"std"``)."""
+    if spread not in ("ci", "std"):
+        raise ValueError(f"spread must be 'ci' or 'std', got {spread!r}.")
     metrics = metrics or tuple(c for c in aggregated.columns if f"{c}_std" in aggregated.columns)
     cols = ["scenario", "method", "seeds", *metrics]
     lines = ["| " + " | ".join(cols) + " |", "|---|---|---:|" + "|".join("---:" for _ in metrics) + "|"]
     for _, row in aggregated.iterrows():
         cells = [str(row["scenario"]), str(row["method"]), str(int(row["seeds"]))]
-        cells += [f"{row[m]:.4f} ± {row[f'{m}_std']:.4f}" for m in metrics]
+        cells += [f"{row[m]:.4f} ± {row[f'{m}_{spread}']:.4f}" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

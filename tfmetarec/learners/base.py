@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.losses import in_batch_softmax_loss, mean_over_tasks, task_mse
+from tfmetarec.learners.losses import RANKING_LOSSES, in_batch_softmax_loss, mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel
 from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
 
@@ -31,6 +31,8 @@ class MetaLearner(keras.Model):
     """
 
     gradient_based: bool = False
+    ranking_weight: float = 0.0
+    ranking_loss: str = "pairwise"
 
     def __init__(self, model: MetaModel, **kwargs):
         super().__init__(**kwargs)
@@ -64,6 +66,27 @@ class MetaLearner(keras.Model):
         return self.score(self.adapt(episode[SUPPORT]), features_of(episode[QUERY]))
 
     # -- meta-training ------------------------------------------------------------
+    def set_query_loss(self, ranking_weight: float = 0.0, ranking_loss: str = "pairwise") -> MetaLearner:
+        """Meta-train on ``(1 - ranking_weight) * MSE + ranking_weight * ranking`` of the query
+        (``ranking_loss``: ``pairwise`` or ``listwise``, see :data:`RANKING_LOSSES`); 0 keeps the
+        rating loss alone. Adaptation (the inner loop) is unchanged. Returns ``self``."""
+        weight = float(ranking_weight)
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"ranking_weight must lie in [0, 1], got {ranking_weight}.")
+        if ranking_loss not in RANKING_LOSSES:
+            raise ValueError(f"ranking_loss must be one of {sorted(RANKING_LOSSES)}, got {ranking_loss!r}.")
+        self.ranking_weight, self.ranking_loss = weight, ranking_loss
+        return self
+
+    def query_loss(self, pred: tf.Tensor, query: Episode, task_mask: tf.Tensor) -> tf.Tensor:
+        """The meta-training loss of scored query rows, averaged over the real tasks: the
+        squared error, mixed with the ranking loss set by :meth:`set_query_loss`."""
+        loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), task_mask)
+        if self.ranking_weight <= 0:
+            return loss
+        ranking = mean_over_tasks(RANKING_LOSSES[self.ranking_loss](pred, query[RATING], query[MASK]), task_mask)
+        return (1.0 - self.ranking_weight) * loss + self.ranking_weight * ranking
+
     def meta_variables(self) -> list:
         """The variables the outer optimizer updates."""
         return list(self.trainable_variables)
@@ -74,7 +97,7 @@ class MetaLearner(keras.Model):
         state = self.adapt(episode[SUPPORT])
         query = episode[QUERY]
         pred = self.score(state, features_of(query))
-        loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK])
+        loss = self.query_loss(pred, query, episode[TASK_MASK])
         return self.with_retrieval_loss(loss, state, episode)
 
     def with_retrieval_loss(self, loss: tf.Tensor, state: dict[str, tf.Tensor],
@@ -102,13 +125,16 @@ class MetaLearner(keras.Model):
     def get_config(self) -> dict:
         config = super().get_config()
         config["model"] = keras.saving.serialize_keras_object(self.model)
+        if self.ranking_weight > 0:
+            config.update(ranking_weight=self.ranking_weight, ranking_loss=self.ranking_loss)
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> MetaLearner:
         config = dict(config)
         config["model"] = keras.saving.deserialize_keras_object(config["model"])
-        return cls(**config)
+        ranking = (config.pop("ranking_weight", 0.0), config.pop("ranking_loss", "pairwise"))
+        return cls(**config).set_query_loss(*ranking)
 
 
 def num_tasks(support: Episode) -> tf.Tensor:

@@ -22,6 +22,16 @@ class EpisodeSource(Protocol):
     def dataset(self, prefetch: int = 2, start: int = 0, group: int = 1) -> tf.data.Dataset: ...
 
 
+def stream_state(episodes: object) -> dict[str, Any] | None:
+    """A source's ``state()`` (``seed``, ``position``, ``fingerprint``) when it has one."""
+    state = getattr(episodes, "state", None)
+    return state() if callable(state) else None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be restored into this trainer: corrupt, or written by another run."""
+
+
 class MetaTrainer:
     """Owns the outer optimizer and runs ``meta_gradients`` + update as one step.
 
@@ -53,6 +63,13 @@ class MetaTrainer:
         self.variables = learner.meta_variables()
         self.optimizer.build(self.variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="meta_step")
+        # The episode stream the step counts in: its seed, the next position and a fingerprint of
+        # its tasks and settings, saved with the weights so a resume can prove it continues that stream.
+        self.stream_seed = tf.Variable(-1, dtype=tf.int64, trainable=False, name="stream_seed")
+        self.stream_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="stream_position")
+        self.stream_fingerprint = tf.Variable("", dtype=tf.string, trainable=False, name="stream_fingerprint")
+        self.stream_group = tf.Variable(self.steps_per_execution, dtype=tf.int64, trainable=False,
+                                        name="steps_per_execution")
         self._compiled = tf.function(self._step_fn, jit_compile=jit_compile)
         self._compiled_group = tf.function(self._group_fn, jit_compile=jit_compile)
 
@@ -85,8 +102,48 @@ class MetaTrainer:
         return {k: float(v) for k, v in logs.items()}
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        """What a resumed run restores: learner, optimizer state and step."""
-        return tf.train.Checkpoint(learner=self.learner, optimizer=self.optimizer, step=self.step)
+        """What a resumed run restores: learner, optimizer state, step and the episode stream's
+        state (seed, position, fingerprint, steps per call)."""
+        stream = tf.train.Checkpoint(seed=self.stream_seed, position=self.stream_position,
+                                     fingerprint=self.stream_fingerprint, group=self.stream_group)
+        return tf.train.Checkpoint(learner=self.learner, optimizer=self.optimizer, step=self.step, stream=stream)
+
+    def _record_stream(self, episodes: object) -> None:
+        state = stream_state(episodes)
+        if state is not None:
+            self.stream_seed.assign(int(state["seed"]))
+            self.stream_fingerprint.assign(str(state["fingerprint"]))
+        self.stream_group.assign(self.steps_per_execution)
+        self.stream_position.assign(self.step)
+
+    def restore(self, path: str, episodes: object = None) -> None:
+        """Restore the checkpoint at ``path`` (a prefix written by :meth:`fit`) and check that it
+        continues ``episodes``' stream; anything unreadable or inconsistent is a
+        :class:`CheckpointError` naming the checkpoint and what differs."""
+        try:
+            status = self.checkpoint().restore(path)
+            status.assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(
+                f"Checkpoint {path} cannot be restored into this {type(self.learner).__name__}: {first}. It is "
+                "corrupt, incomplete or was written by another model or learner; delete it (or train with "
+                "--overwrite) to start fresh.") from err
+        state = stream_state(episodes)
+        saved = self.stream_fingerprint.numpy().decode()
+        problems = []
+        if state is not None and saved:
+            if int(self.stream_seed.numpy()) != int(state["seed"]):
+                problems.append(f"episode seed {int(self.stream_seed.numpy())} in the checkpoint, {state['seed']} now")
+            if saved != state["fingerprint"]:
+                problems.append(f"episode stream fingerprint {saved} in the checkpoint, {state['fingerprint']} now "
+                                "(other training tasks, batch size, query size or support cap)")
+        if int(self.stream_position.numpy()) != int(self.step.numpy()):
+            problems.append(f"stream position {int(self.stream_position.numpy())} but step {int(self.step.numpy())}")
+        if problems:
+            raise CheckpointError(f"Checkpoint {path} was written for another run: " + "; ".join(problems) + ".")
+        if state is not None and hasattr(episodes, "position"):
+            episodes.position = int(self.step.numpy())
 
     def _batches(self, episodes: Iterable[Episode] | EpisodeSource, start: int, steps: int
                  ) -> Iterator[tuple[int, Episode]]:
@@ -120,7 +177,7 @@ class MetaTrainer:
         verbose: int = 1,
         tensorboard_dir: str | os.PathLike | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 500,
+        checkpoint_every: int = 100,
         log_every: int = 10,
     ) -> dict[str, list[float]]:
         """Meta-train until ``self.step`` reaches ``steps``.
@@ -128,14 +185,17 @@ class MetaTrainer:
         ``episodes`` is an :class:`EpisodeSource` (streamed from the current step, so a
         resumed run sees the same episodes as an uninterrupted one) or any iterable of
         episodes (consumed from its start). With ``checkpoint_dir``, the latest checkpoint
-        there is restored first and a new one is written every ``checkpoint_every`` steps
-        and at the end.
+        there is restored first (and checked against the stream, see :meth:`restore`) and a
+        new one, holding the stream's seed, position and fingerprint, is written every
+        ``checkpoint_every`` steps and at the end.
         """
+        if int(checkpoint_every) < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
         manager = None
         if checkpoint_dir is not None:
             manager = tf.train.CheckpointManager(self.checkpoint(), os.fspath(checkpoint_dir), max_to_keep=3)
             if manager.latest_checkpoint:
-                self.checkpoint().restore(manager.latest_checkpoint).assert_existing_objects_matched()
+                self.restore(manager.latest_checkpoint, episodes)
         writer = tf.summary.create_file_writer(os.fspath(tensorboard_dir)) if tensorboard_dir else None
         start = int(self.step.numpy())
         todo = max(steps - start, 0)
@@ -161,12 +221,14 @@ class MetaTrainer:
                     for k, v in logs.items():
                         tf.summary.scalar(k, v)
             if manager is not None and step // checkpoint_every > before // checkpoint_every:
+                self._record_stream(episodes)
                 manager.save(checkpoint_number=step)
             done += count
             cb.on_train_batch_end(done - 1, logs)
         cb.on_epoch_end(0, logs)
         cb.on_train_end(logs)
         if manager is not None and todo:
+            self._record_stream(episodes)
             manager.save(checkpoint_number=int(self.step.numpy()))
         if writer is not None:
             writer.flush()

@@ -20,6 +20,45 @@ def task_mse(pred: tf.Tensor, rating: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(squared, axis=-1) / tf.maximum(tf.reduce_sum(mask, axis=-1), 1.0)
 
 
+def task_pairwise_logistic(pred: tf.Tensor, rating: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Pairwise logistic ranking loss of each task: ``[T, N] -> [T]``.
+
+    For every pair of real rows ``(i, j)`` with ``rating_i > rating_j``, the loss is
+    ``log(1 + exp(-(pred_i - pred_j)))`` weighted by the gain difference ``2^r_i - 2^r_j``
+    (the pairs that move nDCG most count most), averaged over the task's pairs by weight.
+    A task without an ordered pair has loss 0.
+    """
+    pred = tf.cast(pred, tf.float32)
+    rating = tf.cast(rating, tf.float32)
+    mask = tf.cast(mask, tf.float32)
+    gain = tf.pow(2.0, rating)
+    ordered = tf.cast(rating[:, :, None] > rating[:, None, :], tf.float32) * mask[:, :, None] * mask[:, None, :]
+    weight = ordered * (gain[:, :, None] - gain[:, None, :])
+    margin = pred[:, :, None] - pred[:, None, :]
+    total = tf.reduce_sum(weight * tf.nn.softplus(-margin), axis=[1, 2])
+    return total / tf.maximum(tf.reduce_sum(weight, axis=[1, 2]), 1e-6)
+
+
+def task_listwise_softmax(pred: tf.Tensor, rating: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Listwise (ListNet) loss of each task: ``[T, N] -> [T]``, the cross-entropy between the
+    softmax of the ratings and the softmax of the predictions over the task's real rows."""
+    pred = tf.cast(pred, tf.float32)
+    rating = tf.cast(rating, tf.float32)
+    real = tf.cast(mask, tf.float32) > 0
+    very_low = tf.fill(tf.shape(pred), -1e9)
+    target = tf.nn.softmax(tf.where(real, rating, very_low), axis=-1)
+    log_prob = tf.nn.log_softmax(tf.where(real, pred, very_low), axis=-1)
+    per_task = -tf.reduce_sum(tf.where(real, target * log_prob, tf.zeros_like(pred)), axis=-1)
+    return per_task * tf.cast(tf.reduce_any(real, axis=-1), tf.float32)
+
+
+RANKING_LOSSES: dict[str, Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]] = {
+    "pairwise": task_pairwise_logistic,
+    "listwise": task_listwise_softmax,
+}
+"""Per-task ranking losses a learner can mix into its query loss (``MetaLearner.set_query_loss``)."""
+
+
 def mean_over_tasks(per_task: tf.Tensor, task_mask: tf.Tensor) -> tf.Tensor:
     """Average of per-task values over the real tasks of a batch."""
     task_mask = tf.cast(task_mask, per_task.dtype)

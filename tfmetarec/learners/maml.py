@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfmetarec.learners.adaptation import GradientUpdate, inner_loop, tile_for_tasks
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.learners.losses import mean_over_tasks, task_mse
+from tfmetarec.learners.losses import task_mse
 from tfmetarec.models.base import MetaModel
 from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
 
@@ -172,7 +172,7 @@ class MAML(GradientUpdate, MetaLearner):
         states = self.trajectory(episode[SUPPORT])[1:]
         for fast in states:
             pred = self.score(fast, features)
-            losses.append(mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK]))
+            losses.append(self.query_loss(pred, query, episode[TASK_MASK]))
         stacked = tf.stack(losses)
         loss = tf.reduce_sum(tf.cast(weights, stacked.dtype) * stacked)
         loss, logs = self.with_retrieval_loss(loss, states[-1], episode)

@@ -10,9 +10,8 @@ import tensorflow as tf
 
 from tfmetarec.learners.adaptation import GradientUpdate, inner_loop
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.learners.losses import mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel
-from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
+from tfmetarec.types import QUERY, SUPPORT, TASK_MASK, Episode, Features, features_of
 
 
 def concat_parts(first: Episode, second: Episode) -> dict[str, tf.Tensor]:
@@ -95,7 +94,7 @@ class Reptile(GradientUpdate, MetaLearner):
         shared = [n for n in params if n not in fast]
         with tf.GradientTape() as tape:
             pred = self.score(fast, features_of(query))
-            loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK])
+            loss = self.query_loss(pred, query, episode[TASK_MASK])
             total, logs = self.with_retrieval_loss(loss, fast, episode)
         shared_grads = dict(zip(shared, tape.gradient(total, [params[n] for n in shared])))
         grads = []

@@ -28,6 +28,7 @@ from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import FeatureEncoder, InteractionData
 from tfmetarec.learners import MetaLearner
 from tfmetarec.presets.store import Preset, from_preset
+from tfmetarec.run_folder import prepare_run_folder
 
 
 DATA_STATISTICS = ("item_count", "item_sum", "global_mean")
@@ -123,13 +124,21 @@ def finetune(
     if not isinstance(preset, Preset):
         preset = from_preset(preset)
     config = replace(config, model=preset.config.model, learner=preset.config.learner)
+    out = Path(workdir) if workdir is not None else None
+    if out is not None:
+        prepare_run_folder(out, config)  # refuses a folder holding another run
     prepared = experiment.prepare(config, data)
     model = experiment.build_model(config, prepared.encoded)
     learner = experiment.build_learner(config, model, prepared)
     report = transfer(preset.learner, preset.encoder, learner, prepared.encoder)
+    if not report.copied and not report.matched_rows:
+        raise ValueError(f"Nothing of the preset transfers to a {config.model.name} + {config.learner.name} learner "
+                         "on this data (every weight would be re-initialised); check the preset's config.")
     if verbose:
         print(report.to_text())
-    out = Path(workdir) if workdir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.json")
     history = {"learner": experiment.fit_learner(learner, prepared, config.train.meta_steps, out, "learner", verbose)}
     baseline = experiment.Pretrain(experiment.build_model(config, prepared.encoded), 0,
                                    config.learner.inner_lr, config.learner.adapt)

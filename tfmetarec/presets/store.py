@@ -65,9 +65,14 @@ class Preset:
 
 
 def presets_dir() -> Path:
-    """Where registered presets live: ``$TFMETAREC_PRESETS_DIR`` or the repository's ``saved_models/``."""
+    """Where registered presets live: ``$TFMETAREC_PRESETS_DIR``, else the presets installed
+    with the package (``tfmetarec/saved_models`` in a wheel), else a checkout's ``saved_models/``."""
     env = os.environ.get(PRESETS_ENV)
-    return Path(env) if env else Path(tfmetarec.__file__).resolve().parent.parent / "saved_models"
+    if env:
+        return Path(env)
+    package = Path(tfmetarec.__file__).resolve().parent
+    installed = package / "saved_models"
+    return installed if installed.is_dir() else package.parent / "saved_models"
 
 
 def available_presets() -> list[str]:
@@ -136,6 +141,9 @@ def save_to_preset(
     out = Path(path)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder for the preset.")
+    problems = consistency_problems(config, encoder, learner)
+    if problems:
+        raise PresetError(f"Refusing to save a preset whose parts disagree: {'; '.join(problems[:5])}.")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(
         json.dumps({"format": FORMAT, "experiment": config.to_dict(), "encoder": encoder.to_dict()}, indent=1),
@@ -189,6 +197,51 @@ def verify(folder: Path) -> dict[str, Any]:
         if sha256(path) != info["sha256"]:
             raise PresetError(f"{path} fails its sha256 check: the file was changed or corrupted.")
     return meta
+
+
+def consistency_problems(config: ExperimentConfig, encoder: FeatureEncoder, learner: MetaLearner) -> list[str]:
+    """What disagrees between a config + encoder and a learner: the model and learner classes,
+    and every variable's name and shape (which carry the vocabulary sizes and layer widths)
+    against a learner built afresh from the config and the encoder. Empty when they agree."""
+    from tfmetarec import experiment
+    from tfmetarec.learners import get as get_learner
+    from tfmetarec.models import get as get_model
+
+    problems = []
+    m = config.model
+    try:
+        model = get_model(m.name).from_spec(encoder.spec, embedding_dim=m.embedding_dim, field_dims=dict(m.field_dims),
+                                            list_pooling=m.list_pooling, hidden_units=m.hidden_units,
+                                            use_ids=m.use_ids, seed=config.train.seed)
+        try:
+            fresh = experiment.build_learner(config, model)
+        except ValueError:  # item-statistics learners: the statistics do not change the variables' shapes
+            fresh = get_learner(config.learner.name)(model)
+    except (ValueError, TypeError, KeyError) as err:
+        return [f"the config and encoder do not build a model: {err}"]
+    if type(learner.model) is not type(model):
+        problems.append(f"model: config says {m.name!r} ({type(model).__name__}), learner.keras holds "
+                        f"{type(learner.model).__name__}")
+    if type(learner) is not type(fresh):
+        problems.append(f"learner: config says {config.learner.name!r} ({type(fresh).__name__}), learner.keras "
+                        f"holds {type(learner).__name__}")
+    if problems:
+        return problems
+    def shapes(learner_: MetaLearner) -> dict[str, tuple]:
+        in_model = {id(v) for v in learner_.model.weights}
+        return {f"{'model' if id(v) in in_model else 'learner'} variable {v.name}": tuple(v.shape)
+                for v in learner_.weights}
+
+    expected, found = shapes(fresh), shapes(learner)
+    for name in sorted(set(expected) | set(found)):
+        if name not in found:
+            problems.append(f"{name}: expected by the config, missing from learner.keras")
+        elif name not in expected:
+            problems.append(f"{name}: in learner.keras, not built from the config")
+        elif expected[name] != found[name]:
+            problems.append(f"{name}: shape {found[name]} in learner.keras, {expected[name]} from the config "
+                            "and encoder (vocabulary sizes and layer widths)")
+    return problems
 
 
 def _download(url: str, dest: Path) -> None:
@@ -271,4 +324,8 @@ def from_preset(source: str | os.PathLike, cache_dir: str | os.PathLike | None =
         raise PresetError(f"{folder / 'learner.keras'} could not be loaded: {err}.") from err
     if not isinstance(learner, MetaLearner):
         raise PresetError(f"{folder / 'learner.keras'} holds a {type(learner).__name__}, not a tfmetarec learner.")
+    problems = consistency_problems(config, encoder, learner)
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise PresetError(f"{folder}: config.json and learner.keras disagree: {'; '.join(problems[:5])}{more}.")
     return Preset(folder, config, encoder, learner, meta)

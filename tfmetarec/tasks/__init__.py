@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from tfmetarec.tasks.episode import Rows, TaskSet, build_tasks, group_tasks, limit_support, pad_episode
+from tfmetarec.tasks.episode import (
+    Rows,
+    TaskSet,
+    build_fixed_tasks,
+    build_tasks,
+    group_tasks,
+    limit_support,
+    pad_episode,
+)
 from tfmetarec.tasks.samplers import EpisodeSampler, episode_signature, eval_batches, support_buckets
 
 __all__ = [
     "EpisodeSampler",
     "Rows",
     "TaskSet",
+    "build_fixed_tasks",
     "build_tasks",
     "episode_signature",
     "eval_batches",

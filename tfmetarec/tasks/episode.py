@@ -167,6 +167,57 @@ def build_tasks(
     return TaskSet(name, task_key, np.asarray(kept), Rows.from_groups(sup), Rows.from_groups(qry))
 
 
+def build_fixed_tasks(
+    encoded: EncodedData,
+    ratings: pd.DataFrame,
+    *,
+    task_key: str = "user",
+    min_support: int = 1,
+    max_support: int | None = None,
+    support_ratings: pd.DataFrame | None = None,
+    seed: int = 0,
+    name: str = "tasks",
+) -> TaskSet:
+    """Tasks whose support and query are given by a ``role`` column (``support`` /
+    ``query``), as in a published split: nothing is drawn.
+
+    A task without support rows takes its rows of ``support_ratings`` (when given) that
+    are not in its query. Tasks with fewer than ``min_support`` support rows or no query
+    are dropped; a support larger than ``max_support`` is subsampled (seeded).
+    """
+    if "role" not in ratings.columns:
+        raise KeyError(f"{name}: fixed tasks need a 'role' column (support or query); got {list(ratings.columns)}.")
+    roles = ratings["role"].astype(str).to_numpy()
+    bad = ~np.isin(roles, ("support", "query"))
+    if bad.any():
+        raise ValueError(f"{name}: role must be 'support' or 'query'; got {sorted(set(roles[bad].tolist()))[:5]}.")
+    rng = np.random.default_rng(seed)
+    ids, rows = group_tasks(encoded, ratings, task_key, name)
+    is_query = roles[np.argsort(ratings[task_key].to_numpy(), kind="stable")] == "query"
+    extra: dict = {}
+    if support_ratings is not None:
+        s_ids, s_rows = group_tasks(encoded, support_ratings, task_key, f"{name} support")
+        extra = {k: s_rows.task(i) for i, k in enumerate(s_ids.tolist())}
+    kept, sup, qry = [], [], []
+    for t, task_id in enumerate(ids.tolist()):
+        u, i, r = rows.task(t)
+        q = is_query[rows.offsets[t]: rows.offsets[t + 1]]
+        s = (u[~q], i[~q], r[~q])
+        if len(s[0]) == 0 and task_id in extra:
+            s = extra[task_id]
+            clash = np.isin(s[1], i[q]) if task_key == "user" else np.isin(s[0], u[q])
+            s = tuple(a[~clash] for a in s)
+        if len(s[0]) < min_support or not q.any():
+            continue
+        if max_support is not None and len(s[0]) > max_support:
+            keep = np.sort(rng.choice(len(s[0]), max_support, replace=False))
+            s = tuple(a[keep] for a in s)
+        kept.append(task_id)
+        sup.append(s)
+        qry.append((u[q], i[q], r[q]))
+    return TaskSet(name, task_key, np.asarray(kept), Rows.from_groups(sup), Rows.from_groups(qry))
+
+
 def _part(
     encoded: EncodedData,
     groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]],

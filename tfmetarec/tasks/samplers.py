@@ -7,7 +7,9 @@ keeping a handful of static shapes for XLA.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,6 +66,13 @@ class EpisodeSampler:
 
     ``group`` > 1 stacks that many episodes of one bucket (``[group, T, ...]``) for a
     trainer that runs several meta-steps per compiled call.
+
+    With ``fixed=True`` the ratings carry a ``role`` column (``support`` / ``query``, as
+    in a published split) and every draw keeps each task's given split instead of
+    drawing a new query (the support is still capped at ``max_support``).
+
+    :meth:`state` (seed, position, fingerprint of the tasks and settings) is what a
+    trainer saves in its checkpoints to prove a resumed run continues this stream.
     """
 
     def __init__(
@@ -77,6 +86,7 @@ class EpisodeSampler:
         max_support: int = 128,
         bucketed: bool = True,
         seed: int = 0,
+        fixed: bool = False,
     ):
         if batch_size < 1 or query_size < 1 or max_support < 1:
             raise ValueError(f"batch_size, query_size and max_support must be >= 1; got {batch_size}, "
@@ -86,21 +96,57 @@ class EpisodeSampler:
         self.query_size = query_size
         self.seed = int(seed)
         self.position = 0  # the next episode of the stream
+        self.fixed = bool(fixed)
         ids, rows = group_tasks(encoded, ratings, task_key, "meta-training ratings")
         sizes = rows.sizes()
-        keep = np.flatnonzero(sizes >= 2)
-        if len(keep) == 0:
-            raise ValueError("No meta-training task has the 2 ratings needed for a support and a query.")
+        self._is_query = None
+        if self.fixed:
+            if "role" not in ratings.columns:
+                raise ValueError("fixed=True trains on given support/query tasks: the ratings need a 'role' column "
+                                 "(support or query), as a published split gives.")
+            keys = ratings[task_key].to_numpy()
+            role = ratings["role"].to_numpy()[np.argsort(keys, kind="stable")]
+            self._is_query = role == "query"
+            bad = ~np.isin(role, ("support", "query"))
+            if bad.any():
+                raise ValueError(f"meta-training ratings: role must be 'support' or 'query'; got "
+                                 f"{sorted(set(map(str, role[bad])))[:5]}.")
+            n_query = np.add.reduceat(self._is_query.astype(np.int64), rows.offsets[:-1]) if len(sizes) else sizes
+            n_query = np.where(sizes > 0, n_query, 0)
+            keep = np.flatnonzero((n_query >= 1) & (sizes - n_query >= 1))
+            if len(keep) == 0:
+                raise ValueError("No meta-training task has both a support and a query row in its given roles.")
+            supports = np.minimum(sizes[keep] - n_query[keep], max_support)
+        else:
+            keep = np.flatnonzero(sizes >= 2)
+            if len(keep) == 0:
+                raise ValueError("No meta-training task has the 2 ratings needed for a support and a query.")
+            supports = np.minimum(sizes[keep] - np.minimum(query_size, sizes[keep] // 2), max_support)
         self.task_ids = ids[keep]
         self._rows = rows
         self._tasks = keep
-        supports = np.minimum(sizes[keep] - np.minimum(query_size, sizes[keep] // 2), max_support)
         self.buckets = support_buckets(int(supports.max())) if bucketed else (int(max(supports.max(), 1)),)
         self.max_support = max_support
         which = np.array([bucket_of(int(s), self.buckets) for s in supports])
         self._members = [keep[which == b] for b in range(len(self.buckets))]
         counts = np.array([len(m) for m in self._members], dtype="float64")
         self._bucket_p = counts / counts.sum()
+        self._fingerprint = self._digest(task_key, bucketed)
+
+    def _digest(self, task_key: str, bucketed: bool) -> str:
+        """A short hash of the tasks' rows and the settings that shape every episode."""
+        digest = hashlib.sha256()
+        settings = (task_key, self.batch_size, self.query_size, self.max_support, bucketed, self.fixed, self.buckets)
+        digest.update(repr(settings).encode())
+        for array in (np.asarray(self.task_ids), self._tasks, self._rows.offsets, self._rows.user_row,
+                      self._rows.item_row, self._rows.rating,
+                      np.zeros(0, bool) if self._is_query is None else self._is_query):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
+
+    def state(self) -> dict[str, Any]:
+        """The stream's seed, next position and fingerprint (tasks, rows and episode settings)."""
+        return {"seed": self.seed, "position": self.position, "fingerprint": self._fingerprint}
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -112,8 +158,13 @@ class EpisodeSampler:
         for t in chosen:
             u, i, r = self._rows.task(int(t))
             perm = rng.permutation(len(u))
-            q = min(self.query_size, len(u) // 2)
-            q_idx, s_idx = perm[:q], perm[q : q + self.max_support]
+            if self._is_query is not None:
+                lo, hi = self._rows.offsets[int(t)], self._rows.offsets[int(t) + 1]
+                is_query = self._is_query[lo:hi][perm]
+                q_idx, s_idx = perm[is_query][: self.query_size], perm[~is_query][: self.max_support]
+            else:
+                q = min(self.query_size, len(u) // 2)
+                q_idx, s_idx = perm[:q], perm[q : q + self.max_support]
             support.append((u[s_idx], i[s_idx], r[s_idx]))
             query.append((u[q_idx], i[q_idx], r[q_idx]))
         return pad_episode(self.encoded, support, query, self.buckets[b], self.query_size)
