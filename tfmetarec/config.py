@@ -18,6 +18,9 @@ LEARNERS = (
 """The names of ``tfmetarec.learners.available()``, without importing TensorFlow."""
 MODELS = ("cf", "content", "hybrid", "melu", "metaemb", "two_tower")
 """The names of ``tfmetarec.models.available()``, without importing TensorFlow."""
+STRATEGIES = ("default", "mirrored", "multi_worker")
+"""How meta-training is distributed (``tfmetarec.learners.distribute.make_strategy``): one device,
+several local devices (GPUs), or several processes/machines named by ``TF_CONFIG``."""
 TASK_KEYS = ("user", "item")
 """What one task is: a user's ratings (user cold start) or an item's (item cold start)."""
 
@@ -95,6 +98,13 @@ class TrainConfig:
     seed: int = 0
     steps_per_execution: int = 1
     """Meta-steps per compiled call (see ``MetaTrainer``); more cuts the per-step overhead."""
+    strategy: str = "default"
+    """``default`` (one device), ``mirrored`` (the local GPUs) or ``multi_worker`` (the processes
+    of ``TF_CONFIG``); ``batch_size`` is the global task batch, split equally over the replicas."""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {self.strategy!r}; choose from {STRATEGIES}.")
 
 
 @dataclass(frozen=True)

@@ -131,15 +131,18 @@ class MetaTrainer:
         """``count`` meta-steps of the whole replica group (the loop unrolled in the graph);
         each replica holds a ``[count, T/R, ...]`` stack (no leading axis when ``count`` is 1).
         Returns the global logs averaged over the steps."""
-        total: dict[str, tf.Tensor] = {}
+        keys: list[str] = []
+        total = None
         for k in range(count):
-            def replica(stack: Episode, k: int = k) -> dict[str, tf.Tensor]:
-                return self._replica_step(stack if count == 1 else tf.nest.map_structure(lambda x: x[k], stack))
+            def replica(stack: Episode, k: int = k) -> tf.Tensor:
+                logs = self._replica_step(stack if count == 1 else tf.nest.map_structure(lambda x: x[k], stack))
+                keys[:] = sorted(logs)
+                return tf.stack([tf.cast(logs[key], tf.float32) for key in keys])  # one reduction for all logs
 
             logs = self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=(episodes,)),
                                         axis=None)
-            total = logs if not total else {key: total[key] + logs[key] for key in total}
-        return {key: v / count for key, v in total.items()}
+            total = logs if total is None else total + logs
+        return {key: total[i] / count for i, key in enumerate(keys)}
 
     def _distributed_fn(self, count: int, spec: Any) -> Callable:
         key = (count, None if spec is None else str(spec))
@@ -179,13 +182,16 @@ class MetaTrainer:
 
         return self.strategy.experimental_distribute_values_from_function(share)
 
-    def _run_distributed(self, fn: Callable, count: int, episodes: Any) -> dict[str, float]:
+    def _run_distributed(self, fn: Callable, count: int, episodes: Callable[[], Any]) -> dict[str, float]:
+        """``fn(episodes())`` as logs; a failed peer (seen by any collective: the input
+        iterator's or the gradients') becomes a :class:`ClusterError`."""
         try:
-            logs = fn(episodes)
+            logs = fn(episodes())
             out = {k: float(v) for k, v in logs.items()}
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as err:
             index, workers = worker_of(self.strategy)
-            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            first = " ".join(lines[:2])[:400] if lines else type(err).__name__
             raise ClusterError(
                 f"Distributed meta-training stopped at step {int(self.step.numpy())} on worker {index} of {workers}: "
                 f"a peer worker died or stopped answering within the collective timeout ({type(err).__name__}: "
@@ -199,7 +205,7 @@ class MetaTrainer:
         """One meta-update on one episode; returns the logged scalars. Under a strategy the
         episode is the global batch, cut into equal shares of tasks for the replicas."""
         if self.strategy is not None:
-            return self._run_distributed(self._distributed_fn(1, None), 1, self._split(episode))
+            return self._run_distributed(self._distributed_fn(1, None), 1, lambda: self._split(episode))
         logs = self._compiled(episode)
         self.step.assign_add(1)
         return {k: float(v) for k, v in logs.items()}
@@ -209,7 +215,8 @@ class MetaTrainer:
         the logs averaged over the K steps."""
         count = int(np.shape(episodes[TASK_MASK])[0])
         if self.strategy is not None:
-            return self._run_distributed(self._distributed_fn(count, None), count, self._split(episodes, axis=1))
+            return self._run_distributed(self._distributed_fn(count, None), count,
+                                         lambda: self._split(episodes, axis=1))
         logs = self._compiled_group(episodes)
         self.step.assign_add(count)
         return {k: float(v) for k, v in logs.items()}
@@ -275,7 +282,7 @@ class MetaTrainer:
         stream = self._distributed_stream(source, start, group)
         fn = self._distributed_fn(group, stream.element_spec)
         for _ in range(calls):
-            yield group, lambda: self._run_distributed(fn, group, next(stream))
+            yield group, lambda: self._run_distributed(fn, group, lambda: next(stream))
 
     def fit(
         self,
