@@ -10,7 +10,7 @@ from typing import Any
 
 from tfmetarec.data.splits import SplitConfig
 
-DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small")
+DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small", "movielens-20m", "movielens-25m")
 LEARNERS = (
     "maml", "fomaml", "meta_sgd", "reptile", "prototype", "matching", "task_encoder", "pretrain", "popularity",
     "item_mean",

@@ -15,6 +15,8 @@ from tfmetarec.data.movielens import (
     load_dataset,
     load_movielens_1m,
     load_movielens_100k,
+    load_movielens_20m,
+    load_movielens_25m,
     load_movielens_latest_small,
 )
 from tfmetarec.data.paths import default_data_dir, movielens_100k_dir
@@ -47,6 +49,8 @@ __all__ = [
     "load_dataset",
     "load_movielens_100k",
     "load_movielens_1m",
+    "load_movielens_20m",
+    "load_movielens_25m",
     "load_movielens_latest_small",
     "make_synthetic",
     "movielens_100k_dir",
