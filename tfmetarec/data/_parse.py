@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,12 @@ def _read_numeric_fast(path: Path, sep: str, names: tuple[str, ...], encoding: s
     if header and (not text.strip() or any(n not in columns for n in names) or len(set(columns)) != len(columns)):
         return None
     try:
-        frame = pd.read_csv(path, sep=sep, header=None, names=columns, usecols=list(names), skiprows=1 if header else 0,
-                            encoding=encoding, engine="c", quoting=csv.QUOTE_NONE, skip_blank_lines=True)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header
+            frame = pd.read_csv(path, sep=sep, header=None, names=columns, index_col=False,
+                                skiprows=1 if header else 0, encoding=encoding, engine="c",
+                                quoting=csv.QUOTE_NONE, skip_blank_lines=True)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning):
         return None
     if any(not pd.api.types.is_numeric_dtype(frame[c].dtype) for c in names) or frame.isna().to_numpy().any():
         return None  # a short row, an empty or a non-numeric cell: let the careful reader name it
