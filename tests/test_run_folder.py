@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -46,6 +47,14 @@ def test_a_folder_holding_another_run_is_refused_naming_the_keys(tmp_path, capsy
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
     # the same settings continue; --resume needs a run
     assert check_run_folder(run, _tiny_config()) == "continue"
+    # training longer (or on other replicas) continues the same stream; fewer steps are refused
+    longer = dataclasses.replace(_tiny_config(), train=TrainConfig(meta_steps=9, pretrain_steps=3, batch_size=8,
+                                                                   jit_compile=False, strategy="mirrored"))
+    assert check_run_folder(run, longer, mode="resume") == "continue"
+    shorter = dataclasses.replace(_tiny_config(), train=TrainConfig(meta_steps=4, pretrain_steps=3, batch_size=8,
+                                                                    jit_compile=False))
+    with pytest.raises(RunFolderError, match="train.meta_steps: 6 -> 4"):
+        check_run_folder(run, shorter)
     assert main(["train", *TINY, "--workdir", str(tmp_path / "empty"), "--resume"]) == 2
     assert "holds no run to continue" in capsys.readouterr().err
 

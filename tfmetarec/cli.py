@@ -19,6 +19,7 @@ from tfmetarec.config import (
     LEARNERS,
     MODELS,
     QUERY_LOSSES,
+    STRATEGIES,
     TASK_KEYS,
     ExperimentConfig,
     LearnerConfig,
@@ -77,6 +78,7 @@ EXAMPLES = """examples:
   tfmetarec quickstart --dataset movielens-100k         # the real 100K set (see TFMETAREC_DATA_DIR)
   tfmetarec quickstart --model cf --task-key item --adapt item_prior   # new items adapt from their first ratings
   tfmetarec train --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ml1m
+  tfmetarec train --strategy mirrored --batch-size 64 --workdir runs/gpus   # every local GPU
   tfmetarec evaluate --workdir runs/ml1m
   tfmetarec export --workdir runs/ml1m --out serving --onnx   # TF Serving SavedModel + ONNX
   tfmetarec recommend --workdir runs/ml1m --ratings 50:5,172:4,133:1 --user gender=F,age=25 -k 10
@@ -128,6 +130,10 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-xla", action="store_true", help="run without XLA compilation")
     g.add_argument("--steps-per-execution", type=POSITIVE, default=t.steps_per_execution,
                    help="meta-steps per compiled call: more cuts the fixed per-step cost (default: %(default)s)")
+    g.add_argument("--strategy", choices=STRATEGIES, default=t.strategy,
+                   help="distribute training: mirrored = the local GPUs; multi_worker = the processes named in "
+                        "TF_CONFIG (run the same command on every worker); --batch-size is the global batch "
+                        "(default: %(default)s)")
     g.add_argument("--fixed-tasks", action="store_true",
                    help="with --split-file: meta-train on its given support/query tasks instead of drawing queries")
     g.add_argument("--seed", type=NON_NEGATIVE, default=t.seed, help="seed for data, split and initialisation (default: %(default)s)")
@@ -217,6 +223,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             seed=args.seed,
             steps_per_execution=args.steps_per_execution,
             fixed_tasks=args.fixed_tasks,
+            strategy=args.strategy,
         ),
         task_key=args.task_key,
     )
@@ -429,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import_tensorflow(verbose=args.verbose)
     from tfmetarec import experiment  # deferred: TensorFlow loads only for real work
+    from tfmetarec.learners.distribute import ClusterError
 
     try:
         if args.command == "export":
@@ -458,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     except PermissionError as err:
         print(f"tfmetarec: error: {err}", file=sys.stderr)
         return 2
+    except ClusterError as err:
+        print(f"tfmetarec: error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(3)  # TensorFlow's collective runtime can hold a normal exit while a peer hangs
 
 
 if __name__ == "__main__":

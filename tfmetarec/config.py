@@ -11,7 +11,7 @@ from typing import Any
 
 from tfmetarec.data.split_config import SplitConfig
 
-DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small")
+DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small", "movielens-20m", "movielens-25m")
 LEARNERS = (
     "maml", "fomaml", "meta_sgd", "reptile", "prototype", "matching", "task_encoder", "pretrain", "popularity",
     "item_mean",
@@ -19,6 +19,9 @@ LEARNERS = (
 """The names of ``tfmetarec.learners.available()``, without importing TensorFlow."""
 MODELS = ("cf", "content", "hybrid", "melu", "metaemb", "two_tower")
 """The names of ``tfmetarec.models.available()``, without importing TensorFlow."""
+STRATEGIES = ("default", "mirrored", "multi_worker")
+"""How meta-training is distributed (``tfmetarec.learners.distribute.make_strategy``): one device,
+several local devices (GPUs), or several processes/machines named by ``TF_CONFIG``."""
 TASK_KEYS = ("user", "item")
 """What one task is: a user's ratings (user cold start) or an item's (item cold start)."""
 
@@ -141,7 +144,13 @@ class TrainConfig:
     """With a published split that gives meta-training rows a role, train on those fixed
     support/query tasks instead of drawing a new query at every step."""
 
+    strategy: str = "default"
+    """``default`` (one device), ``mirrored`` (the local GPUs) or ``multi_worker`` (the processes
+    of ``TF_CONFIG``); ``batch_size`` is the global task batch, split equally over the replicas."""
+
     def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {self.strategy!r}; choose from {STRATEGIES}.")
         check_number("train.meta_steps", self.meta_steps, minimum=0, integer=True)
         check_number("train.pretrain_steps", self.pretrain_steps, minimum=0, integer=True)
         check_number("train.batch_size", self.batch_size, minimum=1, integer=True)

@@ -5,14 +5,17 @@ The CLI, the notebooks and the tests all call these functions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import (
@@ -30,6 +33,7 @@ from tfmetarec.evaluation.stats import compare, to_markdown_tests
 from tfmetarec.evaluation.report import to_markdown, to_text, tidy
 from tfmetarec.learners import MetaLearner, MetaTrainer, Pretrain
 from tfmetarec.learners import get as get_learner
+from tfmetarec.learners.distribute import check_batch, is_chief, is_distributed, make_strategy
 from tfmetarec.models import MetaModel
 from tfmetarec.models import get as get_model
 from tfmetarec.run_folder import RunFolderError, prepare_run_folder
@@ -204,12 +208,16 @@ def fit_learner(
     tag: str = "learner",
     verbose: int = 0,
     checkpoint_every: int = 100,
+    strategy: tf.distribute.Strategy | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
 ) -> dict[str, list[float]]:
     """Meta-train ``learner`` on the prepared training ratings for ``steps`` steps.
 
     With ``workdir``, a checkpoint (weights, optimizer, step and the episode stream's
     state) is written every ``checkpoint_every`` steps and the latest one is resumed.
-    A learner with nothing to train (no meta-variables) returns at once.
+    A learner with nothing to train (no meta-variables) returns at once. With a
+    ``strategy`` (the learner built under its scope), each replica trains on its share
+    of every global batch of ``config.train.batch_size`` tasks (see ``MetaTrainer``).
     """
     if not learner.meta_variables():
         return {}
@@ -217,6 +225,7 @@ def fit_learner(
     if tc.fixed_tasks and ("role" not in prepared.train_ratings or (prepared.train_ratings["role"] == "").any()):
         raise ValueError("train.fixed_tasks trains on a published split's given support/query tasks, but the "
                          "meta-training rows have no role; give a split file with roles or drop fixed_tasks.")
+    check_batch(tc.batch_size, strategy if is_distributed(strategy) else None)
     sampler = EpisodeSampler(
         prepared.encoded,
         prepared.train_ratings,
@@ -227,11 +236,15 @@ def fit_learner(
         task_key=prepared.config.task_key,
         fixed=tc.fixed_tasks,
     )
-    trainer = MetaTrainer(learner, keras.optimizers.Adam(tc.outer_lr), jit_compile=tc.jit_compile,
-                          steps_per_execution=tc.steps_per_execution)
+    scope = strategy.scope() if is_distributed(strategy) else contextlib.nullcontext()
+    with scope:
+        optimizer = keras.optimizers.Adam(tc.outer_lr)
+    trainer = MetaTrainer(learner, optimizer, jit_compile=tc.jit_compile, steps_per_execution=tc.steps_per_execution,
+                          strategy=strategy)
     return trainer.fit(
         sampler,
         steps,
+        callbacks=callbacks,
         verbose=verbose,
         checkpoint_dir=None if workdir is None else workdir / "checkpoints" / tag,
         tensorboard_dir=None if workdir is None else workdir / "logs" / tag,
@@ -248,6 +261,8 @@ def train(
     mode: str = "continue",
     checkpoint_every: int = 100,
     split: SplitSource | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
 ) -> Run:
     """Meta-train the configured learner and the global baseline; save to ``workdir``.
 
@@ -257,13 +272,23 @@ def train(
     run with the same config is continued from its checkpoints; one with another config
     is refused (:class:`~tfmetarec.run_folder.RunFolderError`, naming the differing keys)
     unless ``mode="overwrite"``; ``mode="resume"`` insists on a run to continue.
+
+    ``config.train.strategy`` (``default``, ``mirrored``, ``multi_worker``; or a
+    ``strategy`` passed here) distributes both trainings; the models, learners and
+    optimizers are built under its scope. With several workers, every worker runs this
+    same call; only the chief checks and writes ``workdir`` (each needs ``workdir``'s
+    checkpoints to resume: a shared folder, or a copy). ``callbacks`` (Keras callbacks)
+    see both trainings.
     """
+    if strategy is None:
+        strategy = make_strategy(config.train.strategy)  # first: a multi-worker cluster is set up before any op
+    chief = is_chief(strategy)
     out = Path(workdir) if workdir is not None else None
-    decision = prepare_run_folder(out, config, mode) if out is not None else "fresh"
+    decision = prepare_run_folder(out, config, mode) if out is not None and chief else "fresh"
     if verbose and decision in ("continue", "overwrite"):
         print(f"{'Continuing the run' if decision == 'continue' else 'Replacing the run'} in {out}")
     prepared = prepare(config, data, split)
-    if out is not None:
+    if out is not None and chief:
         _check_saved_split(out, prepared.split)
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")  # the folder names its run from the first step on
@@ -275,19 +300,24 @@ def train(
             f"meta-training uses {len(prepared.train_ratings)} ratings; "
             f"{len(prepared.validation)} held-out validation users choose the fine-tuning step size"
         )
-    learner = build_learner(config, build_model(config, prepared.encoded), prepared)
-    baseline = Pretrain(build_model(config, prepared.encoded), 0, config.learner.inner_lr, config.learner.adapt)
+    distributed = is_distributed(strategy)
+    check_batch(config.train.batch_size, strategy if distributed else None)
+    verbose = verbose if chief else 0
+    with strategy.scope() if distributed else contextlib.nullcontext():
+        learner = build_learner(config, build_model(config, prepared.encoded), prepared)
+        baseline = Pretrain(build_model(config, prepared.encoded), 0, config.learner.inner_lr, config.learner.adapt)
     history = {}
     if verbose:
-        print(f"Meta-training {config.learner.name} for {config.train.meta_steps} steps")
+        where = f" on {strategy.num_replicas_in_sync} replicas" if distributed else ""
+        print(f"Meta-training {config.learner.name} for {config.train.meta_steps} steps{where}")
     history["learner"] = fit_learner(learner, prepared, config.train.meta_steps, out, "learner", verbose,
-                                     checkpoint_every)
+                                     checkpoint_every, strategy, callbacks)
     if verbose:
         print(f"Training the global baseline for {config.train.pretrain_steps} steps")
     history["baseline"] = fit_learner(baseline, prepared, config.train.pretrain_steps, out, "baseline", verbose,
-                                      checkpoint_every)
+                                      checkpoint_every, strategy, callbacks)
     run = Run(config, prepared, learner, baseline, history)
-    if out is not None:
+    if out is not None and chief:
         save_run(run, out)
     return run
 

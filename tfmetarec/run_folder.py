@@ -5,7 +5,9 @@ once finished, the saved learners. :func:`check_run_folder` decides what ``train
 with a folder, without importing TensorFlow (so the command line answers at once):
 
 * an empty or new folder starts a fresh run;
-* a folder holding a run with the **same** config continues it from its checkpoints;
+* a folder holding a run with the **same** config continues it from its checkpoints (more
+  ``meta_steps`` / ``pretrain_steps``, or another ``strategy``, still count as the same run:
+  it trains on to the new step counts);
 * a folder holding a run with a **different** config is refused, naming the differing
   keys, unless the caller asks to overwrite it (its run files are then removed);
 * ``resume`` insists that there is a run with the same config to continue.
@@ -25,6 +27,9 @@ RUN_FILES = (
 )
 """What a run writes into its folder (``--overwrite`` removes exactly these)."""
 MODES = ("continue", "resume", "overwrite")
+EXTENDABLE = ("meta_steps", "pretrain_steps")
+"""Training settings a continued run may raise: the episode stream is addressed by position,
+so training longer continues exactly where the shorter run stopped."""
 
 
 class RunFolderError(ValueError):
@@ -78,7 +83,12 @@ def check_run_folder(workdir: str | os.PathLike, config: ExperimentConfig, mode:
         saved = ExperimentConfig.load(out / "config.json")
     except ValueError as err:
         raise RunFolderError(f"{err}; pass --overwrite to start a fresh run in {out}.") from None
-    differences = config_differences(saved.to_dict(), config.to_dict())
+    before, now = saved.to_dict(), config.to_dict()
+    for key in EXTENDABLE:  # more steps extend the same stream; fewer would leave a run its config misstates
+        if now["train"][key] >= before["train"][key]:
+            before["train"][key] = now["train"][key]
+    before["train"]["strategy"] = now["train"]["strategy"]  # replicas share the same episodes
+    differences = config_differences(before, now)
     if differences:
         raise RunFolderError(
             f"{out} holds a run with other settings ({'; '.join(differences)}). Choose another --workdir, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,22 @@ _SEP_NAMES = {"\t": "tab", "|": "'|'", "::": "'::'", ",": "comma"}
 
 @dataclass(frozen=True)
 class Table:
-    """String cells of one file plus the 1-based source line of every row."""
+    """String cells of one file plus the 1-based source line of every row.
+
+    ``lines`` is ``None`` when the file was read by the fast path (no blank lines
+    counted); the line of a row is then found, on error only, by re-reading ``path``."""
 
     file: str
     frame: pd.DataFrame
-    lines: np.ndarray
+    lines: np.ndarray | None
+    path: Path | None = None
+    header: bool = False
+
+    def line(self, row: int) -> int:
+        """The 1-based source line of ``row``."""
+        if self.lines is not None:
+            return int(self.lines[row])
+        return _line_of_row(self.path, row, self.header)
 
     def cell(self, row: int, col: str) -> str:
         """The text of one cell (numbers formatted back, missing as empty)."""
@@ -29,7 +41,51 @@ class Table:
         return "" if pd.isna(value) else str(value).strip()
 
     def error(self, row: int, message: str) -> DataFormatError:
-        return DataFormatError(f"{self.file} line {int(self.lines[row])}: {message}")
+        return DataFormatError(f"{self.file} line {self.line(row)}: {message}")
+
+
+def _line_of_row(path: Path | None, row: int, header: bool) -> int:
+    """The 1-based line holding data row ``row`` (blank lines and the header skipped)."""
+    if path is None:
+        raise ValueError("A table read without line numbers needs its path to locate a row.")
+    seen = -1 if header else 0
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if raw.strip():
+                if seen == row:
+                    return number
+                seen += 1
+    raise IndexError(f"{path.name} has no data row {row}.")
+
+
+FAST_BYTES = 1 << 20
+"""Files at least this large whose columns are all numeric skip the line-by-line reader."""
+
+
+def _read_numeric_fast(path: Path, sep: str, names: tuple[str, ...], encoding: str, header: bool) -> Table | None:
+    """A well-formed, single-character-separated, all-numeric file read by pandas' C parser
+    straight from disk (no Python object per row); ``None`` when anything looks off, so the
+    careful reader runs and reports the exact line."""
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    try:
+        text = first.decode(encoding).lstrip("\ufeff").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None
+    columns = [h.strip() for h in text.split(sep)] if header else list(names)
+    if header and (not text.strip() or any(n not in columns for n in names) or len(set(columns)) != len(columns)):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header
+            frame = pd.read_csv(path, sep=sep, header=None, names=columns, index_col=False,
+                                skiprows=1 if header else 0, encoding=encoding, engine="c",
+                                quoting=csv.QUOTE_NONE, skip_blank_lines=True)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning):
+        return None
+    if any(not pd.api.types.is_numeric_dtype(frame[c].dtype) for c in names) or frame.isna().to_numpy().any():
+        return None  # a short row, an empty or a non-numeric cell: let the careful reader name it
+    return Table(path.name, frame[list(names)], None, path, header)
 
 
 def _decode(path: Path, encoding: str) -> str:
@@ -55,8 +111,16 @@ def read_delimited(
     With ``header`` the first line must name (at least) ``names``; columns are
     then picked by name. ``quoted`` enables CSV quoting (slower, pure Python).
     Columns in ``numeric`` come back as numbers when every cell parses (a fast
-    path for :func:`to_int` / :func:`to_float`); all others are strings.
+    path for :func:`to_int` / :func:`to_float`); all others are strings. A large
+    file (:data:`FAST_BYTES`) of numeric columns only (a ratings file) goes straight
+    to pandas' C parser with bounded memory; on any irregularity it is re-read here
+    line by line, so errors are the same either way.
     """
+    if (not quoted and len(sep) == 1 and set(names) <= set(numeric) and path.is_file()
+            and path.stat().st_size >= FAST_BYTES):
+        fast = _read_numeric_fast(path, sep, names, encoding, header)
+        if fast is not None:
+            return fast
     text = _decode(path, encoding)
     if text.startswith("\ufeff"):
         text = text[1:]

@@ -66,7 +66,7 @@ AGE_CODES_1M = (1, 18, 25, 35, 45, 50, 56)
 NO_GENRES = "(no genres listed)"
 _TITLE_YEAR = r"\((\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$"
 
-DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small")
+DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small", "movielens-20m", "movielens-25m")
 LIST_SEPARATOR = "|"
 """Values of a list cell in an item side file are separated by this (as MovieLens' genres are)."""
 SIDE_KEYS = ("item", "movieId", "item_id")
@@ -216,23 +216,36 @@ def load_movielens_1m(
                            list_separator)
 
 
+CSV_RELEASES = {
+    "movielens-latest-small": ("MovieLens latest-small", ("ml-latest-small", "movielens-latest-small")),
+    "movielens-20m": ("MovieLens 20M", ("ml-20m", "movielens-20m")),
+    "movielens-25m": ("MovieLens 25M", ("ml-25m", "movielens-25m")),
+}
+"""The releases with the ``ratings.csv`` + ``movies.csv`` layout: label and folder names."""
+
+
 def load_movielens_latest_small(
     path: str | Path,
     item_side_file: str | Path | None = None,
     list_columns: Sequence[str] | None = None,
     list_separator: str = LIST_SEPARATOR,
+    name: str = "movielens-latest-small",
 ) -> InteractionData:
     """MovieLens latest-small from ``ratings.csv`` and ``movies.csv`` (no user demographics).
 
     The 20M/25M/latest releases share this layout and load the same way from any
-    folder. When ``tags.csv`` is present, each movie's user tags become a ``tags``
+    folder (``name`` labels the result: ``movielens-20m`` ...; :func:`load_movielens_20m`
+    and :func:`load_movielens_25m` set it). A large ``ratings.csv`` is parsed by
+    pandas' C reader without a Python object per row (25M ratings: about 1 GB of
+    columns). When ``tags.csv`` is present, each movie's user tags become a ``tags``
     list field. ``item_side_file`` adds item content (:func:`read_item_side_file`).
     """
-    root = _find_dir(
-        path, "MovieLens latest-small", ("ratings.csv", "movies.csv"), ("ml-latest-small", "movielens-latest-small")
-    )
+    if name not in CSV_RELEASES:
+        raise ValueError(f"Unknown ratings.csv release {name!r}; choose from {sorted(CSV_RELEASES)}.")
+    label, aliases = CSV_RELEASES[name]
+    root = _find_dir(path, label, ("ratings.csv", "movies.csv"), aliases)
     rt = P.read_delimited(root / "ratings.csv", ",", CSV_FIELDS, header=True, numeric=CSV_FIELDS)
-    rt = P.Table(rt.file, rt.frame.set_axis(list(RATING_FIELDS), axis=1), rt.lines)
+    rt = P.Table(rt.file, rt.frame.set_axis(list(RATING_FIELDS), axis=1), rt.lines, rt.path, rt.header)
     ratings = _ratings(rt, 0.5, 5, half_stars=True)
 
     mt = P.read_delimited(root / "movies.csv", ",", ("movieId", "title", "genres"), header=True, quoted=True)
@@ -250,8 +263,17 @@ def load_movielens_latest_small(
     if (root / "tags.csv").exists():
         items["tags"] = _movie_tags(root / "tags.csv", items["item"].to_numpy())
     users = pd.DataFrame({"user": np.unique(ratings["user"].to_numpy())})
-    return _with_side_file("movielens-latest-small", ratings, users, items, "movies.csv", item_side_file,
-                           list_columns, list_separator)
+    return _with_side_file(name, ratings, users, items, "movies.csv", item_side_file, list_columns, list_separator)
+
+
+def load_movielens_20m(path: str | Path, **kwargs: Any) -> InteractionData:
+    """MovieLens 20M (``ratings.csv`` + ``movies.csv``, the latest-small layout) from any folder."""
+    return load_movielens_latest_small(path, name="movielens-20m", **kwargs)
+
+
+def load_movielens_25m(path: str | Path, **kwargs: Any) -> InteractionData:
+    """MovieLens 25M (``ratings.csv`` + ``movies.csv``, the latest-small layout) from any folder."""
+    return load_movielens_latest_small(path, name="movielens-25m", **kwargs)
 
 
 
@@ -365,6 +387,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, **kwargs: Any) -
         "movielens-100k": load_movielens_100k,
         "movielens-1m": load_movielens_1m,
         "movielens-latest-small": load_movielens_latest_small,
+        "movielens-20m": load_movielens_20m,
+        "movielens-25m": load_movielens_25m,
     }
     if name not in loaders:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")

@@ -10,6 +10,8 @@ DEFAULT_FOLDERS = {
     "movielens-100k": ("movielens-100k", "ml-100k"),
     "movielens-1m": ("movielens-1m", "ml-1m"),
     "movielens-latest-small": ("ml-latest-small", "movielens-latest-small"),
+    "movielens-20m": ("ml-20m", "movielens-20m"),
+    "movielens-25m": ("ml-25m", "movielens-25m"),
 }
 """The folder names each release is found under in :func:`default_data_dir` (first match wins)."""
 

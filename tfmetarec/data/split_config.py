@@ -12,6 +12,8 @@ DEFAULT_NEW_ITEM_YEAR = {
     "movielens-1m": 1998,
     "synthetic": 1998,
     "movielens-latest-small": 2015,
+    "movielens-20m": 2013,  # ratings up to 2015
+    "movielens-25m": 2017,  # ratings up to 2019
 }
 
 

@@ -54,6 +54,10 @@ GENRES = (
 
 NEW_YEARS = (1998, 2000)  # inclusive range of "recent" release years
 START_TIME = 946_684_800  # 2000-01-01 UTC
+EXACT_CELLS = 20_000_000
+"""Above this many users x items, ``method="auto"`` draws who rates what by sampling in
+chunks of users instead of ranking a dense ``[users, items]`` matrix."""
+CHUNK_USERS = 50_000
 
 
 def _noisy_choice(rng: np.random.Generator, truth: np.ndarray, options: int, noise: float) -> np.ndarray:
@@ -117,6 +121,7 @@ def make_synthetic(
     feature_noise: float = 0.3,
     new_item_fraction: float = 0.25,
     seed: int = 0,
+    method: str = "auto",
 ) -> InteractionData:
     """Ratings from clustered user tastes and item factors, with partly informative features.
 
@@ -126,6 +131,14 @@ def make_synthetic(
     ``1 - feature_noise``; item genres follow the item factors. A fraction
     ``new_item_fraction`` of items is released in 1998-2000, the rest earlier.
     Ratings are ``clip(round(3 + <u, i> + biases + noise), 1, 5)``.
+
+    Who rates what: each user's items are drawn without replacement in proportion to
+    ``exp(popularity + taste for recent releases)``. ``method="exact"`` ranks a dense
+    Gumbel-perturbed ``[users, items]`` matrix; ``"sampled"`` draws the same way (with
+    replacement, keeping first occurrences, which is sampling without replacement) in
+    chunks of users, so memory grows with the ratings, not users x items: tens of
+    millions of ratings fit in a few GB. ``"auto"`` is exact up to
+    :data:`EXACT_CELLS` cells. The two methods make different (equally distributed) data.
     """
     lo, hi = ratings_per_user
     if not (num_users > 0 and num_items > 0 and num_clusters > 0 and latent_dim > 0):
@@ -134,6 +147,10 @@ def make_synthetic(
         raise ValueError(f"ratings_per_user must satisfy 1 <= low <= high, got {ratings_per_user}")
     if not 0.0 <= new_item_fraction <= 1.0 or not 0.0 <= feature_noise <= 1.0:
         raise ValueError("new_item_fraction and feature_noise must lie in [0, 1]")
+    if method not in ("auto", "exact", "sampled"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'sampled', got {method!r}")
+    if method == "auto":
+        method = "exact" if num_users * num_items <= EXACT_CELLS else "sampled"
     rng = np.random.default_rng(seed)
 
     cluster = rng.integers(0, num_clusters, num_users)
@@ -147,6 +164,14 @@ def make_synthetic(
 
     # Which items each user rates: popularity skew, plus a per-user taste for recent releases.
     is_new = items["year"].to_numpy(dtype=np.int64) >= NEW_YEARS[0]
+    if method == "sampled":
+        u_idx, i_idx, rating, ts = _sampled_ratings(rng, lo, hi, is_new, user_f, item_f, user_bias, item_bias,
+                                                    noise)
+        order = np.lexsort((i_idx, u_idx, ts))  # by time, then user, then item
+        ratings = pd.DataFrame({"user": u_idx[order].astype(np.int64) + 1, "item": i_idx[order].astype(np.int64) + 1,
+                                "rating": rating[order], "timestamp": ts[order]})
+        del order, u_idx, i_idx, rating, ts
+        return InteractionData("synthetic", ratings, users, items)
     log_w = rng.normal(0.0, 1.0, num_items)[None, :] + np.outer(rng.normal(0.0, 1.0, num_users), is_new)
     keys = log_w + rng.gumbel(size=(num_users, num_items))
     order = np.argsort(-keys, axis=1)
@@ -178,6 +203,89 @@ def make_synthetic(
         }
     ).sort_values(["timestamp", "user", "item"], kind="stable", ignore_index=True)
     return InteractionData("synthetic", ratings, users, items)
+
+
+def _sampled_ratings(
+    rng: np.random.Generator, lo: int, hi: int, is_new: np.ndarray, user_f: np.ndarray, item_f: np.ndarray,
+    user_bias: np.ndarray, item_bias: np.ndarray, noise: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The exact method's model, drawn in chunks of users: ``(user, item)`` indices (int32),
+    ratings (float32) and timestamps (int64); memory grows with the ratings only."""
+    num_users, num_items = len(user_f), len(item_f)
+    popularity = rng.normal(0.0, 1.0, num_items)
+    recent_taste = rng.normal(0.0, 1.0, num_users)
+    counts = rng.integers(lo, min(hi, num_items) + 1, num_users).clip(max=num_items)
+    u_idx, i_idx = _sampled_items(rng, popularity, recent_taste, is_new, counts)
+    day = 86_400
+    horizon = 3 * 365 * day
+    start = rng.uniform(0.0, 0.85 * horizon, num_users)
+    end = np.minimum(start + rng.uniform(30 * day, 540 * day, num_users), horizon)
+    release = np.where(is_new, rng.uniform(0.65 * horizon, 0.95 * horizon, num_items), 0.0)
+    rating = np.empty(len(u_idx), np.float32)
+    ts = np.empty(len(u_idx), np.int64)
+    step = CHUNK_USERS * max(hi, 1)  # a bounded number of ratings at a time: no [ratings, latent] blow-up
+    scale = np.sqrt(user_f.shape[1])
+    for a in range(0, len(u_idx), step):
+        u, i = u_idx[a:a + step], i_idx[a:a + step]
+        score = np.einsum("rd,rd->r", user_f[u], item_f[i]) / scale
+        raw = 3.0 + 0.9 * score + user_bias[u] + item_bias[i] + rng.normal(0.0, noise, len(u))
+        rating[a:a + step] = np.clip(np.round(raw), 1, 5)
+        when = start[u] + rng.random(len(u)) * (end - start)[u]
+        when = np.maximum(when, release[i] + rng.uniform(0.0, 14 * day, len(u)))
+        ts[a:a + step] = START_TIME + np.floor(when).astype(np.int64)
+    return u_idx, i_idx, rating, ts
+
+
+def _sampled_items(
+    rng: np.random.Generator, popularity: np.ndarray, recent_taste: np.ndarray, is_new: np.ndarray,
+    counts: np.ndarray, max_rounds: int = 30,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``counts[u]`` distinct items per user ``u``, drawn without replacement with weights
+    ``exp(popularity + recent_taste[u] * is_new)``, users in chunks (``(user, item)`` int32
+    arrays, users in order). A user keeps fewer items only if ``max_rounds`` redraws cannot
+    find enough distinct ones (a catalogue barely larger than its ratings)."""
+    groups = [np.flatnonzero(~is_new), np.flatnonzero(is_new)]
+    weights = [np.exp(popularity[g]) for g in groups]
+    cdfs = [np.cumsum(w) / w.sum() if len(w) else w for w in weights]
+    mass = [float(w.sum()) for w in weights]
+    users_out, items_out = [], []
+    num_items = len(popularity)
+    for lo in range(0, len(counts), CHUNK_USERS):
+        want = counts[lo:lo + CHUNK_USERS].astype(np.int64)
+        taste = recent_taste[lo:lo + CHUNK_USERS]
+        new_w = mass[1] * np.exp(taste)
+        p_new = new_w / (mass[0] + new_w) if len(groups[1]) else np.zeros(len(want))
+        users = np.arange(len(want))
+        kept_u, kept_i = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        for _ in range(max_rounds):
+            have = np.bincount(kept_u, minlength=len(want))
+            short = users[have < want]
+            if not len(short):
+                break
+            draws = np.maximum((want[short] - have[short]) * 3 // 2 + 8, 1)
+            u = np.repeat(short, draws)
+            new = rng.random(len(u)) < p_new[u]
+            pick = np.empty(len(u), np.int64)
+            for g, mask in ((0, ~new), (1, new)):
+                if mask.any():
+                    at = np.minimum(np.searchsorted(cdfs[g], rng.random(int(mask.sum())), side="right"),
+                                    len(groups[g]) - 1)
+                    pick[mask] = groups[g][at]
+            # keep each (user, item) once, first draw first: earlier rounds' items come first
+            u_all = np.concatenate([kept_u, u])
+            i_all = np.concatenate([kept_i, pick])
+            _, first = np.unique(u_all * num_items + i_all, return_index=True)
+            first.sort()
+            u_all, i_all = u_all[first], i_all[first]
+            order = np.argsort(u_all, kind="stable")
+            u_all, i_all = u_all[order], i_all[order]
+            starts = np.searchsorted(u_all, users)
+            rank = np.arange(len(u_all)) - starts[u_all]
+            keep = rank < want[u_all]
+            kept_u, kept_i = u_all[keep], i_all[keep]
+        users_out.append((kept_u + lo).astype(np.int32))
+        items_out.append(kept_i.astype(np.int32))
+    return np.concatenate(users_out), np.concatenate(items_out)
 
 
 def user_clusters(num_users: int = 600, num_clusters: int = 6, seed: int = 0) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tfmetarec.learners.base import MetaLearner
+from tfmetarec.learners.distribute import ClusterError, make_strategy, split_cpu
 from tfmetarec.learners.baselines import ItemMean, ItemStatisticsLearner, Popularity
 from tfmetarec.learners.encoder import TaskEncoder
 from tfmetarec.learners.loop import MetaTrainer
@@ -41,6 +42,7 @@ def available() -> list[str]:
 __all__ = [
     "FOMAML",
     "MAML",
+    "ClusterError",
     "ItemMean",
     "ItemStatisticsLearner",
     "MatchingLearner",
@@ -54,4 +56,6 @@ __all__ = [
     "TaskEncoder",
     "available",
     "get",
+    "make_strategy",
+    "split_cpu",
 ]

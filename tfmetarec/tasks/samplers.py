@@ -73,6 +73,12 @@ class EpisodeSampler:
 
     :meth:`state` (seed, position, fingerprint of the tasks and settings) is what a
     trainer saves in its checkpoints to prove a resumed run continues this stream.
+
+    Sharding for distributed training: shard ``s`` of ``n`` of an episode is its tasks
+    ``[s * B/n, (s + 1) * B/n)`` (``B`` = ``batch_size``). Every shard makes the same
+    random draws as the whole episode but pads only its own tasks, so the shards of the
+    ``n`` replicas (of all workers) are disjoint parts of exactly the episode one process
+    would train on: the run does not depend on how many replicas or workers share it.
     """
 
     def __init__(
@@ -127,7 +133,9 @@ class EpisodeSampler:
         self._tasks = keep
         self.buckets = support_buckets(int(supports.max())) if bucketed else (int(max(supports.max(), 1)),)
         self.max_support = max_support
-        which = np.array([bucket_of(int(s), self.buckets) for s in supports])
+        if int(supports.max()) > self.buckets[-1]:
+            raise ValueError(f"Support of {int(supports.max())} rows exceeds the largest bucket {self.buckets[-1]}.")
+        which = np.searchsorted(np.asarray(self.buckets), supports, side="left")
         self._members = [keep[which == b] for b in range(len(self.buckets))]
         counts = np.array([len(m) for m in self._members], dtype="float64")
         self._bucket_p = counts / counts.sum()
@@ -151,13 +159,27 @@ class EpisodeSampler:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def _draw(self, rng: np.random.Generator, b: int) -> dict:
+    def shard_tasks(self, shard: int = 0, num_shards: int = 1) -> range:
+        """The task positions of an episode that shard ``shard`` of ``num_shards`` holds."""
+        if num_shards < 1 or not 0 <= shard < num_shards:
+            raise ValueError(f"shard must lie in [0, num_shards) with num_shards >= 1; got shard {shard} of "
+                             f"{num_shards}.")
+        if self.batch_size % num_shards:
+            raise ValueError(f"The global batch of {self.batch_size} tasks does not split equally over "
+                             f"{num_shards} replicas; use a batch_size that is a multiple of {num_shards}.")
+        size = self.batch_size // num_shards
+        return range(shard * size, (shard + 1) * size)
+
+    def _draw(self, rng: np.random.Generator, b: int, keep: range | None = None) -> dict:
         members = self._members[b]
         chosen = rng.choice(members, self.batch_size, replace=len(members) < self.batch_size)
+        keep = range(self.batch_size) if keep is None else keep
         support, query = [], []
-        for t in chosen:
+        for position, t in enumerate(chosen):
             u, i, r = self._rows.task(int(t))
-            perm = rng.permutation(len(u))
+            perm = rng.permutation(len(u))  # drawn for every task, so each shard sees the same stream
+            if position not in keep:
+                continue
             if self._is_query is not None:
                 lo, hi = self._rows.offsets[int(t)], self._rows.offsets[int(t) + 1]
                 is_query = self._is_query[lo:hi][perm]
@@ -169,44 +191,55 @@ class EpisodeSampler:
             query.append((u[q_idx], i[q_idx], r[q_idx]))
         return pad_episode(self.encoded, support, query, self.buckets[b], self.query_size)
 
-    def sample(self, index: int | None = None) -> dict:
-        """Episode ``index`` of the stream as numpy arrays (the next one when ``None``)."""
+    def sample(self, index: int | None = None, shard: int = 0, num_shards: int = 1) -> dict:
+        """Episode ``index`` of the stream as numpy arrays (the next one when ``None``); with
+        ``num_shards`` > 1, only shard ``shard`` of its tasks."""
+        keep = self.shard_tasks(shard, num_shards)
         if index is None:
             index, self.position = self.position, self.position + 1
         rng = np.random.default_rng((self.seed, int(index)))
-        return self._draw(rng, int(rng.choice(len(self.buckets), p=self._bucket_p)))
+        return self._draw(rng, int(rng.choice(len(self.buckets), p=self._bucket_p)), keep)
 
-    def sample_group(self, index: int, size: int) -> dict:
+    def sample_group(self, index: int, size: int, shard: int = 0, num_shards: int = 1) -> dict:
         """Group ``index`` of a stream of ``size``-episode groups: episodes of one bucket,
-        stacked on a leading axis (``size == 1`` is :meth:`sample` with that axis added)."""
+        stacked on a leading axis (``size == 1`` is :meth:`sample` with that axis added);
+        with ``num_shards`` > 1, shard ``shard`` of every episode's tasks."""
         if size == 1:
-            return tf.nest.map_structure(lambda a: a[None], self.sample(index))
+            return tf.nest.map_structure(lambda a: a[None], self.sample(index, shard, num_shards))
+        keep = self.shard_tasks(shard, num_shards)
         rng = np.random.default_rng((self.seed, int(index), int(size)))
         b = int(rng.choice(len(self.buckets), p=self._bucket_p))
-        episodes = [self._draw(rng, b) for _ in range(size)]
+        episodes = [self._draw(rng, b, keep) for _ in range(size)]
         return tf.nest.map_structure(lambda *parts: np.stack(parts), *episodes)
 
-    def iterate(self, start: int = 0, group: int = 1) -> Iterator[dict]:
-        """Episodes (or ``group``-sized stacks of them) from position ``start`` on."""
+    def iterate(self, start: int = 0, group: int = 1, shard: int = 0, num_shards: int = 1) -> Iterator[dict]:
+        """Episodes (or ``group``-sized stacks of them) from position ``start`` on; with
+        ``num_shards`` > 1, shard ``shard`` of each."""
         if group < 1:
             raise ValueError(f"group must be >= 1, got {group}.")
+        self.shard_tasks(shard, num_shards)
         index = int(start)
         while True:
-            yield self.sample(index) if group == 1 else self.sample_group(index, group)
+            if group == 1:
+                yield self.sample(index, shard, num_shards)
+            else:
+                yield self.sample_group(index, group, shard, num_shards)
             index += 1
 
     def __iter__(self) -> Iterator[dict]:
         while True:
             yield self.sample()
 
-    def dataset(self, prefetch: int = 2, start: int = 0, group: int = 1) -> tf.data.Dataset:
+    def dataset(self, prefetch: int = 2, start: int = 0, group: int = 1, shard: int = 0,
+                num_shards: int = 1) -> tf.data.Dataset:
         """The stream from ``start`` as a ``tf.data`` pipeline (prefetched); with ``group`` > 1,
-        stacks of ``group`` episodes."""
+        stacks of ``group`` episodes; with ``num_shards`` > 1, shard ``shard`` of each."""
+        self.shard_tasks(shard, num_shards)
         signature = episode_signature(self.encoded)
         if group > 1:
             signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), signature)
         return tf.data.Dataset.from_generator(
-            lambda: self.iterate(start, group), output_signature=signature
+            lambda: self.iterate(start, group, shard, num_shards), output_signature=signature
         ).prefetch(prefetch)
 
 
@@ -226,7 +259,7 @@ def eval_batches(
     s_sizes, q_sizes = tasks.support_sizes(), tasks.query_sizes()
     query_size = int(q_sizes.max())
     buckets = support_buckets(max(int(s_sizes.max()), 1)) if bucketed else (max(int(s_sizes.max()), 1),)
-    which = np.array([bucket_of(int(s), buckets) for s in s_sizes])
+    which = np.searchsorted(np.asarray(buckets), s_sizes, side="left")
     for b, cap in enumerate(buckets):
         members = np.flatnonzero(which == b)
         for lo in range(0, len(members), batch_size):
