@@ -95,9 +95,11 @@ def test_sampled_synthetic_matches_the_exact_model_and_stays_small():
 
 def test_a_million_users_by_fifty_thousand_items_fits_in_little_memory(tmp_path):
     """A dense [users, items] draw would need 400 GB here; the sampled one a few hundred MB."""
-    code = ("import resource; from tfmetarec.data.synthetic import make_synthetic; "
+    # VmHWM is this process's own peak; ru_maxrss would carry a big parent's peak across fork + exec
+    code = ("import re; from tfmetarec.data.synthetic import make_synthetic; "
             "d = make_synthetic(num_users=1_000_000, num_items=50_000, ratings_per_user=(1, 3), seed=0); "
-            "print(len(d.ratings), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+            "print(len(d.ratings), int(hwm) // 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
