@@ -205,6 +205,9 @@ def memory_run(runtime: str, path: Path, count: int) -> dict:
             "maps_at_each_fifth": "/".join(str(m[2]) for m in marks), "seconds": seconds}
 
 
+UPDATE_TITLE = "## Online updates: one new rating on a cached state against adapting from scratch (1 user)"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -213,12 +216,21 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-requests", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="smoke run: few calls, short load test")
     parser.add_argument("--out", default="benchmarks/results/serving_latency.md")
+    parser.add_argument("--only", choices=("update",), help="run one section (written to serving_update.md)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls, args.load_seconds, args.memory_requests = 2, 20, 3.0, 100
     from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 
     learner, data, encoder = build()
+    if args.only == "update":
+        rows = update_section(learner, data, encoder, Path(tempfile.mkdtemp()), None, None, args)
+        text = "\n".join([f"Machine: {machine()}", "", UPDATE_TITLE, "",
+                          markdown_table(rows, ["runtime", "call", "p50_ms", "p99_ms", "vs adapt on 20"]), ""])
+        print(text)
+        out = Path(args.out).with_name("serving_update.md")
+        out.write_text(text, encoding="utf-8")
+        return 0
     rng = np.random.default_rng(0)
     req = request(data, rng)
     root = Path(tempfile.mkdtemp())
@@ -298,7 +310,7 @@ def main(argv=None) -> int:
         f"## Memory over {args.memory_requests} requests of random shapes (fresh process each)", "",
         markdown_table(memory_rows, ["runtime", "requests", "rss_after_warm_up_mb", "rss_end_mb",
                                      "maps_after_warm_up", "maps_at_each_fifth", "seconds"]), "",
-        "## Online updates: one new rating on a cached state against adapting from scratch (1 user)", "",
+        UPDATE_TITLE, "",
         markdown_table(update_rows, ["runtime", "call", "p50_ms", "p99_ms", "vs adapt on 20"]), ""])
     print(text)
     out = Path(args.out)
@@ -307,31 +319,43 @@ def main(argv=None) -> int:
     return 0
 
 
-def update_section(learner, data, encoder, root: Path, plain: Path, xla: Path, args) -> list[dict]:
-    """p50/p99 of update_state (1 new rating) and of adapt on 20 and 100 ratings, per runtime."""
+def update_section(learner, data, encoder, root: Path, plain: Path | None, xla: Path | None, args) -> list[dict]:
+    """p50/p99 of update_state (1 new rating) and of adapt on 20 and 100 ratings, per runtime,
+    for the default ``update_mode="history"`` and for ``"new"`` (a copy of the same learner)."""
     from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 
     rng = np.random.default_rng(3)
-    folder = export_onnx(learner, root / "onnx-update", encoder=encoder,
-                         buckets=Buckets(users=(1,), support=(8, 32, 128), query=(16,)),
-                         signatures=("adapt", "update_state"))
-    onnx = OnnxRecommender(folder, threads=1)
     history = {n: {k: v for k, v in request(data, rng, 1, n, 1).items() if k != "query_item_id"} for n in (20, 100)}
     new = {"new_item_id": history[20]["support_item_id"][:, :1], "new_rating": history[20]["support_rating"][:, :1],
            "new_mask": np.ones((1, 1), np.float32)}
     rows = []
-    for name, path in (("TF SavedModel, default (no XLA)", plain), ("TF SavedModel, XLA opt-in", xla)):
-        adapt, update = signature_caller(path, "adapt"), signature_caller(path, "update_state")
-        state = {k: v.numpy() for k, v in adapt(history[20]).items()}
-        calls = {"adapt on 20 ratings": lambda: adapt(history[20]), "adapt on 100 ratings": lambda: adapt(history[100]),
-                 "update_state, 1 new rating": lambda: update({**state, **new})}
-        rows += _timed(name, calls, args)
-    state = onnx("adapt", history[20])
-    calls = {"adapt on 20 ratings": lambda: onnx("adapt", history[20]),
-             "adapt on 100 ratings": lambda: onnx("adapt", history[100]),
-             "update_state, 1 new rating": lambda: onnx("update_state", {**state, **new})}
-    rows += _timed("ONNX Runtime (OnnxRecommender, 1 thread)", calls, args)
-    print(rows, flush=True)
+    for mode in ("history", "new"):
+        copy = learner
+        if mode != learner.update_mode:
+            copy = type(learner).from_config({**learner.get_config(), "update_mode": mode})
+            copy.set_weights(learner.get_weights())  # the item table is data, copied apart
+            copy.model.set_item_table(learner.model.item_table, learner.model.item_raw_ids)
+        saved = {"TF SavedModel, default (no XLA)": plain, "TF SavedModel, XLA opt-in": xla}
+        if mode != learner.update_mode or plain is None:
+            saved = {"TF SavedModel, default (no XLA)": export_saved_model(
+                copy, root, f"update-{mode}", 1, encoder=encoder, buckets=BUCKETS)}
+        for name, path in saved.items():
+            adapt, update = signature_caller(path, "adapt"), signature_caller(path, "update_state")
+            state = {k: v.numpy() for k, v in adapt(history[20]).items()}
+            calls = {"adapt on 20 ratings": lambda a=adapt: a(history[20]),
+                     "adapt on 100 ratings": lambda a=adapt: a(history[100]),
+                     "update_state, 1 new rating": lambda u=update, s=state: u({**s, **new})}
+            rows += _timed(f"{name}, update_mode={mode}", calls, args)
+        folder = export_onnx(copy, root / f"onnx-update-{mode}", encoder=encoder,
+                             buckets=Buckets(users=(1,), support=(8, 32, 128), query=(16,)),
+                             signatures=("adapt", "update_state"))
+        onnx = OnnxRecommender(folder, threads=1)
+        state = onnx("adapt", history[20])
+        calls = {"adapt on 20 ratings": lambda o=onnx: o("adapt", history[20]),
+                 "adapt on 100 ratings": lambda o=onnx: o("adapt", history[100]),
+                 "update_state, 1 new rating": lambda o=onnx, s=state: o("update_state", {**s, **new})}
+        rows += _timed(f"ONNX Runtime (OnnxRecommender, 1 thread), update_mode={mode}", calls, args)
+        print(rows[-6:], flush=True)
     return rows
 
 
