@@ -116,3 +116,27 @@ def test_the_streaming_protocol(small_synthetic):
                                atol=1e-6)
     assert table.loc[("maml incremental", 6), "MAE"] != table.loc[("maml incremental", 0), "MAE"]
     assert (curve["ms_per_user"] >= 0).all()
+
+
+def test_history_works_for_models_without_user_fields():
+    """Data with no user features (latest-small, 20M/25M): rows of width 0 are kept, not scattered."""
+    from helpers import ITEM_FIELDS, ITEM_TABLE, NUM_ITEMS, NUM_USERS
+    from tfmetarec.learners import MAML
+    from tfmetarec.models import MeLU
+
+    model = MeLU((), ITEM_FIELDS, embedding_dim=4, hidden_units=(8, 4), num_users=NUM_USERS, num_items=NUM_ITEMS,
+                 seed=0)
+    model.set_item_table(ITEM_TABLE)
+    learner = MAML(model, inner_steps=2, inner_lr=0.1, update_mode="history", history_size=4)
+    episode = random_episode(seed=8, tasks=2, support=5, query=3)
+    support = {k: (v[..., :0] if k == "user_fields" else v) for k, v in episode[SUPPORT].items()}
+    query = {k: (v[..., :0] if k == "user_fields" else v) for k, v in features_of(episode[QUERY]).items()}
+    state = learner.update(learner.adapt({k: v[:, :3] for k, v in support.items()}),
+                           {k: v[:, 3:4] for k, v in support.items()})
+    assert state["history_user_fields"].shape == (2, 4, 0)
+    np.testing.assert_array_equal(state["history_mask"].numpy().sum(axis=1), np.minimum(
+        support[MASK][:, :4].sum(axis=1), 4))
+    assert np.isfinite(learner.score(state, query).numpy()).all()
+    out = append_rows({"f": tf.zeros([2, 1, 0]), "mask": tf.ones([2, 1])}, {"f": tf.zeros([2, 2, 0]),
+                                                                          "mask": tf.ones([2, 2])}, capacity=2)
+    assert out["f"].shape == (2, 2, 0)

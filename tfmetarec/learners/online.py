@@ -30,6 +30,9 @@ def append_rows(old: Mapping[str, tf.Tensor], new: Mapping[str, tf.Tensor], capa
         value = tf.where(tf.reshape(keep, tf.concat([tf.shape(keep), tf.ones([len(value.shape) - 2], tf.int32)], 0)),
                          value, tf.zeros_like(value))
         shape = tf.concat([[tasks, capacity + 1], tf.shape(value)[2:]], 0)
+        if any(d == 0 for d in value.shape[2:]):  # e.g. no user fields: nothing to scatter
+            out[k] = tf.zeros(shape, value.dtype)[:, :capacity]
+            continue
         out[k] = tf.scatter_nd(index, value, shape)[:, :capacity]
     return out
 
