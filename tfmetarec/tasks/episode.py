@@ -158,13 +158,18 @@ def build_tasks(
             s = tuple(a[~clash] for a in s)
         if len(s[0]) < min_support or len(q_idx) == 0:
             continue
-        if max_support is not None and len(s[0]) > max_support:
-            keep = np.sort(rng.choice(len(s[0]), max_support, replace=False))
-            s = tuple(a[keep] for a in s)
         kept.append(task_id)
-        sup.append(s)
+        sup.append(_capped(s, max_support, rng))
         qry.append((u[q_idx], i[q_idx], r[q_idx]))
     return TaskSet(name, task_key, np.asarray(kept), Rows.from_groups(sup), Rows.from_groups(qry))
+
+
+def _capped(rows: tuple, max_support: int | None, rng: np.random.Generator) -> tuple:
+    """A support's ``(users, items, ratings)``, at most ``max_support`` rows drawn in order."""
+    if max_support is None or len(rows[0]) <= max_support:
+        return rows
+    keep = np.sort(rng.choice(len(rows[0]), max_support, replace=False))
+    return tuple(a[keep] for a in rows)
 
 
 def build_fixed_tasks(
@@ -209,11 +214,8 @@ def build_fixed_tasks(
             s = tuple(a[~clash] for a in s)
         if len(s[0]) < min_support or not q.any():
             continue
-        if max_support is not None and len(s[0]) > max_support:
-            keep = np.sort(rng.choice(len(s[0]), max_support, replace=False))
-            s = tuple(a[keep] for a in s)
         kept.append(task_id)
-        sup.append(s)
+        sup.append(_capped(s, max_support, rng))
         qry.append((u[q], i[q], r[q]))
     return TaskSet(name, task_key, np.asarray(kept), Rows.from_groups(sup), Rows.from_groups(qry))
 
