@@ -113,6 +113,9 @@ def _worker(args: argparse.Namespace) -> dict | None:
             def on_train_batch_end(self, batch, logs=None):
                 if args.die_at and batch + 1 >= args.die_at:
                     sys.stdout.flush()
+                    # Collectives pull their data (RecvBuf): let the peer finish reading this
+                    # step before the crash, so the peer fails on the next step, not this one.
+                    time.sleep(2.0)
                     os._exit(17)  # no cleanup, no goodbye: a crashed machine
                 if args.stall_at and batch + 1 >= args.stall_at:
                     time.sleep(3600)  # alive but silent: a hung machine

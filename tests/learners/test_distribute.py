@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -212,7 +213,10 @@ def test_a_dead_worker_makes_the_other_fail_clearly(tmp_path):
     started = time.monotonic()
     codes, logs = _two_workers(tmp_path, "dead", "50", "0", "--die-at", "2", "--timeout", "300")
     assert codes == [3, 17], logs[0][-3000:]
-    assert "ClusterError: Distributed meta-training stopped at step 2 on worker 0 of 2" in logs[0]
+    # Step 2 as a rule; step 1 if the peer was still reading step 2's all-reduce from the dead
+    # worker (seen once on a loaded CI machine): the message names the last completed step.
+    assert re.search(r"ClusterError: Distributed meta-training stopped at step [12] on worker 0 of 2", logs[0]), \
+        logs[0][-3000:]
     assert "a peer worker died or stopped answering" in logs[0] and "UnavailableError" in logs[0]
     assert time.monotonic() - started < 300  # noticed at once, long before the collective timeout
 
