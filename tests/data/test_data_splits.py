@@ -111,6 +111,45 @@ def test_time_method_separates_by_time(data) -> None:
         assert len(split.partitions[name]) > 0, name
 
 
+def _pandas_warm(data, config: SplitConfig, split: ColdStartSplit) -> pd.DataFrame:
+    """The warm hold-out computed the plain pandas way (sort by user, key, item; the first
+    ``query_size`` of each user), with the same random draws as the split."""
+    rng = np.random.default_rng(config.seed)
+    users = np.unique(data.ratings["user"])
+    if config.method == "melu":
+        rng.permutation(users)  # the draw of the new users comes first
+    n = data.ratings.groupby("user")["item"].transform("size")
+    active = data.ratings[(n >= config.min_user_ratings) & (n <= config.max_user_ratings)]
+    pool = active[active["user"].isin(split.existing_users) & active["item"].isin(split.existing_items)]
+    pool = pool[pool.groupby("user")["item"].transform("size") >= config.query_size + config.min_support]
+    key = -pool["timestamp"].to_numpy(dtype="float64") if config.method == "time" else rng.random(len(pool))
+    ranked = pool.assign(_key=key).sort_values(["user", "_key", "item"])
+    held = ranked[ranked.groupby("user").cumcount() < config.query_size].drop(columns="_key")
+    return held.sort_values(["user", "item"], ignore_index=True)
+
+
+@pytest.mark.parametrize("method", ["melu", "time"])
+def test_the_fast_hold_out_equals_the_plain_pandas_one(method) -> None:
+    # Coarse timestamps make ties within a user common: the item must break them the same way.
+    data = make_synthetic(num_users=150, num_items=120, seed=4)
+    data.ratings["timestamp"] = data.ratings["timestamp"] // 86_400 * 86_400
+    config = SplitConfig(method=method, seed=11, query_size=4)
+    split = cold_start_split(data, config)
+    assert data.ratings.duplicated(["user", "timestamp"]).any()
+    pd.testing.assert_frame_equal(split.partitions["warm"], _pandas_warm(data, config, split))
+    for frame in (split.meta_train, *split.partitions.values()):
+        pd.testing.assert_frame_equal(frame, frame.sort_values(["user", "item"], ignore_index=True))
+
+
+def test_rows_sort_by_user_then_item_for_any_ids() -> None:
+    from tfmetarec.data.splits import _by_user_item
+
+    rng = np.random.default_rng(0)
+    for low, high in ((0, 50), (-40, 40), (2**40, 2**40 + 30)):  # combined key, negative IDs, huge IDs
+        users, items = rng.integers(low, high, 500), rng.integers(low, high, 500)
+        np.testing.assert_array_equal(_by_user_item(users, items), np.lexsort((items, users)))
+
+
 def test_config_round_trip_and_validation() -> None:
     cfg = SplitConfig(method="time", new_item_year=1995, query_size=5, seed=3)
     assert SplitConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -262,7 +262,7 @@ def load_movielens_latest_small(
     _check_refs(rt, ratings, None, items, "", "movies.csv")
     if (root / "tags.csv").exists():
         items["tags"] = _movie_tags(root / "tags.csv", items["item"].to_numpy())
-    users = pd.DataFrame({"user": np.unique(ratings["user"].to_numpy())})
+    users = pd.DataFrame({"user": np.sort(pd.unique(ratings["user"].to_numpy()))})
     return _with_side_file(name, ratings, users, items, "movies.csv", item_side_file, list_columns, list_separator)
 
 
