@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             counts[word] = counts.get(word, 0) + int(number)
     total = ", ".join(f"{n} {w}" for w, n in counts.items()) or "no tests ran"
     heaviest = max(outcomes, key=lambda o: o.peak_mb)
-    print(f"\n{total} in {time.perf_counter() - started:.0f} s over {len(outcomes)} files "
-          f"({args.jobs} at a time); largest process {heaviest.peak_mb:.0f} MB ({heaviest.path})")
+    files_word = "file" if len(outcomes) == 1 else "files"
+    print(f"\n{total} in {time.perf_counter() - started:.0f} s over {len(outcomes)} {files_word} "
+          f"({len(lanes)} at a time); largest process {heaviest.peak_mb:.0f} MB ({heaviest.path})")
     if len(outcomes) < len(files):
         print(f"stopped early: {len(files) - len(outcomes)} files not run")
     if bad:

@@ -123,17 +123,15 @@ def test_unusable_paths_are_clear_errors(tmp_path, capsys):
 
 
 def test_bad_arguments_fail_fast_without_importing_tensorflow():
-    """A bad argument exits 2 before TensorFlow loads (measured in a fresh process)."""
+    """A bad argument exits 2 before TensorFlow loads (in a fresh process). How fast that is
+    (0.08 s here) is not asserted: timings belong in benchmarks, not in tests on a shared CI machine."""
     code = ("import sys, time; t = time.perf_counter()\n"
             "from tfmetarec.cli import main\n"
             "try:\n    main(['train', '--meta-steps', '-5'])\nexcept SystemExit as e:\n    code = e.code\n"
             "print(code, 'tensorflow' in sys.modules, round(time.perf_counter() - t, 3))\n")
-    started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
-    wall = time.perf_counter() - started
     status, imported, _ = done.stdout.split()
     assert status == "2" and imported == "False", done.stdout + done.stderr
-    assert wall < 2.0, f"a bad argument took {wall:.2f} s (interpreter start included)"
 
 
 def _train_cmd(workdir: Path, *extra: str) -> list[str]:
