@@ -29,7 +29,7 @@ METRICS = ("MAE", "RMSE", "nDCG@1", "nDCG@3", "nDCG@5")
 def run_seed(seed: int, steps: int) -> pd.DataFrame:
     """Per-task metrics of MAML, no adaptation and fine-tuning for one seed."""
     from tfmetarec.config import ExperimentConfig, TrainConfig
-    from tfmetarec.data.split_config import SplitConfig
+    from tfmetarec.config import SplitConfig
     from tfmetarec.evaluation.protocol import evaluate_per_task
     from tfmetarec.experiment import compared_learners, train
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from tfmetarec.data.split_config import SCENARIOS
+    from tfmetarec.config import SCENARIOS
     from tfmetarec.evaluation.stats import compare, mean_ci, to_markdown_tests
 
     started = time.time()

@@ -3,8 +3,10 @@
 Data flows one way: ``data`` (loaders, features, cold-start splits) ->
 ``tasks`` (padded support/query episodes) -> ``models`` (Keras subclassed
 rating models) -> ``learners`` (MAML and baselines, XLA-compiled training) ->
-``evaluation`` (cold-start metrics and reports) -> ``export`` (SavedModel, ONNX)
--> ``presets`` (published checkpoints, fine-tuning).
+``evaluation`` (cold-start metrics and reports) / ``export`` (SavedModel, ONNX)
+-> ``workflows`` (train, evaluate, serve, zoo over a run folder) -> ``presets``
+(published checkpoints, fine-tuning) -> the command line. Settings (``config``,
+``registry``, ``options``) sit below all of them.
 
 Submodules and names are imported on first use, so ``tfmetarec.config`` and the
 command line's argument checks run without loading TensorFlow.
@@ -20,13 +22,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "evaluation", "learners", "models", "tasks", "presets", "experiment", "config")
+_SUBMODULES = ("data", "evaluation", "learners", "models", "tasks", "presets", "experiment", "config", "workflows")
 _NAMES = {
     "ExperimentConfig": "tfmetarec.config",
     "LearnerConfig": "tfmetarec.config",
+    "QueryLoss": "tfmetarec.objectives",
     "ModelConfig": "tfmetarec.config",
     "TrainConfig": "tfmetarec.config",
-    "SplitConfig": "tfmetarec.data.split_config",
+    "SplitConfig": "tfmetarec.config",
     "cold_start_split": "tfmetarec.data.splits",
     "load_dataset": "tfmetarec.data.movielens",
     "make_synthetic": "tfmetarec.data.synthetic",
@@ -63,6 +66,7 @@ __all__ = [
     "MetaTrainer",
     "ModelConfig",
     "Pretrain",
+    "QueryLoss",
     "SplitConfig",
     "TrainConfig",
     "__version__",
@@ -76,4 +80,5 @@ __all__ = [
     "models",
     "save_to_preset",
     "tasks",
+    "workflows",
 ]

@@ -1,36 +1,42 @@
-"""``tfmetarec`` command line: a thin layer over :mod:`tfmetarec.experiment`.
+"""``tfmetarec`` command line: one call into :mod:`tfmetarec.workflows` (or :mod:`tfmetarec.presets`)
+per subcommand.
 
-Arguments, numbers and paths are checked before TensorFlow is imported, so a mistake is
-reported (exit status 2) at once; TensorFlow then loads quietly unless ``--verbose``.
+Arguments, settings and paths are checked before TensorFlow is imported, so a mistake is
+reported (exit status 2) at once; TensorFlow then loads quietly unless ``--verbose``. A
+learner or model setting is any keyword argument of its constructor: ``--set
+learner.inner_lr=0.01``, ``--set model.hidden_units=64,64``, ``--set
+learner.query_loss.ranking_weight=0.3``, ``--set train.max_support=64``; the typed flags
+(``--inner-lr``, ``--hidden-units``, ...) are shortcuts for the common ones.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tfmetarec.config import (
     DATASETS,
     LEARNERS,
     MODELS,
-    QUERY_LOSSES,
     STRATEGIES,
     TASK_KEYS,
     ExperimentConfig,
     LearnerConfig,
     ModelConfig,
+    SplitConfig,
     TrainConfig,
+    apply_settings,
+    parse_settings,
 )
-from tfmetarec.data.split_config import SplitConfig
+from tfmetarec.export.contract import Buckets
+from tfmetarec.objectives import RANKING_LOSSES
 
-BUCKETS = {"users": (1, 8, 32), "support": (8, 32, 128, 512), "query": (16, 128, 1024)}
-"""``tfmetarec.export.contract.Buckets()``'s defaults, repeated here so that building the parser does not
-import TensorFlow (tests/test_cli.py keeps the two equal)."""
 CHECKPOINT_EVERY = 100
 
 
@@ -78,6 +84,7 @@ EXAMPLES = """examples:
   tfmetarec quickstart --dataset movielens-100k         # the real 100K set (see TFMETAREC_DATA_DIR)
   tfmetarec quickstart --model cf --task-key item --adapt item_prior   # new items adapt from their first ratings
   tfmetarec train --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ml1m
+  tfmetarec train --set learner.inner_lr=0.01 --set model.hidden_units=64,64   # any constructor option
   tfmetarec train --strategy mirrored --batch-size 64 --workdir runs/gpus   # every local GPU
   tfmetarec evaluate --workdir runs/ml1m
   tfmetarec export --workdir runs/ml1m --out serving --onnx   # TF Serving SavedModel + ONNX
@@ -85,58 +92,96 @@ EXAMPLES = """examples:
   tfmetarec finetune --from melu-maml-ml100k --dataset movielens-1m --data-dir ~/ml-1m --workdir runs/ft
 """
 
+# The typed flags: argparse destination -> the setting it sets (a value, or a constant for a switch).
+SHORTCUTS: dict[str, tuple[str, Any]] = {
+    "embedding_dim": ("model.embedding_dim", None),
+    "hidden_units": ("model.hidden_units", None),
+    "inner_steps": ("learner.inner_steps", None),
+    "inner_lr": ("learner.inner_lr", None),
+    "first_order": ("learner.first_order", True),
+    "adapt": ("learner.adapt", None),
+    "learn_inner_lr": ("learner.learn_inner_lr", None),
+    "multi_step_loss": ("learner.multi_step_loss", True),
+    "msl_anneal_steps": ("learner.msl_anneal_steps", None),
+    "support_only": ("learner.train_on_query", False),
+    "hidden_dim": ("learner.hidden_dim", None),
+    "pooling": ("learner.pooling", None),
+    "shrinkage": ("learner.shrinkage", None),
+    "item_shrinkage": ("learner.shrinkage", None),
+    "ranking_weight": ("learner.query_loss.ranking_weight", None),
+    "ranking_loss": ("learner.query_loss.ranking_loss", None),
+    "meta_steps": ("train.meta_steps", None),
+    "pretrain_steps": ("train.pretrain_steps", None),
+    "batch_size": ("train.batch_size", None),
+    "outer_lr": ("train.outer_lr", None),
+    "no_xla": ("train.jit_compile", False),
+    "steps_per_execution": ("train.steps_per_execution", None),
+    "strategy": ("train.strategy", None),
+    "fixed_tasks": ("train.fixed_tasks", True),
+    "split": ("split.method", None),
+    "new_item_year": ("split.new_item_year", None),
+    "query_size": ("split.query_size", None),
+    "min_support": ("split.min_support", None),
+    "data_dir": ("data_dir", None),
+    "item_side_file": ("item_side_file", None),
+    "split_file": ("split_file", None),
+    "task_key": ("task_key", None),
+}
+
 
 def _add_experiment_args(p: argparse.ArgumentParser) -> None:
-    d, s, m, lrn, t = ExperimentConfig(), SplitConfig(), ModelConfig(), LearnerConfig(), TrainConfig()
+    s, t = SplitConfig(), TrainConfig()
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="which data to use (default: %(default)s)")
+    g.add_argument("--dataset", choices=DATASETS, default="synthetic", help="which data to use (default: %(default)s)")
     g.add_argument("--data-dir", help="folder holding the dataset's files (default: $TFMETAREC_DATA_DIR/movielens-100k, movielens-1m or ml-latest-small)")
     g.add_argument("--item-side-file", help="MovieLens only: CSV/TSV of item content keyed by item ID (rate, directors, actors ...; '|' separates a list's values)")
-    g.add_argument("--split", choices=("melu", "time"), default=s.method, help="cold-start split protocol (default: %(default)s)")
+    g.add_argument("--split", choices=("melu", "time"), help=f"cold-start split protocol (default: {s.method})")
     g.add_argument("--split-file", help="use a published split instead of drawing one: a CSV/TSV with columns "
                    "user,item,rating,partition,role, or a folder (or one file) of MeLU's <state>.json / <state>_y.json")
-    g.add_argument("--new-item-year", type=int, default=s.new_item_year, help="items released in or after this year are new (default: per dataset)")
-    g.add_argument("--query-size", type=POSITIVE, default=s.query_size, help="query ratings per task (default: %(default)s)")
-    g.add_argument("--min-support", type=POSITIVE, default=s.min_support, help="least support ratings of an evaluation task (default: %(default)s)")
-    g.add_argument("--task-key", choices=TASK_KEYS, default=d.task_key, help="one task per user (user cold start) or per item (item cold start: pair with an item-side --adapt such as cf's item_prior) (default: %(default)s)")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", choices=MODELS, default=m.name, help="rating model (default: %(default)s)")
-    g.add_argument("--embedding-dim", type=POSITIVE, default=m.embedding_dim, help="feature embedding size (default: %(default)s)")
-    g.add_argument("--hidden-units", type=POSITIVE, nargs="+", default=list(m.hidden_units), help="decision layer widths (default: %(default)s)")
-    g = p.add_argument_group("meta-learner")
-    g.add_argument("--learner", choices=LEARNERS, default=lrn.name, help="meta-learner (default: %(default)s)")
-    g.add_argument("--inner-steps", type=POSITIVE, default=lrn.inner_steps, help="adaptation steps per task (default: %(default)s)")
-    g.add_argument("--inner-lr", type=_number(0.0, strict=True), default=lrn.inner_lr, help="adaptation learning rate (default: %(default)s)")
+    g.add_argument("--new-item-year", type=int, help="items released in or after this year are new (default: per dataset)")
+    g.add_argument("--query-size", type=POSITIVE, help=f"query ratings per task (default: {s.query_size})")
+    g.add_argument("--min-support", type=POSITIVE, help=f"least support ratings of an evaluation task (default: {s.min_support})")
+    g.add_argument("--task-key", choices=TASK_KEYS, help="one task per user (user cold start) or per item (item cold start: pair with an item-side --adapt such as cf's item_prior) (default: user)")
+    g = p.add_argument_group("model (any constructor option: --set model.NAME=VALUE)")
+    g.add_argument("--model", choices=MODELS, default="melu", help="rating model (default: %(default)s)")
+    g.add_argument("--embedding-dim", type=POSITIVE, help="feature embedding size (default: the model's, 32)")
+    g.add_argument("--hidden-units", type=POSITIVE, nargs="+", help="decision layer widths (default: the model's own)")
+    g = p.add_argument_group("meta-learner (any constructor option: --set learner.NAME=VALUE)")
+    g.add_argument("--learner", choices=LEARNERS, default="maml", help="meta-learner (default: %(default)s)")
+    g.add_argument("--inner-steps", type=POSITIVE, help="adaptation steps per task (default: 5)")
+    g.add_argument("--inner-lr", type=_number(0.0, strict=True), help="adaptation learning rate (default: 0.05)")
     g.add_argument("--first-order", action="store_true", help="first-order MAML (no second-order terms)")
-    g.add_argument("--adapt", default=lrn.adapt, help="the model's parameter group that adapts: all, decision, head, or a model's own (cf: user, item_prior) (default: %(default)s)")
-    g.add_argument("--learn-inner-lr", choices=("fixed", "per_parameter", "per_layer_step"), default=lrn.learn_inner_lr,
-                   help="maml: learned inner rates, per parameter (Meta-SGD) or per layer and step (MAML++) (default: %(default)s)")
+    g.add_argument("--adapt", help="the model's parameter group that adapts: all, decision, head, or a model's own (cf: user, item_prior) (default: decision)")
+    g.add_argument("--learn-inner-lr", choices=("fixed", "per_parameter", "per_layer_step"),
+                   help="maml: learned inner rates, per parameter (Meta-SGD) or per layer and step (MAML++) (default: fixed)")
     g.add_argument("--multi-step-loss", action="store_true", help="maml: MAML++ multi-step query loss")
-    g.add_argument("--msl-anneal-steps", type=NON_NEGATIVE, default=lrn.msl_anneal_steps, help="maml: outer steps to anneal the multi-step loss onto the last step, 0 = fixed (default: %(default)s)")
+    g.add_argument("--msl-anneal-steps", type=NON_NEGATIVE, help="maml: outer steps to anneal the multi-step loss onto the last step, 0 = fixed (default: 0)")
     g.add_argument("--support-only", action="store_true", help="reptile: inner steps on the support only (default: support and query rows)")
-    g.add_argument("--hidden-dim", type=POSITIVE, default=lrn.hidden_dim, help="prototype, matching, task_encoder: projection width (default: %(default)s)")
-    g.add_argument("--pooling", choices=("mean", "attention"), default=lrn.pooling, help="task_encoder: set pooling (default: %(default)s)")
-    g.add_argument("--shrinkage", type=_number(), default=lrn.shrinkage, help="prototype, matching, task_encoder: initial support pseudo-count (default: %(default)s)")
-    g.add_argument("--item-shrinkage", type=_number(), default=lrn.item_shrinkage, help="item_mean: pseudo-count toward the global mean (default: %(default)s)")
-    g.add_argument("--ranking-weight", type=_number(0.0, maximum=1.0), default=lrn.ranking_weight,
-                   help="share of the query loss given to a ranking loss: (1-w)*MSE + w*ranking (default: %(default)s)")
-    g.add_argument("--ranking-loss", choices=QUERY_LOSSES, default=lrn.ranking_loss,
-                   help="the ranking loss --ranking-weight mixes in (default: %(default)s)")
+    g.add_argument("--hidden-dim", type=POSITIVE, help="prototype, matching, task_encoder: projection width (default: 32)")
+    g.add_argument("--pooling", choices=("mean", "attention"), help="task_encoder: set pooling (default: attention)")
+    g.add_argument("--shrinkage", type=_number(), help="prototype, matching, task_encoder: initial support pseudo-count (default: 1); item_mean: pseudo-count toward the global mean (default: 5)")
+    g.add_argument("--item-shrinkage", type=_number(), help="item_mean: the same as --shrinkage")
+    g.add_argument("--ranking-weight", type=_number(0.0, maximum=1.0),
+                   help="share of the query loss given to a ranking loss: (1-w)*MSE + w*ranking (default: 0)")
+    g.add_argument("--ranking-loss", choices=RANKING_LOSSES, help="the ranking loss --ranking-weight mixes in (default: pairwise)")
+    g.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting: learner.<option>, model.<option> (the constructor's keyword arguments), "
+                        "learner.query_loss.<field>, train.<field>, split.<field>; repeatable")
     g = p.add_argument_group("training")
-    g.add_argument("--meta-steps", type=POSITIVE, default=t.meta_steps, help="meta-training steps (default: %(default)s)")
-    g.add_argument("--pretrain-steps", type=NON_NEGATIVE, default=t.pretrain_steps, help="steps of the global baseline (default: %(default)s)")
-    g.add_argument("--batch-size", type=POSITIVE, default=t.batch_size, help="tasks per step (default: %(default)s)")
-    g.add_argument("--outer-lr", type=_number(0.0, strict=True), default=t.outer_lr, help="outer (Adam) learning rate (default: %(default)s)")
+    g.add_argument("--meta-steps", type=POSITIVE, help=f"meta-training steps (default: {t.meta_steps})")
+    g.add_argument("--pretrain-steps", type=NON_NEGATIVE, help=f"steps of the global baseline (default: {t.pretrain_steps})")
+    g.add_argument("--batch-size", type=POSITIVE, help=f"tasks per step (default: {t.batch_size})")
+    g.add_argument("--outer-lr", type=_number(0.0, strict=True), help=f"outer (Adam) learning rate (default: {t.outer_lr})")
     g.add_argument("--no-xla", action="store_true", help="run without XLA compilation")
-    g.add_argument("--steps-per-execution", type=POSITIVE, default=t.steps_per_execution,
-                   help="meta-steps per compiled call: more cuts the fixed per-step cost (default: %(default)s)")
-    g.add_argument("--strategy", choices=STRATEGIES, default=t.strategy,
+    g.add_argument("--steps-per-execution", type=POSITIVE,
+                   help=f"meta-steps per compiled call: more cuts the fixed per-step cost (default: {t.steps_per_execution})")
+    g.add_argument("--strategy", choices=STRATEGIES,
                    help="distribute training: mirrored = the local GPUs; multi_worker = the processes named in "
                         "TF_CONFIG (run the same command on every worker); --batch-size is the global batch "
-                        "(default: %(default)s)")
+                        f"(default: {t.strategy})")
     g.add_argument("--fixed-tasks", action="store_true",
                    help="with --split-file: meta-train on its given support/query tasks instead of drawing queries")
-    g.add_argument("--seed", type=NON_NEGATIVE, default=t.seed, help="seed for data, split and initialisation (default: %(default)s)")
+    g.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed for data, split and initialisation (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=POSITIVE, default=CHECKPOINT_EVERY,
                    help="write a resumable checkpoint every N steps (default: %(default)s)")
     g = p.add_argument_group("run folder")
@@ -155,78 +200,112 @@ def _add_report_args(p: argparse.ArgumentParser) -> None:
                         "re-adapt, fine-tune, no adaptation); writes <workdir>/streaming/")
 
 
-def _report(run, workdir: Path, args: argparse.Namespace) -> None:
-    from tfmetarec import experiment
-
-    report = experiment.evaluate(run, workdir, binary=args.binary)
-    unit = "item" if run.prepared.config.task_key == "item" else "user"
-    print(f"\nCold-start report (per-{unit} metrics averaged over {unit}s; lower MAE/RMSE is better)")
-    print(experiment.to_text(report))
-    tests = report.attrs.get("paired_tests")
-    if tests is not None and len(tests):
-        shown = tests[["scenario", "metric", "method", "baseline", "diff", "p", "verdict"]]
-        print(f"\nPaired tests over {unit}s ({run.config.learner.name} - baseline; better/worse only where p < 0.05)")
-        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if args.curves:
-        experiment.adaptation_curves(run, workdir / "curves")
-        print(f"Adaptation curves written to {workdir / 'curves'}")
-    if args.streaming:
-        from tfmetarec.evaluation.streaming import to_markdown
-
-        curve = experiment.streaming(run, workdir)
-        print("\nStreaming (user_cold): MAE after n ratings arrived one at a time")
-        print(to_markdown(curve, "MAE"))
-        print(f"Streaming results written to {workdir / 'streaming'}")
-    print(f"\nReport written to {workdir / 'report.md'}")
+class UsageError(ValueError):
+    """An argument that cannot work (a missing path, a folder holding another run): exit status 2."""
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    """Build an :class:`ExperimentConfig` from parsed arguments."""
-    return ExperimentConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        item_side_file=args.item_side_file,
-        split=dataclasses.replace(
-            SplitConfig(),
-            method=args.split,
-            new_item_year=args.new_item_year,
-            query_size=args.query_size,
-            min_support=args.min_support,
-            seed=args.seed,
-        ),
-        split_file=args.split_file,
-        model=ModelConfig(name=args.model, embedding_dim=args.embedding_dim, hidden_units=tuple(args.hidden_units)),
-        learner=LearnerConfig(
-            name=args.learner,
-            inner_steps=args.inner_steps,
-            inner_lr=args.inner_lr,
-            first_order=args.first_order,
-            adapt=args.adapt,
-            learn_inner_lr=args.learn_inner_lr,
-            multi_step_loss=args.multi_step_loss,
-            msl_anneal_steps=args.msl_anneal_steps,
-            train_on_query=not args.support_only,
-            hidden_dim=args.hidden_dim,
-            pooling=args.pooling,
-            shrinkage=args.shrinkage,
-            item_shrinkage=args.item_shrinkage,
-            ranking_weight=args.ranking_weight,
-            ranking_loss=args.ranking_loss,
-        ),
-        train=dataclasses.replace(
-            TrainConfig(),
-            meta_steps=args.meta_steps,
-            pretrain_steps=args.pretrain_steps,
-            batch_size=args.batch_size,
-            outer_lr=args.outer_lr,
-            jit_compile=not args.no_xla,
-            seed=args.seed,
-            steps_per_execution=args.steps_per_execution,
-            fixed_tasks=args.fixed_tasks,
-            strategy=args.strategy,
-        ),
-        task_key=args.task_key,
-    )
+    """The :class:`ExperimentConfig` of parsed arguments: the dataset, learner, model and seed,
+    then every typed flag that was given and every ``--set``. A setting given twice (a flag and
+    ``--set``) or one the learner or model does not take is a ``ValueError`` naming it."""
+    seed = args.seed
+    base = ExperimentConfig(dataset=args.dataset, learner=LearnerConfig(args.learner), model=ModelConfig(args.model),
+                            split=SplitConfig(seed=seed), train=TrainConfig(seed=seed))
+    typed: dict[str, Any] = {}
+    for dest, (key, constant) in SHORTCUTS.items():
+        value = getattr(args, dest, None)
+        if value is None or value is False:
+            continue
+        if dest == "item_shrinkage" and args.learner != "item_mean":
+            raise UsageError("--item-shrinkage sets item_mean's shrinkage; use it with --learner item_mean.")
+        if key in typed:
+            raise UsageError(f"{key} is set twice (--{dest.replace('_', '-')} and another flag).")
+        typed[key] = constant if constant is not None else (tuple(value) if isinstance(value, list) else value)
+    texts = parse_settings(args.settings)
+    both = sorted(set(typed) & set(texts))
+    if both:
+        raise UsageError(f"{', '.join(both)} set twice: by a flag and by --set.")
+    config = apply_settings(base, typed)
+    return apply_settings(config, texts, from_text=True) if texts else config
+
+
+def _add_finetune_parser(sub) -> None:
+    p = sub.add_parser("finetune", help="continue meta-training a published preset on your data")
+    p.add_argument("--from", dest="preset", required=True,
+                   help="preset: a registered name (see saved_models/), a folder, an https:// URL or hf://owner/repo")
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="your data (default: %(default)s)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed for the split and the new parameters (default: %(default)s)")
+    p.add_argument("--meta-steps", type=POSITIVE, default=500, help="meta-training steps on your data (default: %(default)s)")
+    p.add_argument("--pretrain-steps", type=NON_NEGATIVE, default=500, help="steps of the global baseline (default: %(default)s)")
+    p.add_argument("--workdir", required=True, help="output run folder (evaluate it with `tfmetarec evaluate`)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1 or list(sizes) != sorted(set(sizes)):
+        raise argparse.ArgumentTypeError(f"expected increasing positive sizes, got {text!r}")
+    return sizes
+
+
+def _add_export_parser(sub) -> None:
+    default = Buckets()
+    p = sub.add_parser("export", help="write a trained run as a TF Serving SavedModel (and ONNX) that adapts in-graph")
+    p.add_argument("--workdir", required=True, help="folder written by `tfmetarec train`")
+    p.add_argument("--out", required=True, help="serving base folder: the SavedModel goes to <out>/<name>/<version>")
+    p.add_argument("--name", default="tfmetarec", help="model name TF Serving serves it under (default: %(default)s)")
+    p.add_argument("--version", type=POSITIVE, default=1, help="model version, a positive integer (default: %(default)s)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write one ONNX graph per bucket to <out>/onnx/<name>/<version>/ (needs the onnx extra)")
+    p.add_argument("--quantize", action="store_true", help="with --onnx: also write int8 (dynamic) copies")
+    p.add_argument("--xla", action="store_true",
+                   help="XLA-compile the adaptation (faster; XLA in TF Serving is experimental, see export/README.md)")
+    p.add_argument("--top-k", type=POSITIVE, default=50, help="items a `recommend` answer holds (default: %(default)s)")
+    p.add_argument("--user-buckets", type=_sizes, default=default.users,
+                   help="padded numbers of users per request, comma-separated (default: %(default)s)")
+    p.add_argument("--support-buckets", type=_sizes, default=default.support,
+                   help="padded support sizes; the largest is the limit (default: %(default)s)")
+    p.add_argument("--query-buckets", type=_sizes, default=default.query,
+                   help="padded candidate counts; the largest is the limit (default: %(default)s)")
+
+
+def _pairs(text: str, what: str, number: bool) -> list[tuple[str, str]]:
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition(":" if number else "=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"--{what}: expected {'ITEM:RATING' if number else 'FIELD=VALUE'} pairs separated by "
+                             f"commas, got {part!r}.")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def parse_ratings(text: str) -> list[tuple[int, float]]:
+    """``--ratings 50:5,172:4`` as ``[(50, 5.0), (172, 4.0)]``; anything else a :class:`UsageError`."""
+    ratings = []
+    for item, value in _pairs(text, "ratings", True):
+        try:
+            rating = float(value)
+            ratings.append((int(item), rating))
+        except ValueError:
+            raise UsageError(f"--ratings: {item}:{value} is not an integer item ID and a number.") from None
+        if not math.isfinite(rating):
+            raise UsageError(f"--ratings: {item}:{value} is not a finite rating.")
+    if not ratings:
+        raise UsageError("--ratings: give at least one ITEM:RATING pair.")
+    return ratings
+
+
+def _add_recommend_parser(sub) -> None:
+    p = sub.add_parser("recommend", help="top-k items for a new user from a few ratings, through the exported model")
+    p.add_argument("--workdir", required=True, help="folder written by `tfmetarec train`")
+    p.add_argument("--ratings", required=True, help="the user's ratings as ITEM:RATING pairs, e.g. 50:5,172:4,133:1")
+    p.add_argument("--user", default="", help="raw user features as FIELD=VALUE pairs, e.g. gender=F,age=25")
+    p.add_argument("-k", type=POSITIVE, default=10, help="how many items (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,10 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class UsageError(ValueError):
-    """An argument that cannot work (a missing path, a folder holding another run): exit status 2."""
-
-
+# -- checks before TensorFlow loads ---------------------------------------------------------------
 def _check_paths(args: argparse.Namespace) -> None:
     """Every path argument usable, before TensorFlow loads: :class:`UsageError` otherwise."""
     from tfmetarec.run_folder import RunFolderError, check_path
@@ -289,45 +365,133 @@ def _check_paths(args: argparse.Namespace) -> None:
         if args.command in ("train", "quickstart", "finetune") and args.workdir:
             check_path(args.workdir)
         if args.command == "export":
-            check_path(args.out)
+            check_path(args.out, "--out")
     except RunFolderError as err:
-        raise UsageError(str(err).replace("--workdir", "--out") if args.command == "export" else str(err)) from None
+        raise UsageError(str(err)) from None
 
 
-def _check_run_folder(args: argparse.Namespace, config: ExperimentConfig, workdir: Path) -> str:
-    """``train``'s mode for ``workdir`` (continue, resume, overwrite), checked against the folder's run."""
-    from tfmetarec.run_folder import check_run_folder
+def _check_data(config: ExperimentConfig) -> None:
+    """A MovieLens dataset whose folder is missing is reported before TensorFlow loads."""
+    if config.dataset == "synthetic" or config.data_dir:
+        return
+    from tfmetarec.data.paths import DATA_DIR_ENV, dataset_dir
 
-    mode = "overwrite" if args.overwrite else "resume" if args.resume else "continue"
-    check_run_folder(workdir, config, mode)  # RunFolderError (a ValueError) names what is wrong
-    return mode
+    folder = dataset_dir(config.dataset)
+    if not folder.is_dir():
+        raise UsageError(f"{config.dataset}: no data folder {folder} (set --data-dir, or ${DATA_DIR_ENV} to the "
+                         "folder that holds it).")
 
 
-def _add_finetune_parser(sub) -> None:
-    p = sub.add_parser("finetune", help="continue meta-training a published preset on your data")
-    p.add_argument("--from", dest="preset", required=True,
-                   help="preset: a registered name (see saved_models/), a folder, an https:// URL or hf://owner/repo")
-    p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="your data (default: %(default)s)")
-    p.add_argument("--data-dir", help="folder holding the dataset's files")
-    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed for the split and the new parameters (default: %(default)s)")
-    p.add_argument("--meta-steps", type=POSITIVE, default=500, help="meta-training steps on your data (default: %(default)s)")
-    p.add_argument("--pretrain-steps", type=NON_NEGATIVE, default=500, help="steps of the global baseline (default: %(default)s)")
-    p.add_argument("--workdir", required=True, help="output run folder (evaluate it with `tfmetarec evaluate`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+class Plan:
+    """What a command will do, checked before TensorFlow loads: ``run()`` does it."""
+
+    def __init__(self, run: Callable[[], int]):
+        self.run = run
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Check the arguments of ``args.command`` (paths, settings, the run folder) and return its
+    work; :class:`UsageError` (or another ``ValueError``) names the first problem."""
+    _check_paths(args)
+    command = args.command
+    if command in ("train", "quickstart"):
+        config = config_from_args(args)
+        _check_data(config)
+        workdir = Path(args.workdir or Path("runs") / config.dataset)
+        from tfmetarec.run_folder import RunFolder
+
+        mode = "overwrite" if args.overwrite else "resume" if args.resume else "continue"
+        RunFolder(workdir).check(config, mode)  # RunFolderError names what is wrong
+        return Plan(lambda: _train(args, config, workdir, mode))
+    if command == "evaluate":
+        return Plan(lambda: _evaluate(args))
+    if command == "export":
+        buckets = Buckets(users=args.user_buckets, support=args.support_buckets, query=args.query_buckets)
+        return Plan(lambda: _export(args, buckets))
+    if command == "recommend":
+        ratings = parse_ratings(args.ratings)
+        user = dict(_pairs(args.user, "user", False))
+        return Plan(lambda: _recommend(args, ratings, user))
+    if command == "finetune":
+        return Plan(lambda: _finetune(args))
+    raise UsageError(f"unknown command {command!r}")
+
+
+# -- the commands: one call each ------------------------------------------------------------------------
+def _print_report(evaluation, workdir: Path, args: argparse.Namespace) -> None:
+    from tfmetarec.evaluation.report import to_text
+
+    run, report, tests = evaluation.run, evaluation.report, evaluation.tests
+    unit = "item" if run.prepared.config.task_key == "item" else "user"
+    print(f"\nCold-start report (per-{unit} metrics averaged over {unit}s; lower MAE/RMSE is better)")
+    print(to_text(report))
+    if tests is not None and len(tests):
+        shown = tests[["scenario", "metric", "method", "baseline", "diff", "p", "verdict"]]
+        print(f"\nPaired tests over {unit}s ({run.config.learner.name} - baseline; better/worse only where p < 0.05)")
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if evaluation.curves is not None:
+        print(f"Adaptation curves written to {workdir / 'curves'}")
+    if evaluation.streaming is not None:
+        from tfmetarec.evaluation.streaming import to_markdown
+
+        print("\nStreaming (user_cold): MAE after n ratings arrived one at a time")
+        print(to_markdown(evaluation.streaming, "MAE"))
+        print(f"Streaming results written to {workdir / 'streaming'}")
+    print(f"\nReport written to {workdir / 'report.md'}")
+
+
+def _train(args: argparse.Namespace, config: ExperimentConfig, workdir: Path, mode: str) -> int:
+    from tfmetarec import workflows
+
+    started = time.time()
+    run = workflows.train(config, workdir, verbose=0 if args.quiet else 1, mode=mode,
+                          checkpoint_every=args.checkpoint_every)
+    print(f"\nSaved the trained run to {workdir} ({time.time() - started:.0f} s)")
+    if args.command == "quickstart":
+        evaluation = workflows.evaluate_folder(workdir, run=run, binary=args.binary, curves=args.curves,
+                                               streaming_protocol=args.streaming)
+        _print_report(evaluation, workdir, args)
+        print(f"Done in {time.time() - started:.0f} s")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tfmetarec import workflows
+
+    evaluation = workflows.evaluate_folder(args.workdir, args.data_dir, binary=args.binary, curves=args.curves,
+                                           streaming_protocol=args.streaming)
+    _print_report(evaluation, Path(args.workdir), args)
+    return 0
+
+
+def _export(args: argparse.Namespace, buckets: Buckets) -> int:
+    """The `export` command: a run's learner and encoder -> SavedModel (+ ONNX files)."""
+    from tfmetarec.workflows import export_run
+
+    written = export_run(args.workdir, args.out, args.name, args.version, onnx=args.onnx, quantize=args.quantize,
+                         jit_compile=args.xla, top_k=args.top_k, buckets=buckets)
+    for path in written:
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        print(f"wrote {path} ({sum(f.stat().st_size for f in files) / 2**20:.2f} MB)")
+    print("signatures: serving_default, adapt_and_score, recommend, adapt, score_with_state, recommend_with_state, "
+          "update_state (raw IDs in; see export/README.md)")
+    return 0
+
+
+def _recommend(args: argparse.Namespace, ratings: list[tuple[int, float]], user: dict[str, str]) -> int:
+    from tfmetarec.workflows import recommend
+
+    table = recommend(args.workdir, ratings, user, k=args.k)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
     """The `finetune` command: preset -> transfer -> meta-train on the user's data -> saved run."""
-    from tfmetarec.presets import finetune, from_preset
+    from tfmetarec.presets import finetune, finetune_config, from_preset
 
     preset = from_preset(args.preset)
-    base = preset.config
-    config = dataclasses.replace(
-        base, dataset=args.dataset, data_dir=args.data_dir,
-        split=dataclasses.replace(base.split, seed=args.seed, new_item_year=None),
-        train=dataclasses.replace(base.train, meta_steps=args.meta_steps, pretrain_steps=args.pretrain_steps,
-                                  seed=args.seed),
-    )
+    config = finetune_config(preset, args.dataset, args.data_dir, args.seed, args.meta_steps, args.pretrain_steps)
     started = time.time()
     run, report = finetune(preset, config, args.workdir, verbose=0 if args.quiet else 1)
     print("Transfer from", preset.path)
@@ -337,97 +501,11 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_export_parser(sub) -> None:
-    p = sub.add_parser("export", help="write a trained run as a TF Serving SavedModel (and ONNX) that adapts in-graph")
-    p.add_argument("--workdir", required=True, help="folder written by `tfmetarec train`")
-    p.add_argument("--out", required=True, help="serving base folder: the SavedModel goes to <out>/<name>/<version>")
-    p.add_argument("--name", default="tfmetarec", help="model name TF Serving serves it under (default: %(default)s)")
-    p.add_argument("--version", type=POSITIVE, default=1, help="model version, a positive integer (default: %(default)s)")
-    p.add_argument("--onnx", action="store_true",
-                   help="also write one ONNX graph per bucket to <out>/onnx/<name>/<version>/ (needs the onnx extra)")
-    p.add_argument("--quantize", action="store_true", help="with --onnx: also write int8 (dynamic) copies")
-    p.add_argument("--xla", action="store_true",
-                   help="XLA-compile the adaptation (faster; XLA in TF Serving is experimental, see export/README.md)")
-    p.add_argument("--top-k", type=POSITIVE, default=50, help="items a `recommend` answer holds (default: %(default)s)")
-    p.add_argument("--user-buckets", type=_sizes, default=BUCKETS["users"],
-                   help="padded numbers of users per request, comma-separated (default: %(default)s)")
-    p.add_argument("--support-buckets", type=_sizes, default=BUCKETS["support"],
-                   help="padded support sizes; the largest is the limit (default: %(default)s)")
-    p.add_argument("--query-buckets", type=_sizes, default=BUCKETS["query"],
-                   help="padded candidate counts; the largest is the limit (default: %(default)s)")
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1 or list(sizes) != sorted(set(sizes)):
-        raise argparse.ArgumentTypeError(f"expected increasing positive sizes, got {text!r}")
-    return sizes
-
-
-def _export(args: argparse.Namespace) -> int:
-    """The `export` command: a run's learner and encoder -> SavedModel (+ ONNX files)."""
-    from tfmetarec.serving import export_run
-
-    from tfmetarec.export.contract import Buckets
-
-    buckets = Buckets(users=args.user_buckets, support=args.support_buckets, query=args.query_buckets)
-    written = export_run(args.workdir, args.out, args.name, args.version, onnx=args.onnx, quantize=args.quantize,
-                         jit_compile=args.xla, top_k=args.top_k, buckets=buckets)
-    for path in written:
-        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
-        print(f"wrote {path} ({sum(f.stat().st_size for f in files) / 2**20:.2f} MB)")
-    print("signatures: serving_default, adapt_and_score, recommend, adapt, score_with_state, recommend_with_state "
-          "(raw IDs in; see export/README.md)")
-    return 0
-
-
-def _pairs(text: str, what: str, number: bool) -> list[tuple[str, str]]:
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition(":" if number else "=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"--{what}: expected {'ITEM:RATING' if number else 'FIELD=VALUE'} pairs separated by "
-                             f"commas, got {part!r}.")
-        out.append((key.strip(), value.strip()))
-    return out
-
-
-def _add_recommend_parser(sub) -> None:
-    p = sub.add_parser("recommend", help="top-k items for a new user from a few ratings, through the exported model")
-    p.add_argument("--workdir", required=True, help="folder written by `tfmetarec train`")
-    p.add_argument("--ratings", required=True, help="the user's ratings as ITEM:RATING pairs, e.g. 50:5,172:4,133:1")
-    p.add_argument("--user", default="", help="raw user features as FIELD=VALUE pairs, e.g. gender=F,age=25")
-    p.add_argument("-k", type=POSITIVE, default=10, help="how many items (default: %(default)s)")
-
-
-def _recommend(args: argparse.Namespace) -> int:
-    from tfmetarec.serving import recommend
-
-    ratings = []
-    for item, value in _pairs(args.ratings, "ratings", True):
-        try:
-            ratings.append((int(item), float(value)))
-        except ValueError:
-            raise ValueError(f"--ratings: {item}:{value} is not an integer item ID and a number.") from None
-    user = dict(_pairs(args.user, "user", False))
-    table = recommend(args.workdir, ratings, user, k=args.k)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    mode = "continue"
     try:
-        _check_paths(args)
-        if args.command in ("train", "quickstart"):
-            config = config_from_args(args)
-            workdir = Path(args.workdir or Path("runs") / config.dataset)
-            mode = _check_run_folder(args, config, workdir)
-    except ValueError as err:  # UsageError, RunFolderError, a setting out of range
+        work = plan(args)
+    except ValueError as err:  # UsageError, RunFolderError, OptionError, a setting out of range
         print(f"tfmetarec: error: {err}", file=sys.stderr)
         return 2
     if args.verbose:
@@ -435,36 +513,12 @@ def main(argv: list[str] | None = None) -> int:
     from tfmetarec._quiet import import_tensorflow
 
     import_tensorflow(verbose=args.verbose)
-    from tfmetarec import experiment  # deferred: TensorFlow loads only for real work
     from tfmetarec.learners.distribute import ClusterError
 
     try:
-        if args.command == "export":
-            return _export(args)
-        if args.command == "recommend":
-            return _recommend(args)
-        if args.command == "finetune":
-            return _finetune(args)
-        if args.command == "evaluate":
-            run = experiment.load_run(args.workdir)
-            if args.data_dir:
-                config = dataclasses.replace(run.config, data_dir=args.data_dir)
-                run = experiment.Run(config, experiment.prepare(config), run.learner, run.baseline)
-            _report(run, Path(args.workdir), args)
-            return 0
-        started = time.time()
-        run = experiment.train(config, workdir, verbose=0 if args.quiet else 1, mode=mode,
-                               checkpoint_every=args.checkpoint_every)
-        print(f"\nSaved the trained run to {workdir} ({time.time() - started:.0f} s)")
-        if args.command == "quickstart":
-            _report(run, workdir, args)
-            print(f"Done in {time.time() - started:.0f} s")
-        return 0
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, ImportError) as err:  # PresetError too
-        print(f"tfmetarec: error: {err}", file=sys.stderr)
-        return 2
-    except PermissionError as err:
-        print(f"tfmetarec: error: {err}", file=sys.stderr)
+        return work.run()
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, ImportError, PermissionError) as err:
+        print(f"tfmetarec: error: {err}", file=sys.stderr)  # PresetError, CheckpointError, DivergenceError too
         return 2
     except ClusterError as err:
         print(f"tfmetarec: error: {err}", file=sys.stderr, flush=True)

@@ -1,4 +1,5 @@
-"""Small frozen settings objects for an experiment, with JSON round trips."""
+"""Small frozen settings objects for an experiment, with JSON round trips; importable without numpy,
+pandas or TensorFlow."""
 
 from __future__ import annotations
 
@@ -6,28 +7,84 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from tfmetarec.data.split_config import SplitConfig
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+from tfmetarec import registry
+from tfmetarec.options import OBJECTS, dataclass_options, to_json
 
 DATASETS = ("synthetic", "movielens-100k", "movielens-1m", "movielens-latest-small", "movielens-20m", "movielens-25m")
-LEARNERS = (
-    "maml", "fomaml", "meta_sgd", "reptile", "prototype", "matching", "task_encoder", "pretrain", "popularity",
-    "item_mean",
-)
-"""The names of ``tfmetarec.learners.available()``, without importing TensorFlow."""
-MODELS = ("cf", "content", "hybrid", "melu", "metaemb", "two_tower")
-"""The names of ``tfmetarec.models.available()``, without importing TensorFlow."""
+LEARNERS = registry.names("learner")
+"""The registered learner names (:mod:`tfmetarec.registry`), without importing TensorFlow."""
+MODELS = registry.names("model")
+"""The registered model names, without importing TensorFlow."""
 STRATEGIES = ("default", "mirrored", "multi_worker")
 """How meta-training is distributed (``tfmetarec.learners.distribute.make_strategy``): one device,
 several local devices (GPUs), or several processes/machines named by ``TF_CONFIG``."""
 TASK_KEYS = ("user", "item")
 """What one task is: a user's ratings (user cold start) or an item's (item cold start)."""
+CONFIG_FORMAT = 2
+"""``config.json`` format: 2 = learner and model settings as their constructors' options."""
 
 
-QUERY_LOSSES = ("pairwise", "listwise")
-"""Ranking-aware query losses a learner can mix into its rating loss (``LearnerConfig.ranking_loss``)."""
+SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
+METHODS = ("melu", "time")
+DEFAULT_NEW_ITEM_YEAR = {
+    "movielens-100k": 1997,
+    "movielens-1m": 1998,
+    "synthetic": 1998,
+    "movielens-latest-small": 2015,
+    "movielens-20m": 2013,  # ratings up to 2015
+    "movielens-25m": 2017,  # ratings up to 2019
+}
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Settings of :func:`cold_start_split`.
+
+    ``method="melu"`` marks items released in or after ``new_item_year`` as new
+    (``None`` picks the dataset's entry in ``DEFAULT_NEW_ITEM_YEAR``) and a
+    random ``new_user_fraction`` of users as new. ``method="time"`` marks users
+    and items as new when their first rating comes after the ``time_quantile``
+    of all users' first-rating times.
+    """
+
+    method: str = "melu"
+    min_user_ratings: int = 13
+    max_user_ratings: int = 100
+    new_item_year: int | None = None
+    new_user_fraction: float = 0.2
+    time_quantile: float = 0.8
+    query_size: int = 10
+    min_support: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not 0 < self.min_user_ratings <= self.max_user_ratings:
+            raise ValueError("need 0 < min_user_ratings <= max_user_ratings")
+        if not 0.0 < self.new_user_fraction < 1.0 or not 0.0 < self.time_quantile < 1.0:
+            raise ValueError("new_user_fraction and time_quantile must lie strictly between 0 and 1")
+        if self.query_size < 1 or self.min_support < 1:
+            raise ValueError("query_size and min_support must be positive")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"the split seed must be a non-negative integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SplitConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown SplitConfig keys {sorted(unknown)}")
+        return cls(**d)
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
@@ -58,73 +115,98 @@ def _from_dict(cls, values: dict[str, Any]):
     return cls(**out)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which rating model and its size."""
+class _NamedOptions:
+    """A registered name and the options of its class's constructor (see :mod:`tfmetarec.options`).
 
-    name: str = "melu"
-    embedding_dim: int = 32
-    hidden_units: tuple[int, ...] = (64, 64)
-    use_ids: bool = False
-    field_dims: tuple[tuple[str, int], ...] = ()
-    """Per-field embedding widths overriding ``embedding_dim``: ``(("genres", 16), ...)``."""
-    list_pooling: str = "mean"
-    """How a list field (genres, cast, ...) pools its values' embeddings: mean or sum."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "field_dims", tuple((str(k), int(v)) for k, v in
-                                                     (self.field_dims.items() if isinstance(self.field_dims, dict)
-                                                      else self.field_dims)))
-        if self.list_pooling not in ("mean", "sum"):
-            raise ValueError(f"list_pooling must be 'mean' or 'sum', got {self.list_pooling!r}.")
-        check_number("model.embedding_dim", self.embedding_dim, minimum=1, integer=True)
-        for width in self.hidden_units:
-            check_number("model.hidden_units", width, minimum=1, integer=True)
-        for name, width in self.field_dims:
-            check_number(f"model.field_dims[{name!r}]", width, minimum=1, integer=True)
-
-
-@dataclass(frozen=True)
-class LearnerConfig:
-    """Which meta-learner (a name of ``tfmetarec.learners.available()``) and its settings.
-
-    ``inner_steps``/``inner_lr``/``first_order``/``adapt`` drive the gradient-based
-    learners (maml, fomaml, meta_sgd, reptile); ``learn_inner_lr``
-    (fixed, per_parameter, per_layer_step), ``multi_step_loss`` and
-    ``msl_anneal_steps`` the Meta-SGD / MAML++ options of maml; ``train_on_query``
-    Reptile's inner data; ``hidden_dim``/``pooling``/``shrinkage`` the metric
-    (prototype, matching) and task_encoder learners; ``item_shrinkage`` item_mean.
+    ``options`` holds the settings given (checked, in canonical form); :meth:`resolved` adds
+    every default; a setting reads as an attribute (``config.inner_lr``). Two configs are equal
+    when their name and resolved settings are.
     """
 
-    name: str = "maml"
-    inner_steps: int = 5
-    inner_lr: float = 0.05
-    first_order: bool = False
-    adapt: str = "decision"
-    learn_inner_lr: str = "fixed"
-    multi_step_loss: bool = False
-    msl_anneal_steps: int = 0
-    train_on_query: bool = True
-    hidden_dim: int = 32
-    pooling: str = "attention"
-    shrinkage: float = 1.0
-    item_shrinkage: float = 5.0
-    ranking_weight: float = 0.0
-    """Share of the query loss given to a ranking loss: ``(1 - w) * MSE + w * ranking`` (0 = ratings only)."""
-    ranking_loss: str = "pairwise"
-    """The ranking loss: ``pairwise`` (logistic over the task's ordered query pairs) or ``listwise``
-    (softmax cross-entropy against the ratings' softmax)."""
+    kind = ""
+    default_name = ""
+    name: str
+    options: Mapping[str, Any]
 
-    def __post_init__(self) -> None:
-        check_number("learner.inner_steps", self.inner_steps, minimum=0, integer=True)
-        check_number("learner.inner_lr", self.inner_lr, minimum=0)
-        check_number("learner.msl_anneal_steps", self.msl_anneal_steps, minimum=0, integer=True)
-        check_number("learner.hidden_dim", self.hidden_dim, minimum=1, integer=True)
-        check_number("learner.shrinkage", self.shrinkage, minimum=0)
-        check_number("learner.item_shrinkage", self.item_shrinkage, minimum=0)
-        check_number("learner.ranking_weight", self.ranking_weight, minimum=0, maximum=1)
-        if self.ranking_loss not in QUERY_LOSSES:
-            raise ValueError(f"learner.ranking_loss must be one of {QUERY_LOSSES}, got {self.ranking_loss!r}.")
+    def __init__(self, name: str | None = None, options: Mapping[str, Any] | None = None, **more: Any):
+        name = self.default_name if name is None else name
+        if not isinstance(name, str):
+            raise ValueError(f"{self.kind} name must be a string, got {name!r}.")
+        values = dict(options or {})
+        both = sorted(set(values) & set(more))
+        if both:
+            raise ValueError(f"{self.kind} options {both} given twice (in options= and as keywords).")
+        values.update(more)
+        entry = registry.entry(self.kind, name)
+        object.__setattr__(self, "name", entry.name)
+        object.__setattr__(self, "options", MappingProxyType(registry.check(self.kind, entry.name, values)))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {key!r}")
+
+    def resolved(self) -> dict[str, Any]:
+        """Every setting of the class: the given ones over the constructor's defaults."""
+        defaults = {k: o.default for k, o in registry.options(self.kind, self.name).items()}
+        return {**defaults, **self.options}
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key in ("name", "options"):
+            raise AttributeError(key)
+        settings = self.resolved()
+        if key not in settings:
+            raise AttributeError(f"{self.kind} {self.name!r} has no option {key!r}; its options are {list(settings)}.")
+        return settings[key]
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.name == self.name and other.resolved() == self.resolved()
+
+    def __hash__(self) -> int:
+        return hash((self.name, json.dumps(self.to_dict(), sort_keys=True, default=str)))
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({self.name!r}{', ' + given if given else ''})"
+
+    def replace(self, **changes: Any) -> _NamedOptions:
+        """A copy with some options changed (``name=`` changes the class and keeps only the
+        options it takes)."""
+        name = changes.pop("name", self.name)
+        options = dict(self.options)
+        if name != self.name:
+            accepted = registry.options(self.kind, name)
+            options = {k: v for k, v in options.items() if k in accepted}
+        return type(self)(name, {**options, **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        table = registry.options(self.kind, self.name)
+        return {"name": self.name, "options": to_json(table, self.resolved())}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> _NamedOptions:
+        values = dict(values)
+        extra = sorted(set(values) - {"name", "options"})
+        if extra:
+            raise ValueError(f"{cls.kind} settings {extra} are not in the format this library reads "
+                             f"({{'name': ..., 'options': {{...}}}}, config format {CONFIG_FORMAT}).")
+        return cls(values.get("name", cls.default_name), values.get("options") or {})
+
+
+class ModelConfig(_NamedOptions):
+    """Which rating model (a name of ``tfmetarec.models.available()``) and its constructor options:
+    ``ModelConfig("melu", embedding_dim=16, hidden_units=(32, 32))``. The options a model reads
+    from the encoded features (fields, ID vocabulary sizes) are not settings."""
+
+    kind = "model"
+    default_name = "melu"
+
+
+class LearnerConfig(_NamedOptions):
+    """Which meta-learner (a name of ``tfmetarec.learners.available()``) and its constructor
+    options: ``LearnerConfig("maml", inner_steps=5, inner_lr=0.05, query_loss=QueryLoss(...))``.
+    A named option set such as ``fomaml`` fixes some of them (``first_order=True``)."""
+
+    kind = "learner"
+    default_name = "maml"
 
 
 @dataclass(frozen=True)
@@ -191,12 +273,13 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "format": CONFIG_FORMAT,
             "dataset": self.dataset,
             "data_dir": self.data_dir,
             "item_side_file": self.item_side_file,
             "split": self.split.to_dict(),
-            "model": dataclasses.asdict(self.model),
-            "learner": dataclasses.asdict(self.learner),
+            "model": self.model.to_dict(),
+            "learner": self.learner.to_dict(),
             "train": dataclasses.asdict(self.train),
             "task_key": self.task_key,
             "split_file": self.split_file,
@@ -205,13 +288,18 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
         values = dict(values)
+        found = values.pop("format", 1)
+        if found != CONFIG_FORMAT:
+            raise ValueError(f"config format {found!r}: this library reads format {CONFIG_FORMAT} (learner and model "
+                             "settings as their constructors' options); it was written by an older tfmetarec. "
+                             "Train the run again (--overwrite), or re-make a preset with scripts/make_presets.py.")
         return cls(
             dataset=values.pop("dataset", "synthetic"),
             data_dir=values.pop("data_dir", None),
             item_side_file=values.pop("item_side_file", None),
             split=SplitConfig.from_dict(values.pop("split", {})),
-            model=_from_dict(ModelConfig, values.pop("model", {})),
-            learner=_from_dict(LearnerConfig, values.pop("learner", {})),
+            model=ModelConfig.from_dict(values.pop("model", {})),
+            learner=LearnerConfig.from_dict(values.pop("learner", {})),
             train=_from_dict(TrainConfig, values.pop("train", {})),
             task_key=values.pop("task_key", "user"),
             split_file=values.pop("split_file", None),
@@ -252,3 +340,83 @@ def _check_empty(values: dict[str, Any]) -> dict[str, Any]:
     if values:
         raise ValueError(f"Unknown experiment settings {sorted(values)}.")
     return {}
+
+
+SECTIONS = ("learner", "model", "train", "split")
+TOP_LEVEL = ("dataset", "data_dir", "item_side_file", "task_key", "split_file")
+
+
+def apply_settings(config: ExperimentConfig, values: Mapping[str, Any], from_text: bool = False) -> ExperimentConfig:
+    """``config`` with dotted keys set: ``learner.<option>`` and ``model.<option>`` (the
+    constructor options of the configured learner and model; ``learner.query_loss.<field>``
+    sets one field of the query loss), ``train.<field>``, ``split.<field>`` and the top-level
+    ``dataset``, ``data_dir``, ``item_side_file``, ``task_key``, ``split_file``. With
+    ``from_text`` the values are command-line strings, parsed by each option's type. Every key
+    and value is checked (a ``ValueError`` names it), without importing TensorFlow."""
+    grouped: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    top: dict[str, Any] = {}
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if head in SECTIONS and rest:
+            grouped[head][rest] = value
+        elif key in TOP_LEVEL:
+            top[key] = value
+        else:
+            raise ValueError(f"Unknown setting {key!r}: use learner.<option>, model.<option>, train.<field>, "
+                             f"split.<field> or one of {list(TOP_LEVEL)}.")
+    changes: dict[str, Any] = {}
+    for section, named in (("learner", config.learner), ("model", config.model)):
+        given = grouped[section]
+        if not given:
+            continue
+        name = str(given.pop("name", named.name))
+        table = registry.options(section, name)
+        options = dict(named.options) if name == named.name else {}
+        for key, value in given.items():
+            option_name, _, field_name = key.partition(".")
+            if option_name not in table:
+                raise ValueError(f"{section} {name!r} takes no option {option_name!r}; its options are {list(table)}.")
+            option = table[option_name]
+            if field_name:  # one field of a settings object (learner.query_loss.ranking_weight)
+                kind = next((k for k in option.kinds if k.base in OBJECTS), None)
+                if kind is None:
+                    raise ValueError(f"{section}.{option_name} is not a settings object; set it whole.")
+                cls = OBJECTS[kind.base]
+                fields_table = dataclass_options(cls)
+                if field_name not in fields_table:
+                    raise ValueError(f"{section}.{option_name} has no field {field_name!r}; its fields are "
+                                     f"{list(fields_table)}.")
+                current = options.get(option_name) or cls()
+                parsed = fields_table[field_name].parse(value, f"{section}.{option_name}") if from_text else value
+                options[option_name] = cls.from_dict({**current.to_dict(), field_name: parsed})
+            else:
+                options[option_name] = option.parse(value, section) if from_text else value
+        changes[section] = type(named)(name, options)
+    for section, cls, current in (("train", TrainConfig, config.train), ("split", SplitConfig, config.split)):
+        given = grouped[section]
+        if not given:
+            continue
+        table = dataclass_options(cls)
+        unknown = sorted(set(given) - set(table))
+        if unknown:
+            raise ValueError(f"{section} has no setting(s) {unknown}; its settings are {list(table)}.")
+        parsed = {k: table[k].parse(v, section) if from_text else v for k, v in given.items()}
+        changes[section] = dataclasses.replace(current, **parsed)
+    table = dataclass_options(ExperimentConfig)
+    for key, value in top.items():
+        changes[key] = table[key].parse(value) if from_text else value
+    return dataclasses.replace(config, **changes)
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
+    """``["learner.inner_lr=0.01", ...]`` as a dict; a malformed or repeated key is an error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE (e.g. learner.inner_lr=0.01), got {pair!r}.")
+        if key in out:
+            raise ValueError(f"--set {key} is given twice.")
+        out[key] = value.strip()
+    return out

@@ -27,6 +27,10 @@ TASK_MASK = "task_mask"  # float32 [T]: 1 for a real task, 0 for a padding task
 SUPPORT = "support"
 QUERY = "query"
 
+EPISODE_SOURCE = "_tfmetarec_episode_source"
+"""Attribute of a ``tf.data.Dataset`` made by ``EpisodeSampler.dataset()``: ``(sampler, start)``, so a
+trainer given the dataset continues the sampler's stream instead of replaying the dataset."""
+
 FEATURE_KEYS = (USER_ID, ITEM_ID, USER_FIELDS)
 """The inputs every episode part carries (``ITEM_FIELDS`` is optional)."""
 OPTIONAL_FEATURE_KEYS = (ITEM_FIELDS,)

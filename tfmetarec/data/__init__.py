@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tfmetarec.data.split_config import DEFAULT_NEW_ITEM_YEAR, SCENARIOS, SplitConfig
+from tfmetarec.config import DEFAULT_NEW_ITEM_YEAR, SCENARIOS, SplitConfig
 
 _NAMES = {
     "AGE_BUCKETS": "features",

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tfmetarec.data.schema import DataFormatError, InteractionData
-from tfmetarec.data.split_config import SCENARIOS, SplitConfig
+from tfmetarec.config import SCENARIOS, SplitConfig
 from tfmetarec.data.splits import ColdStartSplit
 
 COLUMNS = ("user", "item", "rating", "partition", "role")

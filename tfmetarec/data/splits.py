@@ -10,7 +10,7 @@ import pandas as pd
 
 from tfmetarec.data.schema import InteractionData
 
-from tfmetarec.data.split_config import DEFAULT_NEW_ITEM_YEAR, METHODS, SCENARIOS, SplitConfig
+from tfmetarec.config import DEFAULT_NEW_ITEM_YEAR, METHODS, SCENARIOS, SplitConfig
 
 __all__ = ["DEFAULT_NEW_ITEM_YEAR", "METHODS", "SCENARIOS", "ColdStartSplit", "SplitConfig", "cold_start_split"]
 

@@ -40,13 +40,6 @@ def support_size_curve(
     return pd.DataFrame(rows)
 
 
-def _steps_attribute(learner: MetaLearner) -> str:
-    for attr in ("inner_steps", "finetune_steps"):
-        if hasattr(learner, attr):
-            return attr
-    raise ValueError(f"{type(learner).__name__} does not adapt by gradient steps; it has no inner-step curve.")
-
-
 def inner_steps_curve(
     learners: Mapping[str, MetaLearner],
     encoded: EncodedData,
@@ -61,15 +54,13 @@ def inner_steps_curve(
     """
     rows = []
     for name, learner in learners.items():
-        attr = _steps_attribute(learner)
-        original = getattr(learner, attr)
-        try:
-            for k in sorted(set(steps) | {original}):
-                setattr(learner, attr, int(k))
+        trained = learner.adaptation_steps
+        if trained is None:
+            raise ValueError(f"{type(learner).__name__} does not adapt by gradient steps; it has no inner-step curve.")
+        for k in sorted(set(steps) | {trained}):
+            with learner.adaptation_steps_set(k):
                 metrics = evaluate_tasks(learner, encoded, tasks, batch_size=batch_size, jit_compile=False)
-                rows.append({"method": name, "inner_steps": k, **metrics})
-        finally:
-            setattr(learner, attr, original)
+            rows.append({"method": name, "inner_steps": k, **metrics})
     return pd.DataFrame(rows)
 
 

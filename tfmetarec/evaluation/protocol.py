@@ -47,6 +47,21 @@ def _predict(learner, encoded, tasks, batch_size, jit_compile, fn):
     return out
 
 
+def summarise_tasks(results: list[tuple[np.ndarray, np.ndarray, np.ndarray]], ks: Sequence[int] = (1, 3, 5),
+                    binary: bool = False) -> dict[str, float]:
+    """Per-task metrics of ``(predicted, true, item rows)`` triples averaged over the tasks (see
+    :func:`evaluate_tasks`)."""
+    metrics = average_metrics([task_metrics(p, t, ks) for p, t, _ in results])
+    out = {"tasks": len(results), **metrics}
+    if binary:
+        out.update(binary_metrics([(p, t) for p, t, _ in results]))
+        ranked = [rows[np.argsort(-p, kind="stable")] for p, _, rows in results]
+        candidates = np.concatenate([rows for _, _, rows in results])
+        for k in ks:
+            out[f"coverage@{k}"] = coverage_at_k(ranked, candidates, k)
+    return out
+
+
 def evaluate_tasks(
     learner: MetaLearner,
     encoded: EncodedData,
@@ -63,16 +78,48 @@ def evaluate_tasks(
     and ``coverage@k``: the share of the scenario's query items that reach
     some task's top-k.
     """
-    results = _predict(learner, encoded, tasks, batch_size, jit_compile, fn)
-    metrics = average_metrics([task_metrics(p, t, ks) for p, t, _ in results])
-    out = {"tasks": len(tasks), **metrics}
-    if binary:
-        out.update(binary_metrics([(p, t) for p, t, _ in results]))
-        ranked = [rows[np.argsort(-p, kind="stable")] for p, _, rows in results]
-        candidates = np.concatenate([rows for _, _, rows in results])
-        for k in ks:
-            out[f"coverage@{k}"] = coverage_at_k(ranked, candidates, k)
+    return summarise_tasks(_predict(learner, encoded, tasks, batch_size, jit_compile, fn), ks, binary)
+
+
+Predictions = dict[tuple[str, str], list]
+"""``(method, scenario) -> [(predicted, true, item rows) per task]``."""
+
+
+def predict_scenarios(
+    learners: Mapping[str, MetaLearner],
+    encoded: EncodedData,
+    scenarios: Mapping[str, TaskSet],
+    batch_size: int = 32,
+    jit_compile: bool = True,
+) -> Predictions:
+    """Every learner's query predictions on every (non-empty) scenario, computed once for both
+    the averaged report and the per-task table."""
+    out: Predictions = {}
+    for method, learner in learners.items():
+        fn = adapt_and_score_fn(learner, jit_compile)
+        for scenario, tasks in scenarios.items():
+            if len(tasks):
+                out[(method, scenario)] = _predict(learner, encoded, tasks, batch_size, jit_compile, fn)
     return out
+
+
+def scenario_table(predictions: Predictions, ks: Sequence[int] = (1, 3, 5), binary: bool = False) -> pd.DataFrame:
+    """One row per (method, scenario) with the task count and each metric."""
+    return pd.DataFrame([{"method": method, "scenario": scenario, **summarise_tasks(results, ks, binary)}
+                         for (method, scenario), results in predictions.items()])
+
+
+def per_task_table(predictions: Predictions, scenarios: Mapping[str, TaskSet],
+                   ks: Sequence[int] = (1, 3, 5)) -> pd.DataFrame:
+    """One row per (method, scenario, task): ``task`` (its index in the scenario), ``task_id``
+    and each metric, for paired tests between methods (:mod:`tfmetarec.evaluation.stats`)."""
+    rows = []
+    for (method, scenario), results in predictions.items():
+        ids = scenarios[scenario].task_ids
+        for t, (p, y, _) in enumerate(results):
+            rows.append({"method": method, "scenario": scenario, "task": t, "task_id": ids[t],
+                         **task_metrics(p, y, ks)})
+    return pd.DataFrame(rows)
 
 
 def evaluate_per_task(
@@ -83,18 +130,8 @@ def evaluate_per_task(
     batch_size: int = 32,
     jit_compile: bool = True,
 ) -> pd.DataFrame:
-    """One row per (method, scenario, task): ``task`` (its index in the scenario), ``task_id``
-    and each metric, for paired tests between methods (:mod:`tfmetarec.evaluation.stats`)."""
-    rows = []
-    for method, learner in learners.items():
-        fn = adapt_and_score_fn(learner, jit_compile)
-        for scenario, tasks in scenarios.items():
-            if len(tasks) == 0:
-                continue
-            for t, (p, y, _) in enumerate(_predict(learner, encoded, tasks, batch_size, jit_compile, fn)):
-                rows.append({"method": method, "scenario": scenario, "task": t, "task_id": tasks.task_ids[t],
-                             **task_metrics(p, y, ks)})
-    return pd.DataFrame(rows)
+    """:func:`per_task_table` of fresh predictions."""
+    return per_task_table(predict_scenarios(learners, encoded, scenarios, batch_size, jit_compile), scenarios, ks)
 
 
 def evaluate_scenarios(
@@ -107,12 +144,4 @@ def evaluate_scenarios(
     binary: bool = False,
 ) -> pd.DataFrame:
     """One row per (method, scenario) with the task count and each metric."""
-    rows = []
-    for method, learner in learners.items():
-        fn = adapt_and_score_fn(learner, jit_compile)
-        for scenario, tasks in scenarios.items():
-            if len(tasks) == 0:
-                continue
-            metrics = evaluate_tasks(learner, encoded, tasks, ks, batch_size, jit_compile, fn, binary)
-            rows.append({"method": method, "scenario": scenario, **metrics})
-    return pd.DataFrame(rows)
+    return scenario_table(predict_scenarios(learners, encoded, scenarios, batch_size, jit_compile), ks, binary)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tfmetarec.data.split_config import SCENARIOS
+from tfmetarec.config import SCENARIOS
 from tfmetarec.evaluation.stats import mean_ci
 
 METRIC_ORDER = ("tasks", "MAE", "RMSE", "nDCG@1", "nDCG@3", "nDCG@5")

@@ -181,6 +181,10 @@ class ServingContract:
         out.update({STATE_PREFIX + e.name: [None, *e.shape] for e in self.state})
         return out
 
+    def catalogue_size(self) -> int:
+        """Items a recommendation may name (the item table's rows with a raw ID)."""
+        return sum(1 for r in self.extra.get("item_raw_ids", []) if int(r) >= 0)
+
     def outputs(self, signature: str) -> list[str]:
         if signature in ("adapt", "update_state"):
             return [STATE_PREFIX + e.name for e in self.state]

@@ -59,8 +59,16 @@ from tfmetarec.learners.base import MetaLearner
 ONNX_SIGNATURES = ("adapt_and_score", "recommend", "adapt", "score_with_state", "update_state",
                    "recommend_with_state")
 STATE_ONLY = ("score_with_state", "recommend_with_state")  # no support axis: one graph per user bucket
-DEFAULT_ONNX_BUCKETS = Buckets(users=(1,), support=(8, 32, 128, 512), query=(16, 128, 1024))
-"""One user per graph (the client runs a request's users one after another), four support sizes."""
+DEFAULT_ONNX_BUCKETS = Buckets(users=(1,), support=Buckets().support, query=Buckets().query)
+"""One user per graph (the client runs a request's users one after another), the support and
+query buckets of the serving contract."""
+
+
+def onnx_buckets(buckets: Buckets | None = None) -> Buckets:
+    """The ONNX graphs' buckets for a SavedModel's ``buckets``: the same support and query sizes,
+    one user per graph (the client splits a request)."""
+    return DEFAULT_ONNX_BUCKETS if buckets is None else Buckets(users=(1,), support=buckets.support,
+                                                                query=buckets.query)
 # the encoded graph inputs
 G_USER, G_FIELDS, G_ITEMS, G_RATING, G_MASK, G_QUERY = (
     "user_index", "user_fields", "support_item", "support_rating", "support_mask", "query_item")
@@ -426,4 +434,4 @@ class OnnxRecommender:
         return {k: v[:count] for k, v in out.items()}
 
 
-__all__ = ["DEFAULT_ONNX_BUCKETS", "LoweringError", "OnnxRecommender", "export_onnx", "quantize_onnx"]
+__all__ = ["DEFAULT_ONNX_BUCKETS", "LoweringError", "OnnxRecommender", "export_onnx", "onnx_buckets", "quantize_onnx"]

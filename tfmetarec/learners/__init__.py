@@ -1,53 +1,59 @@
-"""Meta-learners: one API (adapt, score, meta_gradients) and a compiled training loop."""
+"""Meta-learners: one API (adapt, score, meta_gradients) and a compiled training loop.
+
+The learner names live in :mod:`tfmetarec.registry`; :func:`create` builds one from its name
+and its constructor's options (a named option set such as ``fomaml`` adds the options it fixes).
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from tfmetarec import registry
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.learners.distribute import ClusterError, make_strategy, split_cpu
 from tfmetarec.learners.baselines import ItemMean, ItemStatisticsLearner, Popularity
+from tfmetarec.learners.distribute import ClusterError, make_strategy, split_cpu
 from tfmetarec.learners.encoder import TaskEncoder
-from tfmetarec.learners.loop import MetaTrainer
-from tfmetarec.learners.maml import FOMAML, MAML, MetaSGD
+from tfmetarec.learners.maml import MAML
+from tfmetarec.learners.metaemb import MetaEmbeddingLearner
 from tfmetarec.learners.metric import MatchingLearner, PrototypeLearner
 from tfmetarec.learners.pretrain import Pretrain
 from tfmetarec.learners.reptile import Reptile
-
-_REGISTRY: dict[str, type[MetaLearner]] = {
-    "maml": MAML,
-    "fomaml": FOMAML,
-    "meta_sgd": MetaSGD,
-    "reptile": Reptile,
-    "prototype": PrototypeLearner,
-    "matching": MatchingLearner,
-    "task_encoder": TaskEncoder,
-    "pretrain": Pretrain,
-    "popularity": Popularity,
-    "item_mean": ItemMean,
-}
+from tfmetarec.learners.trainer import MetaTrainer
+from tfmetarec.models.base import MetaModel
 
 
 def get(name: str) -> type[MetaLearner]:
-    """The learner class registered under ``name`` (e.g. ``"maml"``)."""
-    try:
-        return _REGISTRY[name.lower()]
-    except KeyError:
-        raise ValueError(f"Unknown learner {name!r}; available: {sorted(_REGISTRY)}.") from None
+    """The learner class registered under ``name`` (``"fomaml"`` -> :class:`MAML`; see :func:`create`)."""
+    found = registry.registered_class("learner", name)
+    if found is not None:
+        return found
+    entry = registry.entry("learner", name)
+    return getattr(importlib.import_module(entry.module), entry.cls)
+
+
+def create(name: str, model: MetaModel, **options: Any) -> MetaLearner:
+    """The learner ``name`` around ``model``: its class built with the options the name fixes
+    and ``options`` (checked against the constructor's settings, naming any unknown one)."""
+    entry = registry.entry("learner", name)
+    keras_arguments = {k: options.pop(k) for k in ("name", "dtype", "trainable") if k in options}
+    checked = registry.check("learner", entry.name, options)
+    return get(entry.name)(model, **{**entry.fixed, **checked}, **keras_arguments)
 
 
 def available() -> list[str]:
     """Names of the registered learners."""
-    return sorted(_REGISTRY)
+    return sorted(registry.names("learner"))
 
 
 __all__ = [
-    "FOMAML",
     "MAML",
     "ClusterError",
     "ItemMean",
     "ItemStatisticsLearner",
     "MatchingLearner",
+    "MetaEmbeddingLearner",
     "MetaLearner",
-    "MetaSGD",
     "MetaTrainer",
     "Popularity",
     "Pretrain",
@@ -55,6 +61,7 @@ __all__ = [
     "Reptile",
     "TaskEncoder",
     "available",
+    "create",
     "get",
     "make_strategy",
     "split_cpu",

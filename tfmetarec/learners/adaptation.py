@@ -8,7 +8,8 @@ respect to the tiled copy is exactly each task's own gradient.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -23,6 +24,68 @@ def tile_for_tasks(value: tf.Tensor, tasks: tf.Tensor) -> tf.Tensor:
     return tf.broadcast_to(value[None], tf.concat([[tasks], tf.shape(value)], axis=0))
 
 
+def inner_steps(
+    model: MetaModel,
+    params: Mapping[str, tf.Tensor],
+    adapt_names: Sequence[str],
+    support: Episode,
+    steps: int,
+    learning_rates: Sequence[Mapping[str, tf.Tensor]],
+    first_order: bool = False,
+    start: Mapping[str, tf.Tensor] | None = None,
+    context: Mapping[str, tf.Tensor] | None = None,
+) -> Iterator[tuple[dict[str, tf.Tensor], tf.Tensor | None]]:
+    """The inner loop one step at a time: yields ``(state, loss)`` first for the starting
+    weights (``loss`` None), then after each of ``steps`` SGD steps on each task's support
+    loss (``loss`` ``[T]``: the support loss the step descended from).
+
+    Args:
+        model: the model whose ``forward`` is differentiated.
+        params: every parameter of the model (meta-parameters, untiled).
+        adapt_names: the parameters that adapt; the others stay shared.
+        support: padded support part of an episode (features, rating, mask).
+        steps: number of inner steps (unrolled: the graph holds each step).
+        learning_rates: one mapping per step from parameter name to a learning
+            rate tensor (a scalar, or the parameter's shape for per-parameter
+            rates); the last mapping is reused for any later step.
+        first_order: stop gradients through the inner gradients (FOMAML).
+        start: per-task weights ``[T, ...]`` to start from (an adapted state being
+            updated) instead of the meta-parameters.
+        context: the task context to score with (default: the support's own).
+
+    Each state holds the adapted parameters (``[T, ...]`` each) and the model's
+    ``task_context(support)`` (values such as the support size, not parameters: they get
+    no gradient step).
+    """
+    features = features_of(support)
+    tasks = tf.shape(support[MASK])[0]
+    context = model.task_context(support) if context is None else dict(context)
+    params = {**params, **context}
+    if start is None:
+        fast = {name: tile_for_tasks(params[name], tasks) for name in adapt_names}
+    else:
+        fast = {name: tf.convert_to_tensor(start[name]) for name in adapt_names}
+    yield {**fast, **context}, None
+    for step in range(steps):
+        rates = learning_rates[min(step, len(learning_rates) - 1)]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(list(fast.values()))
+            pred = model.forward({**params, **fast}, features)
+            per_task = task_mse(pred, support[RATING], support[MASK])
+            total = tf.reduce_sum(per_task)
+        grads = tape.gradient(total, fast)
+        new_fast = {}
+        for name, value in fast.items():
+            grad = grads[name]
+            if grad is None:
+                grad = tf.zeros_like(value)
+            if first_order:
+                grad = tf.stop_gradient(grad)
+            new_fast[name] = value - tf.cast(rates[name], value.dtype) * grad
+        fast = new_fast
+        yield {**fast, **context}, per_task
+
+
 def inner_loop(
     model: MetaModel,
     params: Mapping[str, tf.Tensor],
@@ -34,56 +97,15 @@ def inner_loop(
     start: Mapping[str, tf.Tensor] | None = None,
     context: Mapping[str, tf.Tensor] | None = None,
 ) -> tuple[dict[str, tf.Tensor], list[tf.Tensor]]:
-    """Run ``steps`` SGD steps on each task's support loss.
-
-    Args:
-        model: the model whose ``forward`` is differentiated.
-        params: every parameter of the model (meta-parameters, untiled).
-        adapt_names: the parameters that adapt; the others stay shared.
-        support: padded support part of an episode (features, rating, mask).
-        steps: number of inner steps (unrolled: the graph holds each step).
-        learning_rates: one mapping per step from parameter name to a learning
-            rate tensor (a scalar, or the parameter's shape for per-parameter
-            rates); a single mapping is reused for every step.
-        first_order: stop gradients through the inner gradients (FOMAML).
-        start: per-task weights ``[T, ...]`` to start from (an adapted state being
-            updated) instead of the meta-parameters.
-        context: the task context to score with (default: the support's own).
-
-    Returns:
-        The adapted parameters (``[T, ...]`` each) with the model's
-        ``task_context(support)`` (values such as the support size, not
-        parameters: they get no gradient step), and the support loss
-        ``[T]`` before each step (for diagnostics).
-    """
-    features = features_of(support)
-    tasks = tf.shape(support[MASK])[0]
-    context = model.task_context(support) if context is None else dict(context)
-    params = {**params, **context}
-    if start is None:
-        fast = {name: tile_for_tasks(params[name], tasks) for name in adapt_names}
-    else:
-        fast = {name: tf.convert_to_tensor(start[name]) for name in adapt_names}
+    """:func:`inner_steps` run to the end: the adapted state (parameters ``[T, ...]`` and the
+    task context) and the support loss ``[T]`` before each step (for diagnostics)."""
     losses = []
-    for step in range(steps):
-        rates = learning_rates[min(step, len(learning_rates) - 1)]
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(list(fast.values()))
-            pred = model.forward({**params, **fast}, features)
-            per_task = task_mse(pred, support[RATING], support[MASK])
-            total = tf.reduce_sum(per_task)
-        grads = tape.gradient(total, fast)
-        losses.append(per_task)
-        new_fast = {}
-        for name, value in fast.items():
-            grad = grads[name]
-            if grad is None:
-                grad = tf.zeros_like(value)
-            if first_order:
-                grad = tf.stop_gradient(grad)
-            new_fast[name] = value - tf.cast(rates[name], value.dtype) * grad
-        fast = new_fast
-    return {**fast, **context}, losses
+    state: dict[str, tf.Tensor] = {}
+    for state, loss in inner_steps(model, params, adapt_names, support, steps, learning_rates, first_order, start,
+                                   context):
+        if loss is not None:
+            losses.append(loss)
+    return state, losses
 
 
 UPDATE_MODES = ("new", "history")
@@ -101,17 +123,28 @@ class GradientUpdate:
     fifth of its inner steps. ``update_mode="new"`` takes them on the new ratings only,
     the cost of one inner step on the new rows, but each single rating pulls the state
     too far (0.894 on the same run, worse than no adaptation on synthetic data); see
-    BENCHMARKS.md. Subclasses provide ``adapt_names``, ``model`` and ``update_rates()``.
+    BENCHMARKS.md. Subclasses take ``update_mode``, ``update_steps`` and ``history_size`` as
+    constructor settings and provide ``adapt_names``, ``model`` and ``update_rates()``.
     """
 
-    def _init_update(self, update_mode: str, update_steps: int, history_size: int) -> None:
-        if update_mode not in UPDATE_MODES:
-            raise ValueError(f"update_mode must be one of {UPDATE_MODES}, got {update_mode!r}.")
-        if update_steps < 1 or history_size < 1:
-            raise ValueError(f"update_steps and history_size must be >= 1; got {update_steps}, {history_size}.")
-        self.update_mode = update_mode
-        self.update_steps = int(update_steps)
-        self.history_size = int(history_size)
+    steps_setting = "inner_steps"
+    """The setting that counts the adaptation steps."""
+
+    def adapted_parameters(self) -> tuple[str, ...]:
+        return tuple(self.adapt_names) if self.gradient_based else ()
+
+    @property
+    def adaptation_steps(self) -> int:
+        return int(getattr(self, self.steps_setting))
+
+    @contextlib.contextmanager
+    def adaptation_steps_set(self, steps: int) -> Iterator[GradientUpdate]:
+        original = self.adaptation_steps
+        setattr(self, self.steps_setting, int(steps))
+        try:
+            yield self
+        finally:
+            setattr(self, self.steps_setting, original)
 
     def _with_history(self, state: dict[str, tf.Tensor], support: Episode) -> dict[str, tf.Tensor]:
         """``state`` plus the support's rows as its history (``update_mode="history"`` only)."""
@@ -139,6 +172,3 @@ class GradientUpdate:
             keep = tf.reshape(arrived, tf.concat([tf.shape(arrived), tf.ones([len(value.shape) - 1], tf.int32)], 0))
             fast[name] = tf.where(keep, value, start[name])
         return {**state, **fast, **context, **history}
-
-    def update_config(self) -> dict:
-        return {"update_mode": self.update_mode, "update_steps": self.update_steps, "history_size": self.history_size}

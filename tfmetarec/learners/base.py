@@ -14,31 +14,49 @@ A learner is a Keras model that owns a :class:`~tfmetarec.models.MetaModel`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfmetarec.learners.losses import RANKING_LOSSES, in_batch_softmax_loss, mean_over_tasks, task_mse
+from tfmetarec.learners.losses import in_batch_softmax_loss, rating_objective
 from tfmetarec.models.base import MetaModel
-from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
+from tfmetarec.objectives import QueryLoss
+from tfmetarec.options import Configurable
+from tfmetarec.types import MASK, QUERY, SUPPORT, TASK_MASK, Episode, Features, features_of
 
 
-class MetaLearner(keras.Model):
+class MetaLearner(Configurable, keras.Model):
     """Base class of the learners.
+
+    A learner is configured by its constructor's keyword arguments (its *settings*, see
+    :mod:`tfmetarec.options`), stored under their own names and returned by
+    :meth:`get_config`. Every learner takes ``query_loss``: the
+    :class:`~tfmetarec.objectives.QueryLoss` meta-training minimises on the query
+    (ratings by default; a ranking mix and the in-batch retrieval term are settings of it).
 
     Attributes:
         gradient_based: True when ``adapt`` runs gradient steps (the exporter
             then embeds a tape-based inner loop in the served graph).
     """
 
+    not_settings = ("model",)
     gradient_based: bool = False
-    ranking_weight: float = 0.0
-    ranking_loss: str = "pairwise"
+    needs_training_ratings: bool = False
+    """Whether :meth:`fit_training_ratings` must run before the learner answers (item statistics)."""
+    task_key: str | None = None
+    """The kind of task the learner needs (``"item"``: every row of a task rates one item); None: any."""
 
-    def __init__(self, model: MetaModel, **kwargs):
+    def __init__(self, model: MetaModel, query_loss: QueryLoss | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         if not isinstance(model, MetaModel):
             raise TypeError(f"A learner needs a tfmetarec MetaModel, got {type(model).__name__}.")
         self.model = model
+        self.keep_arguments(locals())
+        self.query_loss = (self.query_loss or QueryLoss()).with_retrieval_default(model.default_retrieval_weight)
         self.built = True
 
     # -- adaptation -------------------------------------------------------------
@@ -65,52 +83,57 @@ class MetaLearner(keras.Model):
     def call(self, episode: Episode) -> tf.Tensor:
         return self.score(self.adapt(episode[SUPPORT]), features_of(episode[QUERY]))
 
-    # -- meta-training ------------------------------------------------------------
-    def set_query_loss(self, ranking_weight: float = 0.0, ranking_loss: str = "pairwise") -> MetaLearner:
-        """Meta-train on ``(1 - ranking_weight) * MSE + ranking_weight * ranking`` of the query
-        (``ranking_loss``: ``pairwise`` or ``listwise``, see :data:`RANKING_LOSSES`); 0 keeps the
-        rating loss alone. Adaptation (the inner loop) is unchanged. Returns ``self``."""
-        weight = float(ranking_weight)
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"ranking_weight must lie in [0, 1], got {ranking_weight}.")
-        if ranking_loss not in RANKING_LOSSES:
-            raise ValueError(f"ranking_loss must be one of {sorted(RANKING_LOSSES)}, got {ranking_loss!r}.")
-        self.ranking_weight, self.ranking_loss = weight, ranking_loss
-        return self
+    # -- what a learner declares about itself ---------------------------------------
+    def adapted_parameters(self) -> tuple[str, ...]:
+        """The model parameters ``adapt`` changes per task (none for a learner that adapts a
+        representation or nothing)."""
+        return ()
 
-    def query_loss(self, pred: tf.Tensor, query: Episode, task_mask: tf.Tensor) -> tf.Tensor:
-        """The meta-training loss of scored query rows, averaged over the real tasks: the
-        squared error, mixed with the ranking loss set by :meth:`set_query_loss`."""
-        loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), task_mask)
-        if self.ranking_weight <= 0:
-            return loss
-        ranking = mean_over_tasks(RANKING_LOSSES[self.ranking_loss](pred, query[RATING], query[MASK]), task_mask)
-        return (1.0 - self.ranking_weight) * loss + self.ranking_weight * ranking
+    @property
+    def adaptation_steps(self) -> int | None:
+        """Gradient steps ``adapt`` takes (None: it does not adapt by gradient steps)."""
+        return None
+
+    @contextlib.contextmanager
+    def adaptation_steps_set(self, steps: int) -> Iterator[MetaLearner]:
+        """Within the block, ``adapt`` takes ``steps`` gradient steps (for an inner-step curve);
+        a learner that does not adapt by gradient steps refuses."""
+        raise ValueError(f"{type(self).__name__} does not adapt by gradient steps; it has no inner-step curve.")
+        yield self  # noqa: unreachable (a generator, so the error comes at ``with``)
+
+    def fit_training_ratings(self, item_ids: np.ndarray, ratings: np.ndarray) -> None:
+        """Take what the learner needs from the training ratings (encoded item IDs and their
+        ratings) before training: nothing, except for the item-statistics baselines."""
+
+    # -- meta-training ------------------------------------------------------------
+    def query_objective(self, pred: tf.Tensor, query: Episode, task_mask: tf.Tensor) -> tf.Tensor:
+        """The rating part of the meta-training loss of scored query rows (squared error,
+        mixed with the ranking loss of :attr:`query_loss`), averaged over the real tasks."""
+        return rating_objective(self.query_loss, pred, query, task_mask)
 
     def meta_variables(self) -> list:
         """The variables the outer optimizer updates."""
         return list(self.trainable_variables)
 
     def meta_loss(self, episode: Episode) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """Query loss after adaptation, averaged over the real tasks (plus the
-        model's retrieval term, see :meth:`with_retrieval_loss`)."""
+        """Query loss after adaptation, averaged over the real tasks (plus the in-batch
+        retrieval term of :attr:`query_loss`, see :meth:`with_retrieval_loss`)."""
         state = self.adapt(episode[SUPPORT])
         query = episode[QUERY]
         pred = self.score(state, features_of(query))
-        loss = self.query_loss(pred, query, episode[TASK_MASK])
+        loss = self.query_objective(pred, query, episode[TASK_MASK])
         return self.with_retrieval_loss(loss, state, episode)
 
     def with_retrieval_loss(self, loss: tf.Tensor, state: dict[str, tf.Tensor],
                             episode: Episode) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """``loss`` plus ``model.retrieval_weight`` times the in-batch softmax of the
-        query items scored with ``state`` (models without a ``retrieval_weight``, or
-        with 0, add nothing). Logs both terms."""
-        weight = float(getattr(self.model, "retrieval_weight", 0.0))
-        if weight <= 0:
+        """``loss`` plus ``query_loss.retrieval_weight`` times the in-batch softmax of the
+        query items scored with ``state`` (nothing added at weight 0). Logs both terms."""
+        spec = self.query_loss
+        if not spec.retrieval_weight:
             return loss, {"loss": loss}
         retrieval = in_batch_softmax_loss(lambda features: self.score(state, features), episode[QUERY],
-                                          episode[TASK_MASK], self.model.retrieval_temperature)
-        total = loss + weight * retrieval
+                                          episode[TASK_MASK], spec.retrieval_temperature)
+        total = loss + spec.retrieval_weight * retrieval
         return total, {"loss": total, "rating_loss": loss, "retrieval_loss": retrieval}
 
     def meta_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
@@ -125,16 +148,14 @@ class MetaLearner(keras.Model):
     def get_config(self) -> dict:
         config = super().get_config()
         config["model"] = keras.saving.serialize_keras_object(self.model)
-        if self.ranking_weight > 0:
-            config.update(ranking_weight=self.ranking_weight, ranking_loss=self.ranking_loss)
+        config.update(self.settings_config())
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> MetaLearner:
         config = dict(config)
         config["model"] = keras.saving.deserialize_keras_object(config["model"])
-        ranking = (config.pop("ranking_weight", 0.0), config.pop("ranking_loss", "pairwise"))
-        return cls(**config).set_query_loss(*ranking)
+        return cls(**config)
 
 
 def num_tasks(support: Episode) -> tf.Tensor:

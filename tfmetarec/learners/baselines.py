@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import keras
 import numpy as np
@@ -11,6 +11,7 @@ import tensorflow as tf
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.losses import mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel, check_features
+from tfmetarec.options import Above, AtLeast
 from tfmetarec.types import ITEM_ID, MASK, QUERY, RATING, TASK_MASK, Episode, Features
 
 
@@ -25,21 +26,17 @@ class ItemStatisticsLearner(MetaLearner):
     """
 
     gradient_based = False
+    needs_training_ratings = True
 
-    def __init__(self, model: MetaModel, num_items: int | None = None, global_mean: float = 3.5, **kwargs: Any):
+    def __init__(self, model: MetaModel, num_items: Annotated[int, AtLeast(1)] | None = None,
+                 global_mean: float = 3.5, **kwargs: Any):
         super().__init__(model, **kwargs)
-        num_items = num_items if num_items is not None else getattr(model, "num_items", None)
-        if num_items is None or int(num_items) < 1:
-            raise ValueError(
-                f"The {type(self).__name__} learner needs num_items (the item ID vocabulary size); "
-                f"model {type(model).__name__} has no num_items attribute, so pass num_items=."
-            )
-        self.num_items = int(num_items)
-        self.initial_global_mean = float(global_mean)
+        self.keep_arguments(locals())
+        self.num_items = int(model.num_items if num_items is None else num_items)
         self.item_count = self.add_weight(shape=(self.num_items,), initializer="zeros", trainable=False, name="item_count")
         self.item_sum = self.add_weight(shape=(self.num_items,), initializer="zeros", trainable=False, name="item_sum")
-        self.global_mean = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(self.initial_global_mean), trainable=False,
+        self.global_mean_value = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.global_mean), trainable=False,
             name="global_mean",
         )
 
@@ -51,10 +48,13 @@ class ItemStatisticsLearner(MetaLearner):
             raise ValueError(f"Expected counts and sums of shape ({self.num_items},), got {counts.shape}, {sums.shape}.")
         counts[0] = sums[0] = 0.0  # the OOV row always falls back to the global mean
         if global_mean is None:
-            global_mean = sums.sum() / counts.sum() if counts.sum() else self.initial_global_mean
+            global_mean = sums.sum() / counts.sum() if counts.sum() else self.global_mean
         self.item_count.assign(counts.astype(self.item_count.dtype))
         self.item_sum.assign(sums.astype(self.item_sum.dtype))
-        self.global_mean.assign(float(global_mean))
+        self.global_mean_value.assign(float(global_mean))
+
+    def fit_training_ratings(self, item_ids: np.ndarray, ratings: np.ndarray) -> None:
+        self.fit_statistics(item_ids, ratings)
 
     def fit_statistics(self, item_ids: np.ndarray, ratings: np.ndarray) -> ItemStatisticsLearner:
         """Count and average ``ratings`` per encoded item ID (``item_ids``, same length)."""
@@ -91,32 +91,22 @@ class ItemStatisticsLearner(MetaLearner):
         loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK])
         return [], {"loss": loss}
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(num_items=self.num_items, global_mean=self.initial_global_mean)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
 class Popularity(ItemStatisticsLearner):
     """Predicts the global mean plus ``ranking_scale * log(1 + count) / log(1 + max count)``,
     so items rank by how often they were rated while the rating error stays that of the mean."""
 
-    def __init__(self, model: MetaModel, num_items: int | None = None, global_mean: float = 3.5,
-                 ranking_scale: float = 0.01, **kwargs: Any):
-        super().__init__(model, num_items, global_mean, **kwargs)
-        self.ranking_scale = float(ranking_scale)
+    def __init__(self, model: MetaModel, ranking_scale: Annotated[float, AtLeast(0)] = 0.01, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.keep_arguments(locals())
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         count, _ = self.lookup(query)
         top = tf.math.log1p(tf.reduce_max(self.item_count))
         popularity = tf.math.log1p(count) / tf.maximum(top, 1e-6)
-        return self.global_mean + self.ranking_scale * popularity
+        return self.global_mean_value + self.ranking_scale * popularity
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(ranking_scale=self.ranking_scale)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -124,18 +114,11 @@ class ItemMean(ItemStatisticsLearner):
     """Predicts each item's mean rating shrunk toward the global mean:
     ``(sum + shrinkage * mean) / (count + shrinkage)``; OOV items get the global mean."""
 
-    def __init__(self, model: MetaModel, num_items: int | None = None, global_mean: float = 3.5,
-                 shrinkage: float = 5.0, **kwargs: Any):
-        super().__init__(model, num_items, global_mean, **kwargs)
-        if shrinkage <= 0:
-            raise ValueError(f"shrinkage must be > 0, got {shrinkage}.")
-        self.shrinkage = float(shrinkage)
+    def __init__(self, model: MetaModel, shrinkage: Annotated[float, Above(0)] = 5.0, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.keep_arguments(locals())
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         count, total = self.lookup(query)
-        return (total + self.shrinkage * self.global_mean) / (count + self.shrinkage)
+        return (total + self.shrinkage * self.global_mean_value) / (count + self.shrinkage)
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(shrinkage=self.shrinkage)
-        return config

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import keras
 import tensorflow as tf
 
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.maml import inverse_softplus
-from tfmetarec.learners.metric import _NEG, item_dim, masked_residuals, require_hooks
+from tfmetarec.learners.metric import _NEG, masked_residuals, require_item_representation, require_user_state
 from tfmetarec.models.base import MetaModel
+from tfmetarec.options import Above, AtLeast
 from tfmetarec.types import RATING, Episode, Features, features_of
-
-POOLINGS = ("mean", "attention")
-
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
 class TaskEncoder(MetaLearner):
@@ -37,32 +35,23 @@ class TaskEncoder(MetaLearner):
     def __init__(
         self,
         model: MetaModel,
-        hidden_dim: int = 32,
-        pooling: str = "attention",
-        shrinkage: float = 1.0,
+        hidden_dim: Annotated[int, AtLeast(1)] = 32,
+        pooling: Literal["mean", "attention"] = "attention",
+        shrinkage: Annotated[float, Above(0)] = 1.0,
         seed: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
-        require_hooks(
-            model, "TaskEncoder",
-            ("user_state_dim", "user_representation", "item_representation", "forward_with_user_state"),
-        )
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
-        if hidden_dim < 1 or shrinkage <= 0:
-            raise ValueError(f"hidden_dim must be >= 1 and shrinkage > 0; got {hidden_dim}, {shrinkage}.")
-        self.hidden_dim = int(hidden_dim)
-        self.pooling = pooling
-        self.shrinkage = float(shrinkage)
-        self.seed = seed
+        self.keep_arguments(locals())
+        item_width = require_item_representation(model, "TaskEncoder")
+        require_user_state(model, "TaskEncoder")
         h = self.hidden_dim
 
         def init(i: int, scale: float = 1.0) -> keras.initializers.Initializer:
             s = None if seed is None else seed + i
             return keras.initializers.VarianceScaling(scale, "fan_avg", "uniform", seed=s)
 
-        self.row_kernel = self.add_weight(shape=(item_dim(model) + 2, h), initializer=init(0), name="row_kernel")
+        self.row_kernel = self.add_weight(shape=(item_width + 2, h), initializer=init(0), name="row_kernel")
         self.row_bias = self.add_weight(shape=(h,), initializer="zeros", name="row_bias")
         self.row2_kernel = self.add_weight(shape=(h, h), initializer=init(1), name="row2_kernel")
         self.row2_bias = self.add_weight(shape=(h,), initializer="zeros", name="row2_bias")
@@ -145,8 +134,3 @@ class TaskEncoder(MetaLearner):
         users = self.model.user_representation(params, query)  # [T, Q, D], one user per task
         prior = tf.reduce_sum(users[:, :1, :], axis=1)  # first row; zeros if the query has no rows
         return self.model.forward_with_user_state(params, prior + delta, query) + offset[:, None]
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(hidden_dim=self.hidden_dim, pooling=self.pooling, shrinkage=self.shrinkage, seed=self.seed)
-        return config

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
+from tfmetarec.objectives import QueryLoss
 from tfmetarec.types import ITEM_FIELDS, ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID
 
 
@@ -56,7 +57,18 @@ RANKING_LOSSES: dict[str, Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
     "pairwise": task_pairwise_logistic,
     "listwise": task_listwise_softmax,
 }
-"""Per-task ranking losses a learner can mix into its query loss (``MetaLearner.set_query_loss``)."""
+"""Per-task ranking losses a :class:`~tfmetarec.objectives.QueryLoss` can mix into the rating loss."""
+
+
+def rating_objective(spec: QueryLoss, pred: tf.Tensor, query: Mapping[str, tf.Tensor],
+                     task_mask: tf.Tensor) -> tf.Tensor:
+    """``(1 - w) * MSE + w * ranking`` of scored query rows (``w = spec.ranking_weight``),
+    averaged over the real tasks; the MSE alone at ``w = 0``."""
+    loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), task_mask)
+    if spec.ranking_weight <= 0:
+        return loss
+    ranking = mean_over_tasks(RANKING_LOSSES[spec.ranking_loss](pred, query[RATING], query[MASK]), task_mask)
+    return (1.0 - spec.ranking_weight) * loss + spec.ranking_weight * ranking
 
 
 def mean_over_tasks(per_task: tf.Tensor, task_mask: tf.Tensor) -> tf.Tensor:

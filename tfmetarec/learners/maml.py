@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.adaptation import GradientUpdate, inner_loop, tile_for_tasks
+from tfmetarec.learners.adaptation import GradientUpdate, inner_loop, inner_steps
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.learners.losses import task_mse
 from tfmetarec.models.base import MetaModel
-from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
-
-INNER_LR_MODES = ("fixed", "per_parameter", "per_layer_step")
-
+from tfmetarec.options import AtLeast
+from tfmetarec.types import QUERY, SUPPORT, TASK_MASK, Episode, Features, features_of
 
 def inverse_softplus(value: float) -> float:
     """The ``x`` with ``softplus(x) == value`` (``value > 0``)."""
@@ -27,6 +24,9 @@ def inverse_softplus(value: float) -> float:
 @keras.saving.register_keras_serializable(package="tfmetarec")
 class MAML(GradientUpdate, MetaLearner):
     """MAML with second-order meta-gradients through nested ``GradientTape``.
+
+    ``fomaml`` and ``meta_sgd`` are this class with ``first_order=True`` and
+    ``learn_inner_lr="per_parameter"`` (named option sets of :mod:`tfmetarec.registry`).
 
     Args:
         model: the rating model whose parameters are meta-learned.
@@ -50,6 +50,7 @@ class MAML(GradientUpdate, MetaLearner):
         update_mode, update_steps, history_size: how ``update`` advances an adapted
             state as ratings arrive (see :class:`~tfmetarec.learners.adaptation.GradientUpdate`):
             by default one SGD step on the last 64 ratings, which the state keeps.
+        **kwargs: ``query_loss`` (:class:`~tfmetarec.objectives.QueryLoss`) and Keras' arguments.
     """
 
     gradient_based = True
@@ -57,36 +58,23 @@ class MAML(GradientUpdate, MetaLearner):
     def __init__(
         self,
         model: MetaModel,
-        inner_steps: int = 5,
-        inner_lr: float = 0.05,
+        inner_steps: Annotated[int, AtLeast(0)] = 5,
+        inner_lr: Annotated[float, AtLeast(0)] = 0.05,
         first_order: bool = False,
         adapt: str | Sequence[str] = "decision",
-        learn_inner_lr: str = "fixed",
+        learn_inner_lr: Literal["fixed", "per_parameter", "per_layer_step"] = "fixed",
         multi_step_loss: bool = False,
-        msl_anneal_steps: int = 0,
-        update_mode: str = "history",
-        update_steps: int = 1,
-        history_size: int = 64,
+        msl_anneal_steps: Annotated[int, AtLeast(0)] = 0,
+        update_mode: Literal["history", "new"] = "history",
+        update_steps: Annotated[int, AtLeast(1)] = 1,
+        history_size: Annotated[int, AtLeast(1)] = 64,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
-        self._init_update(update_mode, update_steps, history_size)
-        if inner_steps < 0:
-            raise ValueError(f"inner_steps must be >= 0, got {inner_steps}.")
-        if learn_inner_lr not in INNER_LR_MODES:
-            raise ValueError(f"learn_inner_lr must be one of {INNER_LR_MODES}, got {learn_inner_lr!r}.")
+        self.keep_arguments(locals())
         if learn_inner_lr != "fixed" and inner_lr <= 0:
             raise ValueError(f"Learned inner rates start at inner_lr, which must be > 0; got {inner_lr}.")
-        if msl_anneal_steps < 0:
-            raise ValueError(f"msl_anneal_steps must be >= 0, got {msl_anneal_steps}.")
-        self.inner_steps = int(inner_steps)
-        self.inner_lr = float(inner_lr)
-        self.first_order = bool(first_order)
-        self.adapt_spec = adapt if isinstance(adapt, str) else list(adapt)
-        self.adapt_names = model.resolve_params(adapt)
-        self.learn_inner_lr = learn_inner_lr
-        self.multi_step_loss = bool(multi_step_loss)
-        self.msl_anneal_steps = int(msl_anneal_steps)
+        self.adapt_names = model.resolve_params(self.setting("adapt"))
         self._raw_rates: list[keras.Variable] = []
         if learn_inner_lr != "fixed":
             params = model.parameters()
@@ -126,30 +114,9 @@ class MAML(GradientUpdate, MetaLearner):
     def trajectory(self, support: Episode) -> list[dict[str, tf.Tensor]]:
         """The adapted parameters after each inner step (``[T, ...]`` each); the
         first entry is the meta-parameters tiled per task (no step taken)."""
-        params = self.model.variable_values()
-        features = features_of(support)
-        tasks = tf.shape(support[MASK])[0]
-        context = self.model.task_context(support)
-        params = {**params, **context}
-        fast = {name: tile_for_tasks(params[name], tasks) for name in self.adapt_names}
-        rates_per_step = self.inner_learning_rates()
-        states = [{**fast, **context}]
-        for step in range(self.inner_steps):
-            rates = rates_per_step[min(step, len(rates_per_step) - 1)]
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(list(fast.values()))
-                pred = self.model.forward({**params, **fast}, features)
-                total = tf.reduce_sum(task_mse(pred, support[RATING], support[MASK]))
-            grads = tape.gradient(total, fast)
-            new_fast = {}
-            for name, value in fast.items():
-                grad = tf.zeros_like(value) if grads[name] is None else grads[name]
-                if self.first_order:
-                    grad = tf.stop_gradient(grad)
-                new_fast[name] = value - tf.cast(rates[name], value.dtype) * grad
-            fast = new_fast
-            states.append({**fast, **context})
-        return states
+        return [state for state, _ in inner_steps(self.model, self.model.variable_values(), self.adapt_names,
+                                                  support, self.inner_steps, self.inner_learning_rates(),
+                                                  self.first_order)]
 
     def msl_weights(self) -> tf.Tensor:
         """Weights ``[inner_steps]`` of the query losses after each inner step (sum 1)."""
@@ -172,7 +139,7 @@ class MAML(GradientUpdate, MetaLearner):
         states = self.trajectory(episode[SUPPORT])[1:]
         for fast in states:
             pred = self.score(fast, features)
-            losses.append(self.query_loss(pred, query, episode[TASK_MASK]))
+            losses.append(self.query_objective(pred, query, episode[TASK_MASK]))
         stacked = tf.stack(losses)
         loss = tf.reduce_sum(tf.cast(weights, stacked.dtype) * stacked)
         loss, logs = self.with_retrieval_loss(loss, states[-1], episode)
@@ -186,35 +153,3 @@ class MAML(GradientUpdate, MetaLearner):
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         return self.model.forward({**self.model.variable_values(), **state}, query)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            inner_steps=self.inner_steps,
-            inner_lr=self.inner_lr,
-            first_order=self.first_order,
-            adapt=self.adapt_spec,
-            learn_inner_lr=self.learn_inner_lr,
-            multi_step_loss=self.multi_step_loss,
-            msl_anneal_steps=self.msl_anneal_steps,
-            **self.update_config(),
-        )
-        return config
-
-
-@keras.saving.register_keras_serializable(package="tfmetarec")
-class FOMAML(MAML):
-    """First-order MAML: :class:`MAML` with ``first_order=True`` by default."""
-
-    def __init__(self, model: MetaModel, **kwargs: Any):
-        kwargs.setdefault("first_order", True)
-        super().__init__(model, **kwargs)
-
-
-@keras.saving.register_keras_serializable(package="tfmetarec")
-class MetaSGD(MAML):
-    """Meta-SGD: :class:`MAML` with learned per-parameter inner rates by default."""
-
-    def __init__(self, model: MetaModel, **kwargs: Any):
-        kwargs.setdefault("learn_inner_lr", "per_parameter")
-        super().__init__(model, **kwargs)

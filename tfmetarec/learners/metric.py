@@ -16,8 +16,7 @@ state updated rating by rating equals the state adapted on all of them at once
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import keras
 import tensorflow as tf
@@ -27,35 +26,26 @@ from tfmetarec.learners.maml import inverse_softplus
 from tfmetarec.learners.online import append_rows, fit_rows
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
+from tfmetarec.options import Above, AtLeast
 from tfmetarec.types import MASK, RATING, Episode, Features, features_of
 
 _NEG = -1e9  # logit of a padding row (finite, so a task without rows never yields NaN)
 MEMORY_KEYS = ("memory_key", "memory_value", "memory_mask")
 
 
-def require_hooks(model: MetaModel, learner: str, hooks: Sequence[str]) -> None:
-    """Refuse a model that lacks a user-state hook the learner needs."""
-    missing = []
-    for hook in hooks:
-        if hook == "user_state_dim":
-            if model.user_state_dim is None:
-                missing.append(hook)
-        elif getattr(type(model), hook) is getattr(MetaModel, hook):
-            missing.append(hook)
-    if missing:
-        raise ValueError(
-            f"The {learner} learner cannot use model {type(model).__name__}: it needs the MetaModel "
-            f"hook(s) {missing}, which {type(model).__name__} does not implement."
-        )
+def require_item_representation(model: MetaModel, learner: str) -> int:
+    """The width of ``model.item_representation``; a clear error when the model has none."""
+    if model.item_dim is None:
+        raise ValueError(f"The {learner} learner cannot use model {type(model).__name__}: it scores support rows "
+                         f"by their item representation, which {type(model).__name__} does not have.")
+    return int(model.item_dim)
 
 
-def item_dim(model: MetaModel) -> int:
-    """Width of ``model.item_representation`` (the model's ``item_dim`` attribute)."""
-    dim = getattr(model, "item_dim", None)
-    if dim is None:
-        raise ValueError(f"{type(model).__name__} has an item_representation hook but no item_dim attribute "
-                         "giving its width.")
-    return int(dim)
+def require_user_state(model: MetaModel, learner: str) -> None:
+    """A clear error when ``model`` has no user-state hooks (``user_state_dim`` None)."""
+    if model.user_state_dim is None:
+        raise ValueError(f"The {learner} learner cannot use model {type(model).__name__}: it needs a model with a "
+                         "user state (user_representation and forward_with_user_state), which this one has not.")
 
 
 def masked_residuals(model: MetaModel, params: dict, support: Episode, context: dict | None = None
@@ -75,21 +65,14 @@ class _SimilarityLearner(MetaLearner):
     evidence pseudo-count ``kappa = softplus(raw)`` (learned) that shrinks the
     support's correction toward the prior when the support is small."""
 
-    hooks: tuple[str, ...] = ("item_representation",)
-
-    def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
-                 memory_size: int = 128, **kwargs: Any):
+    def __init__(self, model: MetaModel, hidden_dim: Annotated[int, AtLeast(1)] = 32,
+                 shrinkage: Annotated[float, Above(0)] = 1.0, seed: int | None = None,
+                 memory_size: Annotated[int, AtLeast(1)] = 128, **kwargs: Any):
         super().__init__(model, **kwargs)
-        require_hooks(model, type(self).__name__, self.hooks)
-        if hidden_dim < 1 or shrinkage <= 0 or memory_size < 1:
-            raise ValueError(f"hidden_dim and memory_size must be >= 1 and shrinkage > 0; got {hidden_dim}, "
-                             f"{memory_size}, {shrinkage}.")
-        self.hidden_dim = int(hidden_dim)
-        self.shrinkage = float(shrinkage)
-        self.seed = seed
-        self.memory_size = int(memory_size)
+        self.keep_arguments(locals())
+        width = require_item_representation(model, type(self).__name__)
         self.proj_kernel = self.add_weight(
-            shape=(item_dim(model), self.hidden_dim),
+            shape=(width, self.hidden_dim),
             initializer=keras.initializers.GlorotUniform(seed=seed),
             name="proj_kernel",
         )
@@ -129,12 +112,6 @@ class _SimilarityLearner(MetaLearner):
         rows = fit_rows({k: state[k] for k in MEMORY_KEYS}, self.memory_size, "memory_mask")
         return {**state, **rows}
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(hidden_dim=self.hidden_dim, shrinkage=self.shrinkage, seed=self.seed,
-                      memory_size=self.memory_size)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
 class PrototypeLearner(_SimilarityLearner):
@@ -149,9 +126,8 @@ class PrototypeLearner(_SimilarityLearner):
     learned positive scalar.
     """
 
-    def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
-                 memory_size: int = 128, **kwargs: Any):
-        super().__init__(model, hidden_dim, shrinkage, seed, memory_size, **kwargs)
+    def __init__(self, model: MetaModel, **kwargs: Any):
+        super().__init__(model, **kwargs)
         self.prior_prototype = self.add_weight(shape=(self.hidden_dim,), initializer="zeros", name="prior_prototype")
         self.raw_scale = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(inverse_softplus(0.5)), name="raw_scale"
@@ -194,9 +170,8 @@ class MatchingLearner(_SimilarityLearner):
     weighted support ratings act as a correction of the model's prior.
     """
 
-    def __init__(self, model: MetaModel, hidden_dim: int = 32, shrinkage: float = 1.0, seed: int | None = None,
-                 memory_size: int = 128, **kwargs: Any):
-        super().__init__(model, hidden_dim, shrinkage, seed, memory_size, **kwargs)
+    def __init__(self, model: MetaModel, **kwargs: Any):
+        super().__init__(model, **kwargs)
         self.raw_temperature = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(inverse_softplus(5.0)), name="raw_temperature"
         )

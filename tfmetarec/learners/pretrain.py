@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 import keras
 import tensorflow as tf
@@ -11,6 +12,7 @@ from tfmetarec.learners.adaptation import GradientUpdate, inner_loop
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.losses import mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel
+from tfmetarec.options import AtLeast
 from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
 
 
@@ -24,29 +26,31 @@ class Pretrain(GradientUpdate, MetaLearner):
     which runs the same inner SGD as MAML from non-meta-learned weights.
     """
 
+    steps_setting = "finetune_steps"
+
     def __init__(
         self,
         model: MetaModel,
-        finetune_steps: int = 0,
-        finetune_lr: float = 0.05,
+        finetune_steps: Annotated[int, AtLeast(0)] = 0,
+        finetune_lr: Annotated[float, AtLeast(0)] = 0.05,
         adapt: str | Sequence[str] = "decision",
-        update_mode: str = "history",
-        update_steps: int = 1,
-        history_size: int = 64,
-        **kwargs,
+        update_mode: Literal["history", "new"] = "history",
+        update_steps: Annotated[int, AtLeast(1)] = 1,
+        history_size: Annotated[int, AtLeast(1)] = 64,
+        **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
-        self._init_update(update_mode, update_steps, history_size)
-        self.finetune_steps = int(finetune_steps)
-        self.finetune_lr = float(finetune_lr)
-        self.adapt_spec = adapt if isinstance(adapt, str) else list(adapt)
-        self.adapt_names = model.resolve_params(adapt)
-        self.gradient_based = self.finetune_steps > 0
+        self.keep_arguments(locals())
+        self.adapt_names = model.resolve_params(self.setting("adapt"))
+
+    @property
+    def gradient_based(self) -> bool:  # type: ignore[override]
+        return self.finetune_steps > 0
 
     def with_finetuning(self, steps: int, lr: float | None = None) -> Pretrain:
         """A learner sharing this one's model that fine-tunes for ``steps``."""
-        return Pretrain(self.model, steps, self.finetune_lr if lr is None else lr, self.adapt_spec,
-                        **self.update_config())
+        return Pretrain(self.model, steps, self.finetune_lr if lr is None else lr, self.setting("adapt"),
+                        self.update_mode, self.update_steps, self.history_size, query_loss=self.query_loss)
 
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
         if self.finetune_steps == 0:
@@ -81,9 +85,3 @@ class Pretrain(GradientUpdate, MetaLearner):
             losses.append(mean_over_tasks(task_mse(pred, part[RATING], part[MASK]), episode[TASK_MASK]))
         loss = 0.5 * (losses[0] + losses[1])
         return self.with_retrieval_loss(loss, {}, episode)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr, adapt=self.adapt_spec,
-                      **self.update_config())
-        return config

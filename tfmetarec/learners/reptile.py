@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import keras
 import tensorflow as tf
@@ -11,6 +11,7 @@ import tensorflow as tf
 from tfmetarec.learners.adaptation import GradientUpdate, inner_loop
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.models.base import MetaModel
+from tfmetarec.options import AtLeast
 from tfmetarec.types import QUERY, SUPPORT, TASK_MASK, Episode, Features, features_of
 
 
@@ -42,24 +43,18 @@ class Reptile(GradientUpdate, MetaLearner):
     def __init__(
         self,
         model: MetaModel,
-        inner_steps: int = 5,
-        inner_lr: float = 0.05,
+        inner_steps: Annotated[int, AtLeast(1)] = 5,
+        inner_lr: Annotated[float, AtLeast(0)] = 0.05,
         adapt: str | Sequence[str] = "decision",
         train_on_query: bool = True,
-        update_mode: str = "history",
-        update_steps: int = 1,
-        history_size: int = 64,
+        update_mode: Literal["history", "new"] = "history",
+        update_steps: Annotated[int, AtLeast(1)] = 1,
+        history_size: Annotated[int, AtLeast(1)] = 64,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
-        self._init_update(update_mode, update_steps, history_size)
-        if inner_steps < 1:
-            raise ValueError(f"Reptile needs inner_steps >= 1, got {inner_steps}.")
-        self.inner_steps = int(inner_steps)
-        self.inner_lr = float(inner_lr)
-        self.adapt_spec = adapt if isinstance(adapt, str) else list(adapt)
-        self.adapt_names = model.resolve_params(adapt)
-        self.train_on_query = bool(train_on_query)
+        self.keep_arguments(locals())
+        self.adapt_names = model.resolve_params(self.setting("adapt"))
 
     def _sgd(self, part: Episode) -> dict[str, tf.Tensor]:
         rate = tf.constant(self.inner_lr, tf.float32)
@@ -94,7 +89,7 @@ class Reptile(GradientUpdate, MetaLearner):
         shared = [n for n in params if n not in fast]
         with tf.GradientTape() as tape:
             pred = self.score(fast, features_of(query))
-            loss = self.query_loss(pred, query, episode[TASK_MASK])
+            loss = self.query_objective(pred, query, episode[TASK_MASK])
             total, logs = self.with_retrieval_loss(loss, fast, episode)
         shared_grads = dict(zip(shared, tape.gradient(total, [params[n] for n in shared])))
         grads = []
@@ -109,14 +104,3 @@ class Reptile(GradientUpdate, MetaLearner):
                 g = shared_grads[name]
                 grads.append(tf.zeros_like(var) if g is None else tf.convert_to_tensor(g))
         return grads, logs
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            inner_steps=self.inner_steps,
-            inner_lr=self.inner_lr,
-            adapt=self.adapt_spec,
-            train_on_query=self.train_on_query,
-            **self.update_config(),
-        )
-        return config

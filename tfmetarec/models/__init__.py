@@ -1,30 +1,33 @@
-"""Rating models: Keras subclassed, serialisable, with a pure ``forward(params, features)``."""
+"""Rating models: Keras subclassed, serialisable, with a pure ``forward(params, features)``.
+
+The model names live in :mod:`tfmetarec.registry`; :func:`get` returns a model's class.
+"""
 
 from __future__ import annotations
 
+import importlib
+from tfmetarec import registry
 from tfmetarec.models.base import MetaModel
 from tfmetarec.models.cf import BiasedMF
 from tfmetarec.models.content import ContentModel
 from tfmetarec.models.hybrid import Hybrid
 from tfmetarec.models.melu import MeLU
-from tfmetarec.models.metaemb import MetaEmb, MetaEmbeddingTrainer
+from tfmetarec.models.metaemb import MetaEmb
 from tfmetarec.models.two_tower import TwoTower
-
-_REGISTRY: dict[str, type[MetaModel]] = {"melu": MeLU}
-_REGISTRY.update(cf=BiasedMF, content=ContentModel, hybrid=Hybrid, metaemb=MetaEmb, two_tower=TwoTower)
 
 
 def get(name: str) -> type[MetaModel]:
     """The model class registered under ``name`` (e.g. ``"melu"``)."""
-    try:
-        return _REGISTRY[name.lower()]
-    except KeyError:
-        raise ValueError(f"Unknown model {name!r}; available: {sorted(_REGISTRY)}.") from None
+    found = registry.registered_class("model", name)
+    if found is not None:
+        return found
+    entry = registry.entry("model", name)
+    return getattr(importlib.import_module(entry.module), entry.cls)
 
 
 def available() -> list[str]:
     """Names of the registered models."""
-    return sorted(_REGISTRY)
+    return sorted(registry.names("model"))
 
 
 __all__ = [
@@ -33,7 +36,6 @@ __all__ = [
     "Hybrid",
     "MeLU",
     "MetaEmb",
-    "MetaEmbeddingTrainer",
     "MetaModel",
     "TwoTower",
     "available",

@@ -15,116 +15,107 @@ retraining. The table is not trainable and is saved with the model.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmetarec.options import AtLeast, Configurable, check_options
 from tfmetarec.types import ITEM_FIELDS, ITEM_ID, Features, FieldSpec, Params, fields_width
 
-# Hyperparameters every model may be handed by ``experiment.build_model``; a model whose
-# constructor does not take one of them ignores it in :meth:`MetaModel.from_spec`.
-COMMON_HYPERPARAMETERS = ("embedding_dim", "field_dims", "list_pooling", "hidden_units", "use_ids", "output_bias",
-                          "seed")
-# What ``from_spec`` reads from a feature spec, by constructor argument.
-SPEC_ARGUMENTS = ("user_fields", "item_fields", "num_users", "num_items")
-_KERAS_ARGUMENTS = ("name", "dtype", "trainable")
 ITEM_TABLE_KEY = "item_table"  # where the table goes in a .keras weights store
 ITEM_RAW_IDS_KEY = "item_raw_ids"
 NO_RAW_ID = -1
+SPEC_ARGUMENTS = ("user_fields", "item_fields", "num_users", "num_items")
+"""Constructor arguments read from the encoded features (:meth:`MetaModel.from_spec`), not settings."""
 
 
-class MetaModel(keras.Model):
+class MetaModel(Configurable, keras.Model):
     """Base class: named parameters, parameter groups, a pure forward pass and an item table.
 
-    Subclasses call :meth:`keep_arguments` (which also creates the item table from
-    their ``item_fields`` argument) first thing in their constructor.
+    Its constructor takes what every model shares; a model's own constructor adds its own
+    settings and passes the rest on (``def __init__(self, hidden_units=(64, 64), **kwargs)``).
+    Every argument is kept under its own name and :meth:`get_config` returns exactly them.
+
+    Args:
+        user_fields, item_fields: the user and item fields (:class:`~tfmetarec.types.FieldSpec`
+            or ``[name, kind, vocab_size, width]``); the item fields are the item table's columns.
+        embedding_dim: width of every field embedding (``field_dims`` overrides it per field).
+        field_dims: per-field embedding widths, by field name.
+        num_users, num_items: ID vocabulary sizes (index 0 = out of vocabulary; the item
+            vocabulary holds the training items).
+        use_ids: also embed IDs where the model knows how (see each model).
+        list_pooling: how a list field pools its values' embeddings: mean or sum.
+        output_bias: initial value of the output bias / global mean (a typical rating).
+        seed: initialiser seed.
     """
 
-    @classmethod
-    def hyperparameters(cls) -> tuple[str, ...]:
-        """The constructor arguments of this model that are not read from a feature spec."""
-        names = []
-        for name, p in inspect.signature(cls.__init__).parameters.items():
-            if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in SPEC_ARGUMENTS:
-                continue
-            names.append(name)
-        return tuple(names)
+    not_settings = SPEC_ARGUMENTS
+    dot_product_scores: bool = False
+    """Whether the score is ``<user_representation, item_representation>`` plus a constant, so a
+    catalogue can be ranked by a vector search over precomputed item vectors."""
+    default_retrieval_weight: float = 0.0
+    """The in-batch softmax weight a :class:`~tfmetarec.objectives.QueryLoss` that leaves
+    ``retrieval_weight`` unset takes for this model."""
+
+    def __init__(
+        self,
+        user_fields: Sequence[FieldSpec] = (),
+        item_fields: Sequence[FieldSpec] = (),
+        embedding_dim: Annotated[int, AtLeast(1)] = 32,
+        field_dims: Annotated[Mapping[str, int], AtLeast(1)] | None = None,
+        num_users: int = 1,
+        num_items: int = 1,
+        use_ids: bool = False,
+        list_pooling: Literal["mean", "sum"] = "mean",
+        output_bias: float = 3.5,
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if int(num_users) < 1 or int(num_items) < 1:
+            raise ValueError(f"{type(self).__name__}: num_users and num_items must be >= 1, got {num_users} and "
+                             f"{num_items}.")
+        self.user_fields = [FieldSpec.of(f).to_config() for f in (user_fields or ())]
+        self.item_fields = [FieldSpec.of(f).to_config() for f in (item_fields or ())]
+        self.num_users, self.num_items = int(num_users), int(num_items)
+        self.keep_arguments(locals())
+        self._create_item_table(self.item_field_specs)
 
     @classmethod
     def from_spec(cls, spec: Any, item_table: np.ndarray | None = None, item_raw_ids: np.ndarray | None = None,
-                  **hparams: Any) -> MetaModel:
+                  **options: Any) -> MetaModel:
         """A model sized for the encoded features described by ``spec``.
 
         ``spec`` is any object with ``user_fields`` and ``item_fields`` (sequences
         of :class:`~tfmetarec.types.FieldSpec`), ``num_users`` and ``num_items``
-        (e.g. a ``tfmetarec.data.features.FeatureSpec``). ``hparams`` go to the
-        constructor; the common ones (:data:`COMMON_HYPERPARAMETERS`) are dropped
-        silently when this model does not take them, any other unknown name raises.
-        ``item_table`` and ``item_raw_ids`` (e.g. ``EncodedData.item_table`` and
-        ``.item_raw_ids``) fill the item table; without them it holds the unknown item
-        only until :meth:`set_item_table`.
+        (e.g. a ``tfmetarec.data.features.FeatureSpec``). ``options`` are the model's
+        settings (:meth:`settings`; an unknown one is refused, naming the known ones) or
+        Keras' ``name`` / ``dtype``. ``item_table`` and ``item_raw_ids`` (e.g.
+        ``EncodedData.item_table`` and ``.item_raw_ids``) fill the item table; without them
+        it holds the unknown item only until :meth:`set_item_table`.
         """
-        accepted = cls.hyperparameters()
-        signature = inspect.signature(cls.__init__).parameters
-        values = {
-            "user_fields": [FieldSpec.of(f).to_config() for f in spec.user_fields],
-            "item_fields": [FieldSpec.of(f).to_config() for f in spec.item_fields],
-            "num_users": int(spec.num_users),
-            "num_items": int(spec.num_items),
-        }
-        kwargs = {k: v for k, v in values.items() if k in signature}
-        unknown = [k for k in hparams if k not in accepted and k not in COMMON_HYPERPARAMETERS
-                   and k not in _KERAS_ARGUMENTS]
-        if unknown:
-            raise TypeError(f"{cls.__name__} takes no hyperparameter(s) {unknown}; it takes {list(accepted)}.")
-        kwargs.update({k: v for k, v in hparams.items() if k in accepted or k in _KERAS_ARGUMENTS})
-        model = cls(**kwargs)
+        keras_arguments = {k: options.pop(k) for k in ("name", "dtype", "trainable") if k in options}
+        check_options(cls.settings(), options, cls.__name__)
+        model = cls(user_fields=[FieldSpec.of(f).to_config() for f in spec.user_fields],
+                    item_fields=[FieldSpec.of(f).to_config() for f in spec.item_fields],
+                    num_users=int(spec.num_users), num_items=int(spec.num_items), **options, **keras_arguments)
         if item_table is not None:
             model.set_item_table(item_table, item_raw_ids)
         return model
-
-    @classmethod
-    def _arguments(cls):
-        return [(name, p) for name, p in inspect.signature(cls.__init__).parameters.items()
-                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-
-    def keep_arguments(self, arguments: Mapping[str, Any]) -> None:
-        """Store every constructor argument (from ``locals()``) as the attribute of the
-        same name, which :meth:`get_config` reads back: field lists become
-        ``[name, kind, vocab_size, width]`` lists, other sequences lists of ints,
-        mappings (``field_dims``) dicts of ints, flags and numbers the type of their
-        default. Then create the (empty) item table for ``item_fields``."""
-        for name, p in self._arguments():
-            value = arguments[name]
-            if name.endswith("_fields"):
-                value = [FieldSpec.of(f).to_config() for f in (value or ())]
-            elif isinstance(value, Mapping):
-                value = {str(k): int(v) for k, v in value.items()}
-            elif isinstance(value, (list, tuple)):
-                value = [int(v) for v in value]
-            elif isinstance(p.default, bool):
-                value = bool(value)
-            elif isinstance(p.default, float):
-                value = float(value)
-            elif isinstance(p.default, int) and value is not None:
-                value = int(value)
-            setattr(self, name, value)
-        self._create_item_table([FieldSpec.of(f) for f in getattr(self, "item_fields", [])])
 
     # -- fields and the item table -------------------------------------------------------
     @property
     def user_field_specs(self) -> tuple[FieldSpec, ...]:
         """The user fields this model embeds."""
-        return tuple(FieldSpec.of(f) for f in getattr(self, "user_fields", []))
+        return tuple(FieldSpec.of(f) for f in self.user_fields)
 
     @property
     def item_field_specs(self) -> tuple[FieldSpec, ...]:
         """The item fields this model embeds (the columns of its item table)."""
-        return tuple(FieldSpec.of(f) for f in getattr(self, "item_fields", []))
+        return tuple(FieldSpec.of(f) for f in self.item_fields)
 
     def _create_item_table(self, fields: Sequence[FieldSpec]) -> None:
         width = fields_width(fields)
@@ -190,7 +181,7 @@ class MetaModel(keras.Model):
         Rows ``1..num_items-1`` must be the training items in ID-vocabulary order, as
         :meth:`FeatureEncoder.transform` lays them out."""
         table = self._checked_rows(table, "item_table").copy()
-        need = max(int(getattr(self, "num_items", 1)), 1)
+        need = self.num_items
         if len(table) < need:
             raise ValueError(f"item_table has {len(table)} rows, but the model's {need - 1} training items and the "
                              f"unknown item need {need}: rows 1..{need - 1} are the items of the ID vocabulary.")
@@ -229,7 +220,7 @@ class MetaModel(keras.Model):
         (rows ``1..num_items-1``), 0 for an unknown or content-only item."""
         check_features(features, [ITEM_ID], type(self).__name__)
         rows = tf.cast(features[ITEM_ID], tf.int32)
-        limit = int(getattr(self, "num_items", 1))
+        limit = self.num_items
         return tf.where((rows > 0) & (rows < limit), rows, tf.zeros_like(rows))
 
     def save_own_variables(self, store) -> None:
@@ -250,13 +241,10 @@ class MetaModel(keras.Model):
         super().load_own_variables({k: store[k] for k in keys if k not in own})
 
     def get_config(self) -> dict:
-        """Keras' config plus every constructor argument, read from the attribute of
-        the same name (each model stores its arguments under their own names)."""
+        """Keras' config plus every constructor argument: the feature spec and the settings."""
         config = super().get_config()
-        for name, _ in self._arguments():
-            if not hasattr(self, name):
-                raise AttributeError(f"{type(self).__name__} must keep its argument {name!r} as an attribute.")
-            config[name] = getattr(self, name)
+        config.update(user_fields=self.user_fields, item_fields=self.item_fields, num_users=self.num_users,
+                      num_items=self.num_items, **self.settings_config())
         return config
 
     def task_context(self, support: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -324,7 +312,13 @@ class MetaModel(keras.Model):
     # hooks below; the default raises a clear error naming the model.
     @property
     def user_state_dim(self) -> int | None:
-        """Width of the user state ``forward_with_user_state`` takes (None: unsupported)."""
+        """Width of the user state ``forward_with_user_state`` takes (None: the model has no
+        user-state hooks)."""
+        return None
+
+    @property
+    def item_dim(self) -> int | None:
+        """Width of :meth:`item_representation` (None: the model has no item representation)."""
         return None
 
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:

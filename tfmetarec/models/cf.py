@@ -18,6 +18,7 @@ parameters (a leading task axis ``T``) like the ops of
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -239,7 +240,7 @@ class BilinearModel(MetaModel):
             "decision": user,
             "user_prior": user[:2],
             self.item_group: tuple(self.item_side.names),
-            **({"item_prior": tuple(self.item_side.adapt_names)} if hasattr(self.item_side, "adapt_names") else {}),
+            **({"item_prior": tuple(self.item_side.adapt_names)} if self.item_side.adapt_names else {}),
         }
 
     @property
@@ -287,45 +288,22 @@ class BiasedMF(BilinearModel):
     * ``"all"``.
 
     Args:
-        user_fields: the user fields (:class:`~tfmetarec.types.FieldSpec`).
-        item_fields: the item fields (the item table's columns).
-        embedding_dim: width ``d`` of the factors and of the field embeddings.
-        field_dims: per-field embedding widths, by field name.
-        list_pooling: ``"mean"`` or ``"sum"`` over a list field's values.
-        num_users: user ID vocabulary size (used with ``use_ids``).
-        num_items: item ID vocabulary size; item IDs are always used (this is CF).
-        use_ids: also give every known user its own residual factors and bias
-            (item IDs are always embedded; new users, ID 0, use the prior only).
         user_features: add a linear map of the user's field embeddings to the prior.
         item_content: add a linear map of the item's field embeddings to the item
             prior (so a new item starts from its content, not one shared vector).
-        output_bias: initial global mean ``mu``.
-        seed: initialiser seed.
+        **kwargs: the shared arguments of :class:`~tfmetarec.models.MetaModel`
+            (``embedding_dim`` is the width ``d`` of the factors and of the field
+            embeddings; item IDs are always used, ``use_ids`` also gives every known user
+            its own residual factors and bias; new users, ID 0, use the prior only).
     """
 
-    def __init__(
-        self,
-        user_fields: Sequence[FieldSpec] = (),
-        item_fields: Sequence[FieldSpec] = (),
-        embedding_dim: int = 32,
-        field_dims: Mapping[str, int] | None = None,
-        num_users: int = 1,
-        num_items: int = 1,
-        use_ids: bool = False,
-        user_features: bool = True,
-        item_content: bool = True,
-        list_pooling: str = "mean",
-        output_bias: float = 3.5,
-        seed: int | None = None,
-        **kwargs,
-    ):
+    def __init__(self, user_features: bool = True, item_content: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
         self.keep_arguments(locals())
-        if self.embedding_dim < 1 or self.num_users < 1 or self.num_items < 1:
-            raise ValueError("embedding_dim, num_users and num_items must be >= 1.")
-        self.user_side = UserSide(self, "", self.user_field_specs, self.embedding_dim, self.num_users,
-                                  self.user_features, self.use_ids, seed, field_dims, list_pooling)
-        self.item_side = CFItemSide(self, "", self.item_field_specs, self.embedding_dim, self.num_items,
-                                    self.item_content, seed, field_dims, list_pooling)
+        d, seed, dims, pooling = self.embedding_dim, self.seed, self.field_dims, self.list_pooling
+        self.user_side = UserSide(self, "", self.user_field_specs, d, self.num_users, self.user_features,
+                                  self.use_ids, seed, dims, pooling)
+        self.item_side = CFItemSide(self, "", self.item_field_specs, d, self.num_items, self.item_content, seed,
+                                    dims, pooling)
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
         self.built = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
 import keras
 import tensorflow as tf
@@ -11,6 +12,7 @@ from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
 from tfmetarec.models.cf import BilinearModel, UserSide
 from tfmetarec.models.fields import FieldEmbeddings
+from tfmetarec.options import AtLeast
 from tfmetarec.types import Features, FieldSpec, Params
 
 
@@ -41,6 +43,7 @@ class ItemTower:
         self.prefix = prefix
         self.dim = int(dim)
         self.depth = len(hidden_units)
+        self.adapt_names: list[str] = []  # an item task has no per-item prior to adapt here
         self.content = FieldEmbeddings(owner, f"{prefix}item_", item_fields, dim, field_dims, pooling, seed,
                                        seed_offset)
         self.names = list(self.content.names)
@@ -71,45 +74,24 @@ class ContentModel(BilinearModel):
     as the item representation, so the metric and task-encoder learners work.
 
     Args:
-        user_fields, item_fields: the user and item fields (:class:`~tfmetarec.types.FieldSpec`).
-        embedding_dim: width of the field embeddings and of the preference space.
-        field_dims: per-field embedding widths, by field name.
         hidden_units: hidden ReLU layers of the item tower.
-        num_users: user ID vocabulary size (used with ``use_ids``).
-        num_items: item ID vocabulary size (unused: items are scored from content;
-            kept for the exporters).
-        use_ids: a per-known-user residual preference (new users use the prior).
         user_features: add a linear map of the user's fields to the prior.
-        list_pooling: ``"mean"`` or ``"sum"`` over a list field's values.
-        output_bias: initial global mean ``mu``.
-        seed: initialiser seed.
+        **kwargs: the shared arguments of :class:`~tfmetarec.models.MetaModel`
+            (``embedding_dim`` is also the width of the preference space; ``use_ids``
+            gives a per-known-user residual preference; item IDs are unused: items are
+            scored from content).
     """
 
     item_group = "item_tower"
 
-    def __init__(
-        self,
-        user_fields: Sequence[FieldSpec] = (),
-        item_fields: Sequence[FieldSpec] = (),
-        embedding_dim: int = 32,
-        field_dims: Mapping[str, int] | None = None,
-        hidden_units: Sequence[int] = (64,),
-        num_users: int = 1,
-        num_items: int = 1,
-        use_ids: bool = False,
-        user_features: bool = True,
-        list_pooling: str = "mean",
-        output_bias: float = 3.5,
-        seed: int | None = None,
-        **kwargs,
-    ):
+    def __init__(self, hidden_units: Annotated[Sequence[int], AtLeast(1)] = (64,), user_features: bool = True,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.keep_arguments(locals())
-        if self.embedding_dim < 1 or self.num_users < 1:
-            raise ValueError("embedding_dim and num_users must be >= 1.")
-        self.user_side = UserSide(self, "", self.user_field_specs, self.embedding_dim, self.num_users,
-                                  self.user_features, self.use_ids, seed, field_dims, list_pooling)
-        self.item_side = ItemTower(self, "", self.item_field_specs, self.embedding_dim, self.hidden_units, seed,
-                                   field_dims=field_dims, pooling=list_pooling)
+        d, seed, dims, pooling = self.embedding_dim, self.seed, self.field_dims, self.list_pooling
+        self.user_side = UserSide(self, "", self.user_field_specs, d, self.num_users, self.user_features,
+                                  self.use_ids, seed, dims, pooling)
+        self.item_side = ItemTower(self, "", self.item_field_specs, d, self.hidden_units, seed, field_dims=dims,
+                                   pooling=pooling)
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="global_bias")
         self.built = True

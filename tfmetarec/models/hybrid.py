@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 import keras
 import numpy as np
@@ -11,14 +12,12 @@ import tensorflow as tf
 from tfmetarec.models.base import MetaModel
 from tfmetarec.models.cf import CFItemSide, UserSide, bilinear_score, per_task, rows_shape
 from tfmetarec.models.content import ItemTower
-from tfmetarec.types import ITEM_FIELDS, ITEM_ID, USER_FIELDS, USER_ID, Features, FieldSpec, Params
+from tfmetarec.options import Above, AtLeast, Below
+from tfmetarec.types import ITEM_FIELDS, ITEM_ID, USER_FIELDS, USER_ID, Features, Params
 
 SUPPORT_COUNT = "support_count"
 """Optional feature key: the number of support ratings of the task, ``[T]`` (one per
 task) or one value per row (same shape as ``user_id``). Read by ``alpha_mode="support_size"``."""
-
-ALPHA_MODES = ("global", "support_size")
-
 
 def with_support_count(features: Features, support_mask: tf.Tensor) -> dict[str, tf.Tensor]:
     """``features`` plus :data:`SUPPORT_COUNT` = the real rows of each task's support
@@ -72,41 +71,30 @@ class Hybrid(MetaModel):
     item states concatenated; the metric and task-encoder learners score through
     those hooks without a support count, so for them the blend is the global ``alpha``.
 
-    Args: as :class:`~tfmetarec.models.cf.BiasedMF` and
-    :class:`~tfmetarec.models.content.ContentModel` (``hidden_units`` is the
-    content tower), plus ``alpha_mode``, ``alpha_init`` (initial ``alpha`` with
-    no support) and ``alpha_slope_init`` (initial ``alpha_slope``).
+    Args:
+        hidden_units: hidden ReLU layers of the content tower.
+        user_features, item_content: as in :class:`~tfmetarec.models.cf.BiasedMF`.
+        alpha_mode: ``"global"`` or ``"support_size"`` (above).
+        alpha_init: initial ``alpha`` with no support.
+        alpha_slope_init: initial ``alpha_slope``.
+        **kwargs: the shared arguments of :class:`~tfmetarec.models.MetaModel`.
     """
 
     def __init__(
         self,
-        user_fields: Sequence[FieldSpec] = (),
-        item_fields: Sequence[FieldSpec] = (),
-        embedding_dim: int = 32,
-        field_dims: Mapping[str, int] | None = None,
-        hidden_units: Sequence[int] = (64,),
-        num_users: int = 1,
-        num_items: int = 1,
-        use_ids: bool = False,
+        hidden_units: Annotated[Sequence[int], AtLeast(1)] = (64,),
         user_features: bool = True,
         item_content: bool = True,
-        list_pooling: str = "mean",
-        alpha_mode: str = "support_size",
-        alpha_init: float = 0.5,
+        alpha_mode: Literal["global", "support_size"] = "support_size",
+        alpha_init: Annotated[float, Above(0), Below(1)] = 0.5,
         alpha_slope_init: float = 0.25,
-        output_bias: float = 3.5,
-        seed: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if alpha_mode not in ALPHA_MODES:
-            raise ValueError(f"alpha_mode must be one of {ALPHA_MODES}, got {alpha_mode!r}.")
-        if not 0.0 < alpha_init < 1.0:
-            raise ValueError(f"alpha_init must lie in (0, 1), got {alpha_init}.")
         self.keep_arguments(locals())
-        d = self.embedding_dim
+        d, seed = self.embedding_dim, self.seed
         cb_seed = None if seed is None else seed + 100
-        users, items, dims, pool = self.user_field_specs, self.item_field_specs, field_dims, list_pooling
+        users, items, dims, pool = self.user_field_specs, self.item_field_specs, self.field_dims, self.list_pooling
         self.cf_user = UserSide(self, "cf_", users, d, self.num_users, self.user_features, self.use_ids, seed, dims,
                                 pool)
         self.cf_item = CFItemSide(self, "cf_", items, d, self.num_items, self.item_content, seed, dims, pool)
@@ -117,7 +105,7 @@ class Hybrid(MetaModel):
         self.add_weight(shape=(), initializer=keras.initializers.Constant(self.output_bias), name="cb_global_bias")
         self.add_weight(shape=(), initializer=keras.initializers.Constant(_logit(self.alpha_init)), name="alpha_logit")
         self._alpha_names = ["alpha_logit"]
-        if alpha_mode == "support_size":
+        if self.alpha_mode == "support_size":
             self.add_weight(shape=(), initializer=keras.initializers.Constant(self.alpha_slope_init),
                             name="alpha_slope")
             self._alpha_names.append("alpha_slope")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import keras
 import tensorflow as tf
@@ -10,7 +11,8 @@ import tensorflow as tf
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel, check_features
 from tfmetarec.models.fields import FieldEmbeddings
-from tfmetarec.types import USER_FIELDS, USER_ID, Features, FieldSpec, Params
+from tfmetarec.options import AtLeast
+from tfmetarec.types import USER_FIELDS, USER_ID, Features, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -23,44 +25,20 @@ class MeLU(MetaModel):
     and a linear rating output (MeLU's own sizes: 8 fields of 32, then 64, 64, 1).
 
     Args:
-        user_fields: the user fields (:class:`~tfmetarec.types.FieldSpec` or
-            ``[name, kind, vocab_size, width]``).
-        item_fields: the item fields; the item table's columns.
-        embedding_dim: width of every field embedding (``field_dims`` overrides it per field).
-        field_dims: per-field embedding widths, by field name.
         hidden_units: widths of the decision layers before the rating output.
-        num_users: user ID vocabulary size; with ``use_ids`` the ID gets an embedding.
-        num_items: item ID vocabulary size (the training items plus the unknown item).
-        use_ids: embed user and item IDs as two more fields (MeLU itself does not).
-        list_pooling: ``"mean"`` or ``"sum"`` over a list field's values.
-        output_bias: initial value of the output bias (a typical mean rating).
-        seed: initialiser seed.
+        **kwargs: the shared arguments of :class:`~tfmetarec.models.MetaModel` (fields,
+            ``embedding_dim``, ``field_dims``, ``use_ids``: embed user and item IDs as two
+            more fields, which MeLU itself does not, ...).
     """
 
-    def __init__(
-        self,
-        user_fields: Sequence[FieldSpec] = (),
-        item_fields: Sequence[FieldSpec] = (),
-        embedding_dim: int = 32,
-        field_dims: Mapping[str, int] | None = None,
-        hidden_units: Sequence[int] = (64, 64),
-        num_users: int = 1,
-        num_items: int = 1,
-        use_ids: bool = False,
-        list_pooling: str = "mean",
-        output_bias: float = 3.5,
-        seed: int | None = None,
-        **kwargs,
-    ):
+    def __init__(self, hidden_units: Annotated[Sequence[int], AtLeast(1)] = (64, 64), **kwargs: Any):
         super().__init__(**kwargs)
         self.keep_arguments(locals())
-        if not user_fields and not item_fields and not use_ids:
+        if not self.user_fields and not self.item_fields and not self.use_ids:
             raise ValueError("MeLU needs at least one user or item field (or use_ids=True).")
-        e = self.embedding_dim
-        self.user_embeddings = FieldEmbeddings(self, "user_", self.user_field_specs, e, field_dims, list_pooling,
-                                               seed, 0)
-        self.item_embeddings = FieldEmbeddings(self, "item_", self.item_field_specs, e, field_dims, list_pooling,
-                                               seed, 50)
+        e, seed, dims, pooling = self.embedding_dim, self.seed, self.field_dims, self.list_pooling
+        self.user_embeddings = FieldEmbeddings(self, "user_", self.user_field_specs, e, dims, pooling, seed, 0)
+        self.item_embeddings = FieldEmbeddings(self, "item_", self.item_field_specs, e, dims, pooling, seed, 50)
         width = self.user_embeddings.width + self.item_embeddings.width
         if self.use_ids:
             init = keras.initializers.RandomNormal(stddev=0.1, seed=seed)

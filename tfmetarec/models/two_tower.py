@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import keras
 import tensorflow as tf
@@ -11,7 +12,8 @@ from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel, check_features
 from tfmetarec.models.cf import broadcast_user_state, id_mask
 from tfmetarec.models.fields import FieldEmbeddings
-from tfmetarec.types import USER_FIELDS, USER_ID, Features, FieldSpec, Params
+from tfmetarec.options import AtLeast
+from tfmetarec.types import USER_FIELDS, USER_ID, Features, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -26,74 +28,45 @@ class TwoTower(MetaModel):
     for a user with a brute-force top-k search over precomputed item vectors
     (:mod:`tfmetarec.evaluation.retrieval` uses keras-rs' ``BruteForceRetrieval``).
 
-    Training: the learners fit ratings (MSE) and, with ``retrieval_weight > 0``,
-    add an in-batch softmax over the episode's query items
-    (:func:`tfmetarec.learners.losses.in_batch_softmax_loss`): each liked query
-    item must outscore every other item of the batch for its user.
+    Training: the learners fit ratings (MSE) and, by default for this model, add an in-batch
+    softmax over the episode's query items (:class:`~tfmetarec.objectives.QueryLoss`'s
+    ``retrieval_weight``, 0.1 unless set): each liked query item must outscore every other
+    item of the batch for its user.
 
     Parameter groups: ``"user_tower"`` (= ``"decision"``, the learners' default:
     the adapted part), ``"user_head"`` (the user tower's last layer),
     ``"item_tower"`` (content embeddings, item MLP and ID residuals), ``"all"``.
 
     Args:
-        user_fields, item_fields: the user and item fields (:class:`~tfmetarec.types.FieldSpec`).
-        embedding_dim: width ``d`` of the field embeddings and of the shared space.
-        field_dims: per-field embedding widths, by field name.
         hidden_units: hidden ReLU layers of each tower.
-        num_users: user ID vocabulary size (embedded with ``use_ids``).
-        num_items: item ID vocabulary size (ID residuals; row 0 is never used).
-        use_ids: embed the user ID in the user tower (new users have ID 0).
-        retrieval_weight: weight of the in-batch softmax term in meta-training.
-        retrieval_temperature: the softmax divides scores by this.
-        list_pooling: ``"mean"`` or ``"sum"`` over a list field's values.
-        output_bias: initial global mean ``mu``.
-        seed: initialiser seed.
+        **kwargs: the shared arguments of :class:`~tfmetarec.models.MetaModel`
+            (``embedding_dim`` is also the width ``d`` of the shared space; ``use_ids``
+            embeds the user ID in the user tower, new users have ID 0).
     """
 
     dot_product_scores = True  # score = <user_representation, item_representation> + mu
+    default_retrieval_weight = 0.1
 
-    def __init__(
-        self,
-        user_fields: Sequence[FieldSpec] = (),
-        item_fields: Sequence[FieldSpec] = (),
-        embedding_dim: int = 32,
-        field_dims: Mapping[str, int] | None = None,
-        hidden_units: Sequence[int] = (64,),
-        num_users: int = 1,
-        num_items: int = 1,
-        use_ids: bool = False,
-        retrieval_weight: float = 0.1,
-        retrieval_temperature: float = 0.5,
-        list_pooling: str = "mean",
-        output_bias: float = 3.5,
-        seed: int | None = None,
-        **kwargs,
-    ):
+    def __init__(self, hidden_units: Annotated[Sequence[int], AtLeast(1)] = (64,), **kwargs: Any):
         super().__init__(**kwargs)
         self.keep_arguments(locals())
-        if not user_fields and not self.use_ids:
+        if not self.user_fields and not self.use_ids:
             raise ValueError("TwoTower's user tower needs user fields or use_ids=True.")
-        if not item_fields:
+        if not self.item_fields:
             raise ValueError("TwoTower's item tower needs item content: some item_fields.")
-        if self.embedding_dim < 1 or self.num_items < 1 or self.num_users < 1:
-            raise ValueError("embedding_dim, num_users and num_items must be >= 1.")
-        if self.retrieval_weight < 0 or self.retrieval_temperature <= 0:
-            raise ValueError("retrieval_weight must be >= 0 and retrieval_temperature > 0.")
-        d = self.embedding_dim
+        d, seed, dims, pooling = self.embedding_dim, self.seed, self.field_dims, self.list_pooling
 
         def seed_at(i: int) -> int | None:
             return None if seed is None else seed + i
 
-        self.user_embeddings = FieldEmbeddings(self, "user_", self.user_field_specs, d, field_dims, list_pooling,
-                                               seed, 0)
+        self.user_embeddings = FieldEmbeddings(self, "user_", self.user_field_specs, d, dims, pooling, seed, 0)
         width = self.user_embeddings.width
         if self.use_ids:
             self.add_weight(shape=(self.num_users, d), name="user_id_embedding",
                             initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed_at(1)))
             width += d
         self._user_layers = F.add_mlp(self, "user_tower", width, [*self.hidden_units, d], seed, 2)
-        self.item_embeddings = FieldEmbeddings(self, "item_", self.item_field_specs, d, field_dims, list_pooling,
-                                               seed, 20)
+        self.item_embeddings = FieldEmbeddings(self, "item_", self.item_field_specs, d, dims, pooling, seed, 20)
         self._item_tables = list(self.item_embeddings.names)
         self._item_layers = F.add_mlp(self, "item_tower", self.item_embeddings.width, [*self.hidden_units, d + 1],
                                       seed, 30)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tfmetarec.presets.finetune import TransferReport, finetune, preset_metrics, transfer
+from tfmetarec.presets.finetune import finetune, finetune_config, preset_metrics
 from tfmetarec.presets.store import (
     Preset,
     PresetError,
@@ -12,6 +12,7 @@ from tfmetarec.presets.store import (
     save_to_preset,
     verify,
 )
+from tfmetarec.presets.transfer import TransferReport, transfer
 
 __all__ = [
     "Preset",
@@ -19,6 +20,7 @@ __all__ = [
     "TransferReport",
     "available_presets",
     "finetune",
+    "finetune_config",
     "from_preset",
     "preset_metrics",
     "presets_dir",

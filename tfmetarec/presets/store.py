@@ -38,9 +38,13 @@ from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import FeatureEncoder
 from tfmetarec.evaluation.report import to_markdown
 from tfmetarec.learners import MetaLearner
+from tfmetarec.run_folder import CONFIG, LEARNER
+from tfmetarec.workflows.build import learner_from_config, model_from_spec
 
 FORMAT = 2
-REQUIRED = ("config.json", "learner.keras", "README.md")
+README = "README.md"
+METADATA = "metadata.json"
+REQUIRED = (CONFIG, LEARNER, README)
 PRESETS_ENV = "TFMETAREC_PRESETS_DIR"
 
 
@@ -80,7 +84,7 @@ def available_presets() -> list[str]:
     root = presets_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "metadata.json").is_file())
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / METADATA).is_file())
 
 
 def sha256(path: Path) -> str:
@@ -145,10 +149,10 @@ def save_to_preset(
     if problems:
         raise PresetError(f"Refusing to save a preset whose parts disagree: {'; '.join(problems[:5])}.")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
+    (out / CONFIG).write_text(
         json.dumps({"format": FORMAT, "experiment": config.to_dict(), "encoder": encoder.to_dict()}, indent=1),
         encoding="utf-8")
-    learner.save(out / "learner.keras")
+    learner.save(out / LEARNER)
     meta: dict[str, Any] = {
         "format": FORMAT,
         "name": name or out.name,
@@ -162,15 +166,15 @@ def save_to_preset(
         "library_version": tfmetarec.__version__,
         "metrics": [] if metrics is None else json.loads(metrics.to_json(orient="records")),
     }
-    (out / "README.md").write_text(_model_card(meta), encoding="utf-8")
+    (out / README).write_text(_model_card(meta), encoding="utf-8")
     meta["files"] = {f: {"sha256": sha256(out / f), "bytes": (out / f).stat().st_size} for f in REQUIRED}
-    (out / "metadata.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    (out / METADATA).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return out
 
 
 def verify(folder: Path) -> dict[str, Any]:
     """Check every file of a preset folder against its metadata; returns the metadata."""
-    meta_path = folder / "metadata.json"
+    meta_path = folder / METADATA
     if not meta_path.is_file():
         raise PresetError(f"{folder} is not a preset: metadata.json is missing.")
     try:
@@ -201,32 +205,29 @@ def verify(folder: Path) -> dict[str, Any]:
 
 def consistency_problems(config: ExperimentConfig, encoder: FeatureEncoder, learner: MetaLearner) -> list[str]:
     """What disagrees between a config + encoder and a learner: the model and learner classes,
-    and every variable's name and shape (which carry the vocabulary sizes and layer widths)
-    against a learner built afresh from the config and the encoder. Empty when they agree."""
-    from tfmetarec import experiment
-    from tfmetarec.learners import get as get_learner
-    from tfmetarec.models import get as get_model
-
-    problems = []
-    m = config.model
+    every setting (the config's options against the constructor arguments the learner was
+    saved with), and every variable's name and shape (which carry the vocabulary sizes and
+    layer widths) against a learner built afresh from the config and the encoder. Empty when
+    they agree."""
     try:
-        model = get_model(m.name).from_spec(encoder.spec, embedding_dim=m.embedding_dim, field_dims=dict(m.field_dims),
-                                            list_pooling=m.list_pooling, hidden_units=m.hidden_units,
-                                            use_ids=m.use_ids, seed=config.train.seed)
-        try:
-            fresh = experiment.build_learner(config, model)
-        except ValueError:  # item-statistics learners: the statistics do not change the variables' shapes
-            fresh = get_learner(config.learner.name)(model)
+        fresh = learner_from_config(config, model_from_spec(config, encoder.spec))
     except (ValueError, TypeError, KeyError) as err:
-        return [f"the config and encoder do not build a model: {err}"]
-    if type(learner.model) is not type(model):
-        problems.append(f"model: config says {m.name!r} ({type(model).__name__}), learner.keras holds "
+        return [f"the config and encoder do not build a model and learner: {err}"]
+    problems = []
+    if type(learner.model) is not type(fresh.model):
+        problems.append(f"model: config says {config.model.name!r} ({type(fresh.model).__name__}), {LEARNER} holds "
                         f"{type(learner.model).__name__}")
     if type(learner) is not type(fresh):
-        problems.append(f"learner: config says {config.learner.name!r} ({type(fresh).__name__}), learner.keras "
+        problems.append(f"learner: config says {config.learner.name!r} ({type(fresh).__name__}), {LEARNER} "
                         f"holds {type(learner).__name__}")
     if problems:
         return problems
+    for what, want, got in (("learner", fresh.settings_config(), learner.settings_config()),
+                            ("model", fresh.model.settings_config(), learner.model.settings_config())):
+        for key in sorted(set(want) | set(got)):
+            if want.get(key) != got.get(key):
+                problems.append(f"{what}.{key}: {got.get(key)!r} in {LEARNER}, {want.get(key)!r} in {CONFIG}")
+
     def shapes(learner_: MetaLearner) -> dict[str, tuple]:
         in_model = {id(v) for v in learner_.model.weights}
         return {f"{'model' if id(v) in in_model else 'learner'} variable {v.name}": tuple(v.shape)
@@ -235,11 +236,11 @@ def consistency_problems(config: ExperimentConfig, encoder: FeatureEncoder, lear
     expected, found = shapes(fresh), shapes(learner)
     for name in sorted(set(expected) | set(found)):
         if name not in found:
-            problems.append(f"{name}: expected by the config, missing from learner.keras")
+            problems.append(f"{name}: expected by the config, missing from {LEARNER}")
         elif name not in expected:
-            problems.append(f"{name}: in learner.keras, not built from the config")
+            problems.append(f"{name}: in {LEARNER}, not built from the config")
         elif expected[name] != found[name]:
-            problems.append(f"{name}: shape {found[name]} in learner.keras, {expected[name]} from the config "
+            problems.append(f"{name}: shape {found[name]} in {LEARNER}, {expected[name]} from the config "
                             "and encoder (vocabulary sizes and layer widths)")
     return problems
 
@@ -261,14 +262,14 @@ def _fetch_http(url: str, cache: Path, allow_http: bool) -> Path:
     target = cache / key
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=".download-"))
     try:
-        _download(base + "metadata.json", staging / "metadata.json")
+        _download(base + METADATA, staging / METADATA)
         try:
-            files = json.loads((staging / "metadata.json").read_text(encoding="utf-8"))["files"]
+            files = json.loads((staging / METADATA).read_text(encoding="utf-8"))["files"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise PresetError(f"{base}metadata.json is corrupt: {err}.") from err
+            raise PresetError(f"{base}{METADATA} is corrupt: {err}.") from err
         for fname in files:
             if "/" in fname or fname.startswith("."):
-                raise PresetError(f"{base}metadata.json lists an unsafe file name {fname!r}.")
+                raise PresetError(f"{base}{METADATA} lists an unsafe file name {fname!r}.")
             _download(base + fname, staging / fname)
         verify(staging)
     except BaseException:
@@ -313,17 +314,17 @@ def from_preset(source: str | os.PathLike, cache_dir: str | os.PathLike | None =
     folder = resolve(source, cache_dir, allow_http)
     meta = verify(folder)
     try:
-        stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        stored = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
         config = ExperimentConfig.from_dict(stored["experiment"])
         encoder = FeatureEncoder.from_dict(stored["encoder"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise PresetError(f"{folder / 'config.json'} does not describe an experiment: {err}.") from err
+        raise PresetError(f"{folder / CONFIG} does not describe an experiment: {err}.") from err
     try:
-        learner = keras.saving.load_model(folder / "learner.keras", safe_mode=True)
+        learner = keras.saving.load_model(folder / LEARNER, safe_mode=True)
     except Exception as err:  # Keras raises many types for a bad archive
-        raise PresetError(f"{folder / 'learner.keras'} could not be loaded: {err}.") from err
+        raise PresetError(f"{folder / LEARNER} could not be loaded: {err}.") from err
     if not isinstance(learner, MetaLearner):
-        raise PresetError(f"{folder / 'learner.keras'} holds a {type(learner).__name__}, not a tfmetarec learner.")
+        raise PresetError(f"{folder / LEARNER} holds a {type(learner).__name__}, not a tfmetarec learner.")
     problems = consistency_problems(config, encoder, learner)
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfmetarec.data.features import EncodedData
 from tfmetarec.tasks.episode import TaskSet, group_tasks, pad_episode
-from tfmetarec.types import FEATURE_KEYS, ITEM_ID, MASK, QUERY, RATING, SUPPORT, TASK_MASK, USER_FIELDS, USER_ID
+from tfmetarec.types import EPISODE_SOURCE, FEATURE_KEYS, ITEM_ID, MASK, QUERY, RATING, SUPPORT, TASK_MASK, USER_FIELDS, USER_ID
 
 
 def support_buckets(max_support: int, smallest: int = 8) -> tuple[int, ...]:
@@ -238,9 +238,11 @@ class EpisodeSampler:
         signature = episode_signature(self.encoded)
         if group > 1:
             signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), signature)
-        return tf.data.Dataset.from_generator(
+        dataset = tf.data.Dataset.from_generator(
             lambda: self.iterate(start, group, shard, num_shards), output_signature=signature
         ).prefetch(prefetch)
+        setattr(dataset, EPISODE_SOURCE, (self, int(start)))  # a trainer continues this sampler's stream
+        return dataset
 
 
 def eval_batches(

@@ -17,13 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
-from tfmetarec.data.splits import SplitConfig
+from tfmetarec import registry
+from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, SplitConfig, TrainConfig
 from tfmetarec.evaluation.protocol import evaluate_scenarios
 from tfmetarec.evaluation.report import aggregate_seeds, tidy
 from tfmetarec.evaluation.retrieval import catalogue_retrieval
-from tfmetarec.experiment import build_learner, build_model, fit_learner, prepare, tune_finetune_lr
 from tfmetarec.learners import Pretrain
+from tfmetarec.workflows.build import build_learner, build_model
+from tfmetarec.workflows.evaluate import tune_finetune_lr
+from tfmetarec.workflows.prepare import prepare
+from tfmetarec.workflows.train import fit_learner
 
 # Learners compared on the MeLU-style model, and the ones run on every other model.
 ALL_LEARNERS = (
@@ -43,7 +46,8 @@ class ZooSettings:
     learners: tuple[str, ...] = ALL_LEARNERS
     cross_model_learners: tuple[str, ...] = CROSS_MODEL_LEARNERS
     data_dir: str | None = None
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(embedding_dim=16, hidden_units=(64, 32)))
+    model_options: tuple[tuple[str, object], ...] = (("embedding_dim", 16), ("hidden_units", (64, 32)))
+    """Options given to every model that takes them (the content-free ``cf`` has no hidden layers)."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(meta_steps=800, pretrain_steps=800))
     inner_steps: int = 3
     # Catalogue-wide Recall@k / nDCG@k / coverage@k, on this scenario's tasks.
@@ -74,18 +78,21 @@ def run_group(settings: ZooSettings, dataset: str, seed: int, verbose: bool = Tr
         dataset=dataset,
         data_dir=settings.data_dir,
         split=dataclasses.replace(SplitConfig(), seed=seed),
-        model=settings.model,
         train=dataclasses.replace(settings.train, seed=seed),
     )
     prepared = prepare(base)
     for model_name, learner_name in pairs(settings):
         started = time.time()
-        config = dataclasses.replace(base, model=dataclasses.replace(settings.model, name=model_name))
+        accepted = registry.options("model", model_name)
+        options = {k: v for k, v in settings.model_options if k in accepted}
+        config = dataclasses.replace(base, model=ModelConfig(model_name, options))
         model = build_model(config, prepared.encoded)
-        lc = LearnerConfig(name=learner_name, inner_steps=settings.inner_steps, adapt=_adapt_group(model))
-        config = dataclasses.replace(config, learner=lc)
         tag = dict(dataset=dataset, seed=seed, model=model_name)
         try:
+            learner_options = {"inner_steps": settings.inner_steps, "adapt": _adapt_group(model)}
+            taken = registry.options("learner", learner_name)
+            lc = LearnerConfig(learner_name, {k: v for k, v in learner_options.items() if k in taken})
+            config = dataclasses.replace(config, learner=lc)
             learner = build_learner(config, model, prepared)
         except (ValueError, TypeError, NotImplementedError) as err:
             rows.append(pd.DataFrame([{**tag, "method": learner_name, "skipped": str(err)}]))

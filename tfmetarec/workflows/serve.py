@@ -5,33 +5,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import pandas as pd
 
-from tfmetarec.config import ExperimentConfig
-from tfmetarec.data import FeatureEncoder
 from tfmetarec.export.contract import SCORES, TOP_ITEMS, Buckets, check_request, make_request
 from tfmetarec.export.saved_model import export_saved_model, learner_fingerprint, load_contract
 from tfmetarec.learners import MetaLearner
+from tfmetarec.run_folder import RunFolder
 
-
-def load_trained(workdir: str | os.PathLike) -> tuple[MetaLearner, FeatureEncoder, ExperimentConfig]:
-    """The learner, encoder and config a ``tfmetarec train`` run saved in ``workdir``."""
-    folder = Path(workdir)
-    missing = [f for f in ("learner.keras", "encoder.json", "config.json") if not (folder / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder} holds no trained run (missing {', '.join(missing)}); run `tfmetarec "
-                                "train` first.")
-    learner = keras.saving.load_model(folder / "learner.keras")
-    encoder = FeatureEncoder.from_dict(json.loads((folder / "encoder.json").read_text(encoding="utf-8")))
-    return learner, encoder, ExperimentConfig.load(folder / "config.json")
+RECOMMEND_TOP_K = 50
+"""Items the run's own ``recommend`` export keeps (``k`` above it re-exports with ``k``)."""
 
 
 def export_run(
@@ -48,28 +36,28 @@ def export_run(
 ) -> list[Path]:
     """Export a run: the SavedModel at ``<out>/<name>/<version>`` and, with ``onnx``, the
     per-bucket ONNX graphs at ``<out>/onnx/<name>/<version>/``. Returns what was written."""
-    learner, encoder, _ = load_trained(workdir)
+    folder = RunFolder(workdir)
+    folder.require_trained()
+    learner, encoder = folder.load_learner(), folder.load_encoder()
     written = [export_saved_model(learner, out, name, version, encoder=encoder, buckets=buckets, top_k=top_k,
                                   jit_compile=jit_compile)]
     if onnx:
-        from tfmetarec.export.onnx import DEFAULT_ONNX_BUCKETS, export_onnx, quantize_onnx
+        from tfmetarec.export.onnx import export_onnx, onnx_buckets, quantize_onnx
 
-        folder = Path(out) / "onnx" / name / str(version)
-        # ONNX graphs are static per bucket: users go one at a time (the client splits a request)
-        onnx_buckets = DEFAULT_ONNX_BUCKETS if buckets is None else Buckets(users=(1,), support=buckets.support,
-                                                                             query=buckets.query)
-        written.append(export_onnx(learner, folder, encoder=encoder, top_k=top_k, buckets=onnx_buckets))
+        target = Path(out) / "onnx" / name / str(version)
+        written.append(export_onnx(learner, target, encoder=encoder, top_k=top_k, buckets=onnx_buckets(buckets)))
         if quantize:
-            for path in sorted(folder.glob("*.onnx")):
+            for path in sorted(target.glob("*.onnx")):
                 if not path.name.endswith(".int8.onnx"):
                     written.append(quantize_onnx(path, path.with_suffix(".int8.onnx")))
     return written
 
 
-def _cached_export(workdir: Path, learner: MetaLearner, k: int) -> Path:
+def _cached_export(folder: RunFolder, learner: MetaLearner, k: int) -> Path:
     """The run's own SavedModel under ``<workdir>/serving``, exported on first use and again
-    whenever the run's learner changed (the contract's fingerprint tells)."""
-    base = workdir / "serving" / "tfmetarec"
+    whenever the run's learner changed (the contract's fingerprint tells) or ``k`` exceeds
+    what the cached one keeps."""
+    base = folder.serving_dir / "tfmetarec"
     want = learner_fingerprint(learner)
     versions = sorted(int(p.name) for p in base.glob("*") if p.name.isdigit()) if base.is_dir() else []
     for v in reversed(versions):
@@ -77,11 +65,10 @@ def _cached_export(workdir: Path, learner: MetaLearner, k: int) -> Path:
             contract = load_contract(base / str(v))
         except (FileNotFoundError, ValueError):
             continue
-        if contract.fingerprint == want and contract.top_k >= k:
+        if contract.fingerprint == want and contract.top_k >= min(k, contract.catalogue_size()):
             return base / str(v)
-    _, encoder, _ = load_trained(workdir)
-    return export_saved_model(learner, workdir / "serving", "tfmetarec", (versions[-1] + 1) if versions else 1,
-                              encoder=encoder, top_k=max(k, 50))
+    return export_saved_model(learner, folder.serving_dir, "tfmetarec", (versions[-1] + 1) if versions else 1,
+                              encoder=folder.load_encoder(), top_k=max(k, RECOMMEND_TOP_K))
 
 
 def recommend(
@@ -98,10 +85,11 @@ def recommend(
     read, ``title``."""
     import tensorflow as tf
 
-    folder = Path(workdir)
+    folder = RunFolder(workdir)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}.")
-    learner, encoder, config = load_trained(folder)
+    folder.require_trained()
+    learner, encoder, config = folder.load_learner(), folder.load_encoder(), folder.load_config()
     user = dict(user or {})
     fields = [f.name for f in encoder.fields_of("user")]
     unknown = sorted(set(user) - set(fields))
@@ -118,7 +106,7 @@ def recommend(
     table = pd.DataFrame({"rank": np.arange(1, int(keep.sum()) + 1), "item_id": items[keep], "score": scores[keep]})
     if titles:
         try:
-            from tfmetarec.experiment import load_data
+            from tfmetarec.workflows.prepare import load_data
 
             names = load_data(config).items.set_index("item")["title"]
             table["title"] = [names.get(int(i), "") for i in table["item_id"]]
@@ -127,4 +115,4 @@ def recommend(
     return table
 
 
-__all__ = ["export_run", "load_trained", "recommend"]
+__all__ = ["export_run", "recommend"]

@@ -1,0 +1,114 @@
+"""The data side of a run: load the data, split it, fit the encoder, build the evaluation tasks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tfmetarec.config import ExperimentConfig
+from tfmetarec.data import ColdStartSplit, EncodedData, FeatureEncoder, InteractionData, cold_start_split, load_dataset
+from tfmetarec.data.published import published_split, read_split
+from tfmetarec.tasks.episode import TaskSet, build_fixed_tasks, build_tasks
+
+COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
+VALIDATION_FRACTION = 0.1
+"""Share of the meta-training users held out as validation tasks (they choose the fine-tuning
+baseline's step size)."""
+
+SplitSource = ColdStartSplit | pd.DataFrame | str | os.PathLike
+
+
+@dataclass
+class Prepared:
+    """The data side of an experiment: split, encoded features and evaluation tasks."""
+
+    config: ExperimentConfig
+    data: InteractionData
+    split: ColdStartSplit
+    encoder: FeatureEncoder
+    encoded: EncodedData
+    train_ratings: pd.DataFrame
+    validation: TaskSet
+    scenarios: dict[str, TaskSet]
+
+
+def load_data(config: ExperimentConfig) -> InteractionData:
+    """The experiment's dataset (the synthetic one is seeded by the run seed)."""
+    if config.dataset == "synthetic":
+        return load_dataset("synthetic", seed=config.train.seed)
+    return load_dataset(config.dataset, config.data_dir, item_side_file=config.item_side_file)
+
+
+def resolve_split(config: ExperimentConfig, data: InteractionData, split: SplitSource | None = None) -> ColdStartSplit:
+    """The run's split: ``split`` when given (a :class:`ColdStartSplit`, a frame in the
+    published layout, or a split file / MeLU folder), else ``config.split_file``, else one
+    drawn by :func:`cold_start_split`."""
+    if isinstance(split, ColdStartSplit):
+        return split
+    if isinstance(split, pd.DataFrame):
+        return published_split(data, split, config.split)
+    source = split if split is not None else config.split_file
+    if source is not None:
+        return published_split(data, read_split(source, config.split), config.split, source=os.fspath(source))
+    return cold_start_split(data, config.split)
+
+
+def _published_tasks(config: ExperimentConfig, encoded: EncodedData, split: ColdStartSplit, is_held: pd.Series,
+                     common: dict) -> tuple[TaskSet, dict[str, TaskSet]]:
+    """Validation and scenario tasks of a published split, keeping its support/query roles."""
+    if config.task_key != "user":
+        raise ValueError("A published split fixes each user's support and query; it needs task_key='user'.")
+    fixed = {k: common[k] for k in ("min_support", "max_support", "seed")}
+    held = split.meta_train[is_held]
+    if (held["role"] != "").all():
+        validation = build_fixed_tasks(encoded, held, name="validation", **fixed)
+    else:  # meta-training rows without roles: draw validation queries as the MeLU protocol does
+        validation = build_tasks(encoded, held.drop(columns="role"), name="validation", **common)
+    scenarios = {"warm": build_fixed_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train,
+                                           name="warm", **fixed)}
+    for name in COLD_SCENARIOS:
+        scenarios[name] = build_fixed_tasks(encoded, split.partitions[name], name=name, **fixed)
+    return validation, scenarios
+
+
+def prepare(config: ExperimentConfig, data: InteractionData | None = None,
+            split: SplitSource | None = None) -> Prepared:
+    """Split the data, fit the encoders on the meta-training side, build eval tasks
+    (one per user, or one per item with ``config.task_key == "item"``).
+
+    ``split`` (or ``config.split_file``) gives a published split instead of drawing one
+    (see :func:`resolve_split`); its tasks keep their given support and query.
+    A seeded tenth of the meta-training users is held out as *validation*
+    tasks (used to choose the fine-tuning baseline's step size); the rest are
+    the training ratings.
+    """
+    data = data if data is not None else load_data(config)
+    split = resolve_split(config, data, split)
+    sc = config.split
+    users = np.unique(split.meta_train["user"].to_numpy())
+    rng = np.random.default_rng(sc.seed + 7)
+    held = rng.choice(users, max(1, int(round(VALIDATION_FRACTION * len(users)))), replace=False)
+    is_held = split.meta_train["user"].isin(held)
+    train_ratings = split.meta_train[~is_held]
+    encoder = FeatureEncoder().fit(
+        data, train_users=np.unique(train_ratings["user"]), train_items=split.existing_items
+    )
+    encoded = encoder.transform(data)
+    common = dict(query_size=sc.query_size, min_support=sc.min_support, max_support=config.train.max_support,
+                  seed=sc.seed, task_key=config.task_key)
+    if split.published is not None:
+        validation, scenarios = _published_tasks(config, encoded, split, is_held, common)
+        return Prepared(config, data, split, encoder, encoded, train_ratings, validation, scenarios)
+    validation = build_tasks(encoded, split.meta_train[is_held], name="validation", **common)
+    scenarios = {
+        "warm": build_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train, name="warm", **common)
+    }
+    for name in COLD_SCENARIOS:
+        scenarios[name] = build_tasks(encoded, split.partitions[name], name=name, **common)
+    return Prepared(config, data, split, encoder, encoded, train_ratings, validation, scenarios)
+
+
+__all__ = ["COLD_SCENARIOS", "Prepared", "SplitSource", "load_data", "prepare", "resolve_split"]
