@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfmetarec.models import MeLU
+from tfmetarec.models import MeLU, MetaEmb
 from tfmetarec.types import CATEGORICAL, LIST, FieldSpec
 
 USER_FIELDS = (
@@ -36,25 +36,30 @@ def random_item_table(seed: int = 0, rows: int = TABLE_ROWS) -> np.ndarray:
 ITEM_TABLE = random_item_table()
 
 
-def random_part(rng: np.random.Generator, tasks: int, rows: int, sizes=None, dtype="float32") -> dict:
-    """One padded support or query part with ratings in 1..5 (items drawn from the whole table)."""
+def random_part(rng: np.random.Generator, tasks: int, rows: int, sizes=None, dtype="float32", items=None) -> dict:
+    """One padded support or query part with ratings in 1..5 (items drawn from the whole table,
+    or ``items [T]``: one item per task, as item tasks have)."""
     mask = np.ones((tasks, rows), dtype)
     if sizes is not None:
         mask = (np.arange(rows)[None, :] < np.asarray(sizes)[:, None]).astype(dtype)
+    item_id = rng.integers(0, TABLE_ROWS, (tasks, rows)) if items is None else np.repeat(items[:, None], rows, 1)
     return {
         "user_id": rng.integers(0, NUM_USERS, (tasks, rows)).astype("int32"),
-        "item_id": rng.integers(0, TABLE_ROWS, (tasks, rows)).astype("int32"),
+        "item_id": item_id.astype("int32"),
         "user_fields": np.stack([rng.integers(0, f.vocab_size, (tasks, rows)) for f in USER_FIELDS], -1).astype("int32"),
         "rating": rng.integers(1, 6, (tasks, rows)).astype(dtype),
         "mask": mask,
     }
 
 
-def random_episode(seed=0, tasks=4, support=6, query=5, support_sizes=None, dtype="float32") -> dict:
+def random_episode(seed=0, tasks=4, support=6, query=5, support_sizes=None, dtype="float32",
+                   item_tasks=False) -> dict:
+    """A padded episode; with ``item_tasks`` every row of a task rates the task's one item."""
     rng = np.random.default_rng(seed)
+    items = rng.integers(1, TABLE_ROWS, tasks) if item_tasks else None
     return {
-        "support": random_part(rng, tasks, support, support_sizes, dtype),
-        "query": random_part(rng, tasks, query, None, dtype),
+        "support": random_part(rng, tasks, support, support_sizes, dtype, items),
+        "query": random_part(rng, tasks, query, None, dtype, items),
         "task_mask": np.ones(tasks, dtype),
     }
 
@@ -62,6 +67,14 @@ def random_episode(seed=0, tasks=4, support=6, query=5, support_sizes=None, dtyp
 def tiny_melu(seed=0, dtype=None, hidden=(8, 4), **kwargs) -> MeLU:
     options = dict(embedding_dim=4, hidden_units=hidden, num_users=NUM_USERS, num_items=NUM_ITEMS, seed=seed,
                    dtype=dtype)
-    model = MeLU(USER_FIELDS, ITEM_FIELDS, **{**options, **kwargs})
+    model = MeLU(user_fields=USER_FIELDS, item_fields=ITEM_FIELDS, **{**options, **kwargs})
+    model.set_item_table(ITEM_TABLE)
+    return model
+
+
+def tiny_metaemb(seed=0, dtype=None, hidden=(8, 4), **kwargs) -> MetaEmb:
+    options = dict(embedding_dim=4, hidden_units=hidden, num_users=NUM_USERS, num_items=NUM_ITEMS, seed=seed,
+                   dtype=dtype)
+    model = MetaEmb(user_fields=USER_FIELDS, item_fields=ITEM_FIELDS, **{**options, **kwargs})
     model.set_item_table(ITEM_TABLE)
     return model

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import random_episode, tiny_melu
+from helpers import random_episode as any_episode
+from helpers import tiny_melu, tiny_metaemb
 from tfmetarec import learners
 from tfmetarec.learners import MetaLearner, MetaTrainer
 from tfmetarec.learners.losses import task_mse
@@ -29,7 +30,10 @@ KINDS = {
     "pretrain": STATIC,
     "popularity": STATIC,
     "item_mean": STATIC,
+    "metaemb_generator": SUPPORT_BASED,
 }
+ITEM_TASKS = ("metaemb_generator",)
+"""Learners whose tasks are items: their episodes rate one item per task."""
 
 SMALL = {
     "maml": dict(inner_steps=3, inner_lr=0.1),
@@ -42,6 +46,7 @@ SMALL = {
     "pretrain": {},
     "popularity": dict(num_items=5),
     "item_mean": dict(num_items=5),
+    "metaemb_generator": dict(warm_lr=0.5),
 }
 
 
@@ -51,15 +56,21 @@ def build(name: str, seed: int = 0, dtype: str | None = None, **kwargs: Any) -> 
     if dtype is not None:
         keras.config.set_floatx(dtype)
     try:
-        model = tiny_melu(seed=seed, dtype=dtype, hidden=(5, 3) if dtype == "float64" else (8, 4))
-        learner = learners.get(name)(model, dtype=dtype, **options)
+        tiny = tiny_metaemb if name in ITEM_TASKS else tiny_melu
+        model = tiny(seed=seed, dtype=dtype, hidden=(5, 3) if dtype == "float64" else (8, 4))
+        learner = learners.create(name, model, dtype=dtype, **options)
     finally:
         keras.config.set_floatx("float32")
-    if hasattr(learner, "set_statistics"):
+    if learner.needs_training_ratings:
         rng = np.random.default_rng(seed)
         counts = rng.integers(0, 20, learner.num_items).astype("float64")
         learner.set_statistics(counts, counts * rng.uniform(1, 5, learner.num_items))
     return learner
+
+
+def episode_for(name: str, seed: int = 0, **kwargs: Any) -> dict:
+    """A random episode of the tasks learner ``name`` adapts to (item tasks for item learners)."""
+    return any_episode(seed, item_tasks=name in ITEM_TASKS, **kwargs)
 
 
 def copy_episode(episode: dict) -> dict:
@@ -75,7 +86,7 @@ def check_adaptation(name: str) -> None:
     """Gradient-based: every task's support loss drops. Support-based: one support
     rating changes the scores. Static: scores ignore the support."""
     learner = build(name, seed=1)
-    episode = random_episode(seed=2, tasks=4, support=6, query=5)
+    episode = episode_for(name, seed=2, tasks=4, support=6, query=5)
     base = learner(episode).numpy()
     if KINDS[name] == GRADIENT:
         params = learner.model.variable_values()
@@ -97,7 +108,7 @@ def check_adaptation(name: str) -> None:
 def check_padding_and_empty_support(name: str) -> None:
     """Padding rows never matter; an empty support gives finite scores."""
     learner = build(name, seed=4)
-    episode = random_episode(seed=5, tasks=3, support=8, support_sizes=[0, 3, 5])
+    episode = episode_for(name, seed=5, tasks=3, support=8, support_sizes=[0, 3, 5])
     scores = learner(episode).numpy()
     assert np.all(np.isfinite(scores)), (name, scores)
     scrambled = copy_episode(episode)
@@ -114,7 +125,7 @@ def check_padding_and_empty_support(name: str) -> None:
 
 def check_xla_matches_eager(name: str, steps: int = 2) -> None:
     """The XLA-compiled MetaTrainer step gives the eager step's numbers."""
-    episode = random_episode(seed=12, tasks=4, support=6, query=5)
+    episode = episode_for(name, seed=12, tasks=4, support=6, query=5)
     results = []
     for jit in (False, True):
         learner = build(name, seed=13)
@@ -129,7 +140,7 @@ def check_xla_matches_eager(name: str, steps: int = 2) -> None:
 def check_round_trip(name: str, path) -> None:
     """``.keras`` save and reload give identical outputs and weights (learned rates included)."""
     learner = build(name, seed=16)
-    episode = random_episode(seed=17)
+    episode = episode_for(name, seed=17)
     if learner.meta_variables():  # move the weights off their initial values first
         MetaTrainer(learner, keras.optimizers.Adam(1e-2), jit_compile=False).train_step(episode)
     file = path / f"{name}.keras"

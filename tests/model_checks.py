@@ -24,9 +24,11 @@ SPEC = SimpleNamespace(user_fields=USER_FIELDS, item_fields=ITEM_FIELDS, num_use
 def small_model(name: str, seed: int = 0, **hparams: Any) -> MetaModel:
     """A registered model, built tiny from :data:`SPEC` (IDs on, so every ID table exists),
     holding the helpers' item table (training items and content-only items)."""
+    cls = models.get(name)
     options = dict(embedding_dim=4, hidden_units=(8, 4), use_ids=True, seed=seed)
+    options = {k: v for k, v in options.items() if k in cls.settings()}  # cf has no hidden layers
     options.update(hparams)
-    model = models.get(name).from_spec(SPEC, **options)
+    model = cls.from_spec(SPEC, **options)
     model.set_item_table(ITEM_TABLE)
     return model
 
@@ -58,8 +60,6 @@ def check_build_and_groups(model: MetaModel) -> None:
     assert "decision" in groups, "the learners' default adapt='decision' must resolve"
     for group, members in groups.items():
         assert members and set(members) <= set(names), (group, members)
-    for attr in ("user_fields", "item_fields", "num_users", "num_items", "item_dim"):
-        assert hasattr(model, attr), f"{type(model).__name__} lacks {attr} (the exporters and learners read it)"
     assert model.num_table_items == len(ITEM_TABLE)
 
 
@@ -123,8 +123,7 @@ def check_user_state_hooks(model: MetaModel) -> None:
     assert users.shape[-1] == model.user_state_dim
     items = model.item_representation(params, q)
     assert items.shape[:2] == (TASKS, QUERY_ROWS)
-    if hasattr(model, "item_dim"):
-        assert items.shape[-1] == model.item_dim
+    assert items.shape[-1] == model.item_dim
     for t in range(TASKS):
         one = {k: v[t : t + 1, :1] for k, v in q.items()}
         state = model.user_representation(params, one)[:, 0]

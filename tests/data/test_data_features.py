@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfmetarec.data import AGE_BUCKETS, DataFormatError, FeatureEncoder, FeatureSpec, InteractionData, make_synthetic
-from tfmetarec.data.features import age_bucket, zip_prefix
+from tfmetarec.data import DataFormatError, FeatureEncoder, FeatureSpec, InteractionData, make_synthetic
 
 
 def tiny() -> InteractionData:
@@ -34,20 +33,6 @@ def tiny() -> InteractionData:
         {"user": [1, 2, 3, 3], "item": [10, 20, 30, 10], "rating": [4, 3, 5, 1], "timestamp": [1, 2, 3, 4]}
     )
     return InteractionData("tiny", ratings, users, items)
-
-
-def test_age_buckets_at_edges() -> None:
-    ages = [0, 17, 18, 24, 25, 34, 35, 44, 45, 49, 50, 55, 56, 90]
-    assert age_bucket(np.array(ages)).tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]
-    assert age_bucket(pd.array([None, 18], dtype="Int64")).tolist() == [0, 2]
-    assert AGE_BUCKETS == (18, 25, 35, 45, 50, 56)
-    # MovieLens 1M age codes land in their own buckets
-    assert age_bucket(np.array([1, 18, 25, 35, 45, 50, 56])).tolist() == [1, 2, 3, 4, 5, 6, 7]
-
-
-def test_zip_prefix() -> None:
-    assert zip_prefix(pd.Series(["85711", "T8H1N", "1", ""]), 2).tolist()[:1] == ["85"]
-    assert zip_prefix(pd.Series(["85711", "T8H1N", "1", ""]), 2).isna().tolist() == [False, True, True, True]
 
 
 def test_unseen_users_and_items_get_id_zero_but_features() -> None:

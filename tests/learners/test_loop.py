@@ -79,7 +79,7 @@ def test_plain_iterables_still_train_one_step_per_episode(sampler):
 
 
 def test_checkpoints_hold_the_stream_state_and_refuse_another_stream(sampler, small_synthetic, tmp_path):
-    from tfmetarec.learners.loop import CheckpointError
+    from tfmetarec.learners.trainer import CheckpointError
 
     source, encoded = sampler
     trainer = _trainer(encoded)

@@ -7,7 +7,8 @@ import tensorflow as tf
 from helpers import random_episode, tiny_melu
 
 from tfmetarec.learners import MAML, Reptile
-from tfmetarec.learners.losses import task_listwise_softmax, task_pairwise_logistic, task_mse
+from tfmetarec.learners.losses import task_listwise_softmax, task_mse, task_pairwise_logistic
+from tfmetarec.objectives import QueryLoss
 
 
 def test_pairwise_loss_values_and_masks():
@@ -37,18 +38,23 @@ def test_learners_mix_the_ranking_loss_and_keep_it_when_saved(tmp_path):
     mse = float(tf.reduce_mean(task_mse(pred, query["rating"], query["mask"])))
     rank = float(tf.reduce_mean(task_pairwise_logistic(pred, query["rating"], query["mask"])))
     assert float(base) == pytest.approx(mse, rel=1e-5)
-    learner.set_query_loss(0.25, "pairwise")
-    mixed, _ = learner.meta_loss(episode)
+    mixed_learner = MAML(tiny_melu(seed=2), inner_steps=1, inner_lr=0.1,
+                         query_loss=QueryLoss(ranking_weight=0.25, ranking_loss="pairwise"))
+    mixed, _ = mixed_learner.meta_loss(episode)
     assert float(mixed) == pytest.approx(0.75 * mse + 0.25 * rank, rel=1e-5)
-    grads, _ = learner.meta_gradients(episode)
+    grads, _ = mixed_learner.meta_gradients(episode)
     assert all(np.isfinite(g.numpy()).all() for g in grads) and any(np.abs(g.numpy()).sum() > 0 for g in grads)
-    learner.save(tmp_path / "m.keras")
+    mixed_learner.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
-    assert (again.ranking_weight, again.ranking_loss) == (0.25, "pairwise")
+    assert again.query_loss == mixed_learner.query_loss
+    assert (again.query_loss.ranking_weight, again.query_loss.ranking_loss) == (0.25, "pairwise")
     assert float(again.meta_loss(episode)[0]) == pytest.approx(float(mixed), rel=1e-5)
-    with pytest.raises(ValueError, match="ranking_weight must lie in"):
-        learner.set_query_loss(1.5)
+    with pytest.raises(ValueError, match="ranking_weight must be >= 0 and <= 1"):
+        QueryLoss(ranking_weight=1.5)
     with pytest.raises(ValueError, match="ranking_loss must be one of"):
-        learner.set_query_loss(0.5, "pointwise")
-    reptile = Reptile(tiny_melu(seed=2), inner_steps=1, inner_lr=0.1).set_query_loss(1.0, "listwise")
+        QueryLoss(0.5, "pointwise")
+    with pytest.raises(ValueError, match="query_loss"):  # a dict becomes a QueryLoss, checked the same way
+        MAML(tiny_melu(), query_loss={"ranking_weight": 2.0})
+    reptile = Reptile(tiny_melu(seed=2), inner_steps=1, inner_lr=0.1, query_loss={"ranking_weight": 1.0,
+                                                                               "ranking_loss": "listwise"})
     assert np.isfinite(reptile.meta_gradients(episode)[1]["loss"].numpy())

@@ -124,7 +124,7 @@ def test_history_works_for_models_without_user_fields():
     from tfmetarec.learners import MAML
     from tfmetarec.models import MeLU
 
-    model = MeLU((), ITEM_FIELDS, embedding_dim=4, hidden_units=(8, 4), num_users=NUM_USERS, num_items=NUM_ITEMS,
+    model = MeLU(item_fields=ITEM_FIELDS, embedding_dim=4, hidden_units=(8, 4), num_users=NUM_USERS, num_items=NUM_ITEMS,
                  seed=0)
     model.set_item_table(ITEM_TABLE)
     learner = MAML(model, inner_steps=2, inner_lr=0.1, update_mode="history", history_size=4)

@@ -36,7 +36,7 @@ def test_score_is_the_biased_mf_formula_on_hand_set_weights():
 
 
 def test_oov_user_and_item_use_the_learned_priors():
-    model = perturbed(BiasedMF((), (), embedding_dim=3, num_users=4, num_items=4, use_ids=True, seed=0), seed=1)
+    model = perturbed(BiasedMF(embedding_dim=3, num_users=4, num_items=4, use_ids=True, seed=0), seed=1)
     w = {n: v.numpy() for n, v in model.parameters().items()}
     features = {"user_id": np.array([0, 2], "int32"), "item_id": np.array([0, 0], "int32")}
     params = model.variable_values()
@@ -88,11 +88,6 @@ def test_maml_adapting_the_user_side_lowers_the_support_loss(group):
     check_maml_lowers_support_loss(perturbed(small_model("cf", seed=6), seed=7), adapt=group)
 
 
-def test_maml_beats_no_adaptation_on_user_cold(learning_harness):
-    maml, baseline = learning_harness("cf", "maml"), learning_harness("cf", "pretrain")
-    assert maml < baseline - 0.02, (maml, baseline)
-
-
 def test_item_tasks_adapt_a_new_items_factors(small_synthetic):
     """Tasks grouped by item: MAML on the item prior fits each new item to its first ratings."""
     import keras
@@ -109,7 +104,7 @@ def test_item_tasks_adapt_a_new_items_factors(small_synthetic):
     learner = MAML(model, inner_steps=3, inner_lr=0.1, adapt="item_prior")
     sampler = EpisodeSampler(encoded, split.meta_train, batch_size=16, query_size=10, max_support=32,
                              task_key="item", seed=0)
-    MetaTrainer(learner, keras.optimizers.Adam(1e-2)).fit(iter(sampler), 200, verbose=0)
+    MetaTrainer(learner, keras.optimizers.Adam(1e-2), jit_compile=False).fit(sampler, 200, verbose=0)
     tasks = build_tasks(encoded, split.partitions["item_cold"], task_key="item", max_support=32, name="new items")
     assert len(tasks) > 5
     adapted = evaluate_tasks(learner, encoded, tasks, jit_compile=False)["MAE"]

@@ -8,9 +8,10 @@ import tensorflow as tf
 
 from helpers import ITEM_TABLE, NUM_ITEMS, TABLE_ROWS, USER_FIELDS
 from model_checks import perturbed, query_features, small_model
-from tfmetarec import models
+from tfmetarec import learners, models
+from tfmetarec.learners import MetaTrainer
 from tfmetarec.models.cf import bilinear_score
-from tfmetarec.models.metaemb import MetaEmbeddingTrainer, item_task_batches, meta_embedding_losses
+from tfmetarec.tasks.samplers import EpisodeSampler
 from tfmetarec.types import ITEM_ID
 
 
@@ -69,60 +70,39 @@ def test_metaemb_generates_only_the_embedding_of_new_items():
     np.testing.assert_allclose(ids, generated, rtol=1e-6)
 
 
-def _item_rows(rows=600, seed=0):
-    """Flat ratings in which an item's rating follows its content (the helpers' item
-    table: its year bucket), so content predicts it."""
-    rng = np.random.default_rng(seed)
-    item = rng.integers(1, NUM_ITEMS, rows)
-    features = {
-        "user_fields": np.stack([rng.integers(0, f.vocab_size, rows) for f in USER_FIELDS], -1).astype("int32"),
-        "item_id": item.astype("int32"),
-    }
-    year = ITEM_TABLE[item, 0].astype("float32")
-    ratings = np.clip(np.round(1 + year + rng.normal(0, 0.3, rows)), 1, 5)
-    return features, ratings.astype("float32")
-
-
-def _fit_base(model, features, ratings, steps=200):
-    """Plain regression of everything but the generator (known items), as the paper does first."""
-    generator = set(model.param_groups()["generator"])
-    variables = [v for n, v in model.parameters().items() if n not in generator]
-    optimizer = keras.optimizers.Adam(1e-2)
-    flat = {k: tf.constant(v) for k, v in features.items()}
-    for _ in range(steps):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(flat) - ratings))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-
-def test_meta_embedding_trainer_lowers_the_cold_loss_and_trains_only_the_generator():
-    model = small_model("metaemb", seed=7, use_ids=False)
-    features, ratings = _item_rows()
-    _fit_base(model, features, ratings)
+def test_the_generator_trains_on_item_tasks_through_the_meta_trainer(small_synthetic, tmp_path):
+    """Meta-Embedding's two-phase objective (learner ``metaemb_generator``) lowers the cold-phase
+    loss of held-out item tasks, moves only the generator, checkpoints and resumes like any learner."""
+    data, split, encoded = small_synthetic
+    model = models.MetaEmb.from_spec(encoded.spec, item_table=encoded.item_table, embedding_dim=8,
+                                     hidden_units=(16,), seed=0)
+    users = EpisodeSampler(encoded, split.meta_train, batch_size=16, query_size=10, max_support=32, seed=0)
+    MetaTrainer(learners.create("pretrain", model), keras.optimizers.Adam(1e-2), jit_compile=False).fit(
+        users, 150, verbose=0)  # the base model first, as the paper does
     frozen = {n: v.numpy().copy() for n, v in model.parameters().items() if n not in model.param_groups()["generator"]}
-    batches = item_task_batches(features, ratings, rows_per_phase=4, items_per_batch=8, seed=0)
-    probe = [next(item_task_batches(features, ratings, rows_per_phase=4, items_per_batch=16, seed=9)) for _ in range(3)]
+    learner = learners.create("metaemb_generator", model, cold_weight=0.5, warm_lr=0.03)
+    items = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=4, max_support=8, task_key="item",
+                           seed=1)
+    probe = [items.sample(10_000 + i) for i in range(3)]
 
     def cold_loss():
-        return np.mean([float(tf.reduce_mean(meta_embedding_losses(model, model.variable_values(), a, b, 0.1)[0]))
-                        for a, b in probe])
+        return np.mean([float(learner.meta_loss(p)[1]["cold_loss"]) for p in probe])
 
     before = cold_loss()
-    history = MetaEmbeddingTrainer(model, keras.optimizers.Adam(1e-2), cold_weight=0.5).fit(batches, 150)
+    trainer = MetaTrainer(learner, keras.optimizers.Adam(1e-2), jit_compile=False)
+    history = trainer.fit(items, 100, verbose=0, checkpoint_dir=tmp_path / "ck", checkpoint_every=50)
+    assert set(history) == {"loss", "cold_loss", "warm_loss"}
+    resumed = MetaTrainer(learner, keras.optimizers.Adam(1e-2), jit_compile=False)
+    resumed.fit(items, 150, verbose=0, checkpoint_dir=tmp_path / "ck")
+    assert int(resumed.step.numpy()) == 150
     after = cold_loss()
     assert after < 0.9 * before, (before, after)
-    assert set(history) == {"loss", "cold_loss", "warm_loss"}
     for name, value in frozen.items():
         np.testing.assert_array_equal(model.parameters()[name].numpy(), value, err_msg=name)
 
 
-def test_meta_embedding_inputs_are_checked():
-    features, ratings = _item_rows(rows=40)
-    with pytest.raises(ValueError, match="No item has 40 ratings"):
-        next(item_task_batches(features, ratings, rows_per_phase=20))
-    with pytest.raises(ValueError, match="must be \\[R\\]"):
-        next(item_task_batches(features, ratings[:10]))
-    with pytest.raises(TypeError, match="needs a MetaEmb"):
-        MetaEmbeddingTrainer(small_model("melu"), keras.optimizers.Adam())
+def test_the_generator_learner_checks_its_model_and_settings():
+    with pytest.raises(ValueError, match="MetaEmb.*metaemb"):
+        learners.create("metaemb_generator", small_model("melu"))
     with pytest.raises(ValueError, match="cold_weight"):
-        MetaEmbeddingTrainer(small_model("metaemb"), keras.optimizers.Adam(), cold_weight=2.0)
+        learners.create("metaemb_generator", small_model("metaemb"), cold_weight=2.0)

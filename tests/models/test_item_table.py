@@ -31,12 +31,12 @@ def test_an_item_added_by_content_scores_like_the_same_item_present_at_training(
     spec = encoded.spec
     assert encoded.num_table_items == 11 and spec.num_items == 9
     # a model that knew item 10 from the start (as a new item of the encoded data) ...
-    present = models.get(name).from_spec(spec, item_table=encoded.item_table, item_raw_ids=encoded.item_raw_ids,
-                                         embedding_dim=4, hidden_units=(4,), seed=0)
+    cls = models.get(name)
+    options = {"embedding_dim": 4, "seed": 0, **({"hidden_units": (4,)} if "hidden_units" in cls.settings() else {})}
+    present = cls.from_spec(spec, item_table=encoded.item_table, item_raw_ids=encoded.item_raw_ids, **options)
     perturbed(present, seed=1)
     # ... and one that only had the training items, then got item 10 by its content
-    added = models.get(name).from_spec(spec, item_table=encoded.item_table[:9], item_raw_ids=encoded.item_raw_ids[:9],
-                                       embedding_dim=4, hidden_units=(4,), seed=0)
+    added = cls.from_spec(spec, item_table=encoded.item_table[:9], item_raw_ids=encoded.item_raw_ids[:9], **options)
     added.set_weights(present.get_weights())
     frame = data.items[data.items.item == 10]
     rows = added.add_items(encoder.encode_items(frame), frame["item"].to_numpy())

@@ -19,7 +19,7 @@ from typing import Any
 from tfmetarec.config import DEFAULT_NEW_ITEM_YEAR, SCENARIOS, SplitConfig
 
 _NAMES = {
-    "AGE_BUCKETS": "features",
+    "AGE_BUCKETS": "transforms",
     "EncodedData": "features",
     "FeatureEncoder": "features",
     "FeatureSpec": "features",

@@ -23,53 +23,19 @@ import numpy as np
 import pandas as pd
 
 from tfmetarec.data.schema import MAX_LIST_WIDTH, Field, InteractionData
-from tfmetarec.types import CATEGORICAL, LIST, FieldSpec, fields_width
+from tfmetarec.data.transforms import (
+    AGE_BUCKETS,
+    AgeBucket,
+    ListLookup,
+    Lookup,
+    Transform,
+    YearBucket,
+    list_values,
+    year_span,
+)
+from tfmetarec.types import LIST, FieldSpec, fields_width
 
 ENCODER_FORMAT = 2
-AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
-"""Lower edges of the age buckets after the first: <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+."""
-AGE_VOCAB = len(AGE_BUCKETS) + 2  # buckets 1..7 plus 0 = missing
-
-
-def age_bucket(age: pd.Series | np.ndarray | Sequence) -> np.ndarray:
-    """Vocabulary index of each age: 1 for <18 up to 7 for 56+, 0 when missing."""
-    values = pd.to_numeric(pd.Series(age), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    out = np.searchsorted(np.asarray(AGE_BUCKETS, dtype="float64"), values, side="right") + 1
-    return np.where(np.isnan(values), 0, out).astype(np.int32)
-
-
-def zip_prefix(zips: pd.Series | Sequence, length: int) -> pd.Series:
-    """The first ``length`` characters of each zip code if they are all digits, else missing."""
-    head = pd.Series(zips, dtype="object").astype("str").str.strip().str[:length]
-    ok = head.str.fullmatch(rf"\d{{{length}}}").fillna(False).astype(bool)
-    return head.where(ok)
-
-
-def normalise_value(value: object) -> str | None:
-    """The vocabulary key of one raw categorical value: stripped text, whole numbers
-    without a decimal point (``3.0`` and ``3`` are the same key); None when missing."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value).strip()
-    return text or None
-
-
-def list_values(cell: object) -> list[str]:
-    """The distinct non-missing keys of one list cell, in their given order (a missing cell has none)."""
-    if not isinstance(cell, (list, tuple, np.ndarray)):
-        return []
-    out: list[str] = []
-    for v in cell:
-        key = normalise_value(v)
-        if key is not None and key not in out:
-            out.append(key)
-    return out
 
 
 @dataclass(frozen=True)
@@ -218,9 +184,7 @@ class FeatureEncoder:
         if f.transform == "age_bucket":
             return
         if f.transform == "year_bucket":
-            years = pd.to_numeric(column, errors="coerce").dropna()
-            size = self.year_bucket_size
-            self.year_range = (int(years.min()) // size * size, int(years.max()) // size * size) if len(years) else None
+            self.year_range = year_span(column, self.year_bucket_size)
             return
         if f.kind == LIST:
             counts: dict[str, int] = {}
@@ -233,28 +197,27 @@ class FeatureEncoder:
             self.vocabs[key] = _sorted_keys(counts, f.min_count)
             self.widths[key] = int(f.max_values or max(1, min(longest, MAX_LIST_WIDTH)))
             return
-        values = self._categorical_keys(f, column)
-        counts = values.value_counts(dropna=True).to_dict()
+        keys = pd.Series(Lookup((), self.zip_prefix_len if f.transform == "zip_prefix" else None).key_text(column))
+        counts = keys.value_counts(dropna=True).to_dict()
         self.vocabs[key] = _sorted_keys({str(k): int(v) for k, v in counts.items()}, f.min_count)
 
-    def _categorical_keys(self, f: Field, column: pd.Series) -> pd.Series:
-        if f.transform == "zip_prefix":
-            return zip_prefix(column, self.zip_prefix_len)
-        return pd.Series([normalise_value(v) for v in column], dtype="object")
-
-    # -- the fitted shapes ---------------------------------------------------------------
-    def field_spec(self, f: Field) -> FieldSpec:
-        """The encoded shape of one fitted field."""
+    # -- the fitted transforms ------------------------------------------------------------
+    def transform_of(self, f: Field) -> Transform:
+        """The fitted transform of one field (raw values -> indices, numpy and TensorFlow faces)."""
+        self._require_fitted()
         key = f"{f.side}:{f.name}"
         if f.transform == "age_bucket":
-            return FieldSpec(f.name, CATEGORICAL, AGE_VOCAB)
+            return AgeBucket()
         if f.transform == "year_bucket":
-            size = 1 if self.year_range is None else (
-                (self.year_range[1] - self.year_range[0]) // self.year_bucket_size + 2)
-            return FieldSpec(f.name, CATEGORICAL, size)
+            return YearBucket(self.year_bucket_size, self.year_range)
         if f.kind == LIST:
-            return FieldSpec(f.name, LIST, len(self.vocabs[key]) + 1, self.widths[key])
-        return FieldSpec(f.name, CATEGORICAL, len(self.vocabs[key]) + 1)
+            return ListLookup(tuple(self.vocabs[key]), self.widths[key])
+        return Lookup(tuple(self.vocabs[key]), self.zip_prefix_len if f.transform == "zip_prefix" else None)
+
+    def field_spec(self, f: Field) -> FieldSpec:
+        """The encoded shape of one fitted field."""
+        t = self.transform_of(f)
+        return FieldSpec(f.name, t.kind, t.vocab_size, t.width)
 
     @property
     def spec(self) -> FeatureSpec:
@@ -278,43 +241,13 @@ class FeatureEncoder:
         f = next((x for x in self.fields_of(side) if x.name == name), None)
         if f is None:
             raise KeyError(f"No {side} field {name!r}; fields: {[x.name for x in self.fields_of(side)]}.")
-        if f.transform == "age_bucket":
-            return ["<missing>"] + [f"age<{AGE_BUCKETS[0]}"] + [f"age>={a}" for a in AGE_BUCKETS]
-        if f.transform == "year_bucket":
-            lo = self.year_range[0] if self.year_range else 0
-            return ["<missing>"] + [f"year>={lo + k * self.year_bucket_size}"
-                                    for k in range(self.field_spec(f).vocab_size - 1)]
-        return ["<pad>" if f.kind == LIST else "<oov>", *self.vocabulary(side, name)]
+        return self.transform_of(f).labels()
 
     # -- encoding ------------------------------------------------------------------------
     def _encode_field(self, f: Field, column: pd.Series) -> np.ndarray:
         """``[rows, width]`` int32 indices of one field."""
-        n = len(column)
-        if f.transform == "age_bucket":
-            return age_bucket(column)[:, None]
-        if f.transform == "year_bucket":
-            return self._year_bucket(column)[:, None]
-        vocab = self.vocabs[f"{f.side}:{f.name}"]
-        if f.kind == LIST:
-            width = self.widths[f"{f.side}:{f.name}"]
-            position = {v: i + 1 for i, v in enumerate(vocab)}
-            out = np.zeros((n, width), np.int32)
-            for row, cell in enumerate(column):
-                known = [position[v] for v in list_values(cell) if v in position][:width]
-                out[row, : len(known)] = known
-            return out
-        keys = self._categorical_keys(f, column)
-        idx = pd.Index(vocab, dtype="object").get_indexer(keys.to_numpy(dtype=object))
-        return (idx + 1).astype(np.int32)[:, None]
-
-    def _year_bucket(self, year: pd.Series) -> np.ndarray:
-        values = pd.to_numeric(pd.Series(year), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        if self.year_range is None:
-            return np.zeros(len(values), dtype=np.int32)
-        lo, hi = self.year_range
-        clipped = np.clip(np.nan_to_num(values, nan=lo), lo, hi + self.year_bucket_size - 1)
-        bucket = (clipped - lo) // self.year_bucket_size + 1
-        return np.where(np.isnan(values), 0, bucket).astype(np.int32)
+        out = self.transform_of(f).numpy(column.to_numpy(dtype=object) if f.kind != LIST else list(column))
+        return out if f.kind == LIST else out[:, None]
 
     def _encode_side(self, side: str, frame: pd.DataFrame) -> np.ndarray:
         cols = []

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from tfmetarec.export.rules import check_numpy, rules
+
 CONTRACT_FORMAT = 1
 STATE_VERSION = 1
 CONTRACT_FILE = "contract.json"
@@ -269,9 +271,10 @@ def _array(name: str, value: Any, dtype: str) -> np.ndarray:
 def check_request(contract: ServingContract, signature: str, request: Mapping[str, Any],
                   limit_users: bool = True) -> dict[str, np.ndarray]:
     """The request as arrays of the contract's dtypes, or :class:`RequestError` naming what is
-    wrong: a missing or unknown input, a wrong rank or dtype, users/rows that disagree,
-    limits, a mask that is not 0/1, a rating that is NaN, infinite or outside the trained
-    range on a real row, a state that is not finite or was made by another model.
+    wrong: a missing or unknown input, a wrong rank or dtype, then the rules the SavedModel
+    checks in its graph (:mod:`tfmetarec.export.rules`): users/rows that disagree, limits, a
+    mask that is not 0/1, a rating that is NaN, infinite or outside the trained range on a
+    real row, a state that is not finite or was made by another model.
     ``limit_users=False`` lets a client that splits requests take more users than a bucket."""
     names = contract.inputs(signature)
     missing = [n for n in names if n not in request]
@@ -290,52 +293,7 @@ def check_request(contract: ServingContract, signature: str, request: Mapping[st
         fixed = want[1:]
         if any(w is not None for w in fixed) and list(a.shape[1:]) != list(fixed):
             raise RequestError(f"{n} must be [T, {', '.join(map(str, fixed))}], got {a.shape}.")
-    users = {n: a.shape[0] for n, a in out.items()}
-    first = names[0]
-    for n, t in users.items():
-        if t != users[first]:
-            raise RequestError(f"{n} has {t} users but {first} has {users[first]}: every input must have the same "
-                               "number of users (T).")
-    count = users[first]
-    if count < 1:
-        raise RequestError("A request needs at least one user.")
-    if limit_users:
-        contract.buckets.size_for("users", count)
-    for group in ((SUPPORT_ITEM, SUPPORT_RATING, SUPPORT_MASK), (NEW_ITEM, NEW_RATING, NEW_MASK)):
-        present = [n for n in group if n in out]
-        for n in present[1:]:
-            if out[n].shape != out[present[0]].shape:
-                raise RequestError(f"{n} has shape {out[n].shape} but {present[0]} has {out[present[0]].shape}.")
-        if not present:
-            continue
-        contract.buckets.size_for("support", out[present[0]].shape[1])
-        mask_name = group[2]
-        if mask_name in out:
-            mask = out[mask_name]
-            if not np.isin(mask, (0.0, 1.0)).all():
-                raise RequestError(f"{mask_name} must hold only 0 (padding) and 1 (a rating).")
-            rating_name = group[1]
-            if rating_name in out:
-                real = out[rating_name][mask > 0]
-                if not np.isfinite(real).all():
-                    raise RequestError(f"{rating_name} holds NaN or infinite values on real (mask 1) rows.")
-                lo, hi = contract.rating_range
-                if real.size and (real.min() < lo or real.max() > hi):
-                    raise RequestError(f"{rating_name} holds ratings outside the trained range [{lo:g}, {hi:g}].")
-    if QUERY_ITEM in out:
-        contract.buckets.size_for("query", out[QUERY_ITEM].shape[1])
-    for e in contract.state:
-        a = out.get(STATE_PREFIX + e.name)
-        if a is None:
-            continue
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise RequestError(f"{STATE_PREFIX + e.name} holds NaN or infinite values: not a state adapt made.")
-    if STATE_PREFIX + STATE_FINGERPRINT in out:
-        if (out[STATE_PREFIX + STATE_FINGERPRINT] != contract.fingerprint).any():
-            raise RequestError("This state was made by another model (state_fingerprint differs); adapt again "
-                               "with this model.")
-        if (out[STATE_PREFIX + STATE_FORMAT] != STATE_VERSION).any():
-            raise RequestError(f"This state has another state version; this model reads version {STATE_VERSION}.")
+    check_numpy(rules(contract, signature, limit_users), out, RequestError)
     return out
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfmetarec.data.features import AGE_BUCKETS, FeatureEncoder
+from tfmetarec.data.features import FeatureEncoder
 from tfmetarec.export.contract import (
     CONTRACT_FILE,
     NEW_ITEM,
@@ -52,7 +51,6 @@ from tfmetarec.export.contract import (
     check_request,
 )
 from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
-from tfmetarec.export.raw_inputs import NUMBER
 from tfmetarec.export.saved_model import ServingModule
 from tfmetarec.learners.base import MetaLearner
 
@@ -262,9 +260,7 @@ def export_onnx(
             (folder / name).unlink(missing_ok=True)
         raise
     contract = module.contract.to_dict()
-    contract["onnx"] = {"files": written, "signatures": list(signatures),
-                        "user_numeric_fields": [f.name for f in module.raw.user_fields
-                                                if f.transform in ("age_bucket", "year_bucket")]}
+    contract["onnx"] = {"files": written, "signatures": list(signatures)}
     (folder / CONTRACT_FILE).write_text(json.dumps(contract, indent=1), encoding="utf-8")
     return folder
 
@@ -298,7 +294,6 @@ class OnnxRecommender:
         self.encoder = FeatureEncoder.from_dict(extra["encoder"])
         self.files: dict[str, str] = extra["onnx"]["files"]
         self.signatures = tuple(extra["onnx"]["signatures"])
-        self.numeric = set(extra["onnx"]["user_numeric_fields"])
         self.threads = threads
         self._sessions: dict[str, Any] = {}
         self._prepare_lookups()
@@ -315,17 +310,14 @@ class OnnxRecommender:
 
     # -- encoding (the SavedModel's RawInputs, in numpy) --------------------------------------------
     def _prepare_lookups(self) -> None:
-        """Sorted keys and dicts for the per-request lookups (no pandas on the request path)."""
+        """Sorted ID keys and the user fields' transforms (their numpy faces: the encoder's rules)."""
         encoder = self.encoder
         raw = np.asarray(self.contract.extra["item_raw_ids"], np.int64)
         rows = np.flatnonzero(raw >= 0)
         order = np.argsort(raw[rows], kind="stable")
         self._item_keys, self._item_rows = raw[rows][order], rows[order].astype(np.int32)
         self._user_keys = np.asarray(encoder.user_vocab or [], np.int64)  # sorted by the encoder
-        self._fields = []
-        for f in encoder.fields_of("user"):
-            table = {v: i + 1 for i, v in enumerate(encoder.vocabulary("user", f.name))}
-            self._fields.append((f, table))
+        self._fields = [(f, encoder.transform_of(f)) for f in encoder.fields_of("user")]
 
     @staticmethod
     def _find(keys: np.ndarray, values: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -335,31 +327,15 @@ class OnnxRecommender:
         at = np.clip(np.searchsorted(keys, values), 0, len(keys) - 1)
         return np.where(keys[at] == values, found[at], 0).astype(np.int32)
 
-    def _field(self, f, table: dict, cells: list[str]) -> np.ndarray:
-        if f.transform in ("age_bucket", "year_bucket"):
-            bad = [c for c in cells if c and not re.fullmatch(NUMBER, c)]
-            if bad:
-                raise RequestError(f"user_{f.name} must hold numbers (or '' for missing), got {bad[:3]}.")
-            value = np.array([float(c) if c else np.nan for c in cells])
-            if f.transform == "age_bucket":
-                out = np.searchsorted(np.asarray(AGE_BUCKETS, np.float64), value, side="right") + 1
-            else:
-                span, size = self.encoder.year_range, self.encoder.year_bucket_size
-                if span is None:
-                    return np.zeros(len(cells), np.int32)
-                out = (np.clip(np.nan_to_num(value, nan=span[0]), span[0], span[1] + size - 1) - span[0]) // size + 1
-            return np.where(np.isnan(value), 0, out).astype(np.int32)
-        if f.transform == "zip_prefix":
-            n = self.encoder.zip_prefix_len
-            cells = [c[:n] if len(c[:n]) == n and c[:n].isdigit() and c[:n].isascii() else "" for c in cells]
-        return np.array([table.get(c, 0) for c in cells], np.int32)
-
     def _users(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         ids = self._find(self._user_keys, arrays[USER_ID], np.arange(1, len(self._user_keys) + 1))
         cols = []
-        for f, table in self._fields:
-            cells = [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in arrays[f"user_{f.name}"]]
-            cols.append(self._field(f, table, cells))
+        for f, transform in self._fields:
+            name = f"user_{f.name}"
+            try:
+                cols.append(transform.numpy(arrays[name], label=name))
+            except ValueError as err:
+                raise RequestError(str(err)) from None
         fields = np.stack(cols, axis=1) if cols else np.zeros((len(ids), 0), np.int32)
         return ids, fields
 

@@ -17,12 +17,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfmetarec.data.features import AGE_BUCKETS, FeatureEncoder
+from tfmetarec.data.features import FeatureEncoder
 from tfmetarec.data.schema import Field
+from tfmetarec.data.transforms import ListLookup, Lookup
 from tfmetarec.types import ITEM_FIELDS, ITEM_ID, LIST, USER_FIELDS, USER_ID, FieldSpec
-
-NUMBER = r"\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*"
-
 
 def _int_table(keys: np.ndarray, values: np.ndarray) -> tf.lookup.StaticHashTable:
     keys = np.asarray(keys, np.int64)
@@ -30,14 +28,6 @@ def _int_table(keys: np.ndarray, values: np.ndarray) -> tf.lookup.StaticHashTabl
         keys, values = np.array([np.iinfo(np.int64).min], np.int64), np.array([0], np.int32)
     return tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(np.asarray(values, np.int32))),
-        default_value=0)
-
-
-def _string_table(vocab: Sequence[str]) -> tf.lookup.StaticHashTable:
-    keys = list(vocab) or ["\x00<empty vocabulary>"]
-    return tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string),
-                                            tf.constant(np.arange(1, len(keys) + 1), tf.int32)),
         default_value=0)
 
 
@@ -62,14 +52,15 @@ class RawInputs(tf.Module):
         self.encoder = encoder
         self.user_fields: tuple[Field, ...] = encoder.fields_of("user")
         self.item_fields: tuple[Field, ...] = encoder.fields_of("item")
+        self._transforms = {f"{f.side}:{f.name}": encoder.transform_of(f) for f in (*self.user_fields, *self.item_fields)}
         self.user_specs: tuple[FieldSpec, ...] = tuple(encoder.field_spec(f) for f in self.user_fields)
         self.item_specs: tuple[FieldSpec, ...] = tuple(encoder.field_spec(f) for f in self.item_fields)
         self.num_table_items = len(raw)
         users = np.asarray(encoder.user_vocab or [], np.int64)
         self._users = _int_table(users, np.arange(1, len(users) + 1))
         self._items = _int_table(raw[rows], rows)
-        self._vocabs = {f"{f.side}:{f.name}": _string_table(encoder.vocabulary(f.side, f.name))
-                        for f in (*self.user_fields, *self.item_fields) if f.transform in (None, "zip_prefix")}
+        # the transforms' lookup tables, held here so a SavedModel tracks them
+        self._tables = [t.table() for t in self._transforms.values() if isinstance(t, (Lookup, ListLookup))]
 
     # -- IDs -----------------------------------------------------------------------------
     def user_ids(self, raw: tf.Tensor) -> tf.Tensor:
@@ -81,54 +72,6 @@ class RawInputs(tf.Module):
         return self._items.lookup(tf.cast(raw, tf.int64))
 
     # -- fields --------------------------------------------------------------------------
-    def _numbers(self, values: tf.Tensor, label: str) -> tuple[tf.Tensor, tf.Tensor]:
-        """``(value, present)``: numeric strings as float64; an empty string is missing,
-        anything else not a number fails naming the input."""
-        text = tf.strings.strip(values)
-        empty = tf.equal(text, "")
-        ok = tf.strings.regex_full_match(text, NUMBER)
-        check = tf.debugging.assert_equal(
-            tf.reduce_all(ok | empty), True, message=f"{label} must hold numbers (or '' for missing)")
-        with tf.control_dependencies([check]):
-            number = tf.strings.to_number(tf.where(ok, text, "0"), tf.float64)
-        return number, ok
-
-    def _categorical(self, f: Field, values: tf.Tensor, label: str) -> tf.Tensor:
-        if f.transform == "age_bucket":
-            age, present = self._numbers(values, label)
-            edges = tf.constant(AGE_BUCKETS, tf.float64)
-            bucket = tf.reduce_sum(tf.cast(age[..., None] >= edges, tf.int32), axis=-1) + 1
-            return tf.where(present, bucket, 0)
-        if f.transform == "year_bucket":
-            year, present = self._numbers(values, label)
-            span = self.encoder.year_range
-            if span is None:
-                return tf.zeros_like(year, tf.int32)
-            size = self.encoder.year_bucket_size
-            clipped = tf.clip_by_value(year, float(span[0]), float(span[1] + size - 1))
-            bucket = tf.cast(tf.math.floordiv(clipped - span[0], float(size)), tf.int32) + 1
-            return tf.where(present, bucket, 0)
-        text = tf.strings.strip(values)
-        if f.transform == "zip_prefix":
-            n = self.encoder.zip_prefix_len
-            head = tf.strings.substr(text, 0, n, unit="UTF8_CHAR")
-            text = tf.where(tf.strings.regex_full_match(head, rf"\d{{{n}}}"), head, "")
-        return self._vocabs[f"{f.side}:{f.name}"].lookup(text)
-
-    def _list(self, f: Field, spec: FieldSpec, values: tf.Tensor) -> tf.Tensor:
-        """``[..., L]`` strings -> ``[..., width]``: known values first in their order, each once."""
-        idx = self._vocabs[f"{f.side}:{f.name}"].lookup(tf.strings.strip(values))
-        length = tf.shape(idx)[-1]
-        earlier = tf.linalg.band_part(tf.ones(tf.stack([length, length]), tf.bool), -1, 0)
-        earlier = earlier & ~tf.eye(length, dtype=tf.bool)  # [j, k]: k comes before j
-        repeated = tf.reduce_any(tf.equal(idx[..., :, None], idx[..., None, :]) & earlier, axis=-1)
-        idx = tf.where(repeated, 0, idx)
-        order = tf.argsort(tf.cast(idx == 0, tf.int32), axis=-1, stable=True)
-        idx = tf.gather(idx, order, batch_dims=len(idx.shape) - 1)
-        pad = tf.maximum(spec.width - length, 0)
-        idx = tf.pad(idx, [[0, 0]] * (len(idx.shape) - 1) + [[0, pad]])
-        return idx[..., : spec.width]
-
     def _side(self, fields: Sequence[Field], specs: Sequence[FieldSpec], values: Mapping[str, tf.Tensor],
               side: str, shape: tf.Tensor | None) -> tf.Tensor:
         unknown = sorted(set(values) - {f.name for f in fields})
@@ -142,13 +85,8 @@ class RawInputs(tf.Module):
                     raise KeyError(f"{label} is needed (or pass the rows' shape).")
                 cols.append(tf.zeros(tf.concat([shape, [spec.width]], 0), tf.int32))
                 continue
-            value = tf.convert_to_tensor(values[f.name])
-            if value.dtype != tf.string:
-                value = tf.strings.as_string(value)
-            if f.kind == LIST:
-                cols.append(self._list(f, spec, value))
-            else:
-                cols.append(self._categorical(f, value, label)[..., None])
+            out = self._transforms[f"{f.side}:{f.name}"].tf(values[f.name], label)
+            cols.append(out if f.kind == LIST else out[..., None])
         if not cols:
             return tf.zeros(tf.concat([shape if shape is not None else [0], [0]], 0), tf.int32)
         return tf.concat(cols, axis=-1)

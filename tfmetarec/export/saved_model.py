@@ -61,6 +61,7 @@ from tfmetarec.export.contract import (
 )
 from tfmetarec.export.core import ServingCore
 from tfmetarec.export.raw_inputs import RawInputs
+from tfmetarec.export.rules import assertions, rules
 from tfmetarec.learners.base import MetaLearner
 
 DTYPES = {"int64": tf.int64, "int32": tf.int32, "float32": tf.float32, "string": tf.string, "float64": tf.float64}
@@ -139,6 +140,7 @@ class ServingModule(tf.Module):
             lambda u, f, i, r, m: self.core.recommend(self.core.adapt(u, f, i, r, m), i, m), jit_compile=xla)
         self._recommend_state_fn = tf.function(self.core.recommend_state, jit_compile=xla)
         self._update_fn = tf.function(self.core.update, jit_compile=xla)
+        self._rules = {name: rules(self.contract, name) for name in self.contract.signatures}
         for name in self.contract.signatures:
             specs = {n: tf.TensorSpec(self.contract.input_shapes()[n], DTYPES[self.contract.input_dtypes()[n]], n)
                      for n in self.contract.inputs(name)}
@@ -149,68 +151,12 @@ class ServingModule(tf.Module):
         return (tf.zeros([users], tf.int32), tf.zeros([users, width], tf.int32), tf.zeros([users, rows], tf.int32),
                 tf.zeros([users, rows]), tf.zeros([users, rows]))
 
-    # -- checks (a failing one stops the request with its message) ----------------------------
-    def _users(self, inputs: dict) -> tuple[tf.Tensor, list]:
-        users = tf.shape(inputs[USER_ID])[0]
-        checks = [
-            tf.debugging.assert_greater(users, 0, message="user_id: a request needs at least one user"),
-            tf.debugging.assert_less_equal(users, self.buckets.limit("users"),
-                                           message=f"user_id: more users than the limit of "
-                                                   f"{self.buckets.limit('users')} per request"),
-        ]
-        for f in self.contract.user_fields:
-            checks.append(tf.debugging.assert_equal(tf.shape(inputs[f"user_{f}"])[0], users,
-                                                    message=f"user_{f} must have one value per user (as user_id)"))
-        return users, checks
-
-    def _rows(self, inputs: dict, names: tuple[str, ...], users: tf.Tensor, axis: str) -> tuple[tf.Tensor, list]:
-        first = inputs[names[0]]
-        rows = tf.shape(first)[1]
-        checks = [tf.debugging.assert_equal(tf.shape(first)[0], users,
-                                            message=f"{names[0]} must have one row per user [T, rows]"),
-                  tf.debugging.assert_less_equal(rows, self.buckets.limit(axis),
-                                                 message=f"{names[0]}: more rows than the limit of "
-                                                         f"{self.buckets.limit(axis)} per user")]
-        for n in names[1:]:
-            checks.append(tf.debugging.assert_equal(tf.shape(inputs[n]), tf.shape(first),
-                                                    message=f"{n} must have the shape of {names[0]}"))
-        return rows, checks
-
-    def _ratings(self, rating: tf.Tensor, mask: tf.Tensor, names: tuple[str, str]) -> list:
-        lo, hi = self.contract.rating_range
-        real = mask > 0
-        safe = tf.where(real, rating, tf.fill(tf.shape(rating), tf.constant(lo, tf.float32)))
-        return [
-            tf.debugging.assert_equal(tf.reduce_all((mask == 0.0) | (mask == 1.0)), True,
-                                      message=f"{names[1]} must hold only 0 (padding) and 1 (a rating)"),
-            tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(safe)), True,
-                                      message=f"{names[0]} holds NaN or infinite values on real (mask 1) rows"),
-            tf.debugging.assert_equal(tf.reduce_all((safe >= lo) & (safe <= hi)), True,
-                                      message=f"{names[0]} holds ratings outside the trained range [{lo:g}, {hi:g}]"),
-        ]
-
-    def _state(self, inputs: dict) -> tuple[dict, tf.Tensor, list]:
-        state = {e.name: inputs[STATE_PREFIX + e.name] for e in self.contract.state}
-        users = tf.shape(state[STATE_FINGERPRINT])[0]
-        checks = [
-            tf.debugging.assert_greater(users, 0, message="state: a request needs at least one user"),
-            tf.debugging.assert_less_equal(users, self.buckets.limit("users"),
-                                           message=f"state: more users than the limit of "
-                                                   f"{self.buckets.limit('users')} per request"),
-            tf.debugging.assert_equal(tf.reduce_all(state[STATE_FINGERPRINT] == self.core.fingerprint), True,
-                                      message="state_fingerprint: this state was made by another model; adapt again "
-                                              "with this one"),
-            tf.debugging.assert_equal(tf.reduce_all(state[STATE_FORMAT] == STATE_VERSION), True,
-                                      message=f"state_version: this model reads state version {STATE_VERSION}"),
-        ]
-        for name, value in state.items():
-            checks.append(tf.debugging.assert_equal(tf.shape(value)[0], users,
-                                                    message=f"{STATE_PREFIX}{name} must have one row per user of "
-                                                            "the state"))
-            if value.dtype.is_floating:
-                checks.append(tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(value)), True,
-                                                        message=f"{STATE_PREFIX}{name} holds NaN or infinite values"))
-        return state, users, checks
+    # -- checks (a failing one stops the request with its message) ---------------------------
+    def _checked(self, signature: str, inputs: dict) -> dict:
+        """``inputs`` once every rule of the signature's request holds (:mod:`tfmetarec.export.rules`,
+        the same rules the clients run in numpy)."""
+        with tf.control_dependencies(assertions(self._rules[signature], inputs)):
+            return {k: tf.identity(v) for k, v in inputs.items()}
 
     # -- encoded, padded inputs -------------------------------------------------------------------
     def _encoded_users(self, inputs: dict, padded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -225,82 +171,62 @@ class ServingModule(tf.Module):
         return items, rating, mask
 
     def _prepare(self, inputs: dict, support: bool = True, query: bool = True) -> tuple[tuple, tf.Tensor, tf.Tensor]:
-        users, checks = self._users(inputs)
-        s_rows = q_rows = None
-        if support:
-            s_rows, more = self._rows(inputs, (SUPPORT_ITEM, SUPPORT_RATING, SUPPORT_MASK), users, "support")
-            checks += more
-        if query:
-            q_rows, more = self._rows(inputs, (QUERY_ITEM,), users, "query")
-            checks += more
-        with tf.control_dependencies(checks):  # values are checked once the shapes are known good
-            values = self._ratings(inputs[SUPPORT_RATING], inputs[SUPPORT_MASK], (SUPPORT_RATING, SUPPORT_MASK)) \
-                if support else []
-        with tf.control_dependencies(checks + values):  # every padded size waits for every check
-            users = tf.identity(users)
-            s_rows = None if s_rows is None else tf.identity(s_rows)
-            q_rows = None if q_rows is None else tf.identity(q_rows)
+        users = tf.shape(inputs[USER_ID])[0]
         padded = _bucket(users, self.buckets.users)
         user_index, user_fields = self._encoded_users(inputs, padded)
         if support:
-            items, rating, mask = self._encoded_support(inputs, padded, _bucket(s_rows, self.buckets.support))
+            rows = _bucket(tf.shape(inputs[SUPPORT_ITEM])[1], self.buckets.support)
+            items, rating, mask = self._encoded_support(inputs, padded, rows)
         else:
             smallest = self.buckets.support[0]
             items = tf.zeros(tf.stack([padded, smallest]), tf.int32)
             rating = mask = tf.zeros(tf.stack([padded, smallest]), tf.float32)
         out = (user_index, user_fields, items, rating, mask)
+        q_rows = tf.shape(inputs[QUERY_ITEM])[1] if query else None
         q = _pad(self.raw.item_rows(inputs[QUERY_ITEM]), padded, _bucket(q_rows, self.buckets.query)) if query else None
         return (*out, q), users, q_rows
 
     # -- the signatures ------------------------------------------------------------------------------
     def _serving_default(self, inputs: dict) -> dict:
-        (u, f, i, r, m, q), users, rows = self._prepare(inputs, support=False)
+        (u, f, i, r, m, q), users, rows = self._prepare(self._checked("serving_default", inputs), support=False)
         return {SCORES: self._adapt_score_fn(u, f, i, r, m, q)[:users, :rows]}
 
     def _adapt_and_score(self, inputs: dict) -> dict:
-        (u, f, i, r, m, q), users, rows = self._prepare(inputs)
+        (u, f, i, r, m, q), users, rows = self._prepare(self._checked("adapt_and_score", inputs))
         return {SCORES: self._adapt_score_fn(u, f, i, r, m, q)[:users, :rows]}
 
     def _adapt(self, inputs: dict) -> dict:
-        (u, f, i, r, m, _), users, _ = self._prepare(inputs, query=False)
+        (u, f, i, r, m, _), users, _ = self._prepare(self._checked("adapt", inputs), query=False)
         state = self._adapt_fn(u, f, i, r, m)
         return {STATE_PREFIX + k: v[:users] for k, v in state.items()}
 
     def _recommend(self, inputs: dict) -> dict:
-        (u, f, i, r, m, _), users, _ = self._prepare(inputs, query=False)
+        (u, f, i, r, m, _), users, _ = self._prepare(self._checked("recommend", inputs), query=False)
         items, scores = self._adapt_recommend_fn(u, f, i, r, m)
         return {TOP_ITEMS: items[:users], SCORES: scores[:users]}
 
-    def _with_state(self, inputs: dict, names: tuple[str, ...], axis: str, extra=None) -> tuple:
-        state, users, checks = self._state(inputs)
-        rows, more = self._rows(inputs, names, users, axis)
-        checks += more
-        if extra is not None:
-            with tf.control_dependencies(checks):
-                checks += extra(inputs)
-        with tf.control_dependencies(checks):
-            users, rows = tf.identity(users), tf.identity(rows)
+    def _state(self, inputs: dict) -> tuple[dict, tf.Tensor, tf.Tensor]:
+        state = {e.name: inputs[STATE_PREFIX + e.name] for e in self.contract.state}
+        users = tf.shape(state[STATE_FINGERPRINT])[0]
         padded = _bucket(users, self.buckets.users)
-        return {k: _pad(v, padded) for k, v in state.items()}, users, rows, padded
+        return {k: _pad(v, padded) for k, v in state.items()}, users, padded
 
     def _score_with_state(self, inputs: dict) -> dict:
-        state, users, rows, padded = self._with_state(inputs, (QUERY_ITEM,), "query")
+        inputs = self._checked("score_with_state", inputs)
+        state, users, padded = self._state(inputs)
+        rows = tf.shape(inputs[QUERY_ITEM])[1]
         q = _pad(self.raw.item_rows(inputs[QUERY_ITEM]), padded, _bucket(rows, self.buckets.query))
         return {SCORES: self._score_fn(state, q)[:users, :rows]}
 
     def _recommend_with_state(self, inputs: dict) -> dict:
-        state, users, checks = self._state(inputs)
-        with tf.control_dependencies(checks):
-            users = tf.identity(users)
-        padded = _bucket(users, self.buckets.users)
-        top, scores = self._recommend_state_fn({k: _pad(v, padded) for k, v in state.items()})
+        state, users, _ = self._state(self._checked("recommend_with_state", inputs))
+        top, scores = self._recommend_state_fn(state)
         return {TOP_ITEMS: top[:users], SCORES: scores[:users]}
 
     def _update_state(self, inputs: dict) -> dict:
-        state, users, rows, padded = self._with_state(
-            inputs, (NEW_ITEM, NEW_RATING, NEW_MASK), "support",
-            lambda x: self._ratings(x[NEW_RATING], x[NEW_MASK], (NEW_RATING, NEW_MASK)))
-        size = _bucket(rows, self.buckets.support)
+        inputs = self._checked("update_state", inputs)
+        state, users, padded = self._state(inputs)
+        size = _bucket(tf.shape(inputs[NEW_ITEM])[1], self.buckets.support)
         items = _pad(self.raw.item_rows(inputs[NEW_ITEM]), padded, size)
         mask = _pad(inputs[NEW_MASK], padded, size)
         rating = _pad(tf.where(inputs[NEW_MASK] > 0, inputs[NEW_RATING], 0.0), padded, size)

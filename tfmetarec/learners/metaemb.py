@@ -63,26 +63,31 @@ class MetaEmbeddingLearner(MetaLearner):
         params = self.model.parameters()
         return [params[name] for name in self._generator]
 
-    def _phases(self, support: Episode) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """``(phi, phi', l_a)``: the generated embedding of each task's item, after the warm-up
-        step on the support, and the cold-phase loss ``[T]``."""
+    def _warm_step(self, phi: tf.Tensor, part: Episode) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(phi', loss)``: one gradient step of size ``warm_lr`` on each task's embedding for the
+        loss ``[T]`` of the rows of ``part`` (a task without rows keeps its embedding)."""
         params = self.model.variable_values()
-        features = features_of(support)
-        first = tf.argmax(tf.cast(support[MASK], tf.float32), axis=-1, output_type=tf.int32)  # a real row
-        item = tf.gather(features[ITEM_ID], first, batch_dims=1)[:, None]
-        phi = self.model.generate_item_embedding(params, {ITEM_ID: item})[:, 0, :]  # [T, e]
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(phi)
-            cold = task_mse(self.model.forward_with_item_embedding(params, phi, features), support[RATING],
-                            support[MASK])
-            total = tf.reduce_sum(cold)
+            loss = task_mse(self.model.forward_with_item_embedding(params, phi, features_of(part)), part[RATING],
+                            part[MASK])
+            total = tf.reduce_sum(loss)
         grad = tape.gradient(total, phi)  # each task's own gradient (tasks are independent)
-        return phi, phi - tf.cast(self.warm_lr, phi.dtype) * grad, cold
+        return phi - tf.cast(self.warm_lr, phi.dtype) * grad, loss
+
+    def _generated(self, part: Episode) -> tf.Tensor:
+        """The generated embedding ``[T, e]`` of each task's item (from its first real row)."""
+        first = tf.argmax(tf.cast(part[MASK], tf.float32), axis=-1, output_type=tf.int32)
+        item = tf.gather(part[ITEM_ID], first, batch_dims=1)[:, None]
+        return self.model.generate_item_embedding(self.model.variable_values(), {ITEM_ID: item})[:, 0, :]
+
+    @staticmethod
+    def _has_rows(part: Episode) -> tf.Tensor:
+        return tf.cast(tf.reduce_sum(tf.cast(part[MASK], tf.float32), axis=-1) > 0, tf.float32)
 
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
-        _, warmed, _ = self._phases(support)
-        has = tf.reduce_sum(tf.cast(support[MASK], tf.float32), axis=-1) > 0
-        return {ITEM_EMBEDDING: warmed, HAS_SUPPORT: tf.cast(has, warmed.dtype)}
+        warmed, _ = self._warm_step(self._generated(support), support)
+        return {ITEM_EMBEDDING: warmed, HAS_SUPPORT: tf.cast(self._has_rows(support), warmed.dtype)}
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         params = self.model.variable_values()
@@ -92,11 +97,17 @@ class MetaEmbeddingLearner(MetaLearner):
         return has * warmed + (1.0 - has) * generated
 
     def update(self, state: dict[str, tf.Tensor], new_support: Episode) -> dict[str, tf.Tensor]:
-        raise NotImplementedError("The metaemb_generator learner adapts once from an item's first ratings; it has "
-                                  "no incremental update (re-adapt on the ratings so far).")
+        """One more warm-up step on the new ratings, from the state's embedding (an item that had
+        none yet starts from its generated one); a task with no new rating keeps its state."""
+        has = state[HAS_SUPPORT]
+        start = has[:, None] * state[ITEM_EMBEDDING] + (1.0 - has[:, None]) * self._generated(new_support)
+        warmed, _ = self._warm_step(start, new_support)
+        arrived = tf.cast(self._has_rows(new_support), warmed.dtype)
+        return {**state, ITEM_EMBEDDING: arrived[:, None] * warmed + (1.0 - arrived[:, None]) * state[ITEM_EMBEDDING],
+                HAS_SUPPORT: tf.maximum(has, arrived)}
 
     def meta_loss(self, episode: Episode) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        _, warmed, cold = self._phases(episode[SUPPORT])
+        warmed, cold = self._warm_step(self._generated(episode[SUPPORT]), episode[SUPPORT])
         query = episode[QUERY]
         pred = self.model.forward_with_item_embedding(self.model.variable_values(), warmed, features_of(query))
         warm = task_mse(pred, query[RATING], query[MASK])

@@ -47,11 +47,15 @@ class DivergenceError(FloatingPointError, ValueError):
 
 
 def learner_identity(learner: MetaLearner) -> str:
-    """``Class:digest`` of a learner's class, settings and model (class, settings, feature spec):
-    what a checkpoint must have been written by to be restored into it."""
+    """``Class:digest`` of a learner's class, settings and model (class, settings, feature spec;
+    not the initialiser seeds): what a checkpoint must have been written by to be restored into it."""
     model = learner.model
-    described = {"learner": type(learner).__name__, "settings": learner.settings_config(),
-                 "model": type(model).__name__, "model_settings": model.settings_config(),
+
+    def settings(obj: Any) -> dict[str, Any]:  # the initialiser seed does not outlive a restore
+        return {k: v for k, v in obj.settings_config().items() if k != "seed"}
+
+    described = {"learner": type(learner).__name__, "settings": settings(learner),
+                 "model": type(model).__name__, "model_settings": settings(model),
                  "fields": [model.user_fields, model.item_fields, model.num_users, model.num_items]}
     digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{type(learner).__name__}:{digest}"
@@ -206,8 +210,8 @@ class MetaTrainer:
     # -- the episode stream ----------------------------------------------------------------
     def _source(self, episodes: Any, start: int) -> Iterable[Episode] | EpisodeSource:
         """What :meth:`fit` trains from: a dataset made by ``EpisodeSampler.dataset()`` stands for
-        its sampler (which continues at the step training stands at); a re-iterable that would
-        start again from its first episode is refused once training has begun."""
+        its sampler, which continues at the step training stands at (a dataset made to start
+        elsewhere is refused); anything else as given."""
         made_by = getattr(episodes, EPISODE_SOURCE, None)
         if made_by is not None:
             sampler, first = made_by
@@ -216,13 +220,6 @@ class MetaTrainer:
                                  "the sampler itself (fit(sampler, ...)), which continues exactly where training "
                                  "stands.")
             return sampler
-        if isinstance(episodes, EpisodeSource):
-            return episodes
-        if start > 0 and not isinstance(episodes, Iterator):
-            raise ValueError(
-                f"Training stands at step {start}, and fit() would read this {type(episodes).__name__} again from "
-                "its first episode, replaying episodes already trained on. Pass an EpisodeSampler (which continues "
-                "exactly at the current step) or an iterator (iter(...)) that continues where it stopped.")
         return episodes
 
     def _batches(self, episodes: Iterable[Episode] | EpisodeSource, start: int, steps: int
@@ -271,9 +268,9 @@ class MetaTrainer:
 
         ``episodes`` is an :class:`EpisodeSource` (streamed from the current step, so a
         resumed run, or a second ``fit`` with more steps, sees the episodes an uninterrupted
-        run would; a dataset made by its ``dataset()`` counts as the source itself), an
-        iterator (read on from where it stands) or an iterable (read from its start, so only
-        while training stands at step 0: later it would replay, and is refused). With
+        run would; a dataset made by its ``dataset()`` counts as the source itself: it does
+        not start over at episode 0), or any other iterable of episodes, read as given (the
+        next ``steps - step`` episodes of it). With
         ``checkpoint_dir``, the latest checkpoint there is restored first (and checked
         against the learner and the stream, see :meth:`restore`) and a new one, holding the
         stream's seed, position and fingerprint, is written every ``checkpoint_every`` steps

@@ -1,0 +1,195 @@
+"""The request rules, written once: rows of (input, predicate, message), from which both the numpy
+checker (the clients: :func:`~tfmetarec.export.contract.check_request`) and the in-graph checker
+(the SavedModel) are made.
+
+A predicate is a function of an ``ops`` namespace and the request's arrays: with :data:`NUMPY`
+it returns a numpy boolean, with :data:`TENSORFLOW` a boolean tensor, so the two checkers
+cannot drift. Rules of the ``"shape"`` stage run first; ``"value"`` rules (masks, ratings,
+states) run once the shapes are known good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tfmetarec.export.contract import ServingContract
+
+SUPPORT_GROUP = ("support_item_id", "support_rating", "support_mask")
+NEW_GROUP = ("new_item_id", "new_rating", "new_mask")
+
+
+class _NumpyOps:
+    """The predicates' operations on numpy arrays."""
+
+    @staticmethod
+    def rows(x: Any, axis: int = 0) -> Any:
+        return np.shape(x)[axis]
+
+    @staticmethod
+    def same_shape(a: Any, b: Any) -> Any:
+        return np.shape(a) == np.shape(b)
+
+    all = staticmethod(np.all)
+    isfinite = staticmethod(np.isfinite)
+    where = staticmethod(np.where)
+
+    @staticmethod
+    def floating(x: Any) -> bool:
+        return np.asarray(x).dtype.kind == "f"
+
+
+class _TensorFlowOps:
+    """The same operations on tensors (imported on first use)."""
+
+    @staticmethod
+    def rows(x: Any, axis: int = 0) -> Any:
+        import tensorflow as tf
+
+        return tf.shape(x)[axis]
+
+    @staticmethod
+    def same_shape(a: Any, b: Any) -> Any:
+        import tensorflow as tf
+
+        sa, sb = tf.shape(a), tf.shape(b)
+        return tf.reduce_all(tf.equal(tf.size(sa), tf.size(sb))) & tf.reduce_all(tf.equal(sa, sb))
+
+    @staticmethod
+    def all(x: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.reduce_all(x)
+
+    @staticmethod
+    def isfinite(x: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.math.is_finite(x)
+
+    @staticmethod
+    def where(c: Any, x: Any, y: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.where(c, x, tf.cast(y, x.dtype))
+
+    @staticmethod
+    def floating(x: Any) -> bool:
+        return x.dtype.is_floating
+
+
+NUMPY = _NumpyOps()
+TENSORFLOW = _TensorFlowOps()
+
+Predicate = Callable[[Any, Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check of a request: the input it names, when it runs, what must hold, what to say."""
+
+    input: str
+    stage: str  # "shape" or "value"
+    holds: Predicate
+    message: str
+
+
+def _count(names: Sequence[str]) -> Callable[[Any, Mapping[str, Any]], Any]:
+    return lambda ops, x: ops.rows(x[names[0]])
+
+
+def rules(contract: ServingContract, signature: str, limit_users: bool = True) -> list[Rule]:
+    """The rules of one signature's request, in the order they run."""
+    names = contract.inputs(signature)
+    state_inputs = [n for n in names if n.startswith("state_")]
+    first = names[0]
+    out: list[Rule] = [Rule(first, "shape", lambda ops, x: ops.rows(x[first]) > 0,
+                            f"{first}: a request needs at least one user.")]
+    if limit_users:
+        limit = contract.buckets.limit("users")
+        out.append(Rule(first, "shape", lambda ops, x: ops.rows(x[first]) <= limit,
+                        f"{first}: more users than the limit of {limit} per request."))
+    for n in names[1:]:
+        if n.startswith("user_") or n in state_inputs or n in (*SUPPORT_GROUP[:1], *NEW_GROUP[:1], "query_item_id"):
+            out.append(Rule(n, "shape", lambda ops, x, n=n: ops.rows(x[n]) == ops.rows(x[first]),
+                            f"{n} has another number of users than {first}: every input must have one row per "
+                            "user (T)."))
+    for group, axis in ((SUPPORT_GROUP, "support"), (NEW_GROUP, "support"), (("query_item_id",), "query")):
+        present = [n for n in group if n in names]
+        if not present:
+            continue
+        head, limit = present[0], contract.buckets.limit(axis)
+        for n in present[1:]:
+            out.append(Rule(n, "shape", lambda ops, x, n=n, head=head: ops.same_shape(x[n], x[head]),
+                            f"{n} must have the shape of {head}."))
+        out.append(Rule(head, "shape", lambda ops, x, head=head, limit=limit: ops.rows(x[head], 1) <= limit,
+                        f"{head}: more rows than the limit of {limit} per user."))
+        if len(present) == 3:
+            _, rating, mask = present
+            lo, hi = contract.rating_range
+            out += [
+                Rule(mask, "value", lambda ops, x, mask=mask: ops.all((x[mask] == 0.0) | (x[mask] == 1.0)),
+                     f"{mask} must hold only 0 (padding) and 1 (a rating)."),
+                Rule(rating, "value",
+                     lambda ops, x, r=rating, m=mask: ops.all(ops.isfinite(ops.where(x[m] > 0, x[r], lo))),
+                     f"{rating} holds NaN or infinite values on real (mask 1) rows."),
+                Rule(rating, "value",
+                     lambda ops, x, r=rating, m=mask: ops.all((ops.where(x[m] > 0, x[r], lo) >= lo)
+                                                              & (ops.where(x[m] > 0, x[r], lo) <= hi)),
+                     f"{rating} holds ratings outside the trained range [{lo:g}, {hi:g}]."),
+            ]
+    out += state_rules(contract, state_inputs)
+    return out
+
+
+def state_rules(contract: ServingContract, inputs: Sequence[str]) -> list[Rule]:
+    """The rules a cached state must pass: one row per user, finite values, made by this model."""
+    if not inputs:
+        return []
+    from tfmetarec.export.contract import STATE_FINGERPRINT, STATE_FORMAT, STATE_PREFIX, STATE_VERSION
+
+    out: list[Rule] = []
+    head = inputs[0]
+    for n in inputs:
+        out.append(Rule(n, "shape", lambda ops, x, n=n: ops.rows(x[n]) == ops.rows(x[head]),
+                        f"{n} must have one row per user of the state."))
+    for e in contract.state:
+        n = STATE_PREFIX + e.name
+        if e.dtype.startswith("float"):
+            out.append(Rule(n, "value", lambda ops, x, n=n: ops.all(ops.isfinite(x[n])),
+                            f"{n} holds NaN or infinite values: not a state adapt made."))
+    fingerprint, version = STATE_PREFIX + STATE_FINGERPRINT, STATE_PREFIX + STATE_FORMAT
+    out += [
+        Rule(fingerprint, "value", lambda ops, x: ops.all(x[fingerprint] == contract.fingerprint),
+             f"{fingerprint}: this state was made by another model; adapt again with this one."),
+        Rule(version, "value", lambda ops, x: ops.all(x[version] == STATE_VERSION),
+             f"{version}: this model reads state version {STATE_VERSION}."),
+    ]
+    return out
+
+
+def check_numpy(rules_: Sequence[Rule], arrays: Mapping[str, np.ndarray], error: type[Exception]) -> None:
+    """Raise ``error(message)`` at the first rule ``arrays`` break (shape rules first)."""
+    for stage in ("shape", "value"):
+        for rule in rules_:
+            if rule.stage == stage and not bool(rule.holds(NUMPY, arrays)):
+                raise error(rule.message)
+
+
+def assertions(rules_: Sequence[Rule], tensors: Mapping[str, Any]) -> list:
+    """The in-graph checks of ``rules_``: the value rules wait for the shape rules."""
+    import tensorflow as tf
+
+    shape = [tf.debugging.assert_equal(rule.holds(TENSORFLOW, tensors), True, message=rule.message)
+             for rule in rules_ if rule.stage == "shape"]
+    with tf.control_dependencies(shape):
+        value = [tf.debugging.assert_equal(rule.holds(TENSORFLOW, tensors), True, message=rule.message)
+                 for rule in rules_ if rule.stage == "value"]
+    return shape + value
+
+
+__all__ = ["NUMPY", "TENSORFLOW", "Rule", "assertions", "check_numpy", "rules", "state_rules"]
