@@ -103,7 +103,7 @@ def item_table() -> np.ndarray:
 
 
 def build(cls, steps: int, first_order: bool, jit: bool):
-    model = MeLU(USER_FIELDS, ITEM_FIELDS, embedding_dim=32, hidden_units=HIDDEN, num_items=NUM_ITEMS, seed=0)
+    model = MeLU(user_fields=USER_FIELDS, item_fields=ITEM_FIELDS, embedding_dim=32, hidden_units=HIDDEN, num_items=NUM_ITEMS, seed=0)
     model.set_item_table(item_table())
     learner = cls(model, inner_steps=steps, inner_lr=0.01, first_order=first_order, adapt="decision")
     return MetaTrainer(learner, keras.optimizers.Adam(1e-4), jit_compile=jit)
@@ -263,7 +263,7 @@ def overhead_section(rounds: int, steps: int) -> list[dict]:
 
     out = []
     for k in (1, 4, 8):
-        model = MeLU((FieldSpec("gender", CAT, 3),), (FieldSpec("year", CAT, 5),), embedding_dim=4, hidden_units=(4,),
+        model = MeLU(user_fields=(FieldSpec("gender", CAT, 3),), item_fields=(FieldSpec("year", CAT, 5),), embedding_dim=4, hidden_units=(4,),
                      num_items=5, seed=0)
         model.set_item_table(np.arange(5)[:, None].astype("int32"))
         trainer = MetaTrainer(MAML(model, inner_steps=1, inner_lr=0.01), keras.optimizers.Adam(1e-3), True, k)

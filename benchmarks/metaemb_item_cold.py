@@ -8,7 +8,8 @@ For each (dataset, seed): a MetaEmb model is trained by plain regression on the
 meta-training ratings (``pretrain``: the generator gets no signal there, because every
 training item has an ID). Then new items (the item-cold partition: new items rated by
 existing users) are scored three ways, once with the untrained generator and once after
-``MetaEmbeddingTrainer`` has trained it on item tasks drawn from the training items:
+the ``metaemb_generator`` learner has trained it on item tasks drawn from the training items
+(support and query of ``--arrived`` ratings each, through ``MetaTrainer``):
 
 * cold: the generated embedding, no rating of the item seen (also the user-level MAE
   of the item-cold scenario, the zoo's protocol);
@@ -38,11 +39,11 @@ import tensorflow as tf  # noqa: E402
 from common import datasets_present, write_mean_sd_table  # noqa: E402
 
 from tfmetarec.config import ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
-from tfmetarec.data.splits import SplitConfig  # noqa: E402
+from tfmetarec.config import SplitConfig  # noqa: E402
 from tfmetarec.evaluation.protocol import evaluate_tasks  # noqa: E402
 from tfmetarec.experiment import build_model, fit_learner, prepare  # noqa: E402
-from tfmetarec.learners import Pretrain  # noqa: E402
-from tfmetarec.models.metaemb import MetaEmbeddingTrainer, item_task_batches  # noqa: E402
+from tfmetarec.learners import MetaTrainer, Pretrain, create  # noqa: E402
+from tfmetarec.tasks.samplers import EpisodeSampler  # noqa: E402
 from tfmetarec.types import ITEM_ID, USER_FIELDS, USER_ID  # noqa: E402
 
 EVAL_ROWS = 20
@@ -96,10 +97,11 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     for stage in ("untrained generator", "trained generator"):
         if stage == "trained generator":
             started = time.time()
-            train_features, train_ratings, _ = row_features(prepared.encoded, prepared.train_ratings)
-            batches = item_task_batches(train_features, train_ratings, rows_per_phase=args.arrived, seed=seed)
-            trainer = MetaEmbeddingTrainer(model, keras.optimizers.Adam(1e-3), warm_lr=args.warm_lr, jit_compile=True)
-            trainer.fit(batches, args.generator_steps)
+            generator = create("metaemb_generator", model, warm_lr=args.warm_lr)
+            items = EpisodeSampler(prepared.encoded, prepared.train_ratings, task_key="item", batch_size=16,
+                                   query_size=args.arrived, max_support=args.arrived, seed=seed)
+            MetaTrainer(generator, keras.optimizers.Adam(1e-3), jit_compile=True).fit(items, args.generator_steps,
+                                                                                      verbose=0)
             print(f"[{dataset} seed {seed}] generator trained in {time.time() - started:.0f} s", flush=True)
         cold = {s: evaluate_tasks(learner, prepared.encoded, prepared.scenarios[s], jit_compile=False)["MAE"]
                 for s in ("item_cold", "user_item_cold")}

@@ -51,8 +51,9 @@ def _validation(learner, prepared) -> dict[str, float]:
 def run_group(dataset: str, seed: int, steps: int, inner_steps: int, variants=VARIANTS) -> dict[str, pd.DataFrame]:
     """Every method on one (dataset, seed): per-task metrics and the validation choices."""
     from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
-    from tfmetarec.data.splits import SplitConfig
+    from tfmetarec.config import SplitConfig
     from tfmetarec.evaluation.protocol import evaluate_per_task
+    from tfmetarec.objectives import QueryLoss
     from tfmetarec.experiment import FINETUNE_LRS, build_learner, build_model, fit_learner, prepare
     from tfmetarec.learners import Pretrain
 
@@ -67,11 +68,11 @@ def run_group(dataset: str, seed: int, steps: int, inner_steps: int, variants=VA
     started = time.time()
 
     def with_ids(config, use_ids: bool):
-        return dataclasses.replace(config, model=dataclasses.replace(config.model, use_ids=use_ids))
+        return dataclasses.replace(config, model=config.model.replace(use_ids=use_ids))
 
     scores = {}
     for use_ids in sorted({v[0] for v in variants}):
-        pretrain = Pretrain(build_model(with_ids(base, use_ids), prepared.encoded), 0, 0.05, "decision")
+        pretrain = Pretrain(build_model(with_ids(base, use_ids), prepared.encoded), finetune_lr=0.05, adapt="decision")
         fit_learner(pretrain, prepared, steps)
         for lr in FINETUNE_LRS:
             scores[(use_ids, lr)] = (pretrain.with_finetuning(inner_steps, lr), _validation(
@@ -83,13 +84,13 @@ def run_group(dataset: str, seed: int, steps: int, inner_steps: int, variants=VA
                  "fine-tune" if k == tuned else ""} for k, (_, v) in scores.items()]
     methods = {"no-adaptation": scores[frozen][0], "fine-tune": scores[tuned][0]}
     for name in ("popularity", "item_mean"):
-        config = dataclasses.replace(base, learner=dataclasses.replace(base.learner, name=name))
+        config = dataclasses.replace(base, learner=base.learner.replace(name=name))
         methods[name] = build_learner(config, build_model(config, prepared.encoded), prepared)
     trained, validation = {}, {}
     for variant in variants:
         use_ids, weight, loss = variant
-        config = dataclasses.replace(with_ids(base, use_ids), learner=dataclasses.replace(
-            base.learner, ranking_weight=weight, ranking_loss=loss))
+        config = dataclasses.replace(with_ids(base, use_ids), learner=base.learner.replace(
+            query_loss=QueryLoss(ranking_weight=weight, ranking_loss=loss)))
         learner = build_learner(config, build_model(config, prepared.encoded), prepared)
         fit_learner(learner, prepared, steps)
         trained[variant], validation[variant] = learner, _validation(learner, prepared)

@@ -36,7 +36,7 @@ from common import datasets_present  # noqa: E402
 
 from tfmetarec import experiment  # noqa: E402
 from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig  # noqa: E402
-from tfmetarec.data.splits import SplitConfig  # noqa: E402
+from tfmetarec.config import SplitConfig  # noqa: E402
 from tfmetarec.evaluation.streaming import POINTS, StreamMethod, stream_tasks, streaming_curve  # noqa: E402
 from tfmetarec.learners import MAML  # noqa: E402
 

@@ -26,12 +26,13 @@ import pandas as pd  # noqa: E402
 from common import datasets_present, write_mean_sd_table  # noqa: E402
 
 from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig  # noqa: E402
-from tfmetarec.data.splits import SplitConfig  # noqa: E402
+from tfmetarec.config import SplitConfig  # noqa: E402
 from tfmetarec.evaluation.protocol import evaluate_tasks  # noqa: E402
 from tfmetarec.evaluation.retrieval import catalogue_retrieval  # noqa: E402
 from tfmetarec.experiment import fit_learner, prepare  # noqa: E402
 from tfmetarec.learners import MAML  # noqa: E402
 from tfmetarec.models import TwoTower  # noqa: E402
+from tfmetarec.objectives import QueryLoss  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             prepared = prepare(config)
             tasks = prepared.scenarios["user_cold"]
             for weight in args.weights:
-                model = TwoTower.from_spec(prepared.encoded.spec, embedding_dim=16, hidden_units=(64, 32),
-                                           retrieval_weight=weight, seed=seed)
-                learner = MAML(model, inner_steps=3, inner_lr=config.learner.inner_lr)
+                model = TwoTower.from_spec(prepared.encoded.spec, embedding_dim=16, hidden_units=(64, 32), seed=seed)
+                learner = MAML(model, inner_steps=3, inner_lr=config.learner.inner_lr,
+                               query_loss=QueryLoss(retrieval_weight=weight))
                 fit_learner(learner, prepared, args.steps)
                 mae = evaluate_tasks(learner, prepared.encoded, tasks, jit_compile=False)["MAE"]
                 found = catalogue_retrieval(learner, prepared.encoded, tasks, ks=(20,))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfmetarec.config import ModelConfig, TrainConfig  # noqa: E402
+from tfmetarec.config import TrainConfig  # noqa: E402
 from tfmetarec.data.paths import movielens_100k_dir  # noqa: E402
 from tfmetarec.models import available as available_models  # noqa: E402
-from tfmetarec.zoo import ZooSettings, run_zoo  # noqa: E402
+from tfmetarec.workflows.zoo import ZooSettings, run_zoo  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         datasets=tuple(datasets),
         seeds=tuple(args.seeds),
         models=tuple(models),
-        model=ModelConfig(embedding_dim=16, hidden_units=(64, 32)),
+        model_options=(("embedding_dim", 16), ("hidden_units", (64, 32))),
         train=dataclasses.replace(TrainConfig(), meta_steps=args.steps, pretrain_steps=args.steps),
         inner_steps=args.inner_steps,
     )

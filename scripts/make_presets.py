@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfmetarec import experiment  # noqa: E402
 from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig  # noqa: E402
-from tfmetarec.data.splits import SplitConfig  # noqa: E402
+from tfmetarec.config import SplitConfig  # noqa: E402
 from tfmetarec.presets import from_preset, preset_metrics, save_to_preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,24 +33,23 @@ ROOT = Path(__file__).resolve().parent.parent
 # The slowest files start first so the two lanes end together (seconds per file on 2 quiet cores,
 # 2026-11-30: the whole suite took 1516 s). Files not listed follow in path order.
 SLOW_FIRST = (
-    "tests/export/test_export_learners.py",  # 398 s
-    "tests/test_experiment.py",  # 353
-    "tests/test_notebooks.py",  # 264
-    "tests/learners/test_learner_learning.py",  # 261
-    "tests/learners/test_distribute.py",  # 200
-    "tests/models/test_model_learning.py",  # 188
-    "tests/test_zoo.py",  # 146
-    "tests/test_cli.py",  # 135
-    "tests/models/test_two_tower.py",  # 121
-    "tests/export/test_serving.py",  # 114
-    "tests/export/test_export_recipe.py",  # 106
-    "tests/presets/test_presets.py",  # 94
-    "tests/test_run_folder.py",  # 77
-    "tests/models/test_model_roundtrip.py",  # 77
-    "tests/models/test_cf.py",  # 65
-    "tests/learners/test_learner_contract.py",  # 63
-    "tests/learners/test_loop.py",  # 49
-    "tests/learners/test_task_context.py",  # 44
+    "tests/export/test_export_learners.py",
+    "tests/test_learning.py",
+    "tests/test_experiment.py",
+    "tests/learners/test_distribute.py",
+    "tests/test_notebooks.py",
+    "tests/test_zoo.py",
+    "tests/export/test_serving.py",
+    "tests/export/test_export_recipe.py",
+    "tests/presets/test_presets.py",
+    "tests/test_cli.py",
+    "tests/models/test_two_tower.py",
+    "tests/test_run_folder.py",
+    "tests/models/test_model_roundtrip.py",
+    "tests/learners/test_learner_contract.py",
+    "tests/models/test_cf.py",
+    "tests/learners/test_loop.py",
+    "tests/learners/test_task_context.py",
 )
 NO_TESTS = 5  # pytest's exit status when nothing was selected
 

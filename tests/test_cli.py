@@ -26,7 +26,7 @@ def test_train_help_documents_main_settings(capsys):
 
 def test_tiny_quickstart_then_evaluate(tmp_path, capsys):
     args = ["--meta-steps", "15", "--pretrain-steps", "15", "--embedding-dim", "8", "--hidden-units", "16",
-            "--inner-steps", "1", "--workdir", str(tmp_path), "--quiet", "--binary"]
+            "--inner-steps", "1", "--workdir", str(tmp_path), "--quiet", "--binary", "--no-xla"]
     assert main(["quickstart", *args]) == 0
     out = capsys.readouterr().out
     assert "user_item_cold" in out and "AUC" in out
@@ -38,7 +38,7 @@ def test_tiny_quickstart_then_evaluate(tmp_path, capsys):
 
 def test_train_accepts_every_registered_model_name(tmp_path, capsys):
     args = ["train", "--model", "two_tower", "--meta-steps", "5", "--embedding-dim", "4", "--hidden-units", "8",
-            "--inner-steps", "1", "--workdir", str(tmp_path), "--quiet"]
+            "--inner-steps", "1", "--workdir", str(tmp_path), "--quiet", "--no-xla"]
     assert main(args) == 0
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "two_tower"
     with pytest.raises(SystemExit):
@@ -63,9 +63,40 @@ def test_parser_builds_the_same_config_as_defaults():
     assert ExperimentConfig.from_dict(config.to_dict()) == config
 
 
-def test_export_bucket_defaults_match_the_serving_contract():
-    from tfmetarec.cli import BUCKETS
+def test_any_constructor_option_is_a_setting_checked_before_tensorflow(capsys):
+    """--set reaches every constructor option (learner, model, the query loss's fields, train, split);
+    typed flags are shortcuts for the same keys; mistakes name the key and exit 2 at once."""
+    from tfmetarec.cli import config_from_args
+
+    args = build_parser().parse_args(["train", "--learner", "meta_sgd", "--inner-lr", "0.2", "--set",
+                                      "learner.msl_anneal_steps=7", "--set", "model.hidden_units=64,32",
+                                      "--set", "learner.query_loss.ranking_weight=0.3", "--set",
+                                      "train.max_support=64", "--set", "split.query_size=5"])
+    config = config_from_args(args)
+    assert config.learner.options == {"inner_lr": 0.2, "msl_anneal_steps": 7,
+                                      "query_loss": config.learner.query_loss}
+    assert config.learner.learn_inner_lr == "per_parameter" and config.learner.query_loss.ranking_weight == 0.3
+    assert config.model.hidden_units == (64, 32) and config.train.max_support == 64 and config.split.query_size == 5
+    for argv, message in [
+        (["--set", "learner.inner_lrr=1"], "learner 'maml' takes no option 'inner_lrr'; its options are"),
+        (["--set", "learner.inner_lr=fast"], "learner.inner_lr must be a number >= 0, got 'fast'"),
+        (["--set", "learner.inner_steps=-2"], "learner.inner_steps must be an integer >= 0"),
+        (["--set", "model.hidden_units=64,0"], "model.hidden_units must be a list of ints >= 1"),
+        (["--learner", "prototype", "--inner-lr", "0.1"], "learner 'prototype' takes no option 'inner_lr'"),
+        (["--learner", "fomaml", "--set", "learner.first_order=false"], "'fomaml' is MAML with first_order=True"),
+        (["--inner-lr", "0.1", "--set", "learner.inner_lr=0.2"], "learner.inner_lr set twice"),
+        (["--set", "oops"], "--set expects KEY=VALUE"),
+        (["--set", "learner.query_loss.nope=1"], "learner.query_loss has no field 'nope'"),
+        (["--model", "cf", "--hidden-units", "8"], "model 'cf' takes no option 'hidden_units'"),
+    ]:
+        assert main(["train", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_export_bucket_defaults_are_the_serving_contracts():
     from tfmetarec.export.contract import Buckets
 
+    action = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["export"]._actions}
     b = Buckets()
-    assert BUCKETS == {"users": b.users, "support": b.support, "query": b.query}
+    assert (action["user_buckets"].default, action["support_buckets"].default, action["query_buckets"].default) == (
+        b.users, b.support, b.query)

@@ -1,4 +1,5 @@
-"""End to end: synthetic meta-training beats the baselines; the real 100K set runs."""
+"""End to end through the workflows: train, evaluate (report, paired tests, curves, streaming), reload;
+item tasks; the real 100K set runs. (That meta-learning beats no adaptation is tests/test_learning.py's.)"""
 
 
 import pytest
@@ -22,17 +23,10 @@ def synthetic_run(tmp_path_factory):
         dataset="synthetic",
         model=ModelConfig(embedding_dim=16, hidden_units=(32, 32)),
         learner=LearnerConfig(inner_steps=3),
-        train=TrainConfig(meta_steps=600, pretrain_steps=600, batch_size=32),
+        train=TrainConfig(meta_steps=600, pretrain_steps=600, batch_size=32, jit_compile=False),
     )
     run = train(config, workdir, verbose=0)
     return run, workdir, evaluate(run, workdir)
-
-
-def test_maml_beats_no_adaptation_on_user_cold(synthetic_run):
-    _, _, report = synthetic_run
-    maml = _row(report, "maml", "user_cold")
-    frozen = _row(report, "no-adaptation", "user_cold")
-    assert maml.MAE < frozen.MAE - 0.03, report.to_string()
 
 
 def test_report_has_every_scenario_and_method(synthetic_run):
@@ -81,7 +75,7 @@ def test_movielens_100k_short_run_has_all_scenarios(tmp_path):
         dataset="movielens-100k",
         model=ModelConfig(embedding_dim=8, hidden_units=(16,)),
         learner=LearnerConfig(inner_steps=1),
-        train=TrainConfig(meta_steps=20, pretrain_steps=20, batch_size=16),
+        train=TrainConfig(meta_steps=20, pretrain_steps=20, batch_size=16, jit_compile=False),
     )
     run = train(config, tmp_path, verbose=0)
     report = evaluate(run, tmp_path)
@@ -96,7 +90,7 @@ def test_item_tasks_run_end_to_end_and_new_items_adapt(tmp_path):
         dataset="synthetic",
         model=ModelConfig(name="cf", embedding_dim=8),
         learner=LearnerConfig(inner_steps=3, inner_lr=0.1, adapt="item_prior"),
-        train=TrainConfig(meta_steps=250, pretrain_steps=250, batch_size=16, outer_lr=1e-2),
+        train=TrainConfig(meta_steps=250, pretrain_steps=250, batch_size=16, outer_lr=1e-2, jit_compile=False),
         task_key="item",
     )
     run = train(config, tmp_path, verbose=0)

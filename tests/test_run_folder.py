@@ -16,7 +16,7 @@ import pytest
 
 from tfmetarec.cli import main
 from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
-from tfmetarec.run_folder import RunFolderError, check_run_folder
+from tfmetarec.run_folder import RunFolder, RunFolderError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--meta-steps", "6", "--pretrain-steps", "3", "--embedding-dim", "4", "--hidden-units", "8",
@@ -28,8 +28,8 @@ def _env() -> dict[str, str]:
 
 
 def _tiny_config(**learner) -> ExperimentConfig:
-    return ExperimentConfig(model=ModelConfig(embedding_dim=4, hidden_units=(8,)),
-                            learner=LearnerConfig(inner_steps=1, **learner),
+    return ExperimentConfig(model=ModelConfig("melu", embedding_dim=4, hidden_units=(8,)),
+                            learner=LearnerConfig("maml", inner_steps=1, **learner),
                             train=TrainConfig(meta_steps=6, pretrain_steps=3, batch_size=8, jit_compile=False))
 
 
@@ -46,15 +46,15 @@ def test_a_folder_holding_another_run_is_refused_naming_the_keys(tmp_path, capsy
     assert (run / "config.json").read_bytes() == before, "a refused run changes nothing"
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
     # the same settings continue; --resume needs a run
-    assert check_run_folder(run, _tiny_config()) == "continue"
+    assert RunFolder(run).check(_tiny_config()) == "continue"
     # training longer (or on other replicas) continues the same stream; fewer steps are refused
     longer = dataclasses.replace(_tiny_config(), train=TrainConfig(meta_steps=9, pretrain_steps=3, batch_size=8,
                                                                    jit_compile=False, strategy="mirrored"))
-    assert check_run_folder(run, longer, mode="resume") == "continue"
+    assert RunFolder(run).check(longer, mode="resume") == "continue"
     shorter = dataclasses.replace(_tiny_config(), train=TrainConfig(meta_steps=4, pretrain_steps=3, batch_size=8,
                                                                     jit_compile=False))
     with pytest.raises(RunFolderError, match="train.meta_steps: 6 -> 4"):
-        check_run_folder(run, shorter)
+        RunFolder(run).check(shorter)
     assert main(["train", *TINY, "--workdir", str(tmp_path / "empty"), "--resume"]) == 2
     assert "holds no run to continue" in capsys.readouterr().err
 
@@ -67,7 +67,7 @@ def test_overwrite_starts_fresh_and_keeps_files_that_are_not_the_runs(tmp_path, 
     (run / "checkpoints" / "learner" / "checkpoint").write_text("stale")
     (run / "notes.txt").write_text("mine")
     assert main(["train", *TINY, "--inner-lr", "0.9", "--workdir", str(run), "--overwrite"]) == 0
-    assert json.loads((run / "config.json").read_text())["learner"]["inner_lr"] == 0.9
+    assert json.loads((run / "config.json").read_text())["learner"]["options"]["inner_lr"] == 0.9
     assert (run / "notes.txt").read_text() == "mine"
     assert (run / "learner.keras").exists()
     assert (run / "checkpoints" / "learner" / "checkpoint").read_text() != "stale"
@@ -80,13 +80,13 @@ def test_run_files_without_a_config_and_a_corrupt_config_are_refused(tmp_path):
     orphan = tmp_path / "orphan"
     (orphan / "checkpoints").mkdir(parents=True)
     with pytest.raises(RunFolderError, match="no config.json"):
-        check_run_folder(orphan, _tiny_config())
+        RunFolder(orphan).check(_tiny_config())
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "config.json").write_text("{broken")
     with pytest.raises(RunFolderError, match=r"corrupt.config\.json is not a valid experiment config"):
-        check_run_folder(corrupt, _tiny_config())
-    assert check_run_folder(corrupt, _tiny_config(), mode="overwrite") == "overwrite"
+        RunFolder(corrupt).check(_tiny_config())
+    assert RunFolder(corrupt).check(_tiny_config(), mode="overwrite") == "overwrite"
 
 
 @pytest.mark.parametrize("args, message", [

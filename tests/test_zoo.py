@@ -1,7 +1,7 @@
 """The zoo benchmark harness on a tiny budget: every pair runs or says why not."""
 
-from tfmetarec.config import ModelConfig, TrainConfig
-from tfmetarec.zoo import ZooSettings, run_zoo
+from tfmetarec.config import TrainConfig
+from tfmetarec.workflows.zoo import ZooSettings, run_zoo
 
 
 def test_tiny_zoo_writes_tables_with_seed_spread(tmp_path):
@@ -11,8 +11,8 @@ def test_tiny_zoo_writes_tables_with_seed_spread(tmp_path):
         models=("melu", "two_tower"),
         learners=("maml", "prototype", "pretrain", "item_mean"),
         cross_model_learners=("maml",),
-        model=ModelConfig(embedding_dim=8, hidden_units=(16,)),
-        train=TrainConfig(meta_steps=10, pretrain_steps=10, batch_size=16),
+        model_options=(("embedding_dim", 8), ("hidden_units", (16,))),
+        train=TrainConfig(meta_steps=10, pretrain_steps=10, batch_size=16, jit_compile=False),
         inner_steps=1,
     )
     results = run_zoo(settings, tmp_path, verbose=False)

@@ -20,7 +20,7 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+from tfmetarec._version import __version__
 
 _SUBMODULES = ("data", "evaluation", "learners", "models", "tasks", "presets", "experiment", "config", "workflows")
 _NAMES = {

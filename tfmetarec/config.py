@@ -329,8 +329,8 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, name + ".")
+        if isinstance(a, dict) and isinstance(b, dict):  # a learner's options read as learner.<option>
+            out += config_differences(a, b, prefix if key == "options" else name + ".")
         elif (list(a) if isinstance(a, (list, tuple)) else a) != (list(b) if isinstance(b, (list, tuple)) else b):
             out.append(f"{name}: {a!r} -> {b!r}")
     return out

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfmetarec.data import SCENARIOS, ColdStartSplit, SplitConfig, cold_start_split, make_synthetic
+from tfmetarec.data import SCENARIOS, ColdStartSplit, SplitConfig, cold_start_split, load_split, make_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_save_and_load(tmp_path: Path, data, split: ColdStartSplit) -> None:
     split.save(tmp_path / "split")
     counts = pd.read_csv(tmp_path / "split" / "counts.csv", index_col=0)
     pd.testing.assert_frame_equal(counts, split.counts(), check_names=False)
-    loaded = ColdStartSplit.load(tmp_path / "split", data)
+    loaded = load_split(tmp_path / "split", data)
     assert loaded.config == split.config
     np.testing.assert_array_equal(loaded.new_users, split.new_users)
     pd.testing.assert_frame_equal(loaded.meta_train, split.meta_train)

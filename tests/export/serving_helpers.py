@@ -29,12 +29,13 @@ def world():
 def trained(world, learner: str = "maml", model: str = "melu", steps: int = 20, **options):
     """A small learner meta-trained for a few steps (so no weight is at its initial value)."""
     data, split, encoder, encoded = world
-    m = models.get(model).from_spec(encoded.spec, item_table=encoded.item_table, item_raw_ids=encoded.item_raw_ids,
-                                    embedding_dim=4, hidden_units=(8,), seed=0)
+    cls = models.get(model)
+    sizes = {"embedding_dim": 4, "seed": 0, **({"hidden_units": (8,)} if "hidden_units" in cls.settings() else {})}
+    m = cls.from_spec(encoded.spec, item_table=encoded.item_table, item_raw_ids=encoded.item_raw_ids, **sizes)
     defaults = {"maml": dict(inner_steps=2, inner_lr=0.1), "task_encoder": dict(hidden_dim=6, seed=1),
                 "prototype": dict(hidden_dim=6, seed=1), "matching": dict(hidden_dim=6, seed=1)}
-    built = learners.get(learner)(m, **{**defaults.get(learner, {}), **options})
-    if hasattr(built, "fit_statistics"):
+    built = learners.create(learner, m, **{**defaults.get(learner, {}), **options})
+    if built.needs_training_ratings:
         rated = split.meta_train
         built.fit_statistics(encoded.item_vocab_ids(rated["item"]), rated["rating"].to_numpy())
     if built.meta_variables() and steps:

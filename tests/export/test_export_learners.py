@@ -48,7 +48,10 @@ def _check(world, learner, tmp_path, name):
     return folder
 
 
-@pytest.mark.parametrize("name", learners.available())
+USER_TASK_LEARNERS = [n for n in learners.available() if learners.get(n).task_key in (None, "user")]
+
+
+@pytest.mark.parametrize("name", USER_TASK_LEARNERS)
 def test_every_learner_answers_raw_requests_like_it_does_eagerly(world, tmp_path, name):
     learner = H.trained(world, learner=name, steps=5)
     _check(world, learner, tmp_path, name)
@@ -98,3 +101,10 @@ def test_int8_copies_score_close_to_float(world, tmp_path):
     full = ort.InferenceSession(str(src)).run(None, sample)[0]
     small = ort.InferenceSession(str(tmp_path / "int8.onnx")).run(None, sample)[0]
     assert np.abs(full - small).max() < 0.1
+
+
+def test_a_learner_of_item_tasks_is_refused_with_the_reason(world, tmp_path):
+    model = models.get("metaemb").from_spec(world[3].spec, item_table=world[3].item_table,
+                                            item_raw_ids=world[3].item_raw_ids, embedding_dim=4, seed=0)
+    with pytest.raises(ValueError, match="adapts item tasks.*cannot be exported"):
+        export_saved_model(learners.create("metaemb_generator", model), tmp_path, "m", 1, encoder=world[2])

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def config(meta_steps: int, pretrain_steps: int, steps_per_execution: int = 1):
     """The small experiment every distributed test trains (and the single-process reference)."""
     from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
-    from tfmetarec.data.splits import SplitConfig
+    from tfmetarec.config import SplitConfig
 
     return ExperimentConfig(
         split=SplitConfig(seed=1),

@@ -31,7 +31,7 @@ import pandas as pd
 
 from tfmetarec.data.schema import DataFormatError, InteractionData
 from tfmetarec.config import SCENARIOS, SplitConfig
-from tfmetarec.data.splits import ColdStartSplit
+from tfmetarec.data.splits import ColdStartSplit, assemble_split
 
 COLUMNS = ("user", "item", "rating", "partition", "role")
 PARTITIONS = ("meta_train", *SCENARIOS)
@@ -290,6 +290,7 @@ def published_split(data: InteractionData, frame: pd.DataFrame, config: SplitCon
 
 
 __all__ = [
+    "load_split",
     "COLUMNS",
     "MELU_STATES",
     "PARTITIONS",
@@ -300,3 +301,20 @@ __all__ = [
     "read_split",
     "read_split_file",
 ]
+
+
+def load_split(directory: str | os.PathLike, data: InteractionData) -> ColdStartSplit:
+    """Rebuild a split saved by :meth:`ColdStartSplit.save` over ``data`` (the dataset it was made
+    from): a drawn split from its ID lists, a published one from its saved rows."""
+    folder = Path(directory)
+    try:
+        doc = json.loads((folder / "split.json").read_text(encoding="utf-8"))
+        config = SplitConfig.from_dict(doc["config"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{folder / 'split.json'} is not a saved split: {err}") from err
+    if doc.get("published"):
+        return published_split(data, read_split_file(folder / "published.csv.gz"), config)
+    keys = ("existing_users", "new_users", "existing_items", "new_items")
+    ids = {k: np.asarray(doc[k], dtype=np.int64) for k in keys}
+    warm = pd.MultiIndex.from_arrays([np.asarray(v, dtype=np.int64) for v in doc["warm"]])
+    return assemble_split(data, config, **ids, warm_pairs=warm)

@@ -12,7 +12,8 @@ from tfmetarec.data.schema import InteractionData
 
 from tfmetarec.config import DEFAULT_NEW_ITEM_YEAR, METHODS, SCENARIOS, SplitConfig
 
-__all__ = ["DEFAULT_NEW_ITEM_YEAR", "METHODS", "SCENARIOS", "ColdStartSplit", "SplitConfig", "cold_start_split"]
+__all__ = ["DEFAULT_NEW_ITEM_YEAR", "METHODS", "SCENARIOS", "ColdStartSplit", "SplitConfig", "assemble_split",
+           "cold_start_split"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +43,8 @@ class ColdStartSplit:
 
     def save(self, directory: str | Path) -> None:
         """Write ``counts.csv`` and ``split.json`` (config, ID lists, warm hold-out pairs); a
-        published split also writes its rows to ``published.csv.gz``."""
+        published split also writes its rows to ``published.csv.gz``.
+        :func:`tfmetarec.data.published.load_split` reads it back."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.counts().to_csv(out / "counts.csv", index_label="partition")
@@ -59,25 +61,6 @@ class ColdStartSplit:
         if self.published is not None:
             self.published.to_csv(out / "published.csv.gz", index=False)
         (out / "split.json").write_text(json.dumps(doc), encoding="utf-8")
-
-    @classmethod
-    def load(cls, directory: str | Path, data: InteractionData) -> ColdStartSplit:
-        """Rebuild a saved split over ``data`` (the dataset it was made from); a published
-        split is rebuilt from its saved rows."""
-        folder = Path(directory)
-        try:
-            doc = json.loads((folder / "split.json").read_text(encoding="utf-8"))
-            config = SplitConfig.from_dict(doc["config"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{folder / 'split.json'} is not a saved split: {err}") from err
-        if doc.get("published"):
-            from tfmetarec.data.published import published_split, read_split_file
-
-            return published_split(data, read_split_file(folder / "published.csv.gz"), config)
-        keys = ("existing_users", "new_users", "existing_items", "new_items")
-        ids = {k: np.asarray(doc[k], dtype=np.int64) for k in keys}
-        warm = pd.MultiIndex.from_arrays([np.asarray(v, dtype=np.int64) for v in doc["warm"]])
-        return _assemble(data, config, **ids, warm_pairs=warm)
 
 
 def _resolve_year(data: InteractionData, config: SplitConfig) -> int:
@@ -152,7 +135,7 @@ def _warm_holdout(pool: pd.DataFrame, config: SplitConfig, rng: np.random.Genera
     return held
 
 
-def _assemble(
+def assemble_split(
     data: InteractionData,
     config: SplitConfig,
     existing_users: np.ndarray,
@@ -162,6 +145,8 @@ def _assemble(
     warm_pairs: pd.MultiIndex | None = None,
     rng: np.random.Generator | None = None,
 ) -> ColdStartSplit:
+    """The split whose new users and items are these (the warm hold-out drawn with ``rng``, or
+    the given ``warm_pairs``)."""
     ratings = _active(data, config)
     old_u, new_u = ratings["user"].isin(existing_users), ratings["user"].isin(new_users)
     old_i, new_i = ratings["item"].isin(existing_items), ratings["item"].isin(new_items)
@@ -222,4 +207,4 @@ def cold_start_split(data: InteractionData, config: SplitConfig = SplitConfig())
         new_items = first_item.index[first_item.to_numpy() > cutoff].to_numpy()
     existing_users = np.setdiff1d(users, new_users)
     existing_items = np.setdiff1d(all_items, new_items)
-    return _assemble(data, config, existing_users, new_users, existing_items, new_items, rng=rng)
+    return assemble_split(data, config, existing_users, new_users, existing_items, new_items, rng=rng)

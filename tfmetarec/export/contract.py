@@ -36,33 +36,31 @@ from typing import Any
 
 import numpy as np
 
+from tfmetarec.export.names import (  # the contract's names live in one small module
+    CONTRACT_FILE,
+    NEW_ITEM,
+    NEW_MASK,
+    NEW_RATING,
+    QUERY_ITEM,
+    SCORES,
+    SIGNATURES,
+    STATE_FINGERPRINT,
+    STATE_FORMAT,
+    STATE_PREFIX,
+    STATE_RATED_ITEM,
+    STATE_RATED_MASK,
+    STATE_USER_FIELDS,
+    STATE_USER_ID,
+    STATE_VERSION,
+    SUPPORT_ITEM,
+    SUPPORT_MASK,
+    SUPPORT_RATING,
+    TOP_ITEMS,
+    USER_ID,
+)
 from tfmetarec.export.rules import check_numpy, rules
 
 CONTRACT_FORMAT = 1
-STATE_VERSION = 1
-CONTRACT_FILE = "contract.json"
-
-USER_ID = "user_id"
-SUPPORT_ITEM = "support_item_id"
-SUPPORT_RATING = "support_rating"
-SUPPORT_MASK = "support_mask"
-QUERY_ITEM = "query_item_id"
-NEW_ITEM = "new_item_id"
-NEW_RATING = "new_rating"
-NEW_MASK = "new_mask"
-STATE_PREFIX = "state_"
-SCORES = "scores"
-TOP_ITEMS = "item_id"
-# Entries every state carries besides the learner's own tensors.
-STATE_FINGERPRINT = "fingerprint"  # int64 [T]: which exported model made the state
-STATE_FORMAT = "version"  # int32 [T]: STATE_VERSION
-STATE_USER_ID = "user_index"  # int32 [T]: the user's ID vocabulary index
-STATE_USER_FIELDS = "user_fields"  # int32 [T, W_user]: the user's field indices
-STATE_RATED_ITEM = "rated_item"  # int32 [T, R]: the item table rows the user rated, most recent R
-STATE_RATED_MASK = "rated_mask"  # float32 [T, R]: 1 where rated_item holds a rating
-
-SIGNATURES = ("serving_default", "adapt_and_score", "adapt", "score_with_state", "recommend",
-              "recommend_with_state", "update_state")
 
 
 class RequestError(ValueError):

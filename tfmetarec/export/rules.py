@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tfmetarec.export.contract import ServingContract
+from tfmetarec.export.names import STATE_FINGERPRINT, STATE_FORMAT, STATE_PREFIX, STATE_VERSION
+
+ServingContract = Any  # tfmetarec.export.contract.ServingContract (which imports this module)
 
 SUPPORT_GROUP = ("support_item_id", "support_rating", "support_mask")
 NEW_GROUP = ("new_item_id", "new_rating", "new_mask")
@@ -150,8 +151,6 @@ def state_rules(contract: ServingContract, inputs: Sequence[str]) -> list[Rule]:
     """The rules a cached state must pass: one row per user, finite values, made by this model."""
     if not inputs:
         return []
-    from tfmetarec.export.contract import STATE_FINGERPRINT, STATE_FORMAT, STATE_PREFIX, STATE_VERSION
-
     out: list[Rule] = []
     head = inputs[0]
     for n in inputs:

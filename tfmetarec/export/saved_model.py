@@ -109,6 +109,9 @@ class ServingModule(tf.Module):
             raise ValueError("The encoder records no rating range; pass rating_range=(lowest, highest).")
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}.")
+        if learner.task_key not in (None, "user"):
+            raise ValueError(f"The {type(learner).__name__} learner adapts {learner.task_key} tasks; the serving "
+                             "signatures adapt to a user's ratings, so it cannot be exported.")
         self.buckets = buckets or Buckets()
         self.jit_compile = bool(jit_compile)
         self.learner = learner

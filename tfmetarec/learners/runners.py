@@ -21,7 +21,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -29,10 +29,29 @@ import tensorflow as tf
 from tfmetarec.learners.distribute import ClusterError, is_chief, worker_of
 from tfmetarec.types import TASK_MASK, Episode
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tfmetarec.learners.trainer import EpisodeSource, MetaTrainer
 
 Logs = dict[str, float]
+
+
+class Trainer(Protocol):
+    """What a runner reads of :class:`~tfmetarec.learners.MetaTrainer`."""
+
+    learner: Any
+    optimizer: Any
+    variables: list
+    step: Any
+    jit_compile: bool
+
+    def step_fn(self, episode: Episode) -> dict[str, tf.Tensor]: ...
+
+    def group_fn(self, episodes: Episode) -> dict[str, tf.Tensor]: ...
+
+
+class Source(Protocol):
+    """An episode source (``tfmetarec.learners.trainer.EpisodeSource``)."""
+
+    def dataset(self, prefetch: int = 2, start: int = 0, group: int = 1, shard: int = 0,
+                num_shards: int = 1) -> tf.data.Dataset: ...
 
 
 def _floats(logs: dict[str, tf.Tensor]) -> Logs:
@@ -47,7 +66,7 @@ class LocalRunner:
     def scope(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def compile(self, trainer: MetaTrainer) -> None:
+    def compile(self, trainer: Trainer) -> None:
         self.trainer = trainer
         self._one = tf.function(trainer.step_fn, jit_compile=trainer.jit_compile)
         self._group = tf.function(trainer.group_fn, jit_compile=trainer.jit_compile)
@@ -56,7 +75,7 @@ class LocalRunner:
         """One meta-step on a global episode (``count`` 1) or one per episode of a stack."""
         return _floats(self._one(episodes) if count == 1 else self._group(episodes))
 
-    def calls(self, source: EpisodeSource, start: int, group: int, calls: int) -> Iterator[Callable[[], Logs]]:
+    def calls(self, source: Source, start: int, group: int, calls: int) -> Iterator[Callable[[], Logs]]:
         stream = iter(source.dataset(start=start, group=group))
         for _ in range(calls):
             batch = next(stream)
@@ -79,21 +98,19 @@ class DistributedRunner:
     def scope(self) -> contextlib.AbstractContextManager:
         return self.strategy.scope()
 
-    def compile(self, trainer: MetaTrainer) -> None:
+    def compile(self, trainer: Trainer) -> None:
         self.trainer = trainer
-        self._check_in_scope(trainer)
         self._replica_gradients = tf.function(trainer.learner.meta_gradients, jit_compile=trainer.jit_compile)
 
-    def _check_in_scope(self, trainer: MetaTrainer) -> None:
+    def check_in_scope(self, variables: list, optimizer: Any) -> None:
+        """The learner's variables (and the optimizer, if given) must come from the strategy's scope."""
         extended = self.strategy.extended
-        outside = [getattr(v, "path", v.name) for v in trainer.variables
+        outside = [getattr(v, "path", v.name) for v in variables
                    if not extended.variable_created_in_scope(getattr(v, "value", v))]
         if outside:
             raise ValueError(f"MetaTrainer(strategy=...) needs the learner built under strategy.scope(); "
                              f"{len(outside)} meta-variable(s) were created outside it (first: {outside[0]}). "
                              "Build the model and the learner inside `with strategy.scope():`.")
-
-    def check_optimizer(self, optimizer: Any) -> None:
         if optimizer is not None and getattr(optimizer, "_distribution_strategy", self.strategy) is not self.strategy:
             raise ValueError("The optimizer given to MetaTrainer(strategy=...) was created outside "
                              "strategy.scope(); create it inside, or pass none (Adam 1e-3 is made there).")
@@ -168,7 +185,7 @@ class DistributedRunner:
     def run(self, count: int, episodes: Episode) -> Logs:
         return self._guarded(self._function(count, None), lambda: self._split(episodes, axis=0 if count == 1 else 1))
 
-    def calls(self, source: EpisodeSource, start: int, group: int, calls: int) -> Iterator[Callable[[], Logs]]:
+    def calls(self, source: Source, start: int, group: int, calls: int) -> Iterator[Callable[[], Logs]]:
         """Per-replica episodes (or ``group`` stacks) from ``start``: every input pipeline (one
         per worker) reads the shards of its replicas, which take them in turn."""
         def per_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:

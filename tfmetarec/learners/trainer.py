@@ -103,7 +103,7 @@ class MetaTrainer:
         self.variables = learner.meta_variables()
         self.runner = DistributedRunner(strategy) if is_distributed(strategy) else LocalRunner()
         if isinstance(self.runner, DistributedRunner):
-            self.runner.check_optimizer(optimizer)
+            self.runner.check_in_scope(self.variables, optimizer)
         with self.runner.scope():
             self.optimizer = optimizer or keras.optimizers.Adam(1e-3)
             self.optimizer.build(self.variables)

@@ -33,7 +33,7 @@ from typing import Any
 import keras
 import pandas as pd
 
-import tfmetarec
+from tfmetarec._version import __version__
 from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import FeatureEncoder
 from tfmetarec.evaluation.report import to_markdown
@@ -41,7 +41,7 @@ from tfmetarec.learners import MetaLearner
 from tfmetarec.run_folder import CONFIG, LEARNER
 from tfmetarec.workflows.build import learner_from_config, model_from_spec
 
-FORMAT = 2
+FORMAT = 3
 README = "README.md"
 METADATA = "metadata.json"
 REQUIRED = (CONFIG, LEARNER, README)
@@ -74,7 +74,7 @@ def presets_dir() -> Path:
     env = os.environ.get(PRESETS_ENV)
     if env:
         return Path(env)
-    package = Path(tfmetarec.__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     installed = package / "saved_models"
     return installed if installed.is_dir() else package.parent / "saved_models"
 
@@ -163,7 +163,7 @@ def save_to_preset(
         "protocol": card.get("protocol", f"{config.split.method} cold-start split, seed {config.train.seed}"),
         "data_license": card.get("data_license", ""),
         "limits": card.get("limits", ""),
-        "library_version": tfmetarec.__version__,
+        "library_version": __version__,
         "metrics": [] if metrics is None else json.loads(metrics.to_json(orient="records")),
     }
     (out / README).write_text(_model_card(meta), encoding="utf-8")
@@ -185,7 +185,7 @@ def verify(folder: Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise PresetError(
             f"{meta_path}: preset format {meta.get('format')!r}, this library reads format {FORMAT} (models with "
-            "one embedding per field and an item table, tfmetarec >= 0.2). Re-make the preset from its training "
+            "settings as constructor options, tfmetarec >= 0.3). Re-make the preset from its training "
             "recipe with this version: `python scripts/make_presets.py` for the published ones, or "
             "tfmetarec.save_to_preset(...) after training again for your own.")
     for required in REQUIRED:

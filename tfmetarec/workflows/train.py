@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import ColdStartSplit, InteractionData
+from tfmetarec.data.published import load_split
 from tfmetarec.learners import MetaLearner, MetaTrainer, Pretrain
 from tfmetarec.learners.distribute import check_batch, is_chief, is_distributed, make_strategy
 from tfmetarec.run_folder import BASELINE, RunFolder, RunFolderError
@@ -193,7 +194,7 @@ def load_run(workdir: str | os.PathLike, data: InteractionData | None = None, da
     split = None
     if (folder.split_dir / "published.csv.gz").exists():
         data = data if data is not None else load_data(config)
-        split = ColdStartSplit.load(folder.split_dir, data)
+        split = load_split(folder.split_dir, data)
     prepared = prepare(config, data, split)
     return Run(config, prepared, folder.load_learner(), folder.load_learner(BASELINE))
 
