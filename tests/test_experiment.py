@@ -23,10 +23,10 @@ def synthetic_run(tmp_path_factory):
         dataset="synthetic",
         model=ModelConfig(embedding_dim=16, hidden_units=(32, 32)),
         learner=LearnerConfig(inner_steps=3),
-        train=TrainConfig(meta_steps=600, pretrain_steps=600, batch_size=32, jit_compile=False),
+        train=TrainConfig(meta_steps=300, pretrain_steps=300, batch_size=32, jit_compile=False),
     )
     run = train(config, workdir, verbose=0)
-    return run, workdir, evaluate(run, workdir)
+    return run, workdir, evaluate(run, workdir, binary=True)
 
 
 def test_report_has_every_scenario_and_method(synthetic_run):
@@ -41,13 +41,13 @@ def test_report_has_every_scenario_and_method(synthetic_run):
 
 def test_saved_run_reloads_with_identical_report(synthetic_run):
     _, workdir, report = synthetic_run
-    again = evaluate(load_run(workdir))
+    again = evaluate(load_run(workdir), binary=True)
     assert again.equals(report)
 
 
 def test_adaptation_curves_are_written_and_adaptation_helps(synthetic_run):
     run, workdir, _ = synthetic_run
-    curves = adaptation_curves(run, workdir / "curves")
+    curves = adaptation_curves(run, workdir / "curves", support_sizes=(1, 20), inner_steps=(0, 1))
     for name in ("curve_support_MAE", "curve_steps_MAE", "curve_support_nDCG3", "curve_steps_nDCG3"):
         assert (workdir / "curves" / f"{name}.png").stat().st_size > 1000
         assert (workdir / "curves" / f"{name}.csv").exists()
@@ -59,8 +59,7 @@ def test_adaptation_curves_are_written_and_adaptation_helps(synthetic_run):
 
 
 def test_binary_view_and_coverage(synthetic_run):
-    run, _, _ = synthetic_run
-    report = evaluate(run, binary=True)
+    _, _, report = synthetic_run
     for col in ("precision", "recall", "F1", "AUC", "coverage@1", "coverage@5"):
         assert report[col].between(0, 1).all(), col
     maml = _row(report, "maml", "user_cold")
@@ -90,7 +89,7 @@ def test_item_tasks_run_end_to_end_and_new_items_adapt(tmp_path):
         dataset="synthetic",
         model=ModelConfig(name="cf", embedding_dim=8),
         learner=LearnerConfig(inner_steps=3, inner_lr=0.1, adapt="item_prior"),
-        train=TrainConfig(meta_steps=250, pretrain_steps=250, batch_size=16, outer_lr=1e-2, jit_compile=False),
+        train=TrainConfig(meta_steps=150, pretrain_steps=150, batch_size=16, outer_lr=1e-2, jit_compile=False),
         task_key="item",
     )
     run = train(config, tmp_path, verbose=0)

@@ -137,7 +137,7 @@ def test_bad_arguments_fail_fast_without_importing_tensorflow():
 def _train_cmd(workdir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "tfmetarec.cli", "train", "--meta-steps", "400", "--pretrain-steps", "20",
             "--embedding-dim", "4", "--hidden-units", "8", "--inner-steps", "1", "--batch-size", "8",
-            "--checkpoint-every", "10", "--quiet", "--workdir", str(workdir), *extra]
+            "--checkpoint-every", "10", "--quiet", "--no-xla", "--workdir", str(workdir), *extra]
 
 
 def _weights(path: Path) -> list[np.ndarray]:

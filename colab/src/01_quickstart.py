@@ -47,7 +47,8 @@ config = tmr.ExperimentConfig(
     dataset=DATASET,
     data_dir=DATA_DIR,
     learner=tmr.LearnerConfig(name="maml", inner_steps=5, inner_lr=0.05, adapt="decision"),
-    train=tmr.TrainConfig(meta_steps=20 if SMOKE else 1500, pretrain_steps=20 if SMOKE else 1500),
+    train=tmr.TrainConfig(meta_steps=20 if SMOKE else 1500, pretrain_steps=20 if SMOKE else 1500,
+                          jit_compile=not SMOKE),  # XLA pays for long runs; the smoke test skips compiling
 )
 run = experiment.train(config, workdir="runs/quickstart", verbose=0 if SMOKE else 1)
 

@@ -63,7 +63,8 @@ ratings.head()
 # %%
 config = tmr.ExperimentConfig(
     split=tmr.SplitConfig(new_item_year=1998),  # items released from 1998 on count as new in your data
-    train=tmr.TrainConfig(meta_steps=10 if SMOKE else 500, pretrain_steps=10 if SMOKE else 500, seed=1),
+    train=tmr.TrainConfig(meta_steps=10 if SMOKE else 500, pretrain_steps=10 if SMOKE else 500, seed=1,
+                          jit_compile=not SMOKE),
 )
 run, transfer_report = finetune(preset, config, workdir="runs/finetuned", data=mine)
 print(transfer_report.to_text())

@@ -40,7 +40,8 @@ from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 SMOKE = os.environ.get("TFMETAREC_NOTEBOOK_SMOKE") == "1"
 print("GPU:", tf.config.list_physical_devices("GPU") or "none, running on CPU")
 
-config = tmr.ExperimentConfig(train=tmr.TrainConfig(meta_steps=10 if SMOKE else 1000, pretrain_steps=0))
+config = tmr.ExperimentConfig(train=tmr.TrainConfig(meta_steps=10 if SMOKE else 1000, pretrain_steps=0,
+                                                   jit_compile=not SMOKE))
 run = experiment.train(config, verbose=0)
 learner, encoder = run.learner, run.prepared.encoder
 

@@ -1,5 +1,6 @@
-"""Every learner and every model exports: the SavedModel and the ONNX graphs (adaptation
-inside) answer raw requests like the learner does eagerly; the gradient ops need their
+"""Every learner and every model exports: the serving graph and an ONNX graph (adaptation inside)
+answer raw requests like the learner does eagerly, at one bucket (every bucket and signature of one
+learner, saved and loaded, is tests/export/test_serving.py's); the gradient ops need their
 lowerings."""
 
 import numpy as np
@@ -9,7 +10,8 @@ import tensorflow as tf
 
 import serving_helpers as H
 from tfmetarec import learners, models
-from tfmetarec.export import Buckets, export_saved_model
+from tfmetarec.export import Buckets, ServingModule, export_saved_model
+from tfmetarec.export.saved_model import DTYPES
 from tfmetarec.export.onnx import OnnxRecommender, export_onnx, quantize_onnx
 from tfmetarec.export.onnx_ops import HANDLERS, LoweringError
 
@@ -23,29 +25,33 @@ def world():
 
 
 def _check(world, learner, tmp_path, name):
-    saved = export_saved_model(learner, tmp_path, name, 1, encoder=world[2], buckets=H.BUCKETS, top_k=5)
+    """The serving graph (the functions a SavedModel holds, traced in memory: saving and loading
+    them is tests/export/test_serving.py's) and the ONNX graph at one bucket answer raw requests
+    as the learner does eagerly; a cached state scores as adapt_and_score does."""
+    module = ServingModule(learner, world[2], H.BUCKETS, top_k=5)
     folder = export_onnx(learner, tmp_path / f"{name}-onnx", encoder=world[2], buckets=ONE,
                          signatures=("adapt_and_score",))
-    signature = tf.saved_model.load(str(saved)).signatures["adapt_and_score"]
-    specs = signature.structured_input_signature[1]
     client = OnnxRecommender(folder)
     for seed, (users, support, query) in enumerate([(3, 8, 6), (1, 2, 8), (2, 0, 3)]):
         request = H.random_request(world, np.random.default_rng(seed), users, support, query)
         eager = H.eager_scores(world, learner, request)
-        served = signature(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in request.items()})["scores"]
+        served = module.adapt_and_score(_tensors(module, "adapt_and_score", request))["scores"]
         np.testing.assert_allclose(served.numpy(), eager, atol=1e-5, err_msg=name)
         np.testing.assert_allclose(client("adapt_and_score", request)["scores"], eager, atol=1e-5, err_msg=name)
     # a cached state has the declared shapes at every support bucket and scores the same
-    loaded = tf.saved_model.load(str(saved))
     for support in (3, 16):
         request = H.random_request(world, np.random.default_rng(support), 2, support, 4)
-        adapt = loaded.signatures["adapt"]
-        a_specs = adapt.structured_input_signature[1]
-        state = adapt(**{k: tf.constant(v, dtype=a_specs[k].dtype) for k, v in request.items() if k in a_specs})
-        scored = loaded.signatures["score_with_state"](**state, query_item_id=tf.constant(request["query_item_id"]))
-        direct = signature(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in request.items()})["scores"]
+        state = module.adapt(_tensors(module, "adapt", request))
+        scored = module.score_with_state({**state, "query_item_id": tf.constant(request["query_item_id"])})
+        direct = module.adapt_and_score(_tensors(module, "adapt_and_score", request))["scores"]
         np.testing.assert_allclose(scored["scores"].numpy(), direct.numpy(), atol=1e-5, err_msg=name)
     return folder
+
+
+def _tensors(module, signature, request):
+    dtypes = module.contract.input_dtypes()
+    return {k: tf.constant(v, dtype=DTYPES[dtypes[k]]) for k, v in request.items()
+            if k in module.contract.inputs(signature)}
 
 
 USER_TASK_LEARNERS = [n for n in learners.available() if learners.get(n).task_key in (None, "user")]

@@ -99,17 +99,20 @@ def _brute_force_top(world, learner, request, k):
     return out
 
 
-@pytest.mark.parametrize("model", ["melu", "two_tower"])
-def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(tmp_path, model):
-    world = H.world()
-    learner = H.trained(world, model=model, steps=10)
-    saved = export_saved_model(learner, tmp_path, "m", 1, encoder=world[2], buckets=H.BUCKETS, top_k=7)
-    loaded = tf.saved_model.load(str(saved))
+@pytest.mark.parametrize("model", ["melu", "two_tower"])  # scoring every item; the keras-rs vector search
+def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(served, tmp_path, model):
+    world, learner, _, loaded, _ = served
+    k = 10
+    if model != "melu":
+        learner = H.trained(world, model=model, steps=10)
+        k = 7
+        loaded = tf.saved_model.load(str(export_saved_model(learner, tmp_path, "m", 1, encoder=world[2],
+                                                            buckets=H.BUCKETS, top_k=k)))
     request = H.random_request(world, np.random.default_rng(2), 4, 16, None, garbage=False)
     request["support_mask"][:, :3] = 1.0  # every user has rated something
     got = _call(loaded, "recommend", request)
-    assert got["item_id"].shape == got["scores"].shape == (4, 7)
-    for t, (items, scores) in enumerate(_brute_force_top(world, learner, request, 7)):
+    assert got["item_id"].shape == got["scores"].shape == (4, k)
+    for t, (items, scores) in enumerate(_brute_force_top(world, learner, request, k)):
         np.testing.assert_allclose(got["scores"][t], scores, atol=1e-5)
         rated = set(request["support_item_id"][t][request["support_mask"][t] > 0].tolist())
         assert not rated & set(got["item_id"][t].tolist())

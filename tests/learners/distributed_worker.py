@@ -23,7 +23,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def config(meta_steps: int, pretrain_steps: int, steps_per_execution: int = 1):
+def config(meta_steps: int, pretrain_steps: int, steps_per_execution: int = 1, jit_compile: bool = True):
     """The small experiment every distributed test trains (and the single-process reference)."""
     from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
     from tfmetarec.config import SplitConfig
@@ -33,7 +33,7 @@ def config(meta_steps: int, pretrain_steps: int, steps_per_execution: int = 1):
         model=ModelConfig(embedding_dim=4, hidden_units=(8,)),
         learner=LearnerConfig(inner_steps=2, inner_lr=0.1),
         train=TrainConfig(meta_steps=meta_steps, pretrain_steps=pretrain_steps, batch_size=8, outer_lr=1e-2,
-                          max_support=8, seed=1, steps_per_execution=steps_per_execution),
+                          max_support=8, seed=1, steps_per_execution=steps_per_execution, jit_compile=jit_compile),
     )
 
 
@@ -122,7 +122,8 @@ def _worker(args: argparse.Namespace) -> dict | None:
 
         callbacks.append(Fail())
     try:
-        run = experiment.train(config(args.meta_steps, args.pretrain_steps), args.workdir, verbose=0, data=data(),
+        conf = config(args.meta_steps, args.pretrain_steps, jit_compile=not args.no_xla)
+        run = experiment.train(conf, args.workdir, verbose=0, data=data(),
                                strategy=strategy, callbacks=callbacks)
     except ClusterError as err:
         print(f"ClusterError: {err}", file=sys.stderr, flush=True)
@@ -143,6 +144,7 @@ def main() -> int:
     parser.add_argument("--die-at", type=int, default=0)
     parser.add_argument("--stall-at", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--no-xla", action="store_true", help="failure tests: what XLA compiles is not their subject")
     args = parser.parse_args()
     result = _mirrored(args.out, args.workdir) if args.mode == "mirrored" else _worker(args)
     if result is not None:

@@ -211,7 +211,7 @@ def test_two_workers_match_one_process_and_resume_after_a_restart(tmp_path):
 
 def test_a_dead_worker_makes_the_other_fail_clearly(tmp_path):
     started = time.monotonic()
-    codes, logs = _two_workers(tmp_path, "dead", "50", "0", "--die-at", "2", "--timeout", "300")
+    codes, logs = _two_workers(tmp_path, "dead", "50", "0", "--die-at", "2", "--timeout", "300", "--no-xla")
     assert codes == [3, 17], logs[0][-3000:]
     # Step 2 as a rule; step 1 if the peer was still reading step 2's all-reduce from the dead
     # worker (seen once on a loaded CI machine): the message names the last completed step.
@@ -222,6 +222,7 @@ def test_a_dead_worker_makes_the_other_fail_clearly(tmp_path):
 
 
 def test_a_hung_worker_makes_the_other_fail_after_the_timeout(tmp_path):
-    codes, logs = _two_workers(tmp_path, "hung", "50", "0", "--stall-at", "2", "--timeout", "15", wait=(0,))
+    codes, logs = _two_workers(tmp_path, "hung", "50", "0", "--stall-at", "2", "--timeout", "15", "--no-xla",
+                               wait=(0,))
     assert codes == [3, None], logs[0][-3000:]  # worker 1 still hangs; the test kills it
     assert "ClusterError" in logs[0] and "DeadlineExceededError" in logs[0]

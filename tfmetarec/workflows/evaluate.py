@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tfmetarec.evaluation.curves import SUPPORT_SIZES, inner_steps_curve, plot_curve, support_size_curve
+from tfmetarec.evaluation.curves import INNER_STEPS, SUPPORT_SIZES, inner_steps_curve, plot_curve, support_size_curve
 from tfmetarec.evaluation.protocol import evaluate_tasks, per_task_table, predict_scenarios, scenario_table
 from tfmetarec.evaluation.report import to_markdown, tidy
 from tfmetarec.evaluation.stats import compare, to_markdown_tests
@@ -42,10 +42,19 @@ def tune_finetune_lr(baseline: Pretrain, prepared: Prepared, steps: int, grid: S
     return min(scores, key=scores.get)
 
 
-def compared_learners(run: Run, finetune_lr: float | None = None) -> dict[str, MetaLearner]:
-    """The meta-learner and the two baselines, by report name."""
+def finetune_lr(run: Run) -> float:
+    """The run's fine-tuning step size: chosen on its validation users the first time
+    (:func:`tune_finetune_lr`), then kept on the run."""
+    if run.finetune_lr is None:
+        run.finetune_lr = tune_finetune_lr(run.baseline, run.prepared, finetune_steps(run.config))
+    return run.finetune_lr
+
+
+def compared_learners(run: Run, lr: float | None = None) -> dict[str, MetaLearner]:
+    """The meta-learner and the two baselines, by report name (fine-tuning with ``lr``, by default
+    the run's :func:`finetune_lr`)."""
     steps = finetune_steps(run.config)
-    lr = tune_finetune_lr(run.baseline, run.prepared, steps) if finetune_lr is None else finetune_lr
+    lr = finetune_lr(run) if lr is None else lr
     compared = {
         run.config.learner.name: run.learner,
         "no-adaptation": run.baseline,
@@ -66,8 +75,8 @@ def evaluate(run: Run, workdir: str | os.PathLike | None = None, ks: Sequence[in
     attaches the paired tests as ``report.attrs["paired_tests"]``.
     """
     steps = finetune_steps(run.config)
-    finetune_lr = tune_finetune_lr(run.baseline, run.prepared, steps)
-    learners = compared_learners(run, finetune_lr)
+    lr = finetune_lr(run)
+    learners = compared_learners(run, lr)
     predictions = predict_scenarios(learners, run.prepared.encoded, run.prepared.scenarios,
                                     batch_size=run.config.train.batch_size, jit_compile=False)
     report = tidy(scenario_table(predictions, ks, binary))
@@ -78,7 +87,7 @@ def evaluate(run: Run, workdir: str | os.PathLike | None = None, ks: Sequence[in
         report.attrs["paired_tests"] = tests
         report.to_csv(files["csv"], index=False)
         tests.to_csv(files["tests"], index=False)
-        files["finetune"].write_text(json.dumps({"finetune_lr": finetune_lr, "steps": steps}))
+        files["finetune"].write_text(json.dumps({"finetune_lr": lr, "steps": steps}))
         text = to_markdown(report) + "\n"
         if len(tests):
             text += ("\nPaired tests over tasks (difference = method - baseline; sign-flip permutation p; "
@@ -107,17 +116,19 @@ def paired_comparisons(run: Run, learners: dict[str, MetaLearner] | None = None,
     return _paired(run, per_task_table(predictions, run.prepared.scenarios), learners, metrics)
 
 
-def adaptation_curves(run: Run, workdir: str | os.PathLike, scenario: str = "user_cold") -> dict[str, pd.DataFrame]:
+def adaptation_curves(run: Run, workdir: str | os.PathLike, scenario: str = "user_cold",
+                      support_sizes: Sequence[int] = SUPPORT_SIZES,
+                      inner_steps: Sequence[int] = INNER_STEPS) -> dict[str, pd.DataFrame]:
     """MAE and nDCG@3 against support size and inner steps on one scenario; PNG + CSV in ``workdir``."""
     out = Path(workdir)
     out.mkdir(parents=True, exist_ok=True)
     learners = compared_learners(run)
     tasks = run.prepared.scenarios[scenario]
     longest = int(tasks.support_sizes().max()) if len(tasks) else 0
-    sizes = tuple(n for n in SUPPORT_SIZES if n <= longest) or (1,)
+    sizes = tuple(n for n in support_sizes if n <= longest) or (1,)
     by_support = support_size_curve(learners, run.prepared.encoded, tasks, sizes, seed=run.config.split.seed)
     gradient = {k: v for k, v in learners.items() if v.adaptation_steps is not None}
-    by_steps = inner_steps_curve(gradient, run.prepared.encoded, tasks)
+    by_steps = inner_steps_curve(gradient, run.prepared.encoded, tasks, inner_steps)
     for metric in ("MAE", "nDCG@3"):
         slug = metric.replace("@", "")
         plot_curve(by_support, "support", metric, out / f"curve_support_{slug}.png", f"{scenario}: {metric} vs support size")
@@ -140,8 +151,7 @@ def streaming(run: Run, workdir: str | os.PathLike | None = None, scenario: str 
     tasks = stream_tasks(prepared.encoded, prepared.split.partitions[scenario], task_key=config.task_key,
                          query_size=config.split.query_size, reveal=max(points), seed=config.split.seed,
                          name=scenario)
-    steps = finetune_steps(config)
-    lr = tune_finetune_lr(run.baseline, prepared, steps)
+    steps, lr = finetune_steps(config), finetune_lr(run)
     methods = {
         "incremental": StreamMethod(run.learner, "incremental"),
         "re-adapt": StreamMethod(run.learner, "readapt"),
@@ -181,4 +191,4 @@ def evaluate_folder(workdir: str | os.PathLike, data_dir: str | None = None, *, 
 
 
 __all__ = ["FINETUNE_LRS", "Evaluation", "adaptation_curves", "compared_learners", "evaluate", "evaluate_folder",
-           "paired_comparisons", "streaming", "tune_finetune_lr"]
+           "finetune_lr", "paired_comparisons", "streaming", "tune_finetune_lr"]

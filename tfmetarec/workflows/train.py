@@ -33,6 +33,9 @@ class Run:
     learner: MetaLearner
     baseline: Pretrain
     history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    finetune_lr: float | None = None
+    """The fine-tuning baseline's step size, once chosen on the validation users (see
+    :func:`tfmetarec.workflows.evaluate.finetune_lr`)."""
 
 
 def sampler_for(prepared: Prepared) -> EpisodeSampler:
