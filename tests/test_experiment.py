@@ -77,7 +77,7 @@ def test_movielens_100k_short_run_has_all_scenarios(tmp_path):
         train=TrainConfig(meta_steps=20, pretrain_steps=20, batch_size=16, jit_compile=False),
     )
     run = train(config, tmp_path, verbose=0)
-    report = evaluate(run, tmp_path)
+    report = evaluate(run)
     assert set(report.scenario) == set(SCENARIOS)
     assert report[["MAE", "RMSE"]].notna().all().all()
     assert (report.MAE < 2.0).all()

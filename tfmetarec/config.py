@@ -8,7 +8,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -115,6 +115,7 @@ def _from_dict(cls, values: dict[str, Any]):
     return cls(**out)
 
 
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class _NamedOptions:
     """A registered name and the options of its class's constructor (see :mod:`tfmetarec.options`).
 
@@ -123,8 +124,8 @@ class _NamedOptions:
     when their name and resolved settings are.
     """
 
-    kind = ""
-    default_name = ""
+    kind: ClassVar[str] = ""
+    default_name: ClassVar[str] = ""
     name: str
     options: Mapping[str, Any]
 
@@ -140,9 +141,6 @@ class _NamedOptions:
         entry = registry.entry(self.kind, name)
         object.__setattr__(self, "name", entry.name)
         object.__setattr__(self, "options", MappingProxyType(registry.check(self.kind, entry.name, values)))
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        raise dataclasses.FrozenInstanceError(f"cannot assign to field {key!r}")
 
     def resolved(self) -> dict[str, Any]:
         """Every setting of the class: the given ones over the constructor's defaults."""
@@ -191,22 +189,24 @@ class _NamedOptions:
         return cls(values.get("name", cls.default_name), values.get("options") or {})
 
 
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class ModelConfig(_NamedOptions):
     """Which rating model (a name of ``tfmetarec.models.available()``) and its constructor options:
     ``ModelConfig("melu", embedding_dim=16, hidden_units=(32, 32))``. The options a model reads
     from the encoded features (fields, ID vocabulary sizes) are not settings."""
 
-    kind = "model"
-    default_name = "melu"
+    kind: ClassVar[str] = "model"
+    default_name: ClassVar[str] = "melu"
 
 
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class LearnerConfig(_NamedOptions):
     """Which meta-learner (a name of ``tfmetarec.learners.available()``) and its constructor
     options: ``LearnerConfig("maml", inner_steps=5, inner_lr=0.05, query_loss=QueryLoss(...))``.
     A named option set such as ``fomaml`` fixes some of them (``first_order=True``)."""
 
-    kind = "learner"
-    default_name = "maml"
+    kind: ClassVar[str] = "learner"
+    default_name: ClassVar[str] = "maml"
 
 
 @dataclass(frozen=True)
@@ -371,7 +371,7 @@ def apply_settings(config: ExperimentConfig, values: Mapping[str, Any], from_tex
             continue
         name = str(given.pop("name", named.name))
         table = registry.options(section, name)
-        options = dict(named.options) if name == named.name else {}
+        options = {k: v for k, v in named.options.items() if k in table}  # another name keeps what it takes
         for key, value in given.items():
             option_name, _, field_name = key.partition(".")
             if option_name not in table:

@@ -68,7 +68,8 @@ print(experiment.to_text(report))
 # %%
 from IPython.display import Image, display
 
-curves = experiment.adaptation_curves(run, "runs/quickstart")
+points = {"support_sizes": (1, 5), "inner_steps": (0, 2)} if SMOKE else {}  # the smoke test: fewer points
+curves = experiment.adaptation_curves(run, "runs/quickstart", **points)
 print(curves["support"].to_string(index=False))
 for png in sorted(os.listdir("runs/quickstart")):
     if png.startswith("curve_support") and png.endswith(".png"):

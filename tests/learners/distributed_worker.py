@@ -64,7 +64,7 @@ def _mirrored(out: str, workdir: str) -> dict:
     result: dict = {"replicas": strategy.num_replicas_in_sync}
     population = data()
     for k in (1, 2):
-        conf = config(6, 4, k)
+        conf = config(6, 4, k, jit_compile=False)  # XLA under a strategy: the two-worker run's
         prepared = experiment.prepare(conf, population)
         single = experiment.train(conf, None, verbose=0, data=prepared.data)
         both = experiment.train(conf, os.path.join(workdir, f"k{k}"), verbose=0, data=prepared.data,
@@ -84,9 +84,10 @@ def _mirrored(out: str, workdir: str) -> dict:
                                   for t in strategy.experimental_local_results(table)),
         }
     # A resumed run: 4 steps with checkpoints, a fresh build restored and trained to 6.
-    conf = config(4, 0)
+    conf = config(4, 0, jit_compile=False)
     experiment.train(conf, os.path.join(workdir, "resume"), verbose=0, data=population, strategy=strategy)
-    resumed = experiment.train(config(6, 0), os.path.join(workdir, "resume"), verbose=0, data=population,
+    resumed = experiment.train(config(6, 0, jit_compile=False), os.path.join(workdir, "resume"), verbose=0,
+                               data=population,
                                strategy=strategy)
     result["resumed_weights"] = weights(resumed.learner)
     result["resumed_history"] = resumed.history["learner"]

@@ -154,14 +154,14 @@ def test_xla_step_matches_eager_step():
 def test_meta_training_lowers_query_loss_and_resumes_from_checkpoint(tmp_path):
     episode = random_episode(seed=14, tasks=8)
     learner = MAML(tiny_melu(seed=15), inner_steps=2, inner_lr=0.05)
-    trainer = MetaTrainer(learner, keras.optimizers.Adam(1e-2))
+    trainer = MetaTrainer(learner, keras.optimizers.Adam(1e-2), jit_compile=False)
     history = trainer.fit([episode] * 40, 40, verbose=0, checkpoint_dir=tmp_path / "ck", checkpoint_every=20,
                           tensorboard_dir=tmp_path / "tb")
     assert history["loss"][-1] < history["loss"][0]
     assert list((tmp_path / "tb").iterdir()), "no TensorBoard events written"
     # a new trainer restores step, weights and optimizer state, then goes on to 50 steps
     fresh = MAML(tiny_melu(seed=99), inner_steps=2, inner_lr=0.05)
-    resumed = MetaTrainer(fresh, keras.optimizers.Adam(1e-2))
+    resumed = MetaTrainer(fresh, keras.optimizers.Adam(1e-2), jit_compile=False)
     more = resumed.fit([episode] * 10, 50, verbose=0, checkpoint_dir=tmp_path / "ck")
     assert int(resumed.step.numpy()) == 50 and len(more["loss"]) == 10
     np.testing.assert_allclose(more["loss"][0], history["loss"][-1], rtol=0.2)

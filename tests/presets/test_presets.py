@@ -93,7 +93,7 @@ def test_a_preset_of_the_old_format_is_refused_with_how_to_remake_it(tiny_copy):
     meta = json.loads((tiny_copy / "metadata.json").read_text())
     meta["format"] = 1  # presets from before per-field embeddings and the item table
     (tiny_copy / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(PresetError, match=r"preset format 1, this library reads format 2.*make_presets.py"):
+    with pytest.raises(PresetError, match=r"preset format 1, this library reads format 3.*make_presets.py"):
         from_preset(tiny_copy)
 
 
@@ -235,12 +235,16 @@ def _rewrite_config(folder, change) -> None:
 
 def test_a_preset_whose_config_and_weights_disagree_is_refused_naming_the_mismatch(tiny_copy):
     original = (tiny_copy / "config.json").read_text()
-    _rewrite_config(tiny_copy, lambda c: c["experiment"]["model"].update(name="cf"))
+    _rewrite_config(tiny_copy, lambda c: c["experiment"].update(model={"name": "cf", "options": {}}))
     with pytest.raises(PresetError, match=r"config.json and learner.keras disagree: model: config says 'cf' "
                                           r"\(BiasedMF\), learner.keras holds MeLU"):
         from_preset(tiny_copy)
     (tiny_copy / "config.json").write_text(original)
-    _rewrite_config(tiny_copy, lambda c: c["experiment"]["model"].update(embedding_dim=5))
+    _rewrite_config(tiny_copy, lambda c: c["experiment"]["learner"]["options"].update(inner_lr=5.0))
+    with pytest.raises(PresetError, match=r"disagree: learner.inner_lr: 0.05 in learner.keras, 5.0 in config.json"):
+        from_preset(tiny_copy)  # one source of truth: the config is the learner's constructor arguments
+    (tiny_copy / "config.json").write_text(original)
+    _rewrite_config(tiny_copy, lambda c: c["experiment"]["model"]["options"].update(embedding_dim=5))
     with pytest.raises(PresetError, match=r"disagree: .*embedding.*shape \(\d+, \d+\) in learner.keras, "
                                           r"\(\d+, 5\) from the config"):
         from_preset(tiny_copy)
@@ -256,7 +260,7 @@ def test_a_preset_whose_config_and_weights_disagree_is_refused_naming_the_mismat
 
 def test_saving_a_preset_whose_parts_disagree_is_refused(tmp_path):
     preset = from_preset("tiny-synthetic")
-    wrong = dataclasses.replace(preset.config, learner=dataclasses.replace(preset.config.learner, name="task_encoder"))
+    wrong = dataclasses.replace(preset.config, learner=LearnerConfig("task_encoder"))
     with pytest.raises(PresetError, match="Refusing to save a preset whose parts disagree: learner"):
         save_to_preset(preset.learner, wrong, preset.encoder, tmp_path / "wrong")
     assert not (tmp_path / "wrong").exists() or not any((tmp_path / "wrong").iterdir())

@@ -178,9 +178,18 @@ class Evaluation:
 def evaluate_folder(workdir: str | os.PathLike, data_dir: str | None = None, *, binary: bool = False,
                     curves: bool = False, streaming_protocol: bool = False, run: Run | None = None) -> Evaluation:
     """Everything ``tfmetarec evaluate`` does for a run folder: the report (and its files), and
-    on request the adaptation curves and the streaming protocol, written into the folder."""
+    on request the adaptation curves and the streaming protocol, written into the folder. The fine-tuning
+    step size an earlier evaluation chose (finetune.json) is reused."""
     folder = RunFolder(workdir)
     run = run if run is not None else load_run(folder.path, data_dir=data_dir)
+    saved = folder.report_files["finetune"]
+    if run.finetune_lr is None and saved.is_file():  # chosen by an earlier evaluation of this run
+        try:
+            chosen = json.loads(saved.read_text(encoding="utf-8"))
+            if int(chosen["steps"]) == finetune_steps(run.config) and float(chosen["finetune_lr"]) in FINETUNE_LRS:
+                run.finetune_lr = float(chosen["finetune_lr"])
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: tune again
     report = evaluate(run, folder.path, binary=binary)
     result = Evaluation(run, report, report.attrs.get("paired_tests", pd.DataFrame()))
     if curves:
