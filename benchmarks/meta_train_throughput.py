@@ -64,7 +64,7 @@ class PerTaskMAML(MAML):
 
     def adapt(self, support):
         params = self.model.variable_values()
-        rates = self.inner_learning_rates()
+        rates = self.adaptation_rates()
         per_task = []
         for t in range(support["mask"].shape[0]):
             one = {k: v[t : t + 1] for k, v in support.items()}

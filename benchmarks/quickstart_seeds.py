@@ -30,7 +30,7 @@ def run_seed(seed: int, steps: int) -> pd.DataFrame:
     """Per-task metrics of MAML, no adaptation and fine-tuning for one seed."""
     from tfmetarec.config import ExperimentConfig, TrainConfig
     from tfmetarec.config import SplitConfig
-    from tfmetarec.evaluation.protocol import evaluate_per_task
+    from tfmetarec.evaluation.protocol import evaluate_scenarios
     from tfmetarec.experiment import compared_learners, train
 
     config = ExperimentConfig(split=dataclasses.replace(SplitConfig(), seed=seed),
@@ -38,8 +38,8 @@ def run_seed(seed: int, steps: int) -> pd.DataFrame:
                                                         seed=seed))
     run = train(config, verbose=0)
     learners = compared_learners(run)
-    frame = evaluate_per_task(learners, run.prepared.encoded, run.prepared.scenarios,
-                              batch_size=config.train.batch_size, jit_compile=False)
+    frame = evaluate_scenarios(learners, run.prepared.encoded, run.prepared.scenarios,
+                              batch_size=config.train.batch_size, jit_compile=False, per_task=True)
     return frame.assign(seed=seed)
 
 

@@ -41,10 +41,10 @@ MAE_SLACK = 0.01
 
 
 def _validation(learner, prepared) -> dict[str, float]:
-    from tfmetarec.evaluation.protocol import evaluate_per_task
+    from tfmetarec.evaluation.protocol import evaluate_scenarios
 
-    frame = evaluate_per_task({"x": learner}, prepared.encoded, {"validation": prepared.validation},
-                              batch_size=prepared.config.train.batch_size, jit_compile=False)
+    frame = evaluate_scenarios({"x": learner}, prepared.encoded, {"validation": prepared.validation},
+                              batch_size=prepared.config.train.batch_size, jit_compile=False, per_task=True)
     return {"MAE": float(frame.MAE.mean()), "nDCG@3": float(frame["nDCG@3"].mean())}
 
 
@@ -52,7 +52,7 @@ def run_group(dataset: str, seed: int, steps: int, inner_steps: int, variants=VA
     """Every method on one (dataset, seed): per-task metrics and the validation choices."""
     from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
     from tfmetarec.config import SplitConfig
-    from tfmetarec.evaluation.protocol import evaluate_per_task
+    from tfmetarec.evaluation.protocol import evaluate_scenarios
     from tfmetarec.objectives import QueryLoss
     from tfmetarec.experiment import FINETUNE_LRS, build_learner, build_model, fit_learner, prepare
     from tfmetarec.learners import Pretrain
@@ -103,8 +103,8 @@ def run_group(dataset: str, seed: int, steps: int, inner_steps: int, variants=VA
                  "chosen": "maml-ranked" if v == chosen else ""} for v in variants]
     methods["maml"] = trained[variants[0]]
     methods["maml-ranked"] = trained[chosen]
-    per_task = evaluate_per_task(methods, prepared.encoded, prepared.scenarios,
-                                 batch_size=base.train.batch_size, jit_compile=False)
+    per_task = evaluate_scenarios(methods, prepared.encoded, prepared.scenarios,
+                                 batch_size=base.train.batch_size, jit_compile=False, per_task=True)
     tag = {"dataset": dataset, "seed": seed}
     return {"per_task": per_task.assign(**tag), "choices": pd.DataFrame(choices).assign(**tag)}
 

@@ -18,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfmetarec import experiment  # noqa: E402
 from tfmetarec.config import ExperimentConfig  # noqa: E402
-from tfmetarec.export.contract import QUERY_ITEM, make_request  # noqa: E402
+from tfmetarec.export.names import QUERY_ITEM  # noqa: E402
+from tfmetarec.export.contract import make_request  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SUPPORT, QUERY = 3, 4

@@ -12,7 +12,7 @@ import tfmetarec
 from tfmetarec import registry
 
 LAYERS = [
-    ("tfmetarec._version", "tfmetarec._quiet", "tfmetarec.types"),
+    ("tfmetarec._version", "tfmetarec._quiet", "tfmetarec._lazy", "tfmetarec.types"),
     ("tfmetarec.objectives",),
     ("tfmetarec.options",),
     ("tfmetarec.registry",),

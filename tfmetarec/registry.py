@@ -9,6 +9,7 @@ source); ``tfmetarec.learners.get`` / ``tfmetarec.models.get`` import the class 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from collections.abc import Mapping
@@ -40,42 +41,35 @@ class Entry:
         return Path(self.source) if self.source else module_path(self.module)
 
 
-_LEARNERS: dict[str, Entry] = {}
-_MODELS: dict[str, Entry] = {}
 _CLASSES: dict[tuple[str, str], type] = {}  # classes registered from outside the package
 
-
-def _add(table: dict[str, Entry], entry: Entry) -> Entry:
-    table[entry.name] = entry
-    return entry
-
-
-for _entry in (
-    Entry("maml", "tfmetarec.learners.maml", "MAML", summary="MAML, second-order meta-gradients"),
-    Entry("fomaml", "tfmetarec.learners.maml", "MAML", {"first_order": True}, "first-order MAML"),
-    Entry("meta_sgd", "tfmetarec.learners.maml", "MAML", {"learn_inner_lr": "per_parameter"},
-          "Meta-SGD: MAML with learned per-parameter inner rates"),
-    Entry("reptile", "tfmetarec.learners.reptile", "Reptile", summary="Reptile"),
-    Entry("prototype", "tfmetarec.learners.metric", "PrototypeLearner", summary="liked/disliked prototypes"),
-    Entry("matching", "tfmetarec.learners.metric", "MatchingLearner", summary="attention over the support"),
-    Entry("task_encoder", "tfmetarec.learners.encoder", "TaskEncoder", summary="a set encoder to a user state"),
-    Entry("pretrain", "tfmetarec.learners.pretrain", "Pretrain", summary="global model (no adaptation)"),
-    Entry("popularity", "tfmetarec.learners.baselines", "Popularity", summary="rating count"),
-    Entry("item_mean", "tfmetarec.learners.baselines", "ItemMean", summary="shrunk item mean"),
-    Entry("metaemb_generator", "tfmetarec.learners.metaemb", "MetaEmbeddingLearner",
-          summary="Meta-Embedding's generator trained on item tasks (metaemb model)"),
-):
-    _add(_LEARNERS, _entry)
-
-for _entry in (
-    Entry("melu", "tfmetarec.models.melu", "MeLU", summary="MLP over field embeddings (MeLU)"),
-    Entry("cf", "tfmetarec.models.cf", "BiasedMF", summary="biased factorisation with meta-learned priors"),
-    Entry("content", "tfmetarec.models.content", "ContentModel", summary="user preference over an item tower"),
-    Entry("hybrid", "tfmetarec.models.hybrid", "Hybrid", summary="support-size blend of cf and content"),
-    Entry("metaemb", "tfmetarec.models.metaemb", "MetaEmb", summary="MeLU with generated new-item embeddings"),
-    Entry("two_tower", "tfmetarec.models.two_tower", "TwoTower", summary="user and item towers, dot product"),
-):
-    _add(_MODELS, _entry)
+# kind, name, module (under tfmetarec.learners / tfmetarec.models), class, options the name fixes, summary
+_BUILT_IN = (
+    ("learner", "maml", "maml", "MAML", {}, "MAML, second-order meta-gradients"),
+    ("learner", "fomaml", "maml", "MAML", {"first_order": True}, "first-order MAML"),
+    ("learner", "meta_sgd", "maml", "MAML", {"learn_inner_lr": "per_parameter"},
+     "Meta-SGD: MAML with learned per-parameter inner rates"),
+    ("learner", "reptile", "reptile", "Reptile", {}, "Reptile"),
+    ("learner", "prototype", "metric", "PrototypeLearner", {}, "liked/disliked prototypes"),
+    ("learner", "matching", "metric", "MatchingLearner", {}, "attention over the support"),
+    ("learner", "task_encoder", "encoder", "TaskEncoder", {}, "a set encoder to a user state"),
+    ("learner", "pretrain", "pretrain", "Pretrain", {}, "global model (no adaptation)"),
+    ("learner", "popularity", "baselines", "Popularity", {}, "rating count"),
+    ("learner", "item_mean", "baselines", "ItemMean", {}, "shrunk item mean"),
+    ("learner", "metaemb_generator", "metaemb", "MetaEmbeddingLearner", {},
+     "Meta-Embedding's generator trained on item tasks (metaemb model)"),
+    ("model", "melu", "melu", "MeLU", {}, "MLP over field embeddings (MeLU)"),
+    ("model", "cf", "cf", "BiasedMF", {}, "biased factorisation with meta-learned priors"),
+    ("model", "content", "content", "ContentModel", {}, "user preference over an item tower"),
+    ("model", "hybrid", "hybrid", "Hybrid", {}, "support-size blend of cf and content"),
+    ("model", "metaemb", "metaemb", "MetaEmb", {}, "MeLU with generated new-item embeddings"),
+    ("model", "two_tower", "two_tower", "TwoTower", {}, "user and item towers, dot product"),
+)
+_LEARNERS: dict[str, Entry] = {}
+_MODELS: dict[str, Entry] = {}
+for _kind, _name, _module, _cls, _fixed, _summary in _BUILT_IN:
+    (_LEARNERS if _kind == "learner" else _MODELS)[_name] = Entry(_name, f"tfmetarec.{_kind}s.{_module}", _cls,
+                                                                  _fixed, _summary)
 
 KINDS = {"learner": (_LEARNERS, LEARNER_SKIP), "model": (_MODELS, MODEL_SKIP)}
 
@@ -128,10 +122,14 @@ def _base_name(kind: str, e: Entry) -> str:
                 e.name)
 
 
-def registered_class(kind: str, name: str) -> type | None:
-    """The class of a name added by :func:`register` (None for a built-in name, whose class its
-    own package imports: ``tfmetarec.learners.get`` / ``tfmetarec.models.get``)."""
-    return _CLASSES.get((kind, entry(kind, name).name))
+def class_of(kind: str, name: str) -> type:
+    """The class of a registered name, its module imported on first use (a built-in learner's
+    module is in ``tfmetarec.learners``, a model's in ``tfmetarec.models``: tests/test_layering.py
+    checks it); ``tfmetarec.learners.get`` and ``tfmetarec.models.get`` are this function."""
+    e = entry(kind, name)
+    if (kind, e.name) in _CLASSES:
+        return _CLASSES[(kind, e.name)]
+    return getattr(importlib.import_module(e.module), e.cls)
 
 
 def register(kind: str, name: str, cls: type, fixed: Mapping[str, Any] | None = None, summary: str = "") -> Entry:
@@ -161,4 +159,4 @@ def unregister(kind: str, name: str) -> None:
     _CLASSES.pop((kind, e.name), None)
 
 
-__all__ = ["Entry", "check", "entry", "names", "options", "register", "registered_class", "unregister"]
+__all__ = ["Entry", "check", "class_of", "entry", "names", "options", "register", "unregister"]

@@ -4,7 +4,6 @@ ratings, not users x items)."""
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 from pathlib import Path

@@ -37,18 +37,18 @@ def test_meta_gradients_match_finite_differences(name, options):
 
 def test_learned_rates_are_positive_start_at_inner_lr_and_are_trained():
     learner = checks.build("meta_sgd", inner_lr=0.07)
-    rates = learner.inner_learning_rates()
+    rates = learner.adaptation_rates()
     assert len(rates) == 1
     for name in learner.adapt_names:
         assert rates[0][name].shape == learner.model.parameters()[name].shape
         np.testing.assert_allclose(rates[0][name].numpy(), 0.07, rtol=1e-5)
     lslr = checks.build("maml", learn_inner_lr="per_layer_step", inner_steps=3)
-    assert len(lslr.inner_learning_rates()) == 3
-    assert all(r.shape == () for step in lslr.inner_learning_rates() for r in step.values())
+    assert len(lslr.adaptation_rates()) == 3
+    assert all(r.shape == () for step in lslr.adaptation_rates() for r in step.values())
     trainer = learners.MetaTrainer(learner, keras.optimizers.Adam(0.5), jit_compile=False)
     for _ in range(3):
         trainer.train_step(random_episode(seed=1))
-    after = learner.inner_learning_rates()[0]
+    after = learner.adaptation_rates()[0]
     assert any(not np.allclose(after[n].numpy(), 0.07) for n in learner.adapt_names)
     assert all(np.all(after[n].numpy() > 0) for n in learner.adapt_names)
 
@@ -90,7 +90,7 @@ def test_reptile_outer_step_interpolates_toward_the_adapted_weights(train_on_que
     episode["task_mask"][3] = 0.0  # a padding task must not pull
     theta = {n: v.numpy().copy() for n, v in learner.model.parameters().items()}
     data = concat_parts(episode[SUPPORT], episode[QUERY]) if train_on_query else episode[SUPPORT]
-    phi = {n: v.numpy()[:3].mean(0) for n, v in learner._sgd(data).items()}
+    phi = {n: v.numpy()[:3].mean(0) for n, v in learner.sgd(data).items()}
     trainer = learners.MetaTrainer(learner, keras.optimizers.SGD(eps), jit_compile=True)
     trainer.train_step(episode)
     after = {n: v.numpy() for n, v in learner.model.parameters().items()}

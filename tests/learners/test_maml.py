@@ -133,7 +133,7 @@ def test_vectorised_inner_loop_equals_one_task_at_a_time():
     for t in range(4):
         one = {k: v[t : t + 1] for k, v in episode[SUPPORT].items()}
         single, _ = inner_loop(learner.model, learner.model.variable_values(), learner.adapt_names, one, 3,
-                               learner.inner_learning_rates())
+                               learner.adaptation_rates())
         for n in learner.adapt_names:
             np.testing.assert_allclose(batched[n][t].numpy(), single[n][0].numpy(), rtol=1e-5, atol=1e-6)
 

@@ -13,9 +13,7 @@ numpy, pandas or TensorFlow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from tfmetarec._lazy import lazy_names
 from tfmetarec.config import DEFAULT_NEW_ITEM_YEAR, SCENARIOS, SplitConfig
 
 _NAMES = {
@@ -47,17 +45,7 @@ _NAMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module 'tfmetarec.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"tfmetarec.data.{_NAMES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_NAMES})
-
+__getattr__, __dir__ = lazy_names("tfmetarec.data", _NAMES)
 
 __all__ = [  # noqa: F822 (the names of _NAMES load on first use)
     "AGE_BUCKETS",

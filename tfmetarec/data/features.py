@@ -24,7 +24,6 @@ import pandas as pd
 
 from tfmetarec.data.schema import MAX_LIST_WIDTH, Field, InteractionData
 from tfmetarec.data.transforms import (
-    AGE_BUCKETS,
     AgeBucket,
     ListLookup,
     Lookup,

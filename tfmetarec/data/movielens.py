@@ -12,29 +12,9 @@ import pandas as pd
 
 from tfmetarec.data import _parse as P
 from tfmetarec.data.paths import dataset_dir
-from tfmetarec.data.schema import DataFormatError, Field, InteractionData, infer_fields
+from tfmetarec.data.schema import MOVIELENS_GENRES, DataFormatError, Field, InteractionData, infer_fields
 
-GENRES_100K = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+GENRES_100K = ("unknown", *MOVIELENS_GENRES)  # the column order of u.item
 
 OCCUPATIONS_1M = (
     "other",

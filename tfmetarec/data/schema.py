@@ -21,6 +21,12 @@ RESERVED_ITEM_COLUMNS = ("item", "title")
 """Item columns that are never content (every other item column may become a feature field)."""
 
 
+MOVIELENS_GENRES = ("Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+                    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
+                    "Western")
+"""The 18 MovieLens genres (100K adds "unknown" in front; latest releases add more), in MovieLens' order."""
+
+
 class DataFormatError(ValueError):
     """Malformed input data; the message names the file and line when known."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tfmetarec.data.schema import InteractionData
+from tfmetarec.data.schema import MOVIELENS_GENRES, InteractionData
 
 OCCUPATIONS = (
     "administrator",
@@ -31,26 +31,7 @@ OCCUPATIONS = (
     "writer",
 )
 
-GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+GENRES = MOVIELENS_GENRES  # the synthetic items carry MovieLens-like genres
 
 NEW_YEARS = (1998, 2000)  # inclusive range of "recent" release years
 START_TIME = 946_684_800  # 2000-01-01 UTC

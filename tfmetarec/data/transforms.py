@@ -118,8 +118,27 @@ class _Table:
         return self._table
 
 
+class _Vocabulary:
+    """What the two vocabulary transforms share: string ``keys`` (index = position + 1) and the
+    TensorFlow face's lookup table, built on first use."""
+
+    keys: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(str(k) for k in self.keys))
+        object.__setattr__(self, "_table", _Table(self.keys))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.keys) + 1
+
+    def table(self):
+        """The TensorFlow face's lookup table (a module exporting it must hold it to track it)."""
+        return self._table.get()
+
+
 @dataclass(frozen=True, eq=False)
-class Lookup:
+class Lookup(_Vocabulary):
     """A categorical field: a value to its index in ``keys`` (1-based; 0 missing or unseen).
     With ``prefix``, the value is first cut to its first ``prefix`` characters, which must all be
     digits (else missing): a zip code's region."""
@@ -129,14 +148,6 @@ class Lookup:
     kind: str = field(default=CATEGORICAL, init=False)
     width: int = field(default=1, init=False)
     _table: _Table = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", tuple(str(k) for k in self.keys))
-        object.__setattr__(self, "_table", _Table(self.keys))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.keys) + 1
 
     def key_text(self, values: Any) -> np.ndarray:
         """The vocabulary key of each raw value (None when missing), after the prefix cut."""
@@ -162,16 +173,12 @@ class Lookup:
             text = tf.where(tf.strings.regex_full_match(head, rf"[0-9]{{{n}}}"), head, "")
         return self._table.get().lookup(text)
 
-    def table(self):
-        """The TensorFlow face's lookup table (a module exporting it must hold it to track it)."""
-        return self._table.get()
-
     def labels(self) -> list[str]:
         return ["<oov>", *self.keys]
 
 
 @dataclass(frozen=True, eq=False)
-class ListLookup:
+class ListLookup(_Vocabulary):
     """A list field: up to ``width`` known values, in their given order, each once, as indices
     (unseen values dropped, padding 0)."""
 
@@ -179,14 +186,6 @@ class ListLookup:
     width: int
     kind: str = field(default=LIST, init=False)
     _table: _Table = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", tuple(str(k) for k in self.keys))
-        object.__setattr__(self, "_table", _Table(self.keys))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.keys) + 1
 
     def numpy(self, values: Any, label: str | None = None) -> np.ndarray:
         """``values``: one list (or tuple / array of strings, or None) per row -> ``[rows, width]``."""
@@ -213,9 +212,6 @@ class ListLookup:
         pad = tf.maximum(self.width - length, 0)
         idx = tf.pad(idx, [[0, 0]] * (len(idx.shape) - 1) + [[0, pad]])
         return idx[..., : self.width]
-
-    def table(self):
-        return self._table.get()
 
     def labels(self) -> list[str]:
         return ["<pad>", *self.keys]

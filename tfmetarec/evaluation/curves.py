@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import pandas as pd
 
@@ -16,48 +17,42 @@ SUPPORT_SIZES = (1, 3, 5, 10, 20)
 INNER_STEPS = (0, 1, 2, 5, 10)
 
 
-def support_size_curve(
+def adaptation_curve(
     learners: Mapping[str, MetaLearner],
     encoded: EncodedData,
     tasks: TaskSet,
-    sizes: Sequence[int] = SUPPORT_SIZES,
+    over: Literal["support", "inner_steps"],
+    points: Sequence[int] | None = None,
     seed: int = 0,
     batch_size: int = 32,
 ) -> pd.DataFrame:
-    """Metrics of each learner when every task keeps only ``n`` support ratings.
+    """Metrics of each learner at each point of a curve, one row per (method, point):
 
-    Only tasks with at least ``max(sizes)`` support ratings take part, so every
-    point of a curve averages over the same tasks and queries.
+    * ``over="support"``: every task keeps only ``n`` support ratings (``points`` default
+      :data:`SUPPORT_SIZES`); only tasks with at least ``max(points)`` of them take part, so
+      every point averages over the same tasks and queries;
+    * ``over="inner_steps"``: each gradient-based learner adapts with ``k`` steps (default
+      :data:`INNER_STEPS`; its own trained count is always a point), its step count set for the
+      measurement and restored after.
     """
     rows = []
-    for n in sizes:
-        limited = limit_support(tasks, n, seed=seed, min_tasks_support=max(sizes))
-        if len(limited) == 0:
-            raise ValueError(f"No task of {tasks.name!r} has {max(sizes)} support ratings; use smaller sizes.")
-        for name, learner in learners.items():
-            metrics = evaluate_tasks(learner, encoded, limited, batch_size=batch_size, jit_compile=False)
-            rows.append({"method": name, "support": n, **metrics})
-    return pd.DataFrame(rows)
-
-
-def inner_steps_curve(
-    learners: Mapping[str, MetaLearner],
-    encoded: EncodedData,
-    tasks: TaskSet,
-    steps: Sequence[int] = INNER_STEPS,
-    batch_size: int = 32,
-) -> pd.DataFrame:
-    """Metrics of each gradient-based learner after ``k`` inner steps, for each ``k``.
-
-    The learner's own (trained) step count is always one of the points. The
-    count is changed for the measurement and restored after.
-    """
-    rows = []
+    if over == "support":
+        sizes = tuple(points or SUPPORT_SIZES)
+        for n in sizes:
+            limited = limit_support(tasks, n, seed=seed, min_tasks_support=max(sizes))
+            if len(limited) == 0:
+                raise ValueError(f"No task of {tasks.name!r} has {max(sizes)} support ratings; use smaller sizes.")
+            for name, learner in learners.items():
+                metrics = evaluate_tasks(learner, encoded, limited, batch_size=batch_size, jit_compile=False)
+                rows.append({"method": name, "support": n, **metrics})
+        return pd.DataFrame(rows)
+    if over != "inner_steps":
+        raise ValueError(f"over must be 'support' or 'inner_steps', got {over!r}.")
     for name, learner in learners.items():
         trained = learner.adaptation_steps
         if trained is None:
             raise ValueError(f"{type(learner).__name__} does not adapt by gradient steps; it has no inner-step curve.")
-        for k in sorted(set(steps) | {trained}):
+        for k in sorted(set(points or INNER_STEPS) | {trained}):
             with learner.adaptation_steps_set(k):
                 metrics = evaluate_tasks(learner, encoded, tasks, batch_size=batch_size, jit_compile=False)
             rows.append({"method": name, "inner_steps": k, **metrics})

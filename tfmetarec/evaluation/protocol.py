@@ -122,18 +122,6 @@ def per_task_table(predictions: Predictions, scenarios: Mapping[str, TaskSet],
     return pd.DataFrame(rows)
 
 
-def evaluate_per_task(
-    learners: Mapping[str, MetaLearner],
-    encoded: EncodedData,
-    scenarios: Mapping[str, TaskSet],
-    ks: Sequence[int] = (1, 3, 5),
-    batch_size: int = 32,
-    jit_compile: bool = True,
-) -> pd.DataFrame:
-    """:func:`per_task_table` of fresh predictions."""
-    return per_task_table(predict_scenarios(learners, encoded, scenarios, batch_size, jit_compile), scenarios, ks)
-
-
 def evaluate_scenarios(
     learners: Mapping[str, MetaLearner],
     encoded: EncodedData,
@@ -142,6 +130,9 @@ def evaluate_scenarios(
     batch_size: int = 32,
     jit_compile: bool = True,
     binary: bool = False,
+    per_task: bool = False,
 ) -> pd.DataFrame:
-    """One row per (method, scenario) with the task count and each metric."""
-    return scenario_table(predict_scenarios(learners, encoded, scenarios, batch_size, jit_compile), ks, binary)
+    """One row per (method, scenario) with the task count and each metric; with ``per_task``, one
+    row per (method, scenario, task) instead (:func:`per_task_table`, for paired tests)."""
+    predictions = predict_scenarios(learners, encoded, scenarios, batch_size, jit_compile)
+    return per_task_table(predictions, scenarios, ks) if per_task else scenario_table(predictions, ks, binary)

@@ -9,8 +9,7 @@ imported from there.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tfmetarec._lazy import lazy_names
 
 _NAMES = {
     "Buckets": "contract",
@@ -25,16 +24,6 @@ _NAMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module 'tfmetarec.export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"tfmetarec.export.{_NAMES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_NAMES})
-
+__getattr__, __dir__ = lazy_names("tfmetarec.export", _NAMES)
 
 __all__ = sorted(_NAMES)

@@ -37,20 +37,13 @@ from typing import Any
 import numpy as np
 
 from tfmetarec.export.names import (  # the contract's names live in one small module
-    CONTRACT_FILE,
     NEW_ITEM,
     NEW_MASK,
     NEW_RATING,
     QUERY_ITEM,
     SCORES,
     SIGNATURES,
-    STATE_FINGERPRINT,
-    STATE_FORMAT,
     STATE_PREFIX,
-    STATE_RATED_ITEM,
-    STATE_RATED_MASK,
-    STATE_USER_FIELDS,
-    STATE_USER_ID,
     STATE_VERSION,
     SUPPORT_ITEM,
     SUPPORT_MASK,

@@ -23,15 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetarec.evaluation.retrieval import uses_vector_search
-from tfmetarec.export.contract import (
-    STATE_FINGERPRINT,
-    STATE_FORMAT,
-    STATE_RATED_ITEM,
-    STATE_RATED_MASK,
-    STATE_USER_FIELDS,
-    STATE_USER_ID,
-    STATE_VERSION,
-)
+from tfmetarec.export.names import STATE_FINGERPRINT, STATE_FORMAT, STATE_RATED_ITEM, STATE_RATED_MASK, STATE_USER_FIELDS, STATE_USER_ID, STATE_VERSION
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.online import append_rows, fit_rows
 from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, fields_width

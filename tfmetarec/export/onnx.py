@@ -32,24 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetarec.data.features import FeatureEncoder
-from tfmetarec.export.contract import (
-    CONTRACT_FILE,
-    NEW_ITEM,
-    NEW_MASK,
-    NEW_RATING,
-    QUERY_ITEM,
-    SCORES,
-    STATE_PREFIX,
-    SUPPORT_ITEM,
-    SUPPORT_MASK,
-    SUPPORT_RATING,
-    TOP_ITEMS,
-    USER_ID,
-    Buckets,
-    RequestError,
-    ServingContract,
-    check_request,
-)
+from tfmetarec.export.names import CONTRACT_FILE, NEW_ITEM, NEW_MASK, NEW_RATING, QUERY_ITEM, SCORES, STATE_PREFIX, SUPPORT_ITEM, SUPPORT_MASK, SUPPORT_RATING, TOP_ITEMS, USER_ID
+from tfmetarec.export.contract import Buckets, RequestError, ServingContract, check_request
 from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
 from tfmetarec.export.saved_model import ServingModule
 from tfmetarec.learners.base import MetaLearner

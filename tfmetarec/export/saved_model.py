@@ -38,27 +38,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfmetarec.data.features import FeatureEncoder
-from tfmetarec.export.contract import (
-    CONTRACT_FILE,
-    NEW_ITEM,
-    NEW_MASK,
-    NEW_RATING,
-    QUERY_ITEM,
-    SCORES,
-    STATE_FINGERPRINT,
-    STATE_FORMAT,
-    STATE_PREFIX,
-    STATE_VERSION,
-    SUPPORT_ITEM,
-    SUPPORT_MASK,
-    SUPPORT_RATING,
-    TOP_ITEMS,
-    USER_ID,
-    Buckets,
-    ServingContract,
-    StateEntry,
-    fingerprint,
-)
+from tfmetarec.export.names import CONTRACT_FILE, NEW_ITEM, NEW_MASK, NEW_RATING, QUERY_ITEM, SCORES, STATE_FINGERPRINT, STATE_PREFIX, SUPPORT_ITEM, SUPPORT_MASK, SUPPORT_RATING, TOP_ITEMS, USER_ID
+from tfmetarec.export.contract import Buckets, ServingContract, StateEntry, fingerprint
 from tfmetarec.export.core import ServingCore
 from tfmetarec.export.raw_inputs import RawInputs
 from tfmetarec.export.rules import assertions, rules

@@ -6,7 +6,6 @@ and its constructor's options (a named option set such as ``fomaml`` adds the op
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from tfmetarec import registry
@@ -23,13 +22,9 @@ from tfmetarec.learners.trainer import MetaTrainer
 from tfmetarec.models.base import MetaModel
 
 
-def get(name: str) -> type[MetaLearner]:
-    """The learner class registered under ``name`` (``"fomaml"`` -> :class:`MAML`; see :func:`create`)."""
-    found = registry.registered_class("learner", name)
-    if found is not None:
-        return found
-    entry = registry.entry("learner", name)
-    return getattr(importlib.import_module(entry.module), entry.cls)
+def get(name: str) -> type:
+    """The learner class registered under ``name`` (``registry.class_of("learner", name)``)."""
+    return registry.class_of("learner", name)
 
 
 def create(name: str, model: MetaModel, **options: Any) -> MetaLearner:

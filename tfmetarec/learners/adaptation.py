@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 import tensorflow as tf
 
 from tfmetarec.learners.losses import task_mse
 from tfmetarec.learners.online import append_rows, fit_rows
 from tfmetarec.models.base import MetaModel
-from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, Episode, features_of
+from tfmetarec.options import AtLeast
+from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, Episode, Features, features_of
 
 
 def tile_for_tasks(value: tf.Tensor, tasks: tf.Tensor) -> tf.Tensor:
@@ -86,23 +88,15 @@ def inner_steps(
         yield {**fast, **context}, per_task
 
 
-def inner_loop(
-    model: MetaModel,
-    params: Mapping[str, tf.Tensor],
-    adapt_names: Sequence[str],
-    support: Episode,
-    steps: int,
-    learning_rates: Sequence[Mapping[str, tf.Tensor]],
-    first_order: bool = False,
-    start: Mapping[str, tf.Tensor] | None = None,
-    context: Mapping[str, tf.Tensor] | None = None,
-) -> tuple[dict[str, tf.Tensor], list[tf.Tensor]]:
-    """:func:`inner_steps` run to the end: the adapted state (parameters ``[T, ...]`` and the
-    task context) and the support loss ``[T]`` before each step (for diagnostics)."""
+def inner_loop(model: MetaModel, params: Mapping[str, tf.Tensor], adapt_names: Sequence[str], support: Episode,
+               steps: int, learning_rates: Sequence[Mapping[str, tf.Tensor]], first_order: bool = False,
+               **where: Any) -> tuple[dict[str, tf.Tensor], list[tf.Tensor]]:
+    """:func:`inner_steps` run to the end (``where``: its ``start`` and ``context``): the adapted
+    state (parameters ``[T, ...]`` and the task context) and the support loss ``[T]`` before each
+    step (for diagnostics)."""
     losses = []
     state: dict[str, tf.Tensor] = {}
-    for state, loss in inner_steps(model, params, adapt_names, support, steps, learning_rates, first_order, start,
-                                   context):
+    for state, loss in inner_steps(model, params, adapt_names, support, steps, learning_rates, first_order, **where):
         if loss is not None:
             losses.append(loss)
     return state, losses
@@ -123,12 +117,44 @@ class GradientUpdate:
     fifth of its inner steps. ``update_mode="new"`` takes them on the new ratings only,
     the cost of one inner step on the new rows, but each single rating pulls the state
     too far (0.894 on the same run, worse than no adaptation on synthetic data); see
-    BENCHMARKS.md. Subclasses take ``update_mode``, ``update_steps`` and ``history_size`` as
-    constructor settings and provide ``adapt_names``, ``model`` and ``update_rates()``.
+    BENCHMARKS.md. A learner class lists it before :class:`MetaLearner` among its bases
+    (``class Reptile(GradientUpdate, MetaLearner)``) and provides ``adapt_names``; the step
+    count and size are the settings named by ``steps_setting`` and ``rate_setting`` (or its
+    ``adaptation_rates()``).
+
+    Args:
+        update_mode: ``"history"`` or ``"new"`` (above).
+        update_steps: SGD steps per update.
+        history_size: ratings a state keeps for ``update_mode="history"``.
     """
+
+    def __init__(self, model: MetaModel, update_mode: Literal["history", "new"] = "history",
+                 update_steps: Annotated[int, AtLeast(1)] = 1, history_size: Annotated[int, AtLeast(1)] = 64,
+                 **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.keep_arguments(locals())
 
     steps_setting = "inner_steps"
     """The setting that counts the adaptation steps."""
+    rate_setting = "inner_lr"
+    """The setting that holds the adaptation step size."""
+
+    def adaptation_rates(self) -> list[dict[str, tf.Tensor]]:
+        """One mapping (parameter name -> step size) per inner step (one for all of them here)."""
+        rate = tf.constant(float(getattr(self, self.rate_setting)), tf.float32)
+        return [{name: rate for name in self.adapt_names}]
+
+    def update_rates(self) -> list[dict[str, tf.Tensor]]:
+        return self.adaptation_rates()
+
+    def sgd(self, part: Episode, first_order: bool = True) -> dict[str, tf.Tensor]:
+        """The adapted parameters (and task context) after the learner's SGD steps on ``part``."""
+        fast, _ = inner_loop(self.model, self.model.variable_values(), self.adapt_names, part,
+                             self.adaptation_steps, self.adaptation_rates(), first_order)
+        return fast
+
+    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
+        return self.model.forward({**self.model.variable_values(), **state}, query)
 
     def adapted_parameters(self) -> tuple[str, ...]:
         return tuple(self.adapt_names) if self.gradient_based else ()

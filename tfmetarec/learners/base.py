@@ -99,7 +99,7 @@ class MetaLearner(Configurable, keras.Model):
         """Within the block, ``adapt`` takes ``steps`` gradient steps (for an inner-step curve);
         a learner that does not adapt by gradient steps refuses."""
         raise ValueError(f"{type(self).__name__} does not adapt by gradient steps; it has no inner-step curve.")
-        yield self  # noqa: unreachable (a generator, so the error comes at ``with``)
+        yield self  # a generator, so the error comes at ``with``
 
     def fit_training_ratings(self, item_ids: np.ndarray, ratings: np.ndarray) -> None:
         """Take what the learner needs from the training ratings (encoded item IDs and their

@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.adaptation import GradientUpdate, inner_loop, inner_steps
+from tfmetarec.learners.adaptation import GradientUpdate, inner_steps
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.models.base import MetaModel
 from tfmetarec.options import AtLeast
-from tfmetarec.types import QUERY, SUPPORT, TASK_MASK, Episode, Features, features_of
+from tfmetarec.types import QUERY, SUPPORT, TASK_MASK, Episode, features_of
 
 def inverse_softplus(value: float) -> float:
     """The ``x`` with ``softplus(x) == value`` (``value > 0``)."""
@@ -65,9 +65,6 @@ class MAML(GradientUpdate, MetaLearner):
         learn_inner_lr: Literal["fixed", "per_parameter", "per_layer_step"] = "fixed",
         multi_step_loss: bool = False,
         msl_anneal_steps: Annotated[int, AtLeast(0)] = 0,
-        update_mode: Literal["history", "new"] = "history",
-        update_steps: Annotated[int, AtLeast(1)] = 1,
-        history_size: Annotated[int, AtLeast(1)] = 64,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
@@ -86,7 +83,7 @@ class MAML(GradientUpdate, MetaLearner):
         if self.multi_step_loss:
             self.msl_step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="msl_step")
 
-    def inner_learning_rates(self) -> list[dict[str, tf.Tensor]]:
+    def adaptation_rates(self) -> list[dict[str, tf.Tensor]]:
         """One mapping (name -> rate) per inner step (a single one when shared by all steps)."""
         if self.learn_inner_lr == "fixed":
             rate = tf.constant(self.inner_lr, tf.float32)
@@ -97,25 +94,13 @@ class MAML(GradientUpdate, MetaLearner):
         return [{name: rate[step] for name, rate in rates.items()} for step in range(max(self.inner_steps, 1))]
 
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
-        fast, _ = inner_loop(
-            self.model,
-            self.model.variable_values(),
-            self.adapt_names,
-            support,
-            self.inner_steps,
-            self.inner_learning_rates(),
-            self.first_order,
-        )
-        return self._with_history(fast, support)
-
-    def update_rates(self) -> list[dict[str, tf.Tensor]]:
-        return self.inner_learning_rates()
+        return self._with_history(self.sgd(support, self.first_order), support)
 
     def trajectory(self, support: Episode) -> list[dict[str, tf.Tensor]]:
         """The adapted parameters after each inner step (``[T, ...]`` each); the
         first entry is the meta-parameters tiled per task (no step taken)."""
         return [state for state, _ in inner_steps(self.model, self.model.variable_values(), self.adapt_names,
-                                                  support, self.inner_steps, self.inner_learning_rates(),
+                                                  support, self.inner_steps, self.adaptation_rates(),
                                                   self.first_order)]
 
     def msl_weights(self) -> tf.Tensor:
@@ -151,5 +136,3 @@ class MAML(GradientUpdate, MetaLearner):
             self.msl_step.assign_add(tf.ones_like(self.msl_step))
         return grads, logs
 
-    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
-        return self.model.forward({**self.model.variable_values(), **state}, query)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.adaptation import GradientUpdate, inner_loop
+from tfmetarec.learners.adaptation import GradientUpdate
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.losses import mean_over_tasks, task_mse
 from tfmetarec.models.base import MetaModel
 from tfmetarec.options import AtLeast
-from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, Features, features_of
+from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, TASK_MASK, Episode, features_of
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -27,6 +27,7 @@ class Pretrain(GradientUpdate, MetaLearner):
     """
 
     steps_setting = "finetune_steps"
+    rate_setting = "finetune_lr"
 
     def __init__(
         self,
@@ -34,9 +35,6 @@ class Pretrain(GradientUpdate, MetaLearner):
         finetune_steps: Annotated[int, AtLeast(0)] = 0,
         finetune_lr: Annotated[float, AtLeast(0)] = 0.05,
         adapt: str | Sequence[str] = "decision",
-        update_mode: Literal["history", "new"] = "history",
-        update_steps: Annotated[int, AtLeast(1)] = 1,
-        history_size: Annotated[int, AtLeast(1)] = 64,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
@@ -50,33 +48,19 @@ class Pretrain(GradientUpdate, MetaLearner):
     def with_finetuning(self, steps: int, lr: float | None = None) -> Pretrain:
         """A learner sharing this one's model that fine-tunes for ``steps``."""
         return Pretrain(self.model, steps, self.finetune_lr if lr is None else lr, self.setting("adapt"),
-                        self.update_mode, self.update_steps, self.history_size, query_loss=self.query_loss)
+                        update_mode=self.update_mode, update_steps=self.update_steps,
+                        history_size=self.history_size, query_loss=self.query_loss)
 
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
         if self.finetune_steps == 0:
             return self.model.task_context(support)
-        rate = tf.constant(self.finetune_lr, tf.float32)
-        fast, _ = inner_loop(
-            self.model,
-            self.model.variable_values(),
-            self.adapt_names,
-            support,
-            self.finetune_steps,
-            [{name: rate for name in self.adapt_names}],
-            first_order=True,
-        )
-        return self._with_history(fast, support)
-
-    def update_rates(self) -> list[dict[str, tf.Tensor]]:
-        return [{name: tf.constant(self.finetune_lr, tf.float32) for name in self.adapt_names}]
+        return self._with_history(self.sgd(support), support)
 
     def update(self, state: dict[str, tf.Tensor], new_support: Episode) -> dict[str, tf.Tensor]:
         if self.finetune_steps == 0:  # no adaptation: the state is the task context only
             return MetaLearner.update(self, state, new_support)
         return GradientUpdate.update(self, state, new_support)
 
-    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
-        return self.model.forward({**self.model.variable_values(), **state}, query)
 
     def meta_loss(self, episode: Episode) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         losses = []

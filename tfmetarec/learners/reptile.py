@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import keras
 import tensorflow as tf
 
-from tfmetarec.learners.adaptation import GradientUpdate, inner_loop
+from tfmetarec.learners.adaptation import GradientUpdate
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.models.base import MetaModel
 from tfmetarec.options import AtLeast
-from tfmetarec.types import QUERY, SUPPORT, TASK_MASK, Episode, Features, features_of
+from tfmetarec.types import QUERY, SUPPORT, TASK_MASK, Episode, features_of
 
 
 def concat_parts(first: Episode, second: Episode) -> dict[str, tf.Tensor]:
@@ -47,36 +47,14 @@ class Reptile(GradientUpdate, MetaLearner):
         inner_lr: Annotated[float, AtLeast(0)] = 0.05,
         adapt: str | Sequence[str] = "decision",
         train_on_query: bool = True,
-        update_mode: Literal["history", "new"] = "history",
-        update_steps: Annotated[int, AtLeast(1)] = 1,
-        history_size: Annotated[int, AtLeast(1)] = 64,
         **kwargs: Any,
     ):
         super().__init__(model, **kwargs)
         self.keep_arguments(locals())
         self.adapt_names = model.resolve_params(self.setting("adapt"))
 
-    def _sgd(self, part: Episode) -> dict[str, tf.Tensor]:
-        rate = tf.constant(self.inner_lr, tf.float32)
-        fast, _ = inner_loop(
-            self.model,
-            self.model.variable_values(),
-            self.adapt_names,
-            part,
-            self.inner_steps,
-            [{name: rate for name in self.adapt_names}],
-            first_order=True,
-        )
-        return fast
-
     def adapt(self, support: Episode) -> dict[str, tf.Tensor]:
-        return self._with_history(self._sgd(support), support)
-
-    def update_rates(self) -> list[dict[str, tf.Tensor]]:
-        return [{name: tf.constant(self.inner_lr, tf.float32) for name in self.adapt_names}]
-
-    def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
-        return self.model.forward({**self.model.variable_values(), **state}, query)
+        return self._with_history(self.sgd(support), support)
 
     def meta_variables(self) -> list:
         return list(self.model.parameters().values())
@@ -84,7 +62,7 @@ class Reptile(GradientUpdate, MetaLearner):
     def meta_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
         support, query = episode[SUPPORT], episode[QUERY]
         data = concat_parts(support, query) if self.train_on_query else support
-        fast = {n: tf.stop_gradient(v) for n, v in self._sgd(data).items()}
+        fast = {n: tf.stop_gradient(v) for n, v in self.sgd(data).items()}
         params = self.model.parameters()
         shared = [n for n in params if n not in fast]
         with tf.GradientTape() as tape:

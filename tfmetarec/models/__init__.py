@@ -5,7 +5,6 @@ The model names live in :mod:`tfmetarec.registry`; :func:`get` returns a model's
 
 from __future__ import annotations
 
-import importlib
 from tfmetarec import registry
 from tfmetarec.models.base import MetaModel
 from tfmetarec.models.cf import BiasedMF
@@ -16,13 +15,9 @@ from tfmetarec.models.metaemb import MetaEmb
 from tfmetarec.models.two_tower import TwoTower
 
 
-def get(name: str) -> type[MetaModel]:
-    """The model class registered under ``name`` (e.g. ``"melu"``)."""
-    found = registry.registered_class("model", name)
-    if found is not None:
-        return found
-    entry = registry.entry("model", name)
-    return getattr(importlib.import_module(entry.module), entry.cls)
+def get(name: str) -> type:
+    """The model class registered under ``name`` (``registry.class_of("model", name)``)."""
+    return registry.class_of("model", name)
 
 
 def available() -> list[str]:

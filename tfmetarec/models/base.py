@@ -22,8 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmetarec.models import functional as F
+from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast, Configurable, check_options
-from tfmetarec.types import ITEM_FIELDS, ITEM_ID, Features, FieldSpec, Params, fields_width
+from tfmetarec.types import USER_FIELDS, USER_ID, ITEM_FIELDS, ITEM_ID, Features, FieldSpec, Params, fields_width
 
 ITEM_TABLE_KEY = "item_table"  # where the table goes in a .keras weights store
 ITEM_RAW_IDS_KEY = "item_raw_ids"
@@ -305,6 +307,28 @@ class MetaModel(Configurable, keras.Model):
 
     def call(self, features: Features) -> tf.Tensor:
         return self.forward(self.variable_values(), features)
+
+    # -- pieces shared by the field models ---------------------------------------------
+    user_embeddings: FieldEmbeddings | None = None
+    """The user fields' embeddings (a model that embeds user fields sets it)."""
+
+    def user_inputs(self, params: Params, features: Features) -> tf.Tensor | None:
+        """The user's field embeddings and, with ``use_ids``, its ``user_id_embedding`` row, side
+        by side: ``[..., width]`` (None when the model reads no user input)."""
+        parts = []
+        if self.user_embeddings:
+            check_features(features, [USER_FIELDS], type(self).__name__)
+            parts.append(self.user_embeddings(params, features[USER_FIELDS]))
+        if self.use_ids and "user_id_embedding" in params:
+            check_features(features, [USER_ID], type(self).__name__)
+            parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
+        return tf.concat(parts, axis=-1) if parts else None
+
+    def decision_groups(self, decision: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """``all``, ``decision`` (a decision MLP's weights) and ``head`` (its last layer)."""
+        n = len(decision) // 2 - 1
+        return {"all": tuple(self.parameters()), "decision": tuple(decision),
+                "head": (f"decision_{n}_kernel", f"decision_{n}_bias")}
 
     # -- optional hooks for learners that adapt a user *representation* --------------
     # Metric- and model-based learners build a per-task user state from the support

@@ -223,7 +223,20 @@ def broadcast_user_state(user_state: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     return tf.broadcast_to(user_state[:, None, :], tf.concat([tf.shape(like)[:-1], tf.shape(user_state)[-1:]], 0))
 
 
-class BilinearModel(MetaModel):
+class VectorAndBias:
+    """A model whose user state and item representation are ``[vector, bias]`` of width
+    ``embedding_dim + 1`` each."""
+
+    @property
+    def user_state_dim(self) -> int:
+        return self.embedding_dim + 1
+
+    @property
+    def item_dim(self) -> int:
+        return self.embedding_dim + 1
+
+
+class BilinearModel(VectorAndBias, MetaModel):
     """Shared body of the models that score ``<p_u, q_i> + b_u + b_i + mu`` from a
     :class:`UserSide` (``self.user_side``) and an item block (``self.item_side``:
     anything with ``state(params, features, model)`` and ``names``), with a scalar
@@ -242,14 +255,6 @@ class BilinearModel(MetaModel):
             self.item_group: tuple(self.item_side.names),
             **({"item_prior": tuple(self.item_side.adapt_names)} if self.item_side.adapt_names else {}),
         }
-
-    @property
-    def user_state_dim(self) -> int:
-        return self.embedding_dim + 1
-
-    @property
-    def item_dim(self) -> int:
-        return self.embedding_dim + 1
 
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:
         return self.user_side.state(params, features, self)

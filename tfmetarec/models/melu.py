@@ -9,10 +9,10 @@ import keras
 import tensorflow as tf
 
 from tfmetarec.models import functional as F
-from tfmetarec.models.base import MetaModel, check_features
+from tfmetarec.models.base import MetaModel
 from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast
-from tfmetarec.types import USER_FIELDS, USER_ID, Features, Params
+from tfmetarec.types import Features, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -49,14 +49,8 @@ class MeLU(MetaModel):
         self.built = True
 
     def param_groups(self) -> dict[str, tuple[str, ...]]:
-        names = tuple(self.parameters())
-        n = len(self.hidden_units)
-        return {
-            "all": names,
-            "decision": tuple(self._decision),
-            "head": (f"decision_{n}_kernel", f"decision_{n}_bias"),
-            "embeddings": tuple(n_ for n_ in names if n_ not in self._decision),
-        }
+        groups = self.decision_groups(self._decision)
+        return {**groups, "embeddings": tuple(n for n in groups["all"] if n not in self._decision)}
 
     @property
     def user_state_dim(self) -> int:
@@ -67,16 +61,10 @@ class MeLU(MetaModel):
         return self.item_embeddings.width + int(self.use_ids) * self.embedding_dim
 
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:
-        parts = []
-        if self.user_embeddings:
-            check_features(features, [USER_FIELDS], "MeLU")
-            parts.append(self.user_embeddings(params, features[USER_FIELDS]))
-        if self.use_ids:
-            check_features(features, [USER_ID], "MeLU")
-            parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
-        if not parts:
+        users = self.user_inputs(params, features)
+        if users is None:
             raise ValueError("This MeLU has no user inputs, so it has no user representation.")
-        return tf.concat(parts, axis=-1)
+        return users
 
     def item_representation(self, params: Params, features: Features) -> tf.Tensor:
         parts = []

@@ -18,10 +18,10 @@ import keras
 import tensorflow as tf
 
 from tfmetarec.models import functional as F
-from tfmetarec.models.base import MetaModel, check_features
+from tfmetarec.models.base import MetaModel
 from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast
-from tfmetarec.types import USER_FIELDS, USER_ID, Features, Params
+from tfmetarec.types import Features, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -75,15 +75,9 @@ class MetaEmb(MetaModel):
         self.built = True
 
     def param_groups(self) -> dict[str, tuple[str, ...]]:
-        names = tuple(self.parameters())
-        n = len(self.hidden_units)
-        return {
-            "all": names,
-            "decision": tuple(self._decision),
-            "head": (f"decision_{n}_kernel", f"decision_{n}_bias"),
-            "generator": tuple(self._generator),
-            "embeddings": tuple(x for x in names if x not in self._decision and x not in self._generator),
-        }
+        groups = self.decision_groups(self._decision)
+        rest = tuple(x for x in groups["all"] if x not in self._decision and x not in self._generator)
+        return {**groups, "generator": tuple(self._generator), "embeddings": rest}
 
     # -- pieces -----------------------------------------------------------------------
     def item_content(self, params: Params, features: Features) -> tf.Tensor:
@@ -104,16 +98,6 @@ class MetaEmb(MetaModel):
         known = tf.cast(ids > 0, learned.dtype)[..., None]
         return known * learned + (1.0 - known) * self.generate(params, content)
 
-    def _user_part(self, params: Params, features: Features) -> tf.Tensor | None:
-        parts = []
-        if self.user_embeddings:
-            check_features(features, [USER_FIELDS], "MetaEmb")
-            parts.append(self.user_embeddings(params, features[USER_FIELDS]))
-        if self.use_ids:
-            check_features(features, [USER_ID], "MetaEmb")
-            parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
-        return tf.concat(parts, axis=-1) if parts else None
-
     def _decide(self, params: Params, x: tf.Tensor) -> tf.Tensor:
         return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)
 
@@ -122,7 +106,7 @@ class MetaEmb(MetaModel):
 
     # -- MetaModel --------------------------------------------------------------------
     def forward(self, params: Params, features: Features) -> tf.Tensor:
-        return self._score(params, features, self._user_part(params, features),
+        return self._score(params, features, self.user_inputs(params, features),
                            self.item_representation(params, features))
 
     def forward_with_item_embedding(self, params: Params, item_embedding: tf.Tensor, features: Features) -> tf.Tensor:
@@ -132,7 +116,7 @@ class MetaEmb(MetaModel):
         ids = tf.broadcast_to(tf.cast(item_embedding, content.dtype)[:, None, :],
                               tf.concat([tf.shape(content)[:-1], [self.embedding_dim]], axis=0))
         items = tf.concat([content, ids], axis=-1)
-        return self._score(params, features, self._user_part(params, features), items)
+        return self._score(params, features, self.user_inputs(params, features), items)
 
     @property
     def user_state_dim(self) -> int | None:
@@ -144,7 +128,7 @@ class MetaEmb(MetaModel):
         return self.item_embeddings.width + self.embedding_dim
 
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:
-        users = self._user_part(params, features)
+        users = self.user_inputs(params, features)
         if users is None:
             raise ValueError("This MetaEmb has no user inputs (no user fields, use_ids=False): no user representation.")
         return users

@@ -9,15 +9,15 @@ import keras
 import tensorflow as tf
 
 from tfmetarec.models import functional as F
-from tfmetarec.models.base import MetaModel, check_features
-from tfmetarec.models.cf import broadcast_user_state, id_mask
+from tfmetarec.models.base import MetaModel
+from tfmetarec.models.cf import VectorAndBias, broadcast_user_state, id_mask
 from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast
-from tfmetarec.types import USER_FIELDS, USER_ID, Features, Params
+from tfmetarec.types import Features, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
-class TwoTower(MetaModel):
+class TwoTower(VectorAndBias, MetaModel):
     """User and item towers scored by a dot product (model name ``"two_tower"``).
 
     ``r(u, i) = <[e_u, 1], [v_i, b_i]> + mu`` where ``e_u = MLP_user(user fields
@@ -86,24 +86,9 @@ class TwoTower(MetaModel):
             "item_tower": item,
         }
 
-    @property
-    def user_state_dim(self) -> int:
-        return self.embedding_dim + 1
-
-    @property
-    def item_dim(self) -> int:
-        return self.embedding_dim + 1
-
     def user_representation(self, params: Params, features: Features) -> tf.Tensor:
         """``[e_u, 1]`` of every row: ``[..., d + 1]`` (the query vector of retrieval)."""
-        parts = []
-        if self.user_embeddings:
-            check_features(features, [USER_FIELDS], "TwoTower")
-            parts.append(self.user_embeddings(params, features[USER_FIELDS]))
-        if self.use_ids:
-            check_features(features, [USER_ID], "TwoTower")
-            parts.append(F.embed(params["user_id_embedding"], features[USER_ID]))
-        x = F.mlp(tf.concat(parts, axis=-1), params, "user_tower", len(self.hidden_units) + 1)
+        x = F.mlp(self.user_inputs(params, features), params, "user_tower", len(self.hidden_units) + 1)
         return tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
 
     def item_representation(self, params: Params, features: Features) -> tf.Tensor:

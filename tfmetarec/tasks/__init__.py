@@ -5,7 +5,6 @@ from __future__ import annotations
 from tfmetarec.tasks.episode import (
     Rows,
     TaskSet,
-    build_fixed_tasks,
     build_tasks,
     group_tasks,
     limit_support,
@@ -17,7 +16,6 @@ __all__ = [
     "EpisodeSampler",
     "Rows",
     "TaskSet",
-    "build_fixed_tasks",
     "build_tasks",
     "episode_signature",
     "eval_batches",

@@ -125,6 +125,7 @@ def build_tasks(
     support_ratings: pd.DataFrame | None = None,
     seed: int = 0,
     name: str = "tasks",
+    fixed: bool = False,
 ) -> TaskSet:
     """Split each task's ratings into a random query and the rest as support.
 
@@ -133,11 +134,25 @@ def build_tasks(
     Tasks with fewer than ``min_support`` support rows are dropped; a support
     larger than ``max_support`` is subsampled at random. Seeded and
     deterministic. No query row ever appears in its task's support.
+
+    With ``fixed=True`` the ``role`` column of ``ratings`` (``support`` / ``query``, as in a
+    published split) gives each row's part and nothing is drawn; a task without support rows
+    then takes its rows of ``support_ratings`` (when given) that are not in its query.
     """
-    if query_size < 1:
+    roles = None
+    if fixed:
+        if "role" not in ratings.columns:
+            raise KeyError(f"{name}: fixed tasks need a 'role' column (support or query); got "
+                           f"{list(ratings.columns)}.")
+        roles = ratings["role"].astype(str).to_numpy()
+        bad = ~np.isin(roles, ("support", "query"))
+        if bad.any():
+            raise ValueError(f"{name}: role must be 'support' or 'query'; got {sorted(set(roles[bad].tolist()))[:5]}.")
+    elif query_size < 1:
         raise ValueError(f"query_size must be >= 1, got {query_size}.")
     rng = np.random.default_rng(seed)
     ids, rows = group_tasks(encoded, ratings, task_key, name)
+    is_query = None if roles is None else roles[np.argsort(ratings[task_key].to_numpy(), kind="stable")] == "query"
     extra: dict = {}
     if support_ratings is not None:
         s_ids, s_rows = group_tasks(encoded, support_ratings, task_key, f"{name} support")
@@ -146,12 +161,16 @@ def build_tasks(
     kept, sup, qry = [], [], []
     for t, task_id in enumerate(ids.tolist()):
         u, i, r = rows.task(t)
-        perm = rng.permutation(len(u))
-        if support_ratings is None:
-            q_idx, s_idx = perm[:query_size], perm[query_size:]
-            s = (u[s_idx], i[s_idx], r[s_idx])
+        if is_query is not None:
+            q = is_query[rows.offsets[t]: rows.offsets[t + 1]]
+            q_idx, own = np.flatnonzero(q), np.flatnonzero(~q)
+            borrow = len(own) == 0 and task_id in extra
         else:
-            q_idx = perm[:query_size]
+            perm = rng.permutation(len(u))
+            q_idx, own = perm[:query_size], perm[query_size:]
+            borrow = support_ratings is not None
+        s = (u[own], i[own], r[own])
+        if borrow:
             s = extra.get(task_id, empty)
             # a pair that is in the query never also counts as support
             clash = np.isin(s[1], i[q_idx]) if task_key == "user" else np.isin(s[0], u[q_idx])
@@ -170,54 +189,6 @@ def _capped(rows: tuple, max_support: int | None, rng: np.random.Generator) -> t
         return rows
     keep = np.sort(rng.choice(len(rows[0]), max_support, replace=False))
     return tuple(a[keep] for a in rows)
-
-
-def build_fixed_tasks(
-    encoded: EncodedData,
-    ratings: pd.DataFrame,
-    *,
-    task_key: str = "user",
-    min_support: int = 1,
-    max_support: int | None = None,
-    support_ratings: pd.DataFrame | None = None,
-    seed: int = 0,
-    name: str = "tasks",
-) -> TaskSet:
-    """Tasks whose support and query are given by a ``role`` column (``support`` /
-    ``query``), as in a published split: nothing is drawn.
-
-    A task without support rows takes its rows of ``support_ratings`` (when given) that
-    are not in its query. Tasks with fewer than ``min_support`` support rows or no query
-    are dropped; a support larger than ``max_support`` is subsampled (seeded).
-    """
-    if "role" not in ratings.columns:
-        raise KeyError(f"{name}: fixed tasks need a 'role' column (support or query); got {list(ratings.columns)}.")
-    roles = ratings["role"].astype(str).to_numpy()
-    bad = ~np.isin(roles, ("support", "query"))
-    if bad.any():
-        raise ValueError(f"{name}: role must be 'support' or 'query'; got {sorted(set(roles[bad].tolist()))[:5]}.")
-    rng = np.random.default_rng(seed)
-    ids, rows = group_tasks(encoded, ratings, task_key, name)
-    is_query = roles[np.argsort(ratings[task_key].to_numpy(), kind="stable")] == "query"
-    extra: dict = {}
-    if support_ratings is not None:
-        s_ids, s_rows = group_tasks(encoded, support_ratings, task_key, f"{name} support")
-        extra = {k: s_rows.task(i) for i, k in enumerate(s_ids.tolist())}
-    kept, sup, qry = [], [], []
-    for t, task_id in enumerate(ids.tolist()):
-        u, i, r = rows.task(t)
-        q = is_query[rows.offsets[t]: rows.offsets[t + 1]]
-        s = (u[~q], i[~q], r[~q])
-        if len(s[0]) == 0 and task_id in extra:
-            s = extra[task_id]
-            clash = np.isin(s[1], i[q]) if task_key == "user" else np.isin(s[0], u[q])
-            s = tuple(a[~clash] for a in s)
-        if len(s[0]) < min_support or not q.any():
-            continue
-        kept.append(task_id)
-        sup.append(_capped(s, max_support, rng))
-        qry.append((u[q], i[q], r[q]))
-    return TaskSet(name, task_key, np.asarray(kept), Rows.from_groups(sup), Rows.from_groups(qry))
 
 
 def _part(

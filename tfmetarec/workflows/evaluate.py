@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tfmetarec.evaluation.curves import INNER_STEPS, SUPPORT_SIZES, inner_steps_curve, plot_curve, support_size_curve
+from tfmetarec.evaluation.curves import INNER_STEPS, SUPPORT_SIZES, adaptation_curve, plot_curve
 from tfmetarec.evaluation.protocol import evaluate_tasks, per_task_table, predict_scenarios, scenario_table
 from tfmetarec.evaluation.report import to_markdown, tidy
 from tfmetarec.evaluation.stats import compare, to_markdown_tests
@@ -126,9 +126,9 @@ def adaptation_curves(run: Run, workdir: str | os.PathLike, scenario: str = "use
     tasks = run.prepared.scenarios[scenario]
     longest = int(tasks.support_sizes().max()) if len(tasks) else 0
     sizes = tuple(n for n in support_sizes if n <= longest) or (1,)
-    by_support = support_size_curve(learners, run.prepared.encoded, tasks, sizes, seed=run.config.split.seed)
+    by_support = adaptation_curve(learners, run.prepared.encoded, tasks, "support", sizes, seed=run.config.split.seed)
     gradient = {k: v for k, v in learners.items() if v.adaptation_steps is not None}
-    by_steps = inner_steps_curve(gradient, run.prepared.encoded, tasks, inner_steps)
+    by_steps = adaptation_curve(gradient, run.prepared.encoded, tasks, "inner_steps", inner_steps)
     for metric in ("MAE", "nDCG@3"):
         slug = metric.replace("@", "")
         plot_curve(by_support, "support", metric, out / f"curve_support_{slug}.png", f"{scenario}: {metric} vs support size")

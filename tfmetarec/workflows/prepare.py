@@ -11,7 +11,7 @@ import pandas as pd
 from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import ColdStartSplit, EncodedData, FeatureEncoder, InteractionData, cold_start_split, load_dataset
 from tfmetarec.data.published import published_split, read_split
-from tfmetarec.tasks.episode import TaskSet, build_fixed_tasks, build_tasks
+from tfmetarec.tasks.episode import TaskSet, build_tasks
 
 COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
 VALIDATION_FRACTION = 0.1
@@ -61,16 +61,16 @@ def _published_tasks(config: ExperimentConfig, encoded: EncodedData, split: Cold
     """Validation and scenario tasks of a published split, keeping its support/query roles."""
     if config.task_key != "user":
         raise ValueError("A published split fixes each user's support and query; it needs task_key='user'.")
-    fixed = {k: common[k] for k in ("min_support", "max_support", "seed")}
+    fixed = {**{k: common[k] for k in ("min_support", "max_support", "seed")}, "fixed": True}
     held = split.meta_train[is_held]
     if (held["role"] != "").all():
-        validation = build_fixed_tasks(encoded, held, name="validation", **fixed)
+        validation = build_tasks(encoded, held, name="validation", **fixed)
     else:  # meta-training rows without roles: draw validation queries as the MeLU protocol does
         validation = build_tasks(encoded, held.drop(columns="role"), name="validation", **common)
-    scenarios = {"warm": build_fixed_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train,
+    scenarios = {"warm": build_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train,
                                            name="warm", **fixed)}
     for name in COLD_SCENARIOS:
-        scenarios[name] = build_fixed_tasks(encoded, split.partitions[name], name=name, **fixed)
+        scenarios[name] = build_tasks(encoded, split.partitions[name], name=name, **fixed)
     return validation, scenarios
 
 

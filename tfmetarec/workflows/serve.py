@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfmetarec.export.contract import SCORES, TOP_ITEMS, Buckets, check_request, make_request
+from tfmetarec.export.names import SCORES, TOP_ITEMS
+from tfmetarec.export.contract import Buckets, check_request, make_request
 from tfmetarec.export.saved_model import export_saved_model, learner_fingerprint, load_contract
 from tfmetarec.learners import MetaLearner
 from tfmetarec.run_folder import RunFolder
