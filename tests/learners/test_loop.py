@@ -69,6 +69,22 @@ def test_a_resumed_run_reaches_the_uninterrupted_weights(sampler, tmp_path, k):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_training_in_chunks_on_a_samplers_dataset_continues_the_stream(sampler):
+    """fit(sampler.dataset(), n) twice does not start again at episode 0: it trains on exactly
+    the episodes one fit over the whole budget does (a dataset made to start elsewhere is refused)."""
+    source, encoded = sampler
+    straight = _trainer(encoded)
+    straight.fit(source, 6, verbose=0)
+    chunked = _trainer(encoded)
+    chunked.fit(source.dataset(), 3, verbose=0)
+    chunked.fit(source.dataset(), 6, verbose=0)
+    assert int(chunked.step.numpy()) == 6
+    for a, b in zip(_weights(straight), _weights(chunked)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="starts at episode 2, but training stands at step 6"):
+        chunked.fit(source.dataset(start=2), 8, verbose=0)
+
+
 def test_plain_iterables_still_train_one_step_per_episode(sampler):
     source, encoded = sampler
     trainer = _trainer(encoded, k=4)
