@@ -38,7 +38,7 @@ def test_tiny_quickstart_then_evaluate(tmp_path, capsys):
 
 def test_train_accepts_every_registered_model_name(tmp_path, capsys):
     args = ["train", "--model", "two_tower", "--meta-steps", "5", "--embedding-dim", "4", "--hidden-units", "8",
-            "--inner-steps", "1", "--workdir", str(tmp_path), "--quiet", "--no-xla"]
+            "--inner-steps", "1", "--pretrain-steps", "0", "--workdir", str(tmp_path), "--quiet", "--no-xla"]
     assert main(args) == 0
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "two_tower"
     with pytest.raises(SystemExit):

@@ -18,7 +18,7 @@ from tfmetarec.export.onnx import OnnxRecommender
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = ROOT / "export" / "requests"
 TINY = ["--meta-steps", "10", "--pretrain-steps", "10", "--embedding-dim", "8", "--hidden-units", "16",
-        "--inner-steps", "2", "--quiet"]
+        "--inner-steps", "2", "--quiet", "--no-xla"]
 BUCKETS = ["--user-buckets", "1,2", "--support-buckets", "8,16", "--query-buckets", "8"]
 
 

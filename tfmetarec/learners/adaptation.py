@@ -147,10 +147,12 @@ class GradientUpdate:
     def update_rates(self) -> list[dict[str, tf.Tensor]]:
         return self.adaptation_rates()
 
-    def sgd(self, part: Episode, first_order: bool = True) -> dict[str, tf.Tensor]:
-        """The adapted parameters (and task context) after the learner's SGD steps on ``part``."""
+    def sgd(self, part: Episode, first_order: bool = True, rate: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        """The adapted parameters (and task context) after the learner's SGD steps on ``part``
+        (with ``rate``, a scalar tensor, every step takes that step size instead)."""
+        rates = self.adaptation_rates() if rate is None else [{name: rate for name in self.adapt_names}]
         fast, _ = inner_loop(self.model, self.model.variable_values(), self.adapt_names, part,
-                             self.adaptation_steps, self.adaptation_rates(), first_order)
+                             self.adaptation_steps, rates, first_order)
         return fast
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import tensorflow as tf
 
 from tfmetarec.evaluation.curves import INNER_STEPS, SUPPORT_SIZES, adaptation_curve, plot_curve
 from tfmetarec.evaluation.protocol import evaluate_tasks, per_task_table, predict_scenarios, scenario_table
@@ -17,6 +18,7 @@ from tfmetarec.evaluation.report import to_markdown, tidy
 from tfmetarec.evaluation.stats import compare, to_markdown_tests
 from tfmetarec.learners import MetaLearner, Pretrain
 from tfmetarec.run_folder import RunFolder
+from tfmetarec.types import QUERY, SUPPORT, features_of
 from tfmetarec.workflows.build import finetune_steps
 from tfmetarec.workflows.prepare import Prepared
 from tfmetarec.workflows.train import Run, load_run
@@ -34,9 +36,15 @@ def tune_finetune_lr(baseline: Pretrain, prepared: Prepared, steps: int, grid: S
     users and never on an evaluation scenario, so it is not judged with a rate
     tuned for the meta-learner.
     """
+    probe = baseline.with_finetuning(steps, 0.0)
+
+    @tf.function
+    def finetuned(episode: dict, lr: tf.Tensor) -> tf.Tensor:  # one trace for every step size
+        return probe.score(probe.sgd(episode[SUPPORT], rate=lr), features_of(episode[QUERY]))
+
     scores = {
-        lr: evaluate_tasks(baseline.with_finetuning(steps, lr), prepared.encoded, prepared.validation,
-                           batch_size=prepared.config.train.batch_size, jit_compile=False)["MAE"]
+        lr: evaluate_tasks(probe, prepared.encoded, prepared.validation, batch_size=prepared.config.train.batch_size,
+                           fn=lambda episode, lr=lr: finetuned(episode, tf.constant(lr, tf.float32)))["MAE"]
         for lr in grid
     }
     return min(scores, key=scores.get)
