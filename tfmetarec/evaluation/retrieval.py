@@ -42,9 +42,9 @@ def catalogue_features(encoded: EncodedData) -> dict[str, np.ndarray]:
 def uses_vector_search(learner: MetaLearner) -> bool:
     """Whether ``learner``'s rankings can come from a dot-product top-k search."""
     model = learner.model
-    if not getattr(model, "dot_product_scores", False) or not learner.gradient_based:
+    if not model.dot_product_scores or not learner.gradient_based:
         return False
-    adapted = set(getattr(learner, "adapt_names", ()))
+    adapted = set(learner.adapted_parameters())
     item_side = set(model.param_groups().get("item_tower", ())) | {"global_bias"}
     return bool(adapted) and not adapted & item_side
 
