@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 
 from tfmetarec.models import MeLU, MetaEmb
 from tfmetarec.types import CATEGORICAL, LIST, FieldSpec
@@ -78,3 +82,19 @@ def tiny_metaemb(seed=0, dtype=None, hidden=(8, 4), **kwargs) -> MetaEmb:
     model = MetaEmb(user_fields=USER_FIELDS, item_fields=ITEM_FIELDS, **{**options, **kwargs})
     model.set_item_table(ITEM_TABLE)
     return model
+
+
+def write_melu_states(folder: Path, frames: dict[str, pd.DataFrame], shuffle_seed: int = 1) -> Path:
+    """MeLU's state files (``<state>.json``: user -> item IDs, ``<state>_y.json``: user -> ratings,
+    each user's rows in a seeded random order) for ``{state: ratings frame}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(shuffle_seed)
+    for state, frame in frames.items():
+        items, ratings = {}, {}
+        for user, rows in frame.groupby("user"):
+            order = rng.permutation(len(rows))
+            items[str(user)] = rows["item"].to_numpy()[order].tolist()
+            ratings[str(user)] = rows["rating"].to_numpy()[order].tolist()
+        (folder / f"{state}.json").write_text(json.dumps(items))
+        (folder / f"{state}_y.json").write_text(json.dumps(ratings))
+    return folder

@@ -30,6 +30,7 @@ def test_tiny_quickstart_then_evaluate(tmp_path, capsys):
     assert main(["quickstart", *args]) == 0
     out = capsys.readouterr().out
     assert "user_item_cold" in out and "AUC" in out
+    assert "validation users are held out" in out and "\ntrains " in out  # --quiet still prints the split
     for name in ("config.json", "encoder.json", "learner.keras", "baseline.keras", "report.md", "report.csv"):
         assert (tmp_path / name).exists(), name
     assert main(["evaluate", "--workdir", str(tmp_path)]) == 0

@@ -122,6 +122,13 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "new_item_year": ("split.new_item_year", None),
     "query_size": ("split.query_size", None),
     "min_support": ("split.min_support", None),
+    "validation_fraction": ("split.validation_fraction", None),
+    "finetune_lr": ("train.finetune_lr", None),
+    "zip_prefix_len": ("features.zip_prefix_len", None),
+    "keep_fields": ("features.keep_fields", None),
+    "drop_fields": ("features.drop_fields", None),
+    "list_columns": ("features.list_columns", None),
+    "list_separator": ("features.list_separator", None),
     "data_dir": ("data_dir", None),
     "item_side_file": ("item_side_file", None),
     "split_file": ("split_file", None),
@@ -134,13 +141,26 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="synthetic", help="which data to use (default: %(default)s)")
     g.add_argument("--data-dir", help="folder holding the dataset's files (default: $TFMETAREC_DATA_DIR/movielens-100k, movielens-1m or ml-latest-small)")
-    g.add_argument("--item-side-file", help="MovieLens only: CSV/TSV of item content keyed by item ID (rate, directors, actors ...; '|' separates a list's values)")
+    g.add_argument("--item-side-file", help="MovieLens only: CSV/TSV of item content keyed by item ID (rate, directors, "
+                   "actors ...; a column named like a built-in one, e.g. genres or year, replaces it)")
+    g.add_argument("--list-columns", type=_names, help="side-file columns that hold lists, comma-separated (default: "
+                   "a column is a list when some cell holds the separator)")
+    g.add_argument("--list-separator", help="what separates a list cell's values in the side file (default: '|'; "
+                   "MeLU's files: ', ')")
+    g.add_argument("--keep-fields", type=_names, help="use only these feature fields, comma-separated (e.g. "
+                   "gender,age,occupation,zip,rate,genres,director,actors)")
+    g.add_argument("--drop-fields", type=_names, help="use every feature field but these, comma-separated (e.g. year; "
+                   "a dropped year still dates the items for the split)")
+    g.add_argument("--zip-prefix-len", type=POSITIVE, help="leading characters of a zip code kept (default: 2; MeLU: 5)")
     g.add_argument("--split", choices=("melu", "time"), help=f"cold-start split protocol (default: {s.method})")
     g.add_argument("--split-file", help="use a published split instead of drawing one: a CSV/TSV with columns "
                    "user,item,rating,partition,role, or a folder (or one file) of MeLU's <state>.json / <state>_y.json")
     g.add_argument("--new-item-year", type=int, help="items released in or after this year are new (default: per dataset)")
     g.add_argument("--query-size", type=POSITIVE, help=f"query ratings per task (default: {s.query_size})")
     g.add_argument("--min-support", type=POSITIVE, help=f"least support ratings of an evaluation task (default: {s.min_support})")
+    g.add_argument("--validation-fraction", type=_number(0.0, maximum=0.99),
+                   help=f"share of the meta-training users held out to choose the fine-tuning step size; 0 holds out "
+                        f"none, as MeLU does (then give --finetune-lr) (default: {s.validation_fraction})")
     g.add_argument("--task-key", choices=TASK_KEYS, help="one task per user (user cold start) or per item (item cold start: pair with an item-side --adapt such as cf's item_prior) (default: user)")
     g = p.add_argument_group("model (any constructor option: --set model.NAME=VALUE)")
     g.add_argument("--model", choices=MODELS, default="melu", help="rating model (default: %(default)s)")
@@ -180,7 +200,10 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
                         "TF_CONFIG (run the same command on every worker); --batch-size is the global batch "
                         f"(default: {t.strategy})")
     g.add_argument("--fixed-tasks", action="store_true",
-                   help="with --split-file: meta-train on its given support/query tasks instead of drawing queries")
+                   help="with --split-file: meta-train on the file's own support/query tasks; by default each step "
+                        "draws a new query from a meta-training user's ratings and ignores the file's roles there")
+    g.add_argument("--finetune-lr", type=_number(), help="the fine-tuning baseline's step size (default: chosen on "
+                   "the validation users)")
     g.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed for data, split and initialisation (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=POSITIVE, default=CHECKPOINT_EVERY,
                    help="write a resumable checkpoint every N steps (default: %(default)s)")
@@ -229,6 +252,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return apply_settings(config, texts, from_text=True) if texts else config
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated non-empty names."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not names or not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
 def _add_finetune_parser(sub) -> None:
     p = sub.add_parser("finetune", help="continue meta-training a published preset on your data")
     p.add_argument("--from", dest="preset", required=True,
@@ -239,7 +270,7 @@ def _add_finetune_parser(sub) -> None:
     p.add_argument("--meta-steps", type=POSITIVE, default=500, help="meta-training steps on your data (default: %(default)s)")
     p.add_argument("--pretrain-steps", type=NON_NEGATIVE, default=500, help="steps of the global baseline (default: %(default)s)")
     p.add_argument("--workdir", required=True, help="output run folder (evaluate it with `tfmetarec evaluate`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (the split's counts are still printed)")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -319,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="meta-train a learner and the baselines, save them to --workdir")
     _add_experiment_args(p)
     p.add_argument("--workdir", default=None, help="output folder (default: runs/<dataset>)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (the split's counts are still printed)")
     p = sub.add_parser("evaluate", help="cold-start report of a trained run in --workdir")
     p.add_argument("--workdir", required=True, help="folder written by `tfmetarec train`")
     p.add_argument("--data-dir", default=None, help="override the data folder saved with the run")
@@ -328,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_args(p)
     _add_report_args(p)
     p.add_argument("--workdir", default=None, help="output folder (default: runs/<dataset>)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (the split's counts are still printed)")
     _add_export_parser(sub)
     _add_recommend_parser(sub)
     _add_finetune_parser(sub)
@@ -444,7 +475,7 @@ def _train(args: argparse.Namespace, config: ExperimentConfig, workdir: Path, mo
     from tfmetarec import workflows
 
     started = time.time()
-    run = workflows.train(config, workdir, verbose=0 if args.quiet else 1, mode=mode,
+    run = workflows.train(config, workdir, verbose=2 if args.quiet else 1, mode=mode,
                           checkpoint_every=args.checkpoint_every)
     print(f"\nSaved the trained run to {workdir} ({time.time() - started:.0f} s)")
     if args.command == "quickstart":

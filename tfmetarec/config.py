@@ -62,6 +62,10 @@ class SplitConfig:
     query_size: int = 10
     min_support: int = 3
     seed: int = 0
+    validation_fraction: float = 0.1
+    """Share of the meta-training users held out as validation tasks (they choose the fine-tuning
+    baseline's step size and are not meta-trained on); 0 holds out none, as MeLU's protocol does
+    (then set ``train.finetune_lr``)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -74,6 +78,10 @@ class SplitConfig:
             raise ValueError("query_size and min_support must be positive")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"the split seed must be a non-negative integer, got {self.seed!r}")
+        check_number("split.validation_fraction", self.validation_fraction, minimum=0.0)
+        if self.validation_fraction >= 1.0:
+            raise ValueError(f"split.validation_fraction must be < 1 (some users must train), got "
+                             f"{self.validation_fraction!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -229,6 +237,9 @@ class TrainConfig:
     strategy: str = "default"
     """``default`` (one device), ``mirrored`` (the local GPUs) or ``multi_worker`` (the processes
     of ``TF_CONFIG``); ``batch_size`` is the global task batch, split equally over the replicas."""
+    finetune_lr: float | None = None
+    """The fine-tuning baseline's step size; None chooses it on the validation users (from a grid
+    that includes 0, no adaptation)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -240,6 +251,52 @@ class TrainConfig:
         check_number("train.max_support", self.max_support, minimum=1, integer=True)
         check_number("train.seed", self.seed, minimum=0, integer=True)
         check_number("train.steps_per_execution", self.steps_per_execution, minimum=1, integer=True)
+        if self.finetune_lr is not None:
+            check_number("train.finetune_lr", self.finetune_lr, minimum=0.0)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which feature fields a run uses and how they are encoded (see
+    ``tfmetarec.data.FeatureEncoder`` and ``tfmetarec.data.load_dataset``).
+
+    ``keep_fields`` / ``drop_fields`` choose among the dataset's fields by name (the built-in
+    ones, e.g. ``gender``, ``age``, ``occupation``, ``zip``, ``year``, ``genres``, and a side
+    file's); dropping a field keeps its column (``year`` still decides which items are new).
+    ``list_columns`` and ``list_separator`` say how an item side file's list cells are written.
+    """
+
+    zip_prefix_len: int = 2
+    """Leading characters of a zip code kept (MeLU keeps 5)."""
+    year_bucket_size: int = 5
+    """Years per release-year bucket."""
+    min_tag_items: int = 1
+    """A value of an inferred list field (other than genres) seen on fewer training items is dropped."""
+    keep_fields: tuple[str, ...] | None = None
+    """Only these fields (None: every field)."""
+    drop_fields: tuple[str, ...] = ()
+    """Every field but these."""
+    list_columns: tuple[str, ...] | None = None
+    """Side-file columns that hold lists (None: a column is a list when some cell holds the separator)."""
+    list_separator: str = "|"
+    """What separates a list cell's values in a side file (MeLU's files: ``", "``)."""
+
+    def __post_init__(self) -> None:
+        check_number("features.zip_prefix_len", self.zip_prefix_len, minimum=1, integer=True)
+        check_number("features.year_bucket_size", self.year_bucket_size, minimum=1, integer=True)
+        check_number("features.min_tag_items", self.min_tag_items, minimum=1, integer=True)
+        for name in ("keep_fields", "drop_fields", "list_columns"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"features.{name} must be a list of field or column names, got {value!r}.")
+            object.__setattr__(self, name, tuple(value))
+        both = sorted(set(self.keep_fields or ()) & set(self.drop_fields))
+        if both:
+            raise ValueError(f"features: fields {both} are both kept and dropped.")
+        if not isinstance(self.list_separator, str) or not self.list_separator:
+            raise ValueError(f"features.list_separator must be a non-empty string, got {self.list_separator!r}.")
 
 
 @dataclass(frozen=True)
@@ -251,6 +308,7 @@ class ExperimentConfig:
     item_side_file: str | None = None
     """A MovieLens dataset's item side file (rate, directors, actors ...; see ``load_dataset``)."""
     split: SplitConfig = field(default_factory=SplitConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -270,6 +328,11 @@ class ExperimentConfig:
             raise ValueError(f"Unknown task_key {self.task_key!r}; choose from {TASK_KEYS}.")
         if self.item_side_file is not None and self.dataset == "synthetic":
             raise ValueError("item_side_file adds content to a MovieLens dataset; the synthetic data has none to add.")
+        if self.features.list_columns is not None and self.item_side_file is None:
+            raise ValueError("features.list_columns names columns of an item side file; give item_side_file too.")
+        if self.split.validation_fraction == 0 and self.train.finetune_lr is None:
+            raise ValueError("split.validation_fraction=0 holds out no validation users to choose the fine-tuning "
+                             "baseline's step size: set train.finetune_lr as well (e.g. the learner's inner_lr).")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -278,6 +341,7 @@ class ExperimentConfig:
             "data_dir": self.data_dir,
             "item_side_file": self.item_side_file,
             "split": self.split.to_dict(),
+            "features": dataclasses.asdict(self.features),
             "model": self.model.to_dict(),
             "learner": self.learner.to_dict(),
             "train": dataclasses.asdict(self.train),
@@ -298,6 +362,7 @@ class ExperimentConfig:
             data_dir=values.pop("data_dir", None),
             item_side_file=values.pop("item_side_file", None),
             split=SplitConfig.from_dict(values.pop("split", {})),
+            features=_from_dict(FeatureConfig, values.pop("features", {})),
             model=ModelConfig.from_dict(values.pop("model", {})),
             learner=LearnerConfig.from_dict(values.pop("learner", {})),
             train=_from_dict(TrainConfig, values.pop("train", {})),
@@ -342,14 +407,14 @@ def _check_empty(values: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-SECTIONS = ("learner", "model", "train", "split")
+SECTIONS = ("learner", "model", "train", "split", "features")
 TOP_LEVEL = ("dataset", "data_dir", "item_side_file", "task_key", "split_file")
 
 
 def apply_settings(config: ExperimentConfig, values: Mapping[str, Any], from_text: bool = False) -> ExperimentConfig:
     """``config`` with dotted keys set: ``learner.<option>`` and ``model.<option>`` (the
     constructor options of the configured learner and model; ``learner.query_loss.<field>``
-    sets one field of the query loss), ``train.<field>``, ``split.<field>`` and the top-level
+    sets one field of the query loss), ``train.<field>``, ``split.<field>``, ``features.<field>`` and the top-level
     ``dataset``, ``data_dir``, ``item_side_file``, ``task_key``, ``split_file``. With
     ``from_text`` the values are command-line strings, parsed by each option's type. Every key
     and value is checked (a ``ValueError`` names it), without importing TensorFlow."""
@@ -363,7 +428,7 @@ def apply_settings(config: ExperimentConfig, values: Mapping[str, Any], from_tex
             top[key] = value
         else:
             raise ValueError(f"Unknown setting {key!r}: use learner.<option>, model.<option>, train.<field>, "
-                             f"split.<field> or one of {list(TOP_LEVEL)}.")
+                             f"split.<field>, features.<field> or one of {list(TOP_LEVEL)}.")
     changes: dict[str, Any] = {}
     for section, named in (("learner", config.learner), ("model", config.model)):
         given = grouped[section]
@@ -392,7 +457,8 @@ def apply_settings(config: ExperimentConfig, values: Mapping[str, Any], from_tex
             else:
                 options[option_name] = option.parse(value, section) if from_text else value
         changes[section] = type(named)(name, options)
-    for section, cls, current in (("train", TrainConfig, config.train), ("split", SplitConfig, config.split)):
+    for section, cls, current in (("train", TrainConfig, config.train), ("split", SplitConfig, config.split),
+                                  ("features", FeatureConfig, config.features)):
         given = grouped[section]
         if not given:
             continue

@@ -183,6 +183,35 @@ def test_an_item_side_file_adds_categorical_and_list_fields(tmp_path: Path) -> N
     assert pd.isna(load_dataset("movielens-1m", root, item_side_file=tsv).items.set_index("item").loc[661, "rate"])
 
 
+def test_a_side_column_named_like_a_built_in_one_replaces_it(tmp_path: Path) -> None:
+    """MeLU's files: IMDb genres replace MovieLens' own, lists written with ", " in a TSV."""
+    root = ml1m(tmp_path / "ml-1m")
+    side = write(tmp_path / "side.tsv", ["item\tgenres\tyear\tdirector", "1193\tDrama, Biography\t1975\tForman",
+                                         "661\tComedy\t2001\tJeunet, Caro"])
+    data = load_movielens_1m(root, item_side_file=side, list_separator=", ")
+    by_item = data.items.set_index("item")
+    assert by_item.loc[1193, "genres"] == ["Drama", "Biography"] and by_item.loc[661, "genres"] == ["Comedy"]
+    assert by_item.loc[5, "genres"] == [] and pd.isna(by_item.loc[5, "year"])  # no side row: missing
+    assert by_item.loc[661, "director"] == ["Jeunet", "Caro"]
+    fields = [(f.name, f.kind, f.transform) for f in data.fields if f.side == "item"]
+    assert fields == [("year", "categorical", "year_bucket"), ("genres", "list", None), ("director", "list", None)]
+    bad = write(tmp_path / "bad.tsv", ["item\tyear", "1193\tseventies"])
+    with pytest.raises(DataFormatError, match=r"bad.tsv: column year .* item 1193 has 'seventies'"):
+        load_movielens_1m(root, item_side_file=bad)
+
+
+def test_fields_are_kept_or_dropped_by_name_and_the_columns_stay(tmp_path: Path) -> None:
+    from tfmetarec.data import select_fields
+
+    data = load_movielens_1m(ml1m(tmp_path / "ml-1m"))
+    dropped = select_fields(data, drop=["year", "zip"])
+    assert [f.name for f in dropped.fields] == ["gender", "age", "occupation", "genres"]
+    assert "year" in dropped.items.columns and dropped.ratings is data.ratings  # shared, not copied
+    assert [f.name for f in select_fields(data, keep=["genres", "age"]).fields] == ["age", "genres"]
+    with pytest.raises(DataFormatError, match=r"no field\(s\) \['director'\] to keep or drop; its fields are "):
+        select_fields(data, drop=["director"])
+
+
 @pytest.mark.parametrize(
     ("lines", "pattern"),
     [

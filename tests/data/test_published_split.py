@@ -12,6 +12,8 @@ from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, Train
 from tfmetarec.data import DataFormatError, SplitConfig, cold_start_split, load_dataset
 from tfmetarec.data.published import published_split, read_melu_split, read_split, read_split_file
 
+from helpers import write_melu_states
+
 SEED = 0
 
 
@@ -62,18 +64,6 @@ def test_generic_file_gives_the_split_and_fixed_tasks(data, generic_file):
     assert set(prepared.split.new_users) == set(frame[frame.partition.isin(["user_cold", "user_item_cold"])].user)
 
 
-def _write_melu(folder, frames: dict[str, pd.DataFrame], shuffle_seed: int = 1) -> None:
-    rng = np.random.default_rng(shuffle_seed)
-    for state, frame in frames.items():
-        items, ratings = {}, {}
-        for user, rows in frame.groupby("user"):
-            order = rng.permutation(len(rows))
-            items[str(user)] = rows["item"].to_numpy()[order].tolist()
-            ratings[str(user)] = rows["rating"].to_numpy()[order].tolist()
-        (folder / f"{state}.json").write_text(json.dumps(items))
-        (folder / f"{state}_y.json").write_text(json.dumps(ratings))
-
-
 @pytest.fixture(scope="module")
 def melu_folder(data, tmp_path_factory):
     """MeLU's four state files over the synthetic data (one warm user cut to 12 ratings)."""
@@ -82,7 +72,7 @@ def melu_folder(data, tmp_path_factory):
     short_user = warm.user.iloc[0]
     warm = pd.concat([warm[warm.user != short_user], warm[warm.user == short_user].head(12)])
     folder = tmp_path_factory.mktemp("melu")
-    _write_melu(folder, {"warm_state": warm, "user_cold_state": split.partitions["user_cold"],
+    write_melu_states(folder, {"warm_state": warm, "user_cold_state": split.partitions["user_cold"],
                          "item_cold_state": split.partitions["item_cold"],
                          "user_and_item_cold_state": split.partitions["user_item_cold"]})
     return folder, short_user

@@ -34,6 +34,7 @@ _NAMES = {
     "Field": "schema",
     "InteractionData": "schema",
     "infer_fields": "schema",
+    "select_fields": "schema",
     "ColdStartSplit": "splits",
     "cold_start_split": "splits",
     "make_synthetic": "synthetic",
@@ -76,4 +77,5 @@ __all__ = [  # noqa: F822 (the names of _NAMES load on first use)
     "read_melu_split",
     "read_split",
     "read_split_file",
+    "select_fields",
 ]

@@ -12,7 +12,14 @@ import pandas as pd
 
 from tfmetarec.data import _parse as P
 from tfmetarec.data.paths import dataset_dir
-from tfmetarec.data.schema import MOVIELENS_GENRES, DataFormatError, Field, InteractionData, infer_fields
+from tfmetarec.data.schema import (
+    MOVIELENS_GENRES,
+    RESERVED_ITEM_COLUMNS,
+    DataFormatError,
+    Field,
+    InteractionData,
+    infer_fields,
+)
 
 GENRES_100K = ("unknown", *MOVIELENS_GENRES)  # the column order of u.item
 
@@ -323,19 +330,35 @@ def _with_side_file(
     list_columns: Sequence[str] | None,
     list_separator: str,
 ) -> InteractionData:
-    """The dataset, its items joined with the side file's content (declared as fields)."""
+    """The dataset, its items joined with the side file's content (declared as fields). A side
+    column named like one of the loader's item columns replaces it: ``genres`` stays a list
+    field and ``year`` the release year (it must hold whole years), with their usual encoding."""
     if side_file is None:
         return InteractionData(name, ratings, users, items)
     side, lists = read_item_side_file(side_file, items["item"].to_numpy(), list_columns, list_separator, items_file)
-    clash = sorted(set(side.columns) - {"item"} & set(items.columns))
-    if clash:
-        raise DataFormatError(f"{Path(side_file).name}: columns {clash} are already item columns of {name}")
-    merged = items.merge(side, on="item", how="left")
+    replaced = [c for c in side.columns if c != "item" and c in items.columns]
+    if "genres" in replaced and "genres" not in lists:  # one value per cell: a list of one
+        side["genres"] = [[] if v is None else [v] for v in side["genres"]]
+        lists.append("genres")
+    if "year" in replaced:
+        years = pd.to_numeric(side["year"], errors="coerce")
+        bad = side["year"].notna() & (years.isna() | (years != years.round()))
+        if bad.any():
+            raise DataFormatError(f"{Path(side_file).name}: column year replaces {name}'s release years and must "
+                                  f"hold whole years; item {int(side['item'][bad.idxmax()])} has "
+                                  f"{side['year'][bad.idxmax()]!r}")
+        side["year"] = years.astype("Int64")
+    merged = items.drop(columns=replaced).merge(side, on="item", how="left")
     for column in lists:
         merged[column] = [v if isinstance(v, list) else [] for v in merged[column]]
-    fields = list(infer_fields(users, items))
-    fields += [Field(c, "item", "list" if c in lists else "categorical") for c in side.columns if c != "item"]
-    return InteractionData(name, ratings, users, merged, fields=tuple(fields))
+    built_in = infer_fields(users, items)
+    fields = list(built_in)
+    known = {f.name for f in built_in}
+    fields += [Field(c, "item", "list" if c in lists else "categorical") for c in side.columns
+               if c != "item" and c not in known and c not in RESERVED_ITEM_COLUMNS]
+    return InteractionData(name, ratings, users, merged[list(items.columns) + [c for c in side.columns
+                                                                                if c not in items.columns]],
+                           fields=tuple(fields))
 
 
 def _movie_tags(path: Path, movies: np.ndarray) -> list[list[str]]:

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import copy
+
 import numpy as np
 import pandas as pd
 
@@ -235,6 +237,13 @@ class InteractionData:
                 raise DataFormatError(f"{self.name}: rated {key} IDs {bad} have no row in {what}")
         return r, u, it
 
+    def with_fields(self, fields: Sequence[Field]) -> InteractionData:
+        """The same data described by other fields (checked against the frames; the frames are
+        shared, not copied or validated again)."""
+        out = copy.copy(self)
+        object.__setattr__(out, "fields", _check_fields(self.name, tuple(fields), self.users, self.items))
+        return out
+
     @property
     def has_timestamps(self) -> bool:
         """Whether the ratings carry a ``timestamp`` column."""
@@ -245,3 +254,18 @@ class InteractionData:
             f"InteractionData(name={self.name!r}, ratings={len(self.ratings)}, "
             f"users={len(self.users)}, items={len(self.items)})"
         )
+
+
+def select_fields(data: InteractionData, keep: Sequence[str] | None = None, drop: Sequence[str] = ()) -> InteractionData:
+    """``data`` with only the fields named in ``keep`` (None: all) and none named in ``drop``
+    (by field name, user and item sides alike). A name the data has no field for is a
+    :class:`DataFormatError` listing its fields. The columns stay: a dropped ``year`` still
+    dates the items for the split."""
+    if keep is None and not drop:
+        return data
+    names = [f.name for f in data.fields or ()]
+    unknown = sorted((set(keep or ()) | set(drop)) - set(names))
+    if unknown:
+        raise DataFormatError(f"{data.name}: no field(s) {unknown} to keep or drop; its fields are {names}")
+    chosen = [f for f in data.fields or () if (keep is None or f.name in keep) and f.name not in drop]
+    return data.with_fields(chosen)

@@ -51,8 +51,10 @@ def tune_finetune_lr(baseline: Pretrain, prepared: Prepared, steps: int, grid: S
 
 
 def finetune_lr(run: Run) -> float:
-    """The run's fine-tuning step size: chosen on its validation users the first time
-    (:func:`tune_finetune_lr`), then kept on the run."""
+    """The run's fine-tuning step size: ``train.finetune_lr`` when set, else chosen on its
+    validation users the first time (:func:`tune_finetune_lr`), then kept on the run."""
+    if run.config.train.finetune_lr is not None:
+        return float(run.config.train.finetune_lr)
     if run.finetune_lr is None:
         run.finetune_lr = tune_finetune_lr(run.baseline, run.prepared, finetune_steps(run.config))
     return run.finetune_lr

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tfmetarec.config import ExperimentConfig
-from tfmetarec.data import ColdStartSplit, EncodedData, FeatureEncoder, InteractionData, cold_start_split, load_dataset
+from tfmetarec.data import (
+    ColdStartSplit,
+    EncodedData,
+    FeatureEncoder,
+    InteractionData,
+    cold_start_split,
+    load_dataset,
+    select_fields,
+)
 from tfmetarec.data.published import published_split, read_split
 from tfmetarec.tasks.episode import TaskSet, build_tasks
 
 COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
-VALIDATION_FRACTION = 0.1
-"""Share of the meta-training users held out as validation tasks (they choose the fine-tuning
-baseline's step size)."""
 
 SplitSource = ColdStartSplit | pd.DataFrame | str | os.PathLike
 
@@ -34,12 +40,60 @@ class Prepared:
     validation: TaskSet
     scenarios: dict[str, TaskSet]
 
+    def counts(self) -> pd.DataFrame:
+        """Distinct users, items and ratings of each part of the run, and its tasks: ``trains``
+        (the ratings meta-training uses), ``validation`` (held-out meta-training users), then the
+        four scenarios (``tasks``: those with enough support to be evaluated)."""
+        held = self.split.meta_train[~self.split.meta_train.index.isin(self.train_ratings.index)]
+        frames = {"trains": self.train_ratings, "validation": held,
+                  **{s: self.split.partitions[s] for s in self.scenarios}}
+        tasks = {"trains": np.nan, "validation": len(self.validation),
+                 **{s: len(t) for s, t in self.scenarios.items()}}
+        rows = {k: (f["user"].nunique(), f["item"].nunique(), len(f), tasks[k]) for k, f in frames.items()}
+        out = pd.DataFrame.from_dict(rows, orient="index", columns=["users", "items", "ratings", "tasks"])
+        out["tasks"] = out["tasks"].astype("Int64")
+        return out
+
+    def save_split(self, directory: str | os.PathLike) -> None:
+        """Write the split (:meth:`ColdStartSplit.save`), with ``counts.csv`` as :meth:`counts` says
+        and ``users.csv`` (each user's role, :meth:`user_roles`)."""
+        out = Path(directory)
+        self.split.save(out)
+        self.counts().to_csv(out / "counts.csv", index_label="partition")
+        self.user_roles().to_csv(out / "users.csv", index=False)
+
+    def user_roles(self) -> pd.DataFrame:
+        """Every user of the split and its role: ``trains``, ``validation``, ``user_cold`` or
+        ``user_item_cold`` (new users), sorted by user."""
+        roles = [pd.DataFrame({"user": np.unique(self.train_ratings["user"]), "role": "trains"}),
+                 pd.DataFrame({"user": np.unique(self.split.meta_train["user"][
+                     ~self.split.meta_train.index.isin(self.train_ratings.index)]), "role": "validation"})]
+        for scenario in ("user_cold", "user_item_cold"):
+            users = np.setdiff1d(np.unique(self.split.partitions[scenario]["user"]),
+                                 np.concatenate([r["user"].to_numpy() for r in roles]))
+            roles.append(pd.DataFrame({"user": users, "role": scenario}))
+        return pd.concat(roles, ignore_index=True).sort_values("user", ignore_index=True)
+
 
 def load_data(config: ExperimentConfig) -> InteractionData:
-    """The experiment's dataset (the synthetic one is seeded by the run seed)."""
+    """The experiment's dataset (the synthetic one is seeded by the run seed; an item side file read
+    as ``config.features`` says)."""
+    fc = config.features
     if config.dataset == "synthetic":
-        return load_dataset("synthetic", seed=config.train.seed)
-    return load_dataset(config.dataset, config.data_dir, item_side_file=config.item_side_file)
+        data = load_dataset("synthetic", seed=config.train.seed)
+    elif config.item_side_file is not None:
+        data = load_dataset(config.dataset, config.data_dir, item_side_file=config.item_side_file,
+                            list_columns=fc.list_columns, list_separator=fc.list_separator)
+    else:
+        data = load_dataset(config.dataset, config.data_dir)
+    return data
+
+
+def feature_encoder(config: ExperimentConfig) -> FeatureEncoder:
+    """An unfitted encoder with the run's feature settings."""
+    fc = config.features
+    return FeatureEncoder(year_bucket_size=fc.year_bucket_size, zip_prefix_len=fc.zip_prefix_len,
+                          min_tag_items=fc.min_tag_items)
 
 
 def resolve_split(config: ExperimentConfig, data: InteractionData, split: SplitSource | None = None) -> ColdStartSplit:
@@ -79,21 +133,24 @@ def prepare(config: ExperimentConfig, data: InteractionData | None = None,
     """Split the data, fit the encoders on the meta-training side, build eval tasks
     (one per user, or one per item with ``config.task_key == "item"``).
 
+    The fields ``config.features`` keeps describe the data (also when ``data`` is given).
     ``split`` (or ``config.split_file``) gives a published split instead of drawing one
     (see :func:`resolve_split`); its tasks keep their given support and query.
-    A seeded tenth of the meta-training users is held out as *validation*
-    tasks (used to choose the fine-tuning baseline's step size); the rest are
-    the training ratings.
+    A seeded share of the meta-training users (``config.split.validation_fraction``, a tenth by
+    default; none at 0) is held out as *validation* tasks (they choose the fine-tuning
+    baseline's step size); the rest are the training ratings.
     """
     data = data if data is not None else load_data(config)
+    data = select_fields(data, config.features.keep_fields, config.features.drop_fields)
     split = resolve_split(config, data, split)
     sc = config.split
     users = np.unique(split.meta_train["user"].to_numpy())
     rng = np.random.default_rng(sc.seed + 7)
-    held = rng.choice(users, max(1, int(round(VALIDATION_FRACTION * len(users)))), replace=False)
+    count = max(1, int(round(sc.validation_fraction * len(users)))) if sc.validation_fraction > 0 else 0
+    held = rng.choice(users, count, replace=False)
     is_held = split.meta_train["user"].isin(held)
     train_ratings = split.meta_train[~is_held]
-    encoder = FeatureEncoder().fit(
+    encoder = feature_encoder(config).fit(
         data, train_users=np.unique(train_ratings["user"]), train_items=split.existing_items
     )
     encoded = encoder.transform(data)
@@ -111,4 +168,4 @@ def prepare(config: ExperimentConfig, data: InteractionData | None = None,
     return Prepared(config, data, split, encoder, encoded, train_ratings, validation, scenarios)
 
 
-__all__ = ["COLD_SCENARIOS", "Prepared", "SplitSource", "load_data", "prepare", "resolve_split"]
+__all__ = ["COLD_SCENARIOS", "Prepared", "SplitSource", "feature_encoder", "load_data", "prepare", "resolve_split"]

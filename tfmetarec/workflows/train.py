@@ -118,7 +118,8 @@ def train(
     optimizers are built under its scope. With several workers, every worker runs this
     same call; only the chief checks and writes ``workdir`` (each needs ``workdir``'s
     checkpoints to resume: a shared folder, or a copy). ``callbacks`` (Keras callbacks)
-    see both trainings.
+    see both trainings. ``verbose``: 0 prints nothing, 1 the split's counts and progress bars, 2
+    the counts and what starts, without bars (the CLI's ``--quiet``).
     """
     if strategy is None:
         strategy = make_strategy(config.train.strategy)  # first: a multi-worker cluster is set up before any op
@@ -131,15 +132,13 @@ def train(
     if folder is not None and chief:
         _check_saved_split(folder, prepared.split)
         folder.save_config(config)  # the folder names its run from the first step on
-        prepared.split.save(folder.split_dir)
+        prepared.save_split(folder.split_dir)
     if verbose:
-        print(f"Dataset {config.dataset}: cold-start split")
-        print(prepared.split.counts().to_string())
-        print(f"meta-training uses {len(prepared.train_ratings)} ratings; "
-              f"{len(prepared.validation)} held-out validation users choose the fine-tuning step size")
+        print(describe_split(prepared))
     distributed = is_distributed(strategy)
     check_batch(config.train.batch_size, strategy if distributed else None)
     verbose = verbose if chief else 0
+    bars = 1 if verbose == 1 else 0
     with strategy.scope() if distributed else contextlib.nullcontext():
         learner = build_learner(config, build_model(config, prepared.encoded), prepared)
         baseline = build_baseline(config, prepared.encoded)
@@ -147,16 +146,29 @@ def train(
     if verbose:
         where = f" on {strategy.num_replicas_in_sync} replicas" if distributed else ""
         print(f"Meta-training {config.learner.name} for {config.train.meta_steps} steps{where}")
-    history["learner"] = fit_learner(learner, prepared, config.train.meta_steps, folder, "learner", verbose,
+    history["learner"] = fit_learner(learner, prepared, config.train.meta_steps, folder, "learner", bars,
                                      checkpoint_every, strategy, callbacks)
     if verbose:
         print(f"Training the global baseline for {config.train.pretrain_steps} steps")
-    history["baseline"] = fit_learner(baseline, prepared, config.train.pretrain_steps, folder, "baseline", verbose,
+    history["baseline"] = fit_learner(baseline, prepared, config.train.pretrain_steps, folder, "baseline", bars,
                                       checkpoint_every, strategy, callbacks)
     run = Run(config, prepared, learner, baseline, history)
     if folder is not None and chief:
         save_run(run, folder.path)
     return run
+
+
+def describe_split(prepared: Prepared) -> str:
+    """What the run trains, validates and evaluates on, as printed before training."""
+    config = prepared.config
+    if config.train.finetune_lr is not None:
+        chooser = f"the fine-tuning step size is train.finetune_lr = {config.train.finetune_lr:g}"
+    else:
+        chooser = "they choose the fine-tuning step size"
+    return (f"Dataset {config.dataset}: cold-start split (users, items, ratings; tasks evaluated)\n"
+            f"{prepared.counts().to_string()}\n"
+            f"meta-training uses {len(prepared.train_ratings)} ratings; {len(prepared.validation)} validation users "
+            f"are held out ({chooser})")
 
 
 def _check_saved_split(folder: RunFolder, split: ColdStartSplit) -> None:
@@ -181,7 +193,7 @@ def save_run(run: Run, workdir: str | os.PathLike) -> None:
     folder = RunFolder(workdir)
     folder.save_config(run.config)
     folder.save_encoder(run.prepared.encoder)
-    run.prepared.split.save(folder.split_dir)
+    run.prepared.save_split(folder.split_dir)
     folder.save_learners(run.learner, run.baseline)
 
 
