@@ -25,7 +25,7 @@ CONFIG = ExperimentConfig(
     train=TrainConfig(meta_steps=STEPS, batch_size=16, outer_lr=1e-2, max_support=64, jit_compile=False),
 )
 LEARNER_OPTIONS = {"inner_steps": 3, "hidden_dim": 16}
-ADAPTIVE = ["maml", "fomaml", "meta_sgd", "reptile", "prototype", "matching", "task_encoder"]
+ADAPTIVE = ["maml", "fomaml", "meta_sgd", "mamo", "reptile", "prototype", "matching", "task_encoder"]
 # Budgets measured on this data (user-cold MAE, learner against the baseline at the same budget):
 # at 200 steps MAML, Meta-SGD, Reptile, prototype and matching lead by 0.042 to 0.074; FOMAML
 # leads by 0.012 at 200 and by 0.022 at 300, so it gets 300; at 100 steps MAML on every model

@@ -49,6 +49,8 @@ _BUILT_IN = (
     ("learner", "fomaml", "maml", "MAML", {"first_order": True}, "first-order MAML"),
     ("learner", "meta_sgd", "maml", "MAML", {"learn_inner_lr": "per_parameter"},
      "Meta-SGD: MAML with learned per-parameter inner rates"),
+    ("learner", "mamo", "memory", "MemoryAugmentedMAML", {},
+     "MAML from a start read out of feature and task memories (MAMO's idea)"),
     ("learner", "reptile", "reptile", "Reptile", {}, "Reptile"),
     ("learner", "prototype", "metric", "PrototypeLearner", {}, "liked/disliked prototypes"),
     ("learner", "matching", "metric", "MatchingLearner", {}, "attention over the support"),

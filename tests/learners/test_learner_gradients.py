@@ -22,6 +22,7 @@ def _episode():
         ("maml", dict(learn_inner_lr="per_layer_step")),
         ("maml", dict(multi_step_loss=True)),
         ("maml", dict(learn_inner_lr="per_layer_step", multi_step_loss=True, msl_anneal_steps=10, adapt="all")),
+        ("mamo", {}),
         ("prototype", {}),
         ("matching", {}),
         ("task_encoder", {}),
@@ -32,6 +33,9 @@ def test_meta_gradients_match_finite_differences(name, options):
     learner = checks.build(name, seed=11, dtype="float64", **options)
     if getattr(learner, "msl_step", None) is not None:
         learner.msl_step.assign(4.0)  # annealing under way: weights neither uniform nor one-hot
+    noise = np.random.default_rng(2)
+    for value in getattr(learner, "task_values", []) + getattr(learner, "feature_values", []):
+        value.assign(0.05 * noise.standard_normal(value.shape))  # memories off zero: the keys get gradients
     checks.check_finite_differences(learner, _episode())
 
 

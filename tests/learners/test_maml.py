@@ -186,3 +186,28 @@ def test_bad_settings_are_refused():
         MAML(tiny_melu(), adapt="encoder")
     with pytest.raises(TypeError, match="MetaModel"):
         MAML(keras.Sequential([keras.layers.Dense(1)]))
+
+
+def test_mamo_starts_each_task_from_its_memories_and_is_maml_while_they_are_empty():
+    from tfmetarec.learners import MemoryAugmentedMAML
+
+    episode = random_episode(seed=4, tasks=4)
+    maml = MAML(tiny_melu(seed=3), inner_steps=2, inner_lr=0.1)
+    mamo = MemoryAugmentedMAML(tiny_melu(seed=3), inner_steps=2, inner_lr=0.1, memory_slots=3)
+    plain, personal = maml.adapt(episode[SUPPORT]), mamo.adapt(episode[SUPPORT])
+    for name in maml.adapt_names:
+        np.testing.assert_allclose(personal[name], plain[name], rtol=1e-5, atol=1e-6)
+    by_feature, by_task = mamo.memory_reads(episode[SUPPORT])
+    assert by_feature.shape == by_task.shape == (4, 3)
+    np.testing.assert_allclose(tf.reduce_sum(by_task, -1), np.ones(4), rtol=1e-5)
+    noise = np.random.default_rng(0)
+    for value in mamo.task_values + mamo.feature_values:
+        value.assign(noise.standard_normal(value.shape).astype("float32"))
+    start = mamo.task_start(episode[SUPPORT])
+    name = mamo.adapt_names[0]
+    weights = mamo.model.variable_values()[name].numpy()
+    offsets = start[name].numpy() - weights[None]
+    assert np.abs(offsets).max() > 0.1 and not np.allclose(offsets[0], offsets[1])  # each task its own start
+    expected = (np.tensordot(by_task.numpy(), mamo.task_values[0].numpy(), axes=[[1], [0]])
+                + np.tensordot(by_feature.numpy(), mamo.feature_values[0].numpy(), axes=[[1], [0]]))
+    np.testing.assert_allclose(offsets, expected, rtol=1e-4, atol=1e-5)

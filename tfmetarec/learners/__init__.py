@@ -14,6 +14,7 @@ from tfmetarec.learners.baselines import ItemMean, ItemStatisticsLearner, Popula
 from tfmetarec.learners.distribute import ClusterError, make_strategy, split_cpu
 from tfmetarec.learners.encoder import TaskEncoder
 from tfmetarec.learners.maml import MAML
+from tfmetarec.learners.memory import MemoryAugmentedMAML
 from tfmetarec.learners.metaemb import MetaEmbeddingLearner
 from tfmetarec.learners.metric import MatchingLearner, PrototypeLearner
 from tfmetarec.learners.pretrain import Pretrain
@@ -47,6 +48,7 @@ __all__ = [
     "ItemMean",
     "ItemStatisticsLearner",
     "MatchingLearner",
+    "MemoryAugmentedMAML",
     "MetaEmbeddingLearner",
     "MetaLearner",
     "MetaTrainer",

@@ -152,8 +152,13 @@ class GradientUpdate:
         (with ``rate``, a scalar tensor, every step takes that step size instead)."""
         rates = self.adaptation_rates() if rate is None else [{name: rate for name in self.adapt_names}]
         fast, _ = inner_loop(self.model, self.model.variable_values(), self.adapt_names, part,
-                             self.adaptation_steps, rates, first_order)
+                             self.adaptation_steps, rates, first_order, start=self.task_start(part))
         return fast
+
+    def task_start(self, part: Episode) -> dict[str, tf.Tensor] | None:
+        """Each task's starting weights ``[T, ...]`` for the adapted parameters (None: the
+        meta-parameters, the same for every task)."""
+        return None
 
     def score(self, state: dict[str, tf.Tensor], query: Features) -> tf.Tensor:
         return self.model.forward({**self.model.variable_values(), **state}, query)

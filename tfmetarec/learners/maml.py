@@ -98,10 +98,10 @@ class MAML(GradientUpdate, MetaLearner):
 
     def trajectory(self, support: Episode) -> list[dict[str, tf.Tensor]]:
         """The adapted parameters after each inner step (``[T, ...]`` each); the
-        first entry is the meta-parameters tiled per task (no step taken)."""
+        first entry is the starting weights (:meth:`task_start`; no step taken)."""
         return [state for state, _ in inner_steps(self.model, self.model.variable_values(), self.adapt_names,
                                                   support, self.inner_steps, self.adaptation_rates(),
-                                                  self.first_order)]
+                                                  self.first_order, start=self.task_start(support))]
 
     def msl_weights(self) -> tf.Tensor:
         """Weights ``[inner_steps]`` of the query losses after each inner step (sum 1)."""

@@ -30,7 +30,7 @@ from tfmetarec.workflows.train import fit_learner
 
 # Learners compared on the MeLU-style model, and the ones run on every other model.
 ALL_LEARNERS = (
-    "maml", "fomaml", "meta_sgd", "reptile", "prototype", "matching", "task_encoder", "pretrain", "popularity",
+    "maml", "fomaml", "meta_sgd", "mamo", "reptile", "prototype", "matching", "task_encoder", "pretrain", "popularity",
     "item_mean",
 )
 CROSS_MODEL_LEARNERS = ("maml", "task_encoder", "pretrain")
