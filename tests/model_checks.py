@@ -98,6 +98,7 @@ def check_config_round_trip(model: MetaModel) -> None:
     clone.set_weights(model.get_weights())
     assert clone.num_table_items == 1  # the table is data, not config
     clone.set_item_table(model.item_table)
+    clone.set_item_offsets(model.item_offsets)
     q = query_features(2)
     np.testing.assert_array_equal(clone(q).numpy(), model(q).numpy())
 
@@ -110,6 +111,7 @@ def check_keras_file_round_trip(model: MetaModel, folder: Path) -> None:
     assert type(reloaded) is type(model)
     assert list(reloaded.parameters()) == list(model.parameters())
     np.testing.assert_array_equal(reloaded.item_table, model.item_table)  # saved with the weights
+    np.testing.assert_array_equal(reloaded.item_offsets, model.item_offsets)
     np.testing.assert_array_equal(reloaded(q).numpy(), model(q).numpy())
 
 
@@ -131,9 +133,29 @@ def check_user_state_hooks(model: MetaModel) -> None:
                                    model.forward(params, one).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def check_item_offsets(model: MetaModel) -> None:
+    """Every score of an item moves by exactly its offset (rows outside the table: none), in
+    ``forward``, ``forward_with_user_state`` and a dot-product model's search vectors; the
+    model keeps random offsets for the checks that follow."""
+    q = query_features(5)
+    before = model(q).numpy()
+    offsets = np.random.default_rng(0).normal(0.0, 1.0, model.num_table_items)
+    model.set_item_offsets(offsets)
+    assert model.item_offsets[0] == 0.0  # the unknown item never moves
+    rows = q["item_id"]
+    inside = (rows >= 0) & (rows < model.num_table_items)
+    expected = np.where(inside, model.item_offsets[np.where(inside, rows, 0)], 0.0)
+    np.testing.assert_allclose(model(q).numpy() - before, expected, rtol=1e-5, atol=1e-5)
+    if model.dot_product_scores:
+        params = model.variable_values()
+        dot = np.sum(model.search_query(params, q).numpy() * model.search_item_vectors(params, q).numpy(), -1)
+        np.testing.assert_allclose(dot + float(params["global_bias"]), model(q).numpy(), rtol=1e-5, atol=1e-5)
+
+
 def check_model(model: MetaModel, folder: Path) -> None:
     """Everything above on one (small) model."""
     perturbed(model)
+    check_item_offsets(model)
     check_build_and_groups(model)
     check_call(model)
     check_task_batched_forward(model)

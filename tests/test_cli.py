@@ -64,6 +64,18 @@ def test_parser_builds_the_same_config_as_defaults():
     assert ExperimentConfig.from_dict(config.to_dict()) == config
 
 
+def test_item_warmup_takes_a_shrinkage_or_off(capsys):
+    from tfmetarec.cli import config_from_args
+
+    def parsed(value):
+        return config_from_args(build_parser().parse_args(["train", "--item-warmup", value])).train.item_warmup
+
+    assert parsed("off") is None and parsed("2") == 2.0
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["train", "--item-warmup", "-1"])
+    assert exit_.value.code == 2 and "--item-warmup: must be >= 0" in capsys.readouterr().err
+
+
 def test_any_constructor_option_is_a_setting_checked_before_tensorflow(capsys):
     """--set reaches every constructor option (learner, model, the query loss's fields, train, split);
     typed flags are shortcuts for the same keys; mistakes name the key and exit 2 at once."""

@@ -124,6 +124,7 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "min_support": ("split.min_support", None),
     "validation_fraction": ("split.validation_fraction", None),
     "finetune_lr": ("train.finetune_lr", None),
+    "item_warmup": ("train.item_warmup", None),
     "zip_prefix_len": ("features.zip_prefix_len", None),
     "keep_fields": ("features.keep_fields", None),
     "drop_fields": ("features.drop_fields", None),
@@ -204,6 +205,10 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
                         "draws a new query from a meta-training user's ratings and ignores the file's roles there")
     g.add_argument("--finetune-lr", type=_number(), help="the fine-tuning baseline's step size (default: chosen on "
                    "the validation users)")
+    g.add_argument("--item-warmup", type=_number_or_off,
+                   help="two-sided adaptation in evaluation: warm new items up from their first raters' support "
+                        "ratings with this shrinkage pseudo-count, or 'off' to score them from content alone "
+                        f"(default: {t.item_warmup})")
     g.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed for data, split and initialisation (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=POSITIVE, default=CHECKPOINT_EVERY,
                    help="write a resumable checkpoint every N steps (default: %(default)s)")
@@ -243,6 +248,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             raise UsageError("--item-shrinkage sets item_mean's shrinkage; use it with --learner item_mean.")
         if key in typed:
             raise UsageError(f"{key} is set twice (--{dest.replace('_', '-')} and another flag).")
+        value = None if value == OFF else value
         typed[key] = constant if constant is not None else (tuple(value) if isinstance(value, list) else value)
     texts = parse_settings(args.settings)
     both = sorted(set(typed) & set(texts))
@@ -250,6 +256,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         raise UsageError(f"{', '.join(both)} set twice: by a flag and by --set.")
     config = apply_settings(base, typed)
     return apply_settings(config, texts, from_text=True) if texts else config
+
+
+OFF = "off"
+
+
+def _number_or_off(text: str) -> float | str:
+    """An argparse type: a finite number >= 0, or ``off`` (the setting becomes None)."""
+    return OFF if text.strip().lower() == OFF else _number()(text)
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -240,6 +240,10 @@ class TrainConfig:
     finetune_lr: float | None = None
     """The fine-tuning baseline's step size; None chooses it on the validation users (from a grid
     that includes 0, no adaptation)."""
+    item_warmup: float | None = 3.0
+    """Two-sided adaptation in evaluation: new items are warmed up from their first raters' support
+    ratings with this shrinkage pseudo-count (see :mod:`tfmetarec.learners.item_warmup`), for
+    every compared method alike; None: new items are scored from their content alone."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -253,6 +257,8 @@ class TrainConfig:
         check_number("train.steps_per_execution", self.steps_per_execution, minimum=1, integer=True)
         if self.finetune_lr is not None:
             check_number("train.finetune_lr", self.finetune_lr, minimum=0.0)
+        if self.item_warmup is not None:
+            check_number("train.item_warmup", self.item_warmup, minimum=0.0)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,16 @@ import tensorflow as tf
 from tfmetarec.data.features import EncodedData
 from tfmetarec.evaluation.metrics import average_metrics, binary_metrics, coverage_at_k, task_metrics
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.tasks.episode import TaskSet
+from tfmetarec.learners.item_warmup import new_item_rows, warmed_up
+from tfmetarec.tasks.episode import Rows, TaskSet
 from tfmetarec.tasks.samplers import eval_batches
-from tfmetarec.types import MASK, QUERY, RATING
+from tfmetarec.types import ITEM_ID, MASK, QUERY, RATING, USER_FIELDS, USER_ID
+
+
+def rows_features(encoded: EncodedData, rows: Rows) -> dict[str, np.ndarray]:
+    """The model inputs ``[N, ...]`` of flat rating rows."""
+    return {USER_ID: encoded.user_ids[rows.user_row], USER_FIELDS: encoded.user_fields[rows.user_row],
+            ITEM_ID: rows.item_row.astype(np.int32)}
 
 
 def adapt_and_score_fn(learner: MetaLearner, jit_compile: bool = True):
@@ -91,14 +98,24 @@ def predict_scenarios(
     scenarios: Mapping[str, TaskSet],
     batch_size: int = 32,
     jit_compile: bool = True,
+    item_warmup: float | None = None,
 ) -> Predictions:
     """Every learner's query predictions on every (non-empty) scenario, computed once for both
-    the averaged report and the per-task table."""
+    the averaged report and the per-task table.
+
+    With ``item_warmup`` (a shrinkage pseudo-count), a scenario whose supports rate new items
+    first warms those items up from their support ratings (two-sided adaptation,
+    :mod:`tfmetarec.learners.item_warmup`; query rows are never read), for every learner alike.
+    """
     out: Predictions = {}
     for method, learner in learners.items():
         fn = adapt_and_score_fn(learner, jit_compile)
         for scenario, tasks in scenarios.items():
-            if len(tasks):
+            if not len(tasks):
+                continue
+            warm = item_warmup is not None and new_item_rows(learner.model, tasks.support.item_row).any()
+            with warmed_up([learner.model] if warm else [], rows_features(encoded, tasks.support),
+                           tasks.support.rating, item_warmup or 0.0):
                 out[(method, scenario)] = _predict(learner, encoded, tasks, batch_size, jit_compile, fn)
     return out
 
@@ -131,8 +148,10 @@ def evaluate_scenarios(
     jit_compile: bool = True,
     binary: bool = False,
     per_task: bool = False,
+    item_warmup: float | None = None,
 ) -> pd.DataFrame:
     """One row per (method, scenario) with the task count and each metric; with ``per_task``, one
-    row per (method, scenario, task) instead (:func:`per_task_table`, for paired tests)."""
-    predictions = predict_scenarios(learners, encoded, scenarios, batch_size, jit_compile)
+    row per (method, scenario, task) instead (:func:`per_task_table`, for paired tests).
+    ``item_warmup``: see :func:`predict_scenarios`."""
+    predictions = predict_scenarios(learners, encoded, scenarios, batch_size, jit_compile, item_warmup)
     return per_task_table(predictions, scenarios, ks) if per_task else scenario_table(predictions, ks, binary)

@@ -72,7 +72,7 @@ def _vector_search(learner: MetaLearner, state, query, item_vectors, depth: int)
     from keras_rs.layers import BruteForceRetrieval
 
     params = {**learner.model.variable_values(), **state}
-    users = learner.model.user_representation(params, _user_rows(query))[:, 0]  # [T, D]
+    users = learner.model.search_query(params, _user_rows(query))[:, 0]  # [T, D + 1]
     search = BruteForceRetrieval(k=depth, return_scores=False)
     search.update_candidates(item_vectors)
     return np.asarray(search(users))
@@ -106,7 +106,7 @@ def rank_catalogue(
     item_vectors = None
     if search:
         features = {name: tf.constant(v) for name, v in catalogue.items()}
-        item_vectors = learner.model.item_representation(learner.model.variable_values(), features)
+        item_vectors = learner.model.search_item_vectors(learner.model.variable_values(), features)
     out: list = [None] * len(tasks)
     for episode, idx in eval_batches(encoded, tasks, batch_size):
         state = adapt(episode[SUPPORT])

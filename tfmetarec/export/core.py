@@ -74,7 +74,7 @@ class ServingCore(tf.Module):
         if self.vector_search:
             from keras_rs.layers import BruteForceRetrieval
 
-            vectors = self.model.item_representation(self.model.variable_values(), {ITEM_ID: rows})
+            vectors = self.model.search_item_vectors(self.model.variable_values(), {ITEM_ID: rows})
             depth = int(min(self.top_k + max_support, len(rows)))
             self.retrieval = BruteForceRetrieval(candidate_embeddings=vectors, candidate_ids=np.arange(len(rows)),
                                                  k=depth, return_scores=True)
@@ -150,7 +150,7 @@ class ServingCore(tf.Module):
         if self.retrieval is not None:
             params = {**self.model.variable_values(), **self.learner_state(state)}
             one = self.features(state, tf.zeros([users, 1], tf.int32))
-            query = self.model.user_representation(params, one)[:, 0]
+            query = self.model.search_query(params, one)[:, 0]
             scores, positions = self.retrieval(query)
             scores = scores + self._global_bias(params)
             positions = tf.cast(positions, tf.int32)

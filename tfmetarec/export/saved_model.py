@@ -51,7 +51,8 @@ DTYPES = {"int64": tf.int64, "int32": tf.int32, "float32": tf.float32, "string":
 def learner_fingerprint(learner: MetaLearner) -> int:
     """The digest every state of this learner carries (config and weights, item table included)."""
     model = learner.model
-    return fingerprint(learner.get_config(), [*learner.get_weights(), model.item_table, model.item_raw_ids])
+    return fingerprint(learner.get_config(), [*learner.get_weights(), model.item_table, model.item_raw_ids,
+                                                    model.item_offsets])
 
 
 def _bucket(n: tf.Tensor, sizes: tuple[int, ...]) -> tf.Tensor:
@@ -99,7 +100,7 @@ class ServingModule(tf.Module):
         self.raw = RawInputs(encoder, learner.model.item_raw_ids)
         self.core = ServingCore(learner, learner_fingerprint(learner), top_k, self.buckets.limit("support"))
         self.tracked_variables = [getattr(v, "value", v) for v in learner.variables]
-        self.tracked_tables = [learner.model._item_table, learner.model._item_raw_ids]
+        self.tracked_tables = [learner.model._item_table, learner.model._item_raw_ids, learner.model._item_offset]
         example = self.core.adapt(*self._empty_support(1, self.buckets.support[0]))
         self.contract = ServingContract(
             user_fields=tuple(f.name for f in self.raw.user_fields),

@@ -63,7 +63,7 @@ class TfrsRecommender:
         self.learner, self.model, self.k = learner, learner.model, int(k)
         raw = self.model.item_raw_ids
         rows = np.flatnonzero(raw >= 0).astype(np.int32)
-        vectors = self.model.item_representation(self.model.variable_values(), {ITEM_ID: rows})
+        vectors = self.model.search_item_vectors(self.model.variable_values(), {ITEM_ID: rows})
         self.fetch = int(min(self.k + depth, len(rows)))
         ids = tf.constant(raw[rows].astype(np.int64))
         if index == "scann":
@@ -81,7 +81,7 @@ class TfrsRecommender:
         one = {USER_ID: tf.constant(np.asarray(user_index, np.int32)[:, None]), ITEM_ID: tf.zeros([len(user_index), 1],
                                                                                                    tf.int32),
                USER_FIELDS: tf.constant(np.asarray(user_fields, np.int32)[:, None, :])}
-        return self.model.user_representation(params, one)[:, 0]
+        return self.model.search_query(params, one)[:, 0]
 
     def recommend(self, state: Mapping[str, tf.Tensor], user_index: np.ndarray, user_fields: np.ndarray,
                   rated: list[set[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,11 @@ the unknown item), built from the feature encoder. A feature batch names items
 by their row (``item_id``) and the model gathers their content in the graph;
 :meth:`MetaModel.add_items` adds items known only by their content without any
 retraining. The table is not trainable and is saved with the model.
+
+Beside it the model holds an *item offset* per table row (zero until set): a rating shift
+added to every score of that item, which :mod:`tfmetarec.learners.item_warmup` fits for new
+items from their first ratings, so a new item is adapted from its raters as a user is from
+their ratings. It is saved and exported with the table.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from tfmetarec.types import USER_FIELDS, USER_ID, ITEM_FIELDS, ITEM_ID, Features
 
 ITEM_TABLE_KEY = "item_table"  # where the table goes in a .keras weights store
 ITEM_RAW_IDS_KEY = "item_raw_ids"
+ITEM_OFFSET_KEY = "item_offset"
 NO_RAW_ID = -1
 SPEC_ARGUMENTS = ("user_fields", "item_fields", "num_users", "num_items")
 """Constructor arguments read from the encoded features (:meth:`MetaModel.from_spec`), not settings."""
@@ -126,6 +132,8 @@ class MetaModel(Configurable, keras.Model):
                                            trainable=False, name=ITEM_TABLE_KEY)
             self._item_raw_ids = tf.Variable(tf.constant([NO_RAW_ID], tf.int64), shape=tf.TensorShape([None]),
                                              trainable=False, name=ITEM_RAW_IDS_KEY)
+            self._item_offset = tf.Variable(tf.zeros([1], tf.float32), shape=tf.TensorShape([None]),
+                                            trainable=False, name=ITEM_OFFSET_KEY)
 
     @property
     def item_table(self) -> np.ndarray:
@@ -137,6 +145,39 @@ class MetaModel(Configurable, keras.Model):
         """The raw item ID of every table row (``[rows]`` int64; -1 for row 0 and for rows
         added without one): what a raw-ID request or a recommendation names items by."""
         return self._item_raw_ids.numpy()
+
+    @property
+    def item_offsets(self) -> np.ndarray:
+        """The rating offset of every table row (``[rows]`` float32; 0 unless set)."""
+        return self._item_offset.numpy()
+
+    def set_item_offsets(self, offsets: np.ndarray) -> None:
+        """Set the rating offset of every table row (``[rows]``, finite; row 0 stays 0): a shift
+        added to each score of that item (see :func:`tfmetarec.learners.item_warmup.warm_up_items`)."""
+        values = np.asarray(offsets, dtype=np.float64)
+        rows = self.num_table_items
+        if values.shape != (rows,):
+            raise ValueError(f"item offsets must be one value per item table row ({rows}), got shape {values.shape}.")
+        if not np.isfinite(values).all():
+            bad = np.flatnonzero(~np.isfinite(values))
+            raise ValueError(f"item offsets must be finite; rows {bad[:5].tolist()} hold {values[bad[:5]].tolist()}.")
+        values = values.astype(np.float32)
+        values[0] = 0.0
+        self._item_offset.assign(values)
+
+    def item_offset(self, features: Features) -> tf.Tensor:
+        """Every row's item offset ``[...]`` (0 for rows outside the table and for batches that
+        carry item fields instead of table rows)."""
+        if ITEM_ID not in features or ITEM_FIELDS in features:
+            return tf.zeros([], tf.float32)
+        rows = tf.cast(features[ITEM_ID], tf.int32)
+        offsets = self._item_offset
+        inside = (rows >= 0) & (rows < tf.shape(offsets, out_type=tf.int32)[0])
+        return tf.gather(offsets, tf.where(inside, rows, tf.zeros_like(rows)))
+
+    def with_item_offset(self, scores: tf.Tensor, features: Features) -> tf.Tensor:
+        """``scores`` plus each row's :meth:`item_offset`: the last step of every forward pass."""
+        return scores + tf.cast(self.item_offset(features), scores.dtype)
 
     @property
     def num_table_items(self) -> int:
@@ -194,6 +235,7 @@ class MetaModel(Configurable, keras.Model):
         raw = self._checked_raw_ids(raw, len(table), np.zeros(0, np.int64))
         self._item_table.assign(table)
         self._item_raw_ids.assign(raw)
+        self._item_offset.assign(np.zeros(len(table), np.float32))
 
     def add_items(self, rows: np.ndarray, raw_ids: np.ndarray | None = None) -> np.ndarray:
         """Append items known only by their content (``[n, W_item]`` field indices, e.g.
@@ -204,6 +246,7 @@ class MetaModel(Configurable, keras.Model):
         start = self.num_table_items
         self._item_table.assign(np.concatenate([self.item_table, rows], axis=0))
         self._item_raw_ids.assign(np.concatenate([self.item_raw_ids, raw]))
+        self._item_offset.assign(np.concatenate([self.item_offsets, np.zeros(len(rows), np.float32)]))
         return np.arange(start, start + len(rows), dtype=np.int32)
 
     def item_field_indices(self, features: Features) -> tf.Tensor:
@@ -229,6 +272,7 @@ class MetaModel(Configurable, keras.Model):
         super().save_own_variables(store)
         store[ITEM_TABLE_KEY] = self.item_table
         store[ITEM_RAW_IDS_KEY] = self.item_raw_ids
+        store[ITEM_OFFSET_KEY] = self.item_offsets
 
     def load_own_variables(self, store) -> None:
         keys = list(store.keys())
@@ -239,7 +283,10 @@ class MetaModel(Configurable, keras.Model):
                 raise ValueError(f"The saved item table has {len(table)} rows but {raw.shape} raw item IDs.")
             self._item_table.assign(table)
             self._item_raw_ids.assign(self._checked_raw_ids(raw, len(table), np.zeros(0, np.int64)))
-        own = (ITEM_TABLE_KEY, ITEM_RAW_IDS_KEY)
+            self._item_offset.assign(np.zeros(len(table), np.float32))
+            if ITEM_OFFSET_KEY in keys:  # stores written before item offsets existed hold none
+                self.set_item_offsets(np.asarray(store[ITEM_OFFSET_KEY]))
+        own = (ITEM_TABLE_KEY, ITEM_RAW_IDS_KEY, ITEM_OFFSET_KEY)
         super().load_own_variables({k: store[k] for k in keys if k not in own})
 
     def get_config(self) -> dict:
@@ -356,6 +403,19 @@ class MetaModel(Configurable, keras.Model):
     def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
         """Predicted ratings ``[T, N]`` with the user part replaced by ``user_state [T, D]``."""
         raise NotImplementedError(f"{type(self).__name__} cannot score from an external user state.")
+
+    # -- dot-product search (models with dot_product_scores) ----------------------------
+    def search_item_vectors(self, params: Params, features: Features) -> tf.Tensor:
+        """Item vectors ``[..., item_dim + 1]`` whose dot product with :meth:`search_query` is the
+        score less its constant term: the item representation with the item offset appended."""
+        items = self.item_representation(params, features)
+        offset = tf.broadcast_to(tf.cast(self.item_offset(features), items.dtype), tf.shape(items)[:-1])
+        return tf.concat([items, offset[..., None]], axis=-1)
+
+    def search_query(self, params: Params, features: Features) -> tf.Tensor:
+        """The user vectors ``[..., user_dim + 1]`` that go with :meth:`search_item_vectors`."""
+        users = self.user_representation(params, features)
+        return tf.concat([users, tf.ones_like(users[..., :1])], axis=-1)
 
     def variable_values(self) -> dict[str, tf.Tensor]:
         """The current parameter values as tensors (what ``call`` uses)."""

@@ -265,11 +265,12 @@ class BilinearModel(VectorAndBias, MetaModel):
     def forward(self, params: Params, features: Features) -> tf.Tensor:
         user = self.user_representation(params, features)
         item = self.item_representation(params, features)
-        return bilinear_score(user, item, params["global_bias"])
+        return self.with_item_offset(bilinear_score(user, item, params["global_bias"]), features)
 
     def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
         item = self.item_representation(params, features)
-        return bilinear_score(broadcast_user_state(user_state, item), item, params["global_bias"])
+        scores = bilinear_score(broadcast_user_state(user_state, item), item, params["global_bias"])
+        return self.with_item_offset(scores, features)
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")

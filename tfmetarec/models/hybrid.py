@@ -148,7 +148,7 @@ class Hybrid(MetaModel):
         cf = bilinear_score(cf_user, cf_item, params["cf_global_bias"])
         cb = bilinear_score(cb_user, cb_item, params["cb_global_bias"])
         a = tf.cast(self.alpha(params, features), cf.dtype)
-        return a * cf + (1.0 - a) * cb
+        return self.with_item_offset(a * cf + (1.0 - a) * cb, features)
 
     def forward(self, params: Params, features: Features) -> tf.Tensor:
         return self._blend(

@@ -82,14 +82,14 @@ class MeLU(MetaModel):
             parts.append(self.user_representation(params, features))
         if self.item_embeddings or self.use_ids:
             parts.append(self.item_representation(params, features))
-        return self._decide(params, tf.concat(parts, axis=-1))
+        return self.with_item_offset(self._decide(params, tf.concat(parts, axis=-1)), features)
 
     def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
         items = self.item_representation(params, features)  # [T, N, item_dim]
         users = tf.broadcast_to(
             user_state[:, None, :], tf.concat([tf.shape(items)[:-1], [tf.shape(user_state)[-1]]], axis=0)
         )
-        return self._decide(params, tf.concat([users, items], axis=-1))
+        return self.with_item_offset(self._decide(params, tf.concat([users, items], axis=-1)), features)
 
     def _decide(self, params: Params, x: tf.Tensor) -> tf.Tensor:
         return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)

@@ -102,7 +102,8 @@ class MetaEmb(MetaModel):
         return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)
 
     def _score(self, params: Params, features: Features, users: tf.Tensor | None, items: tf.Tensor) -> tf.Tensor:
-        return self._decide(params, items if users is None else tf.concat([users, items], axis=-1))
+        scores = self._decide(params, items if users is None else tf.concat([users, items], axis=-1))
+        return self.with_item_offset(scores, features)
 
     # -- MetaModel --------------------------------------------------------------------
     def forward(self, params: Params, features: Features) -> tf.Tensor:

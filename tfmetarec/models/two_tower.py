@@ -105,8 +105,9 @@ class TwoTower(VectorAndBias, MetaModel):
     def forward(self, params: Params, features: Features) -> tf.Tensor:
         users = self.user_representation(params, features)
         items = self.item_representation(params, features)
-        return self._global(params, tf.reduce_sum(users * items, axis=-1))
+        return self.with_item_offset(self._global(params, tf.reduce_sum(users * items, axis=-1)), features)
 
     def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
         items = self.item_representation(params, features)
-        return self._global(params, tf.reduce_sum(broadcast_user_state(user_state, items) * items, axis=-1))
+        scores = self._global(params, tf.reduce_sum(broadcast_user_state(user_state, items) * items, axis=-1))
+        return self.with_item_offset(scores, features)

@@ -76,7 +76,8 @@ def preset_metrics(preset: Preset, data: InteractionData | None = None) -> pd.Da
     """Re-evaluate a preset's learner on its own split (what its model card reports)."""
     prepared = prepare(preset.config, data)
     return tidy(evaluate_scenarios({preset.config.learner.name: preset.learner}, prepared.encoded,
-                                   prepared.scenarios, batch_size=preset.config.train.batch_size, jit_compile=False))
+                                   prepared.scenarios, batch_size=preset.config.train.batch_size, jit_compile=False,
+                                   item_warmup=preset.config.train.item_warmup))
 
 
 __all__ = ["finetune", "finetune_config", "preset_metrics"]

@@ -88,7 +88,8 @@ def evaluate(run: Run, workdir: str | os.PathLike | None = None, ks: Sequence[in
     lr = finetune_lr(run)
     learners = compared_learners(run, lr)
     predictions = predict_scenarios(learners, run.prepared.encoded, run.prepared.scenarios,
-                                    batch_size=run.config.train.batch_size, jit_compile=False)
+                                    batch_size=run.config.train.batch_size, jit_compile=False,
+                                    item_warmup=run.config.train.item_warmup)
     report = tidy(scenario_table(predictions, ks, binary))
     if workdir is not None:
         files = RunFolder(workdir).report_files
@@ -122,7 +123,8 @@ def paired_comparisons(run: Run, learners: dict[str, MetaLearner] | None = None,
     worse only when significant (:func:`tfmetarec.evaluation.stats.compare`)."""
     learners = learners if learners is not None else compared_learners(run)
     predictions = predict_scenarios(learners, run.prepared.encoded, run.prepared.scenarios,
-                                    batch_size=run.config.train.batch_size, jit_compile=False)
+                                    batch_size=run.config.train.batch_size, jit_compile=False,
+                                    item_warmup=run.config.train.item_warmup)
     return _paired(run, per_task_table(predictions, run.prepared.scenarios), learners, metrics)
 
 

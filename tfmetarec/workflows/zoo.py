@@ -105,7 +105,7 @@ def run_group(settings: ZooSettings, dataset: str, seed: int, verbose: bool = Tr
             compared = {"no-adaptation": learner, "fine-tune": learner.with_finetuning(settings.inner_steps, lr)}
         report = evaluate_scenarios(
             compared, prepared.encoded, prepared.scenarios, batch_size=config.train.batch_size,
-            jit_compile=False, binary=True,
+            jit_compile=False, binary=True, item_warmup=config.train.item_warmup,
         )
         tasks = prepared.scenarios.get(settings.retrieval_scenario)
         if settings.retrieval_ks and tasks is not None and len(tasks):
