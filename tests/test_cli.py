@@ -113,3 +113,31 @@ def test_export_bucket_defaults_are_the_serving_contracts():
     b = Buckets()
     assert (action["user_buckets"].default, action["support_buckets"].default, action["query_buckets"].default) == (
         b.users, b.support, b.query)
+
+
+def test_item_vectors_from_a_file_train_round_trip_through_a_preset_and_bad_files_fail_clearly(tmp_path, capsys):
+    import numpy as np
+
+    from tfmetarec.presets import from_preset, save_to_preset
+    from tfmetarec.workflows.train import load_run
+
+    ids = np.arange(1, 401)  # the synthetic dataset's items; the last 100 get no vector
+    path = tmp_path / "vectors.npz"
+    np.savez(path, item=ids[:300], vectors=np.random.default_rng(0).normal(size=(300, 5)))
+    run_dir = tmp_path / "run"
+    args = ["train", "--meta-steps", "5", "--embedding-dim", "4", "--hidden-units", "8", "--inner-steps", "1",
+            "--pretrain-steps", "0", "--quiet", "--no-xla", "--item-vectors", str(path)]
+    assert main([*args, "--workdir", str(run_dir)]) == 0
+    run = load_run(run_dir)
+    vectors = run.learner.model.item_vectors["vectors"]
+    rows = run.prepared.encoded.item_rows(ids)
+    assert vectors.shape[1] == 5 and np.abs(vectors[rows[:300]]).sum(1).min() > 0 and not vectors[rows[300:]].any()
+    preset = from_preset(save_to_preset(run.learner, run.config, run.prepared.encoder, tmp_path / "preset",
+                                        name="vectors", description="with item vectors"))
+    np.testing.assert_array_equal(preset.learner.model.item_vectors["vectors"], vectors)
+
+    np.savez(tmp_path / "unknown.npz", item=np.array([1, 5000]), vectors=np.ones((2, 5)))
+    assert main([*args, "--workdir", str(tmp_path / "r2"), "--item-vectors", str(tmp_path / "unknown.npz")]) == 2
+    assert "1 item ID(s) are not items of the data, e.g. [5000]" in capsys.readouterr().err
+    assert main([*args, "--workdir", str(tmp_path / "r3"), "--item-vectors", str(tmp_path / "none.npz")]) == 2
+    assert "none.npz is not a file" in capsys.readouterr().err

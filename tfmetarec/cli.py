@@ -130,6 +130,7 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "drop_fields": ("features.drop_fields", None),
     "list_columns": ("features.list_columns", None),
     "list_separator": ("features.list_separator", None),
+    "item_vectors": ("features.item_vectors", None),
     "data_dir": ("data_dir", None),
     "item_side_file": ("item_side_file", None),
     "split_file": ("split_file", None),
@@ -144,6 +145,10 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="folder holding the dataset's files (default: $TFMETAREC_DATA_DIR/movielens-100k, movielens-1m or ml-latest-small)")
     g.add_argument("--item-side-file", help="MovieLens only: CSV/TSV of item content keyed by item ID (rate, directors, "
                    "actors ...; a column named like a built-in one, e.g. genres or year, replaces it)")
+    g.add_argument("--item-vectors", help="a file of item vectors (text or image embeddings ...): .npz with arrays "
+                   "'item' (IDs) and 'vectors' [items, dim], or CSV/TSV/Parquet with an 'item' column and one column "
+                   "per dimension; items it leaves out get a learned default; each vector is scaled to length 1 "
+                   "(--set features.normalize_vectors=false keeps it)")
     g.add_argument("--list-columns", type=_names, help="side-file columns that hold lists, comma-separated (default: "
                    "a column is a list when some cell holds the separator)")
     g.add_argument("--list-separator", help="what separates a list cell's values in the side file (default: '|'; "
@@ -392,7 +397,7 @@ def _check_paths(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value and not Path(value).expanduser().is_dir():
             raise UsageError(f"--{name.replace('_', '-')} {value} is not a folder.")
-    for name in ("item_side_file",):
+    for name in ("item_side_file", "item_vectors"):
         value = getattr(args, name, None)
         if value and not Path(value).expanduser().is_file():
             raise UsageError(f"--{name.replace('_', '-')} {value} is not a file.")

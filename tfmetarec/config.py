@@ -261,6 +261,10 @@ class TrainConfig:
             check_number("train.item_warmup", self.item_warmup, minimum=0.0)
 
 
+VECTOR_FILE_SUFFIXES = (".npz", ".csv", ".tsv", ".parquet")
+"""The formats of an item vector file (``tfmetarec.data.vectors.read_item_vectors``)."""
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Which feature fields a run uses and how they are encoded (see
@@ -286,6 +290,12 @@ class FeatureConfig:
     """Side-file columns that hold lists (None: a column is a list when some cell holds the separator)."""
     list_separator: str = "|"
     """What separates a list cell's values in a side file (MeLU's files: ``", "``)."""
+    item_vectors: str | None = None
+    """A file of item vectors (``.npz`` with ``item`` and ``vectors``, or CSV / TSV / Parquet with an
+    ``item`` column and one column per dimension; see ``tfmetarec.data.vectors``): a vector field
+    ``vectors`` of the items."""
+    normalize_vectors: bool = True
+    """Scale each item vector to length 1 before the model projects it."""
 
     def __post_init__(self) -> None:
         check_number("features.zip_prefix_len", self.zip_prefix_len, minimum=1, integer=True)
@@ -303,6 +313,10 @@ class FeatureConfig:
             raise ValueError(f"features: fields {both} are both kept and dropped.")
         if not isinstance(self.list_separator, str) or not self.list_separator:
             raise ValueError(f"features.list_separator must be a non-empty string, got {self.list_separator!r}.")
+        if self.item_vectors is not None:
+            if not isinstance(self.item_vectors, str) or not self.item_vectors.endswith(VECTOR_FILE_SUFFIXES):
+                raise ValueError(f"features.item_vectors must name a {' / '.join(VECTOR_FILE_SUFFIXES)} file, got "
+                                 f"{self.item_vectors!r}.")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ OPTIONAL_FEATURE_KEYS = (ITEM_FIELDS,)
 
 CATEGORICAL = "categorical"
 LIST = "list"
-FIELD_KINDS = (CATEGORICAL, LIST)
+VECTOR = "vector"
+FIELD_KINDS = (CATEGORICAL, LIST, VECTOR)
 
 Features = Mapping[str, tf.Tensor]
 Params = Mapping[str, tf.Tensor]
@@ -52,13 +53,17 @@ class FieldSpec:
     A *categorical* field (gender, occupation, release-year bucket, MPAA rate) is
     one column holding a vocabulary index, 0 meaning missing or unseen. A *list*
     field (genres, directors, cast, tags) is ``width`` columns of indices, padded
-    with 0; unseen values are dropped. ``vocab_size`` counts index 0.
+    with 0; unseen values are dropped. ``vocab_size`` counts index 0. A *vector*
+    field (an item's text or image embedding) is one column saying whether the item
+    has a vector (1) or not (0); the ``dim``-wide vectors themselves live in the
+    model beside its item table.
     """
 
     name: str
     kind: str
     vocab_size: int
     width: int = 1
+    dim: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in FIELD_KINDS:
@@ -66,12 +71,17 @@ class FieldSpec:
         if int(self.vocab_size) < 1 or int(self.width) < 1:
             raise ValueError(f"Field {self.name!r}: vocab_size and width must be >= 1, got "
                              f"{self.vocab_size} and {self.width}.")
-        if self.kind == CATEGORICAL and int(self.width) != 1:
-            raise ValueError(f"Categorical field {self.name!r} has width 1, got {self.width}.")
+        if self.kind in (CATEGORICAL, VECTOR) and int(self.width) != 1:
+            raise ValueError(f"{self.kind.capitalize()} field {self.name!r} has width 1, got {self.width}.")
+        if (self.kind == VECTOR) != (int(self.dim) > 0):
+            raise ValueError(f"Field {self.name!r}: a vector field has a dimension >= 1 and no other kind has one "
+                             f"(kind {self.kind!r}, dim {self.dim}).")
 
     def to_config(self) -> list:
-        """``[name, kind, vocab_size, width]`` (JSON-safe; what models keep in their config)."""
-        return [self.name, self.kind, int(self.vocab_size), int(self.width)]
+        """``[name, kind, vocab_size, width]`` and, for a vector field, its ``dim`` (JSON-safe;
+        what models keep in their config)."""
+        out = [self.name, self.kind, int(self.vocab_size), int(self.width)]
+        return [*out, int(self.dim)] if self.kind == VECTOR else out
 
     @classmethod
     def of(cls, value: FieldSpec | Sequence | Mapping) -> FieldSpec:
@@ -79,9 +89,10 @@ class FieldSpec:
         if isinstance(value, FieldSpec):
             return value
         if isinstance(value, Mapping):
-            return cls(str(value["name"]), str(value["kind"]), int(value["vocab_size"]), int(value.get("width", 1)))
+            return cls(str(value["name"]), str(value["kind"]), int(value["vocab_size"]), int(value.get("width", 1)),
+                       int(value.get("dim", 0)))
         name, kind, vocab, *rest = value
-        return cls(str(name), str(kind), int(vocab), int(rest[0]) if rest else 1)
+        return cls(str(name), str(kind), int(vocab), int(rest[0]) if rest else 1, int(rest[1]) if len(rest) > 1 else 0)
 
 
 def fields_width(fields: Sequence[FieldSpec]) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from tfmetarec import learners, models
-from tfmetarec.data import FeatureEncoder, SplitConfig, cold_start_split, make_synthetic
+from tfmetarec.data import FeatureEncoder, InteractionData, SplitConfig, cold_start_split, make_synthetic
 from tfmetarec.export import Buckets
 from tfmetarec.learners import MetaTrainer
 from tfmetarec.tasks.samplers import EpisodeSampler
@@ -20,7 +20,12 @@ UNKNOWN_ITEM = 987_654
 
 
 def world():
-    data = make_synthetic(num_users=120, num_items=90, seed=5)
+    """Synthetic data whose items carry a vector field (every fifth item without a vector), so every
+    export is checked with the three field kinds."""
+    data = make_synthetic(num_users=120, num_items=90, seed=5, vector_dim=6)
+    items = data.items.copy()
+    items.loc[::5, "vector"] = None
+    data = InteractionData(data.name, data.ratings, data.users, items)
     split = cold_start_split(data, SplitConfig(seed=5))
     encoder = FeatureEncoder().fit(data, train_users=split.existing_users, train_items=split.existing_items)
     return data, split, encoder, encoder.transform(data)
@@ -31,7 +36,8 @@ def trained(world, learner: str = "maml", model: str = "melu", steps: int = 20, 
     data, split, encoder, encoded = world
     cls = models.get(model)
     sizes = {"embedding_dim": 4, "seed": 0, **({"hidden_units": (8,)} if "hidden_units" in cls.settings() else {})}
-    m = cls.from_spec(encoded.spec, item_table=encoded.item_table, item_raw_ids=encoded.item_raw_ids, **sizes)
+    m = cls.from_spec(encoded.spec, item_table=encoded.item_table, item_raw_ids=encoded.item_raw_ids,
+                      item_vectors=encoded.item_vectors, **sizes)
     defaults = {"maml": dict(inner_steps=2, inner_lr=0.1), "task_encoder": dict(hidden_dim=6, seed=1),
                 "prototype": dict(hidden_dim=6, seed=1), "matching": dict(hidden_dim=6, seed=1)}
     built = learners.create(learner, m, **{**defaults.get(learner, {}), **options})

@@ -16,7 +16,7 @@ whose ID index is 0.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,11 +28,13 @@ from tfmetarec.data.transforms import (
     ListLookup,
     Lookup,
     Transform,
+    VectorPresence,
     YearBucket,
     list_values,
     year_span,
 )
-from tfmetarec.types import LIST, FieldSpec, fields_width
+from tfmetarec.data.vectors import vector_matrix
+from tfmetarec.types import LIST, VECTOR, FieldSpec, fields_width
 
 ENCODER_FORMAT = 2
 
@@ -72,6 +74,7 @@ class EncodedData:
     item_table: np.ndarray  # [R, W_item] int32; row 0 = the unknown item
     user_index: pd.Index  # raw user ID -> user row
     item_raw_ids: np.ndarray  # [R] int64: the raw ID of each table row (row 0: -1)
+    item_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # vector field -> [R, dim] float32
 
     @property
     def num_table_items(self) -> int:
@@ -128,6 +131,7 @@ class FeatureEncoder:
         self.fields: tuple[Field, ...] = ()
         self.vocabs: dict[str, list[str]] = {}  # "side:name" -> values (index = position + 1)
         self.widths: dict[str, int] = {}  # "side:name" -> list width
+        self.dims: dict[str, int] = {}  # "item:name" -> vector dimension
         self.year_range: tuple[int, int] | None = None
         self.user_vocab: list[int] | None = None
         self.item_vocab: list[int] = []
@@ -170,7 +174,7 @@ class FeatureEncoder:
                 if f.side == "item" and f.kind == LIST and f.name != "genres" else f
                 for f in data.fields or ()
             )
-        self.vocabs, self.widths, self.year_range = {}, {}, None
+        self.vocabs, self.widths, self.dims, self.year_range = {}, {}, {}, None
         for f in self.fields:
             frame = users if f.side == "user" else items
             if f.source not in frame.columns:
@@ -180,6 +184,10 @@ class FeatureEncoder:
 
     def _fit_field(self, f: Field, column: pd.Series) -> None:
         key = f"{f.side}:{f.name}"
+        if f.kind == VECTOR:
+            matrix, _ = vector_matrix(column, column.index, f"training items' {f.name!r} vectors")
+            self.dims[key] = int(matrix.shape[1])
+            return
         if f.transform == "age_bucket":
             return
         if f.transform == "year_bucket":
@@ -205,6 +213,8 @@ class FeatureEncoder:
         """The fitted transform of one field (raw values -> indices, numpy and TensorFlow faces)."""
         self._require_fitted()
         key = f"{f.side}:{f.name}"
+        if f.kind == VECTOR:
+            return VectorPresence(self.dims[key])
         if f.transform == "age_bucket":
             return AgeBucket()
         if f.transform == "year_bucket":
@@ -216,7 +226,7 @@ class FeatureEncoder:
     def field_spec(self, f: Field) -> FieldSpec:
         """The encoded shape of one fitted field."""
         t = self.transform_of(f)
-        return FieldSpec(f.name, t.kind, t.vocab_size, t.width)
+        return FieldSpec(f.name, t.kind, t.vocab_size, t.width, t.dim if f.kind == VECTOR else 0)
 
     @property
     def spec(self) -> FeatureSpec:
@@ -270,6 +280,33 @@ class FeatureEncoder:
         self._require_fitted()
         return self._encode_side("item", items)
 
+    def item_vectors(self, items: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each vector field's vectors ``[I, dim]`` float32 for the rows of ``items`` (zeros where an
+        item has none; ``l2_normalize`` applied): what ``model.add_items`` takes beside the rows of
+        :meth:`encode_items`. A vector of another dimension than the training items' is an error
+        naming the item."""
+        self._require_fitted()
+        out = {}
+        ids = items["item"].tolist() if "item" in items.columns else list(range(len(items)))
+        for f in self.fields_of("item"):
+            if f.kind != VECTOR:
+                continue
+            dim = self.dims[f"item:{f.name}"]
+            column = items[f.source] if f.source in items.columns else pd.Series([None] * len(items))
+            if not self.transform_of(f).numpy(column).any():
+                out[f.name] = np.zeros((len(items), dim), np.float32)
+                continue
+            matrix, present = vector_matrix(column, ids, f"items.{f.source}")
+            if matrix.shape[1] != dim:
+                k = int(np.flatnonzero(present)[0])
+                raise ValueError(f"items.{f.source}: item {ids[k]} has a {matrix.shape[1]}-dimensional vector; the "
+                                 f"encoder was fitted on {dim} dimensions.")
+            if f.transform == "l2_normalize":
+                norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+                matrix = np.where(norms > 0, matrix / np.maximum(norms, 1e-12), matrix).astype(np.float32)
+            out[f.name] = matrix
+        return out
+
     def transform(self, data: InteractionData, ratings: pd.DataFrame | None = None) -> EncodedData:
         """Encode every user and item of ``data``; ``ratings`` defaults to ``data.ratings``."""
         spec = self.spec
@@ -290,6 +327,8 @@ class FeatureEncoder:
         rows = by_raw.loc[table_raw[1:]].reset_index()
         item_table = np.concatenate([np.zeros((1, fields_width(spec.item_fields)), np.int32),
                                      self.encode_items(rows)], axis=0)
+        vectors = {name: np.concatenate([np.zeros((1, m.shape[1]), np.float32), m])
+                   for name, m in self.item_vectors(rows).items()}
 
         frame = (data.ratings if ratings is None else ratings).copy()
         user_row = user_index.get_indexer(frame["user"].to_numpy())
@@ -301,7 +340,7 @@ class FeatureEncoder:
         frame["user_row"] = user_row.astype(np.int32)
         frame["item_row"] = (item_row + 1).astype(np.int32)
         return EncodedData(spec, frame, user_ids, user_fields.astype(np.int32), item_table.astype(np.int32),
-                           user_index, table_raw)
+                           user_index, table_raw, vectors)
 
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -315,6 +354,7 @@ class FeatureEncoder:
             "fields": [f.to_dict() for f in self.fields],
             "vocabs": {k: list(v) for k, v in self.vocabs.items()},
             "widths": dict(self.widths),
+            "dims": dict(self.dims),
             "year_range": None if self.year_range is None else list(self.year_range),
             "user_vocab": list(self.user_vocab or []),
             "item_vocab": list(self.item_vocab),
@@ -334,6 +374,7 @@ class FeatureEncoder:
         enc.fields = tuple(fields)
         enc.vocabs = {k: [str(x) for x in v] for k, v in d["vocabs"].items()}
         enc.widths = {k: int(v) for k, v in d["widths"].items()}
+        enc.dims = {k: int(v) for k, v in d.get("dims", {}).items()}
         enc.year_range = None if d["year_range"] is None else (int(d["year_range"][0]), int(d["year_range"][1]))
         enc.user_vocab = [int(u) for u in d["user_vocab"]]
         enc.item_vocab = [int(i) for i in d["item_vocab"]]

@@ -11,7 +11,8 @@ import copy
 import numpy as np
 import pandas as pd
 
-from tfmetarec.types import CATEGORICAL, FIELD_KINDS, LIST
+from tfmetarec.data.vectors import attach_item_vectors, is_vector_column, vector_matrix
+from tfmetarec.types import CATEGORICAL, FIELD_KINDS, LIST, VECTOR
 
 RATING_COLUMNS = ("user", "item", "rating")
 RATING_OPTIONAL = ("timestamp",)
@@ -34,7 +35,8 @@ class DataFormatError(ValueError):
 
 
 SIDES = ("user", "item")
-TRANSFORMS = ("age_bucket", "zip_prefix", "year_bucket")
+TRANSFORMS = ("age_bucket", "zip_prefix", "year_bucket", "l2_normalize")
+VECTOR_TRANSFORMS = ("l2_normalize",)
 MAX_LIST_WIDTH = 64
 """The most values a list field keeps per row unless its ``max_values`` says otherwise."""
 
@@ -47,12 +49,15 @@ class Field:
         name: the field's name (its embedding is named after it); also the source
             column unless ``column`` is given.
         side: ``"user"`` or ``"item"``.
-        kind: ``"categorical"`` (one value per row: gender, occupation, MPAA rate) or
-            ``"list"`` (several values per row: genres, directors, cast, tags).
+        kind: ``"categorical"`` (one value per row: gender, occupation, MPAA rate),
+            ``"list"`` (several values per row: genres, directors, cast, tags) or ``"vector"``
+            (items only: one fixed-length float array per item, e.g. a text embedding; see
+            :mod:`tfmetarec.data.vectors`).
         column: the source column, when it differs from ``name``.
         transform: ``"age_bucket"`` (numeric ages into :data:`~tfmetarec.data.features.AGE_BUCKETS`),
             ``"zip_prefix"`` (the first digits of a zip code) or ``"year_bucket"``
-            (release years into spans of years); ``None`` uses the values as they are.
+            (release years into spans of years); for a vector field ``"l2_normalize"`` (each
+            vector scaled to length 1); ``None`` uses the values as they are.
         max_values: list fields: values kept per row, in the order given (default:
             the longest training row, at most :data:`MAX_LIST_WIDTH`).
         min_count: values seen on fewer training users/items than this are treated
@@ -75,8 +80,11 @@ class Field:
         if self.transform is not None and self.transform not in TRANSFORMS:
             raise ValueError(f"Field {self.name!r}: transform must be one of {TRANSFORMS} or None, "
                              f"got {self.transform!r}.")
-        if self.transform is not None and self.kind != CATEGORICAL:
-            raise ValueError(f"Field {self.name!r}: a {self.transform} transform makes a categorical field.")
+        if self.kind == VECTOR and self.side != "item":
+            raise ValueError(f"Field {self.name!r}: vector fields are item fields (they live in the item table).")
+        if self.transform is not None and (self.kind == VECTOR) != (self.transform in VECTOR_TRANSFORMS):
+            raise ValueError(f"Field {self.name!r}: the {self.transform} transform does not apply to a {self.kind} "
+                             "field.")
         if self.max_values is not None and self.max_values < 1:
             raise ValueError(f"Field {self.name!r}: max_values must be >= 1, got {self.max_values}.")
         if self.min_count < 1:
@@ -123,6 +131,8 @@ def infer_fields(users: pd.DataFrame, items: pd.DataFrame, min_tag_items: int = 
             continue
         if column == "year":
             out.append(Field("year", "item", CATEGORICAL, transform="year_bucket"))
+        elif is_vector_column(items[column]):
+            out.append(Field(str(column), "item", VECTOR))
         elif column == "genres" or is_list_column(items[column]):
             out.append(Field(str(column), "item", LIST, min_count=1 if column == "genres" else min_tag_items))
     return tuple(out)
@@ -143,6 +153,8 @@ def _check_fields(name: str, fields: Sequence[Field], users: pd.DataFrame, items
         if f.kind == LIST and not is_list_column(frame[f.source]) and frame[f.source].notna().any():
             raise DataFormatError(f"{name}: list field {f.name!r} needs a list (or tuple) per row in "
                                   f"{f.side}s.{f.source}")
+        if f.kind == VECTOR:
+            vector_matrix(frame[f.source], frame["item"], f"{name}: items.{f.source}")
     return tuple(fields)
 
 
@@ -243,6 +255,16 @@ class InteractionData:
         out = copy.copy(self)
         object.__setattr__(out, "fields", _check_fields(self.name, tuple(fields), self.users, self.items))
         return out
+
+    def with_item_vectors(self, vectors: pd.DataFrame, name: str = "vectors", normalize: bool = True,
+                          what: str | None = None) -> InteractionData:
+        """The same data with a vector field ``name`` read from ``vectors`` (columns ``item`` and
+        ``vector``, e.g. :func:`~tfmetarec.data.vectors.read_item_vectors`; items it leaves out have
+        no vector); ``normalize`` scales each vector to length 1 when encoding. Unknown item IDs
+        are an error saying how many and which."""
+        items = attach_item_vectors(self.items, vectors, name, what or f"{self.name}: item vectors")
+        field_ = Field(name, "item", VECTOR, transform="l2_normalize" if normalize else None)
+        return InteractionData(self.name, self.ratings, self.users, items, (*(self.fields or ()), field_))
 
     @property
     def has_timestamps(self) -> bool:

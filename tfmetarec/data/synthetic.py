@@ -92,6 +92,15 @@ def _items(rng: np.random.Generator, factors: np.ndarray, feature_noise: float, 
     )
 
 
+def _item_vectors(rng: np.random.Generator, factors: np.ndarray, bias: np.ndarray, dim: int) -> np.ndarray:
+    """``[items, dim]`` float32: informative first half (factors and bias mapped, plus noise), noise second half."""
+    informative = max(1, dim // 2)
+    source = np.concatenate([factors / np.sqrt(factors.shape[1]), bias[:, None] / 0.3], axis=1)
+    mapped = source @ rng.normal(size=(source.shape[1], informative)) + 0.3 * rng.normal(size=(len(factors), informative))
+    noise = rng.normal(size=(len(factors), dim - informative))
+    return np.concatenate([mapped, noise], axis=1).astype(np.float32)
+
+
 def make_synthetic(
     num_users: int = 600,
     num_items: int = 400,
@@ -103,6 +112,7 @@ def make_synthetic(
     new_item_fraction: float = 0.25,
     seed: int = 0,
     method: str = "auto",
+    vector_dim: int = 0,
 ) -> InteractionData:
     """Ratings from clustered user tastes and item factors, with partly informative features.
 
@@ -120,6 +130,11 @@ def make_synthetic(
     chunks of users, so memory grows with the ratings, not users x items: tens of
     millions of ratings fit in a few GB. ``"auto"`` is exact up to
     :data:`EXACT_CELLS` cells. The two methods make different (equally distributed) data.
+
+    With ``vector_dim`` > 0 every item gets a ``vector`` column (a vector field, as a text
+    embedding would be): its first half is a random linear map of the item's factors and bias
+    plus noise (what a good content encoder would see), the second half pure noise. The
+    vectors come from their own random stream: the ratings are those made without them.
     """
     lo, hi = ratings_per_user
     if not (num_users > 0 and num_items > 0 and num_clusters > 0 and latent_dim > 0):
@@ -142,6 +157,10 @@ def make_synthetic(
     item_bias = rng.normal(0.0, 0.3, num_items)
     users = _users(rng, cluster, num_clusters, feature_noise)
     items = _items(rng, item_f, feature_noise, new_item_fraction)
+    if vector_dim < 0:
+        raise ValueError(f"vector_dim must be >= 0, got {vector_dim}")
+    if vector_dim:
+        items["vector"] = list(_item_vectors(np.random.default_rng([seed, 7]), item_f, item_bias, vector_dim))
 
     # Which items each user rates: popularity skew, plus a per-user taste for recent releases.
     is_new = items["year"].to_numpy(dtype=np.int64) >= NEW_YEARS[0]

@@ -9,7 +9,9 @@ A fitted :class:`~tfmetarec.data.features.FeatureEncoder` gives every field one 
   (zip codes);
 * :class:`ListLookup`: a list of values to ``width`` indices, known values first in their order,
   each once, padded with 0;
-* :class:`AgeBucket` and :class:`YearBucket`: a number to its bucket, 0 for missing.
+* :class:`AgeBucket` and :class:`YearBucket`: a number to its bucket, 0 for missing;
+* :class:`VectorPresence`: an item's vector to 1, a missing one to 0 (the vectors themselves go
+  to the model beside its item table, :meth:`FeatureEncoder.item_vectors`).
 
 ``numpy(values)`` serves the encoder (data frames) and the ONNX client (requests);
 ``tf(values)`` serves the SavedModel's raw-ID inputs. The faces agree on every input the
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfmetarec.types import CATEGORICAL, LIST
+from tfmetarec.types import CATEGORICAL, LIST, VECTOR
 
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
 """Lower edges of the age buckets after the first: <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+."""
@@ -286,7 +288,29 @@ class YearBucket:
         return ["<missing>", *[f"year>={lo + k * self.size}" for k in range(self.vocab_size - 1)]]
 
 
-Transform = Lookup | ListLookup | AgeBucket | YearBucket
+@dataclass(frozen=True)
+class VectorPresence:
+    """A vector field's column in the item table: 1 where the item has a ``dim``-wide vector,
+    0 where it has none (the model then uses a learned default)."""
+
+    dim: int
+    kind: str = field(default=VECTOR, init=False)
+    width: int = field(default=1, init=False)
+    vocab_size: int = field(default=2, init=False)
+
+    def numpy(self, values: Any, label: str | None = None) -> np.ndarray:
+        cells = list(values)
+        return np.array([isinstance(v, (np.ndarray, list, tuple)) or not pd.isna(v) for v in cells],
+                        np.int32).reshape(len(cells))
+
+    def tf(self, values: Any, label: str = "vector"):
+        raise NotImplementedError("Vector fields are item fields read from the model's item table, not from a request.")
+
+    def labels(self) -> list[str]:
+        return ["<no vector>", f"<vector of {self.dim}>"]
+
+
+Transform = Lookup | ListLookup | AgeBucket | YearBucket | VectorPresence
 
 
 def year_span(values: Any, size: int) -> tuple[int, int] | None:
@@ -296,5 +320,6 @@ def year_span(values: Any, size: int) -> tuple[int, int] | None:
     return (int(years.min()) // size * size, int(years.max()) // size * size) if len(years) else None
 
 
-__all__ = ["AGE_BUCKETS", "NUMBER", "AgeBucket", "ListLookup", "Lookup", "Transform", "YearBucket", "list_values",
+__all__ = ["AGE_BUCKETS", "NUMBER", "AgeBucket", "ListLookup", "Lookup", "Transform", "VectorPresence", "YearBucket",
+           "list_values",
            "normalise_value", "numbers", "year_span"]

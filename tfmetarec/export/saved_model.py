@@ -52,7 +52,7 @@ def learner_fingerprint(learner: MetaLearner) -> int:
     """The digest every state of this learner carries (config and weights, item table included)."""
     model = learner.model
     return fingerprint(learner.get_config(), [*learner.get_weights(), model.item_table, model.item_raw_ids,
-                                                    model.item_offsets])
+                                              model.item_offsets, *model.item_vectors.values()])
 
 
 def _bucket(n: tf.Tensor, sizes: tuple[int, ...]) -> tf.Tensor:
@@ -100,7 +100,9 @@ class ServingModule(tf.Module):
         self.raw = RawInputs(encoder, learner.model.item_raw_ids)
         self.core = ServingCore(learner, learner_fingerprint(learner), top_k, self.buckets.limit("support"))
         self.tracked_variables = [getattr(v, "value", v) for v in learner.variables]
-        self.tracked_tables = [learner.model._item_table, learner.model._item_raw_ids, learner.model._item_offset]
+        model = learner.model
+        self.tracked_tables = [model._item_table, model._item_raw_ids, model._item_offset,
+                               *(table for _, table in model._item_vector_tables)]
         example = self.core.adapt(*self._empty_support(1, self.buckets.support[0]))
         self.contract = ServingContract(
             user_fields=tuple(f.name for f in self.raw.user_fields),

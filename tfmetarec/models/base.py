@@ -30,11 +30,22 @@ import tensorflow as tf
 from tfmetarec.models import functional as F
 from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast, Configurable, check_options
-from tfmetarec.types import USER_FIELDS, USER_ID, ITEM_FIELDS, ITEM_ID, Features, FieldSpec, Params, fields_width
+from tfmetarec.types import (
+    ITEM_FIELDS,
+    ITEM_ID,
+    USER_FIELDS,
+    USER_ID,
+    VECTOR,
+    Features,
+    FieldSpec,
+    Params,
+    fields_width,
+)
 
 ITEM_TABLE_KEY = "item_table"  # where the table goes in a .keras weights store
 ITEM_RAW_IDS_KEY = "item_raw_ids"
 ITEM_OFFSET_KEY = "item_offset"
+ITEM_VECTORS_KEY = "item_vectors:"  # + the vector field's name
 NO_RAW_ID = -1
 SPEC_ARGUMENTS = ("user_fields", "item_fields", "num_users", "num_items")
 """Constructor arguments read from the encoded features (:meth:`MetaModel.from_spec`), not settings."""
@@ -94,7 +105,7 @@ class MetaModel(Configurable, keras.Model):
 
     @classmethod
     def from_spec(cls, spec: Any, item_table: np.ndarray | None = None, item_raw_ids: np.ndarray | None = None,
-                  **options: Any) -> MetaModel:
+                  item_vectors: dict[str, np.ndarray] | None = None, **options: Any) -> MetaModel:
         """A model sized for the encoded features described by ``spec``.
 
         ``spec`` is any object with ``user_fields`` and ``item_fields`` (sequences
@@ -102,8 +113,8 @@ class MetaModel(Configurable, keras.Model):
         (e.g. a ``tfmetarec.data.features.FeatureSpec``). ``options`` are the model's
         settings (:meth:`settings`; an unknown one is refused, naming the known ones) or
         Keras' ``name`` / ``dtype``. ``item_table`` and ``item_raw_ids`` (e.g.
-        ``EncodedData.item_table`` and ``.item_raw_ids``) fill the item table; without them
-        it holds the unknown item only until :meth:`set_item_table`.
+        ``EncodedData.item_table`` and ``.item_raw_ids``; ``item_vectors`` for vector fields) fill
+        the item table; without them it holds the unknown item only until :meth:`set_item_table`.
         """
         keras_arguments = {k: options.pop(k) for k in ("name", "dtype", "trainable") if k in options}
         check_options(cls.settings(), options, cls.__name__)
@@ -111,7 +122,7 @@ class MetaModel(Configurable, keras.Model):
                     item_fields=[FieldSpec.of(f).to_config() for f in spec.item_fields],
                     num_users=int(spec.num_users), num_items=int(spec.num_items), **options, **keras_arguments)
         if item_table is not None:
-            model.set_item_table(item_table, item_raw_ids)
+            model.set_item_table(item_table, item_raw_ids, item_vectors)
         return model
 
     # -- fields and the item table -------------------------------------------------------
@@ -134,6 +145,66 @@ class MetaModel(Configurable, keras.Model):
                                              trainable=False, name=ITEM_RAW_IDS_KEY)
             self._item_offset = tf.Variable(tf.zeros([1], tf.float32), shape=tf.TensorShape([None]),
                                             trainable=False, name=ITEM_OFFSET_KEY)
+            self._item_vector_tables = tuple(
+                (f.name, tf.Variable(tf.zeros([1, f.dim], tf.float32), shape=tf.TensorShape([None, f.dim]),
+                                     trainable=False, name=f"item_vectors_{f.name}"))
+                for f in fields if f.kind == VECTOR)
+
+    # -- vector fields: their vectors, row by row beside the item table ---------------------
+    def _vector_columns(self) -> dict[str, int]:
+        """Each vector field's column in the item table."""
+        out, start = {}, 0
+        for f in self.item_field_specs:
+            if f.kind == VECTOR:
+                out[f.name] = start
+            start += f.width
+        return out
+
+    def item_vector_table(self, name: str) -> tf.Variable:
+        """The ``[rows, dim]`` vectors of the vector field ``name`` (row r: table row r; zeros where
+        an item has none)."""
+        for field_name, table in self._item_vector_tables:
+            if field_name == name:
+                return table
+        raise KeyError(f"{type(self).__name__} has no item vector field {name!r}; its vector fields are "
+                       f"{[n for n, _ in self._item_vector_tables]}.")
+
+    @property
+    def item_vectors(self) -> dict[str, np.ndarray]:
+        """Each vector field's ``[rows, dim]`` vectors (numpy)."""
+        return {name: table.numpy() for name, table in self._item_vector_tables}
+
+    def _checked_vectors(self, rows: np.ndarray, vectors: dict[str, np.ndarray] | None, what: str
+                         ) -> dict[str, np.ndarray]:
+        """The vectors of ``rows`` (zeros where a row says it has none), checked: one ``[n, dim]``
+        finite array per vector field whose column marks a row as having a vector."""
+        vectors = dict(vectors or {})
+        unknown = sorted(set(vectors) - {n for n, _ in self._item_vector_tables})
+        if unknown:
+            raise ValueError(f"{what}: vectors given for {unknown}, which are not vector fields of the model "
+                             f"({[n for n, _ in self._item_vector_tables]}).")
+        out = {}
+        for name, column in self._vector_columns().items():
+            dim = int(self.item_vector_table(name).shape[1])
+            has = rows[:, column]
+            if ((has != 0) & (has != 1)).any():
+                raise ValueError(f"{what}: the column of vector field {name!r} must hold 0 (no vector) or 1, got "
+                                 f"{np.unique(has)[:5].tolist()}.")
+            given = vectors.get(name)
+            if given is None:
+                if has.any():
+                    raise ValueError(f"{what}: {int(has.sum())} row(s) have a {name!r} vector but no vectors were "
+                                     f"given (pass vectors={{{name!r}: [rows, {dim}] array}}).")
+                out[name] = np.zeros((len(rows), dim), np.float32)
+                continue
+            given = np.asarray(given, dtype=np.float32)
+            if given.shape != (len(rows), dim):
+                raise ValueError(f"{what}: {name!r} vectors must be [{len(rows)}, {dim}], got {given.shape}.")
+            bad = (has == 1) & ~np.isfinite(given).all(axis=1)
+            if bad.any():
+                raise ValueError(f"{what}: row {int(np.flatnonzero(bad)[0])} has NaN or infinite {name!r} values.")
+            out[name] = np.where(has[:, None] == 1, given, 0.0).astype(np.float32)
+        return out
 
     @property
     def item_table(self) -> np.ndarray:
@@ -218,11 +289,13 @@ class MetaModel(Configurable, keras.Model):
             raise ValueError(f"Raw item IDs {values[counts > 1][:5].tolist()} would be in the item table twice.")
         return raw.astype(np.int64)
 
-    def set_item_table(self, table: np.ndarray, raw_ids: np.ndarray | None = None) -> None:
+    def set_item_table(self, table: np.ndarray, raw_ids: np.ndarray | None = None,
+                       vectors: dict[str, np.ndarray] | None = None) -> None:
         """Replace the whole item table (``[rows, W_item]``; row 0 is the unknown item and
-        is reset to no content), with the raw item ID of each row (row 0's is ignored).
-        Rows ``1..num_items-1`` must be the training items in ID-vocabulary order, as
-        :meth:`FeatureEncoder.transform` lays them out."""
+        is reset to no content), with the raw item ID of each row (row 0's is ignored) and,
+        for vector fields, the vectors of each row (``{field: [rows, dim]}``, e.g.
+        ``EncodedData.item_vectors``). Rows ``1..num_items-1`` must be the training items in
+        ID-vocabulary order, as :meth:`FeatureEncoder.transform` lays them out."""
         table = self._checked_rows(table, "item_table").copy()
         need = self.num_items
         if len(table) < need:
@@ -233,16 +306,25 @@ class MetaModel(Configurable, keras.Model):
         if raw is not None and len(raw):
             raw[0] = NO_RAW_ID
         raw = self._checked_raw_ids(raw, len(table), np.zeros(0, np.int64))
+        checked = self._checked_vectors(table, vectors, "item_table")
         self._item_table.assign(table)
         self._item_raw_ids.assign(raw)
         self._item_offset.assign(np.zeros(len(table), np.float32))
+        for name, values in checked.items():
+            self.item_vector_table(name).assign(values)
 
-    def add_items(self, rows: np.ndarray, raw_ids: np.ndarray | None = None) -> np.ndarray:
+    def add_items(self, rows: np.ndarray, raw_ids: np.ndarray | None = None,
+                  vectors: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Append items known only by their content (``[n, W_item]`` field indices, e.g.
-        ``encoder.encode_items(frame)``) and their raw IDs; returns their new table rows.
-        No retraining: an added item is scored from its content (its ID index is 0)."""
+        ``encoder.encode_items(frame)``), their raw IDs and, for vector fields, their vectors
+        (``encoder.item_vectors(frame)``); returns their new table rows. No retraining: an
+        added item is scored from its content (its ID index is 0)."""
         rows = self._checked_rows(rows, "new item rows")
         raw = self._checked_raw_ids(raw_ids, len(rows), self.item_raw_ids)
+        checked = self._checked_vectors(rows, vectors, "new item rows")
+        for name, values in checked.items():
+            table = self.item_vector_table(name)
+            table.assign(np.concatenate([table.numpy(), values], axis=0))
         start = self.num_table_items
         self._item_table.assign(np.concatenate([self.item_table, rows], axis=0))
         self._item_raw_ids.assign(np.concatenate([self.item_raw_ids, raw]))
@@ -252,13 +334,25 @@ class MetaModel(Configurable, keras.Model):
     def item_field_indices(self, features: Features) -> tf.Tensor:
         """Every row's item content ``[..., W_item]``: ``features["item_fields"]`` when the
         batch carries it, else gathered from the item table (rows outside it: unknown item)."""
+        columns = self._vector_columns()
         if ITEM_FIELDS in features:
+            if columns:
+                raise ValueError(f"{type(self).__name__} has item vector fields {sorted(columns)}, read from its item "
+                                 "table: name items by their table row (item_id), not by item_fields.")
             return tf.cast(features[ITEM_FIELDS], tf.int32)
         check_features(features, [ITEM_ID], type(self).__name__)
         rows = tf.cast(features[ITEM_ID], tf.int32)
         table = self._item_table
         inside = (rows >= 0) & (rows < tf.shape(table, out_type=tf.int32)[0])
-        return tf.gather(table, tf.where(inside, rows, tf.zeros_like(rows)))
+        rows = tf.where(inside, rows, tf.zeros_like(rows))
+        indices = tf.gather(table, rows)
+        if not columns:
+            return indices
+        # a vector field's column: 1/0 in the table, the row of the item's vector (0: none) here
+        width = fields_width(self.item_field_specs)
+        is_vector = np.zeros(width, bool)
+        is_vector[list(columns.values())] = True
+        return tf.where(tf.constant(is_vector), indices * rows[..., None], indices)
 
     def item_id_index(self, features: Features) -> tf.Tensor:
         """The ID-embedding index of every row's item: its table row for a training item
@@ -273,6 +367,8 @@ class MetaModel(Configurable, keras.Model):
         store[ITEM_TABLE_KEY] = self.item_table
         store[ITEM_RAW_IDS_KEY] = self.item_raw_ids
         store[ITEM_OFFSET_KEY] = self.item_offsets
+        for name, values in self.item_vectors.items():
+            store[ITEM_VECTORS_KEY + name] = values
 
     def load_own_variables(self, store) -> None:
         keys = list(store.keys())
@@ -284,9 +380,14 @@ class MetaModel(Configurable, keras.Model):
             self._item_table.assign(table)
             self._item_raw_ids.assign(self._checked_raw_ids(raw, len(table), np.zeros(0, np.int64)))
             self._item_offset.assign(np.zeros(len(table), np.float32))
+            vectors = {name: np.asarray(store[ITEM_VECTORS_KEY + name]) for name, _ in self._item_vector_tables
+                       if ITEM_VECTORS_KEY + name in keys}
+            for name, values in self._checked_vectors(table, vectors, "the saved item table").items():
+                self.item_vector_table(name).assign(values)
             if ITEM_OFFSET_KEY in keys:  # stores written before item offsets existed hold none
                 self.set_item_offsets(np.asarray(store[ITEM_OFFSET_KEY]))
-        own = (ITEM_TABLE_KEY, ITEM_RAW_IDS_KEY, ITEM_OFFSET_KEY)
+        own = (ITEM_TABLE_KEY, ITEM_RAW_IDS_KEY, ITEM_OFFSET_KEY,
+               *(ITEM_VECTORS_KEY + name for name, _ in self._item_vector_tables))
         super().load_own_variables({k: store[k] for k in keys if k not in own})
 
     def get_config(self) -> dict:

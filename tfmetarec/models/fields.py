@@ -5,7 +5,10 @@ A model declares its fields (:class:`~tfmetarec.types.FieldSpec`) and creates on
 and, called on the encoded indices, returns the fields' vectors side by side. A
 categorical field gives its row; a list field (genres, directors, cast) pools the
 rows of its values over the non-padding entries, so a film's genres are not
-diluted by its cast. Like :mod:`tfmetarec.models.functional`, the call is a pure
+diluted by its cast. A vector field (an item's text or image embedding) projects the
+item's vector, read from the model's vector table beside its item table, with a learned
+layer; an item without a vector gets a learned default instead (never zeros taken as
+data). Like :mod:`tfmetarec.models.functional`, the call is a pure
 function of the parameter mapping (tables may carry a leading task axis).
 """
 
@@ -18,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from tfmetarec.models import functional as F
-from tfmetarec.types import CATEGORICAL, FieldSpec, Params
+from tfmetarec.types import CATEGORICAL, VECTOR, FieldSpec, Params
 
 POOLINGS = ("mean", "sum")
 
@@ -58,11 +61,20 @@ class FieldEmbeddings:
         self.fields = tuple(FieldSpec.of(f) for f in fields)
         self.dims = field_dims(self.fields, dim, dims)
         self.pooling = pooling
+        self.owner = owner
         self.names: list[str] = []
         for k, (f, d) in enumerate(zip(self.fields, self.dims)):
-            init = keras.initializers.RandomNormal(stddev=stddev, seed=None if seed is None else seed + seed_offset + k)
-            name = f"{prefix}{f.name}_embedding"
-            owner.add_weight(shape=(int(f.vocab_size), d), initializer=init, name=name)
+            field_seed = None if seed is None else seed + seed_offset + k
+            init = keras.initializers.RandomNormal(stddev=stddev, seed=field_seed)
+            if f.kind == VECTOR:  # a projection of the vector, and the embedding of "no vector"
+                name = f"{prefix}{f.name}_projection"
+                owner.add_weight(shape=(int(f.dim), d), initializer=keras.initializers.GlorotUniform(seed=field_seed),
+                                 name=name)
+                owner.add_weight(shape=(d,), initializer="zeros", name=f"{name}_bias")
+                owner.add_weight(shape=(d,), initializer=init, name=f"{prefix}{f.name}_missing")
+            else:
+                name = f"{prefix}{f.name}_embedding"
+                owner.add_weight(shape=(int(f.vocab_size), d), initializer=init, name=name)
             self.names.append(name)
 
     @property
@@ -79,6 +91,9 @@ class FieldEmbeddings:
         for f, name in zip(self.fields, self.names):
             cols = indices[..., start:start + f.width]
             start += f.width
+            if f.kind == VECTOR:
+                out.append(self._vector(params, f, name, cols[..., 0]))
+                continue
             table = params[name]
             if f.kind == CATEGORICAL:
                 out.append(F.embed(table, cols[..., 0]))
@@ -90,6 +105,19 @@ class FieldEmbeddings:
                 summed = summed / tf.maximum(tf.reduce_sum(present, axis=-2), 1.0)
             out.append(summed)
         return out
+
+    def _vector(self, params: Params, f: FieldSpec, name: str, rows: tf.Tensor) -> tf.Tensor:
+        """``[..., d]``: the projected vector of each item (``rows``: its row in the vector table,
+        0 for none) or the learned "no vector" embedding."""
+        vectors = tf.gather(self.owner.item_vector_table(f.name), rows)  # [..., dim]
+        kernel, bias = params[name], params[f"{name}_bias"]
+        missing = params[name.removesuffix("_projection") + "_missing"]
+        projected = F.dense(vectors, kernel, bias)
+        if F.is_task_batched(missing, 1):
+            missing = tf.reshape(missing, tf.concat([tf.shape(missing)[:1], tf.ones([projected.shape.rank - 2],
+                                                                                    tf.int32), tf.shape(missing)[1:]], 0))
+        has = tf.cast(rows > 0, projected.dtype)[..., None]
+        return has * projected + (1.0 - has) * missing
 
     def __call__(self, params: Params, indices: tf.Tensor) -> tf.Tensor:
         """The fields' vectors concatenated: ``[..., width]``."""

@@ -44,8 +44,9 @@ def build_model(config: ExperimentConfig, encoded: EncodedData) -> MetaModel:
     """
     model = model_from_spec(config, encoded.spec)
     n = encoded.spec.num_items
-    model.set_item_table(encoded.item_table[:n], encoded.item_raw_ids[:n])
-    model.add_items(encoded.item_table[n:], encoded.item_raw_ids[n:])
+    vectors = encoded.item_vectors
+    model.set_item_table(encoded.item_table[:n], encoded.item_raw_ids[:n], {k: v[:n] for k, v in vectors.items()})
+    model.add_items(encoded.item_table[n:], encoded.item_raw_ids[n:], {k: v[n:] for k, v in vectors.items()})
     return model
 
 

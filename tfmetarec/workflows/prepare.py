@@ -20,6 +20,7 @@ from tfmetarec.data import (
     select_fields,
 )
 from tfmetarec.data.published import published_split, read_split
+from tfmetarec.data.vectors import read_item_vectors
 from tfmetarec.tasks.episode import TaskSet, build_tasks
 
 COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
@@ -86,6 +87,9 @@ def load_data(config: ExperimentConfig) -> InteractionData:
                             list_columns=fc.list_columns, list_separator=fc.list_separator)
     else:
         data = load_dataset(config.dataset, config.data_dir)
+    if fc.item_vectors is not None:
+        data = data.with_item_vectors(read_item_vectors(fc.item_vectors), normalize=fc.normalize_vectors,
+                                      what=fc.item_vectors)
     return data
 
 
