@@ -91,20 +91,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--out", default="benchmarks/results/fixed_tasks")
+    parser.add_argument("--resume", action="store_true", help="keep the seeds already in --out")
     args = parser.parse_args(argv)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     started = time.time()
-    frames = []
-    context = multiprocessing.get_context("spawn")
-    for seed in args.seeds:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            frames.append(pool.submit(run_seed, args.dataset, seed, args.steps).result())
-    per_task = pd.concat(frames, ignore_index=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    per_task.to_csv(out / "per_task.csv.gz", index=False)
+    saved = out / "per_task.csv.gz"
+    frames = [pd.read_csv(saved)] if args.resume and saved.is_file() else []
+    context = multiprocessing.get_context("spawn")
+    for seed in args.seeds:
+        if any((f.seed == seed).any() for f in frames):
+            continue
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            frames.append(pool.submit(run_seed, args.dataset, seed, args.steps).result())
+        pd.concat(frames, ignore_index=True).to_csv(saved, index=False)
+    per_task = pd.concat(frames, ignore_index=True)
     page = summarise(per_task) + f"\n{args.dataset}, {args.steps} steps. Total time {time.time() - started:.0f} s.\n"
     (out / "fixed_tasks.md").write_text(page, encoding="utf-8")
     print(page)

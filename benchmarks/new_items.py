@@ -166,6 +166,12 @@ def summarise(per_task: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     return summary, tests, "\n".join(lines)
 
 
+def _done(out: Path) -> list[pd.DataFrame]:
+    """The per-task rows an earlier, interrupted run saved."""
+    path = out / "per_task.csv.gz"
+    return [pd.read_csv(path)] if path.is_file() else []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["synthetic", "movielens-100k"])
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1500, help="meta-training and pretraining steps")
     parser.add_argument("--no-levers", action="store_true", help="skip the retrained MAML variants")
     parser.add_argument("--out", default="benchmarks/results/new_items")
+    parser.add_argument("--resume", action="store_true", help="keep the (dataset, seed) groups already in --out")
     args = parser.parse_args(argv)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -180,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    frames = []
+    frames = _done(out) if args.resume else []
     context = multiprocessing.get_context("spawn")
     for dataset in args.datasets:
         for seed in args.seeds:
+            if any(((f.dataset == dataset) & (f.seed == seed)).any() for f in frames):
+                continue
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:  # fresh XLA state per group
                 frames.append(pool.submit(run_group, dataset, seed, args.steps, not args.no_levers).result())
             pd.concat(frames, ignore_index=True).to_csv(out / "per_task.csv.gz", index=False)  # partial results
