@@ -173,9 +173,12 @@ def test_a_published_split_trains_saves_and_reloads_through_the_cli(data, melu_f
     changed.mkdir()
     for f in folder.iterdir():
         (changed / f.name).write_text(f.read_text())
-    first = next(iter(items))
-    items[first] = [6 - r for r in items[first]]
+    first = next(iter(items))  # one new user fewer: still ratings of the data, another split
+    del items[first]
     (changed / "user_cold_state_y.json").write_text(json.dumps(items))
+    states = json.loads((folder / "user_cold_state.json").read_text())
+    del states[first]
+    (changed / "user_cold_state.json").write_text(json.dumps(states))
     config = ExperimentConfig.load(workdir / "config.json")
     from tfmetarec.experiment import train
     from tfmetarec.run_folder import RunFolderError
@@ -194,3 +197,32 @@ def test_fixed_tasks_need_roles(data, generic_file):
     learner = build_learner(config, build_model(config, prepared.encoded), prepared)
     with pytest.raises(ValueError, match="meta-training rows have no role"):
         fit_learner(learner, prepared, 2)
+
+
+def test_a_split_must_hold_the_ratings_it_splits(data, tmp_path):
+    split = cold_start_split(data, SplitConfig(seed=SEED))
+    train = split.meta_train.assign(partition="meta_train", role="")[["user", "item", "rating", "partition", "role"]]
+    cold = _with_roles(split.partitions["user_cold"], "user_cold").reset_index(drop=True)
+    base = pd.concat([train, cold], ignore_index=True)
+    row = len(train) + 2  # 1-based position of cold's second row
+    user, item = cold.user.iloc[1], cold.item.iloc[1]
+    for change, message in [
+        (dict(rating=99.0), rf"row {row}: user {user} item {item} has rating 99, outside the data's ratings \[1, 5\]"),
+        (dict(rating=6.0 - cold.rating.iloc[1] if cold.rating.iloc[1] != 3 else 4.0),
+         rf"row {row}: user {user} item {item} has rating \d in the split but \d in the synthetic ratings"),
+    ]:
+        bad = base.copy()
+        for k, v in change.items():
+            bad.loc[row - 1, k] = v
+        with pytest.raises(DataFormatError, match=message):
+            published_split(data, bad)
+    unrated = data.items.item[~data.items.item.isin(data.ratings[data.ratings.user == user].item)].iloc[0]
+    bad = base.copy()
+    bad.loc[row - 1, "item"] = unrated
+    with pytest.raises(DataFormatError, match=rf"row {row}: user {user} never rated item {unrated}"):
+        published_split(data, bad)
+    twice = pd.concat([base, base.iloc[[row - 1]]], ignore_index=True)
+    path = tmp_path / "twice.csv"
+    twice.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=rf"user {user} rates item {item} twice in partition 'user_cold'"):
+        read_split_file(path)

@@ -62,10 +62,12 @@ FAST_BYTES = 1 << 20
 """Files at least this large whose columns are all numeric skip the line-by-line reader."""
 
 
-def _read_numeric_fast(path: Path, sep: str, names: tuple[str, ...], encoding: str, header: bool) -> Table | None:
+def _read_numeric_fast(path: Path, sep: str, names: tuple[str, ...], encoding: str | tuple[str, ...],
+                       header: bool) -> Table | None:
     """A well-formed, single-character-separated, all-numeric file read by pandas' C parser
     straight from disk (no Python object per row); ``None`` when anything looks off, so the
     careful reader runs and reports the exact line."""
+    encoding = encoding if isinstance(encoding, str) else encoding[-1]  # numbers read alike in every candidate
     with open(path, "rb") as fh:
         first = fh.readline()
     try:
@@ -88,20 +90,31 @@ def _read_numeric_fast(path: Path, sep: str, names: tuple[str, ...], encoding: s
     return Table(path.name, frame[list(names)], None, path, header)
 
 
-def _decode(path: Path, encoding: str) -> str:
+MOVIELENS_TEXT = ("utf-8", "latin-1")
+"""How MovieLens' text files are read: strict UTF-8 first (a file someone re-saved as UTF-8),
+else latin-1, their published encoding (latin-1 accepts any bytes, so it must come last)."""
+
+
+def _decode(path: Path, encoding: str | tuple[str, ...]) -> str:
+    """``path``'s text in the first of ``encoding`` (one or several, tried in order) that decodes it
+    strictly; none: an error naming the line where the last one failed and every one tried."""
     data = path.read_bytes()
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataFormatError(f"{path.name} line {line}: not valid {encoding} text") from exc
+    tried = (encoding,) if isinstance(encoding, str) else tuple(encoding)
+    for k, name in enumerate(tried):
+        try:
+            return data.decode(name)
+        except UnicodeDecodeError as exc:
+            if k == len(tried) - 1:
+                line = data.count(b"\n", 0, exc.start) + 1
+                raise DataFormatError(f"{path.name} line {line}: not valid {' or '.join(tried)} text") from exc
+    raise AssertionError("unreachable")
 
 
 def read_delimited(
     path: Path,
     sep: str,
     names: tuple[str, ...],
-    encoding: str = "utf-8",
+    encoding: str | tuple[str, ...] = "utf-8",
     header: bool = False,
     quoted: bool = False,
     numeric: tuple[str, ...] = (),

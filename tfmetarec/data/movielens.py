@@ -118,13 +118,13 @@ def load_movielens_100k(
     list_columns: Sequence[str] | None = None,
     list_separator: str = LIST_SEPARATOR,
 ) -> InteractionData:
-    """MovieLens 100K from ``u.data``, ``u.user`` and ``u.item`` (latin-1); ``item_side_file``
+    """MovieLens 100K from ``u.data``, ``u.user`` and ``u.item`` (latin-1, or UTF-8 when a file was re-saved so); ``item_side_file``
     adds item content (:func:`read_item_side_file`)."""
     root = _find_dir(path, "MovieLens 100K", ("u.data", "u.user", "u.item"), ("ml-100k", "movielens-100k"))
     rt = P.read_delimited(root / "u.data", "\t", RATING_FIELDS, numeric=RATING_FIELDS)
     ratings = _ratings(rt, 1, 5)
 
-    ut = P.read_delimited(root / "u.user", "|", ("user", "age", "gender", "occupation", "zip"), "latin-1")
+    ut = P.read_delimited(root / "u.user", "|", ("user", "age", "gender", "occupation", "zip"), P.MOVIELENS_TEXT)
     users = pd.DataFrame(
         {
             "user": P.to_int(ut, "user", lo=1),
@@ -137,7 +137,7 @@ def load_movielens_100k(
     P.check_unique(ut, {"user": users["user"].to_numpy()})
 
     flags = tuple(f"g{j}" for j in range(len(GENRES_100K)))
-    it = P.read_delimited(root / "u.item", "|", ("item", "title", "release", "video", "url", *flags), "latin-1")
+    it = P.read_delimited(root / "u.item", "|", ("item", "title", "release", "video", "url", *flags), P.MOVIELENS_TEXT)
     onehot = np.stack([P.to_int(it, f, lo=0, hi=1) for f in flags], axis=1).astype(bool)
     titles = it.frame["title"].str.strip()
     release = pd.to_numeric(it.frame["release"].str.extract(r"(\d{4})\s*$", expand=False), errors="coerce")
@@ -167,10 +167,10 @@ def load_movielens_1m(
     MPAA rate, directors, actors, ... as published cold-start work uses them).
     """
     root = _find_dir(path, "MovieLens 1M", ("ratings.dat", "users.dat", "movies.dat"), ("ml-1m", "movielens-1m"))
-    rt = P.read_delimited(root / "ratings.dat", "::", RATING_FIELDS, "latin-1", numeric=RATING_FIELDS)
+    rt = P.read_delimited(root / "ratings.dat", "::", RATING_FIELDS, P.MOVIELENS_TEXT, numeric=RATING_FIELDS)
     ratings = _ratings(rt, 1, 5)
 
-    ut = P.read_delimited(root / "users.dat", "::", ("user", "gender", "age", "occupation", "zip"), "latin-1")
+    ut = P.read_delimited(root / "users.dat", "::", ("user", "gender", "age", "occupation", "zip"), P.MOVIELENS_TEXT)
     age = P.to_int(ut, "age")
     bad_age = ~np.isin(age, AGE_CODES_1M)
     if bad_age.any():
@@ -187,7 +187,7 @@ def load_movielens_1m(
     )
     P.check_unique(ut, {"user": users["user"].to_numpy()})
 
-    mt = P.read_delimited(root / "movies.dat", "::", ("item", "title", "genres"), "latin-1")
+    mt = P.read_delimited(root / "movies.dat", "::", ("item", "title", "genres"), P.MOVIELENS_TEXT)
     titles = mt.frame["title"].str.strip()
     items = pd.DataFrame(
         {

@@ -104,8 +104,8 @@ def _check_duplicates(frame: pd.DataFrame, where) -> None:
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         row = frame.iloc[i]
-        raise DataFormatError(f"{where(i)}: user {row.user} rates item {row.item} twice in partition "
-                              f"{row.partition!r}.")
+        raise DataFormatError(f"{where(i)}: user {row['user']} rates item {row['item']} twice in partition "
+                              f"{row['partition']!r}.")
 
 
 def _load_json(path: Path) -> dict:
@@ -278,6 +278,34 @@ def _ids(frame: pd.DataFrame, column: str, partitions) -> np.ndarray:
     return np.unique(frame.loc[frame.partition.isin(partitions), column].to_numpy(dtype=np.int64))
 
 
+def _check_against_ratings(frame: pd.DataFrame, data: InteractionData, where: str) -> None:
+    """Every split row is a rating of ``data``, with the same value: a pair the ratings do not hold,
+    or a rating that differs from theirs (99 on a 1-5 scale, a stale file), is an error naming the
+    row (its position among the split's rows) and both values."""
+    rated = frame["rating"].to_numpy(dtype=np.float64, na_value=np.nan)
+    lo, hi = float(data.ratings["rating"].min()), float(data.ratings["rating"].max())
+    outside = ~((rated >= lo) & (rated <= hi))
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise DataFormatError(f"{where}, row {i + 1}: user {frame['user'].iloc[i]} item {frame['item'].iloc[i]} has "
+                              f"rating {rated[i]:g}, outside the data's ratings [{lo:g}, {hi:g}] "
+                              f"({int(outside.sum())} row(s) are).")
+    keys = pd.MultiIndex.from_frame(data.ratings[["user", "item"]].astype("int64"))
+    at = keys.get_indexer(pd.MultiIndex.from_frame(frame[["user", "item"]].astype("int64")))
+    if (at < 0).any():
+        i = int(np.flatnonzero(at < 0)[0])
+        raise DataFormatError(f"{where}, row {i + 1}: user {frame['user'].iloc[i]} never rated item "
+                              f"{frame['item'].iloc[i]} in the {data.name} ratings ({int((at < 0).sum())} row(s) "
+                              "name pairs the ratings do not hold).")
+    theirs = data.ratings["rating"].to_numpy(dtype=np.float64)[at]
+    differ = ~np.isclose(theirs, rated)
+    if differ.any():
+        i = int(np.flatnonzero(differ)[0])
+        raise DataFormatError(f"{where}, row {i + 1}: user {frame['user'].iloc[i]} item {frame['item'].iloc[i]} has "
+                              f"rating {rated[i]:g} in the split but {theirs[i]:g} in the {data.name} ratings "
+                              f"({int(differ.sum())} row(s) differ).")
+
+
 def published_split(data: InteractionData, frame: pd.DataFrame, config: SplitConfig = SplitConfig(),
                     source: str | None = None) -> ColdStartSplit:
     """A :class:`ColdStartSplit` over ``data`` from a frame in the published layout.
@@ -301,6 +329,7 @@ def published_split(data: InteractionData, frame: pd.DataFrame, config: SplitCon
         if len(unknown):
             raise DataFormatError(f"{where}: {column} IDs {unknown[:5].tolist()} ({len(unknown)} in all) are not in "
                                   f"the {data.name} data, so they have no features.")
+    _check_against_ratings(frame, data, where)
     new_users = _ids(frame, "user", NEW_USER_PARTITIONS)
     new_items = _ids(frame, "item", NEW_ITEM_PARTITIONS)
     for partitions, column, new, what in (

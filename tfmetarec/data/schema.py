@@ -165,9 +165,18 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
 
 
 def _ints(series: pd.Series, what: str) -> pd.Series:
+    """IDs as int64: missing values, text that is not a whole number and fractional numbers (7.9
+    would silently become 7, another user or item) are errors naming the row."""
     if series.isna().any():
-        raise DataFormatError(f"{what} contains missing values")
-    return series.astype("int64")
+        raise DataFormatError(f"{what} contains missing values (row {int(np.flatnonzero(series.isna())[0])})")
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return series.astype("int64")
+    numbers = pd.to_numeric(series, errors="coerce")
+    bad = numbers.isna().to_numpy() | (numbers.to_numpy(dtype="float64", na_value=np.nan) % 1 != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(f"{what} must hold whole-number IDs; row {i} holds {str(series.iloc[i])!r}")
+    return numbers.astype("int64")
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,6 +202,8 @@ class InteractionData:
     users: pd.DataFrame
     items: pd.DataFrame
     fields: tuple[Field, ...] | None = field(default=None)
+    rating_range: tuple[float, float] | None = None
+    """The ratings' scale (e.g. ``(1, 5)``), when known: a rating outside it is an error naming the row."""
 
     def __post_init__(self) -> None:
         ratings, users, items = self.validate()
@@ -211,9 +222,19 @@ class InteractionData:
         r = self.ratings.reset_index(drop=True).copy()
         for col in ("user", "item", *[c for c in RATING_OPTIONAL if c in r.columns]):
             r[col] = _ints(r[col], f"{self.name}: ratings.{col}")
+        if r.empty:
+            raise DataFormatError(f"{self.name}: there are no ratings")
         r["rating"] = r["rating"].astype("float32")
         if not np.isfinite(r["rating"].to_numpy()).all():
             raise DataFormatError(f"{self.name}: ratings.rating contains NaN or infinite values")
+        if self.rating_range is not None:
+            lo, hi = (float(v) for v in self.rating_range)
+            outside = ((r["rating"] < lo) | (r["rating"] > hi)).to_numpy()
+            if outside.any():
+                i = int(np.flatnonzero(outside)[0])
+                raise DataFormatError(f"{self.name}: ratings row {i} (user {r['user'].iloc[i]}, item "
+                                      f"{r['item'].iloc[i]}) has rating {r['rating'].iloc[i]:g}, outside the rating "
+                                      f"range [{lo:g}, {hi:g}] ({int(outside.sum())} row(s) are)")
         dup = r.duplicated(["user", "item"])
         if dup.any():
             row = r.loc[dup.idxmax()]
@@ -264,7 +285,8 @@ class InteractionData:
         are an error saying how many and which."""
         items = attach_item_vectors(self.items, vectors, name, what or f"{self.name}: item vectors")
         field_ = Field(name, "item", VECTOR, transform="l2_normalize" if normalize else None)
-        return InteractionData(self.name, self.ratings, self.users, items, (*(self.fields or ()), field_))
+        return InteractionData(self.name, self.ratings, self.users, items, (*(self.fields or ()), field_),
+                               self.rating_range)
 
     @property
     def has_timestamps(self) -> bool:
