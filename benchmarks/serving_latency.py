@@ -326,7 +326,7 @@ def update_section(learner, data, encoder, root: Path, plain: Path | None, xla: 
     rng = np.random.default_rng(3)
     history = {n: {k: v for k, v in request(data, rng, 1, n, 1).items() if k != "query_item_id"} for n in (20, 100)}
     new = {"new_item_id": history[20]["support_item_id"][:, :1], "new_rating": history[20]["support_rating"][:, :1],
-           "new_mask": np.ones((1, 1), np.float32)}
+           "new_mask": np.ones((1, 1), np.float32), "user_id": history[20]["user_id"]}
     rows = []
     for mode in ("history", "new"):
         copy = learner

@@ -44,7 +44,8 @@ def _check(world, learner, tmp_path, name):
     for support in (3, 16):
         request = H.random_request(world, np.random.default_rng(support), 2, support, 4)
         state = module.adapt(_tensors(module, "adapt", request))
-        scored = module.score_with_state({**state, "query_item_id": tf.constant(request["query_item_id"])})
+        scored = module.score_with_state({**state, "user_id": tf.constant(request["user_id"]),
+                                          "query_item_id": tf.constant(request["query_item_id"])})
         direct = module.adapt_and_score(_tensors(module, "adapt_and_score", request))["scores"]
         np.testing.assert_allclose(scored["scores"].numpy(), direct.numpy(), atol=1e-5, err_msg=name)
     return folder
@@ -113,6 +114,7 @@ def test_int8_copies_score_close_to_float(world, tmp_path):
 
 def test_a_learner_of_item_tasks_is_refused_with_the_reason(world, tmp_path):
     model = models.get("metaemb").from_spec(world[3].spec, item_table=world[3].item_table,
-                                            item_raw_ids=world[3].item_raw_ids, embedding_dim=4, seed=0)
+                                            item_raw_ids=world[3].item_raw_ids, item_vectors=world[3].item_vectors,
+                                            embedding_dim=4, seed=0)
     with pytest.raises(ValueError, match="adapts item tasks.*cannot be exported"):
         export_saved_model(learners.create("metaemb_generator", model), tmp_path, "m", 1, encoder=world[2])

@@ -56,7 +56,8 @@ def test_request_examples_match_the_signature_and_onnx(served, name):
     onnx = OnnxRecommender(onnx_dir)(name, body["inputs"])
     for key, value in outputs.items():
         assert np.isfinite(value.astype("float64")).all()
-        np.testing.assert_allclose(onnx[key], value, atol=1e-5, err_msg=key)
+        if key != "state_tag":  # each runtime signs its states with its own key
+            np.testing.assert_allclose(onnx[key], value, atol=1e-5, err_msg=key)
     if name == "recommend":
         rated = set(body["inputs"]["support_item_id"][0])
         assert outputs["item_id"].shape == (1, 5) and not rated & set(outputs["item_id"][0].tolist())

@@ -64,17 +64,20 @@ def test_the_state_round_trip_and_the_prior(served):
     request = H.random_request(world, np.random.default_rng(1), 3, 12, 6)
     support = {k: v for k, v in request.items() if k != "query_item_id"}
     state = _call(loaded, "adapt", support)
-    assert {"state_fingerprint", "state_version", "state_user_index", "state_user_fields"} <= set(state)
-    scored = _call(loaded, "score_with_state", {**state, "query_item_id": request["query_item_id"]})["scores"]
+    assert {"state_fingerprint", "state_version", "state_user_index", "state_user_fields", "state_user",
+            "state_tag"} <= set(state)
+    np.testing.assert_array_equal(state["state_user"], request["user_id"])
+    users = {"user_id": request["user_id"], "query_item_id": request["query_item_id"]}
+    scored = _call(loaded, "score_with_state", {**state, **users})["scores"]
     np.testing.assert_allclose(scored, _call(loaded, "adapt_and_score", request)["scores"], atol=1e-6)
     onnx_state = onnx("adapt", support)
-    for k, v in state.items():
-        np.testing.assert_allclose(onnx_state[k], v, atol=1e-5, err_msg=k)
-    np.testing.assert_allclose(onnx("score_with_state", {**state, "query_item_id": request["query_item_id"]})
-                               ["scores"], scored, atol=1e-5)
+    for k, v in state.items():  # the same state; each runtime signs it with its own key
+        if k != "state_tag":
+            np.testing.assert_allclose(onnx_state[k], v, atol=1e-5, err_msg=k)
+    np.testing.assert_allclose(onnx("score_with_state", {**onnx_state, **users})["scores"], scored, atol=1e-5)
     # two users, two states: each is scored with its own (not the first one's for both)
-    swapped = {k: v[::-1] for k, v in state.items()}
-    again = _call(loaded, "score_with_state", {**swapped, "query_item_id": request["query_item_id"][::-1]})["scores"]
+    swapped = {k: v[::-1] for k, v in {**state, **users}.items()}
+    again = _call(loaded, "score_with_state", swapped)["scores"]
     np.testing.assert_allclose(again, scored[::-1], atol=1e-6)
     prior = {k: v for k, v in request.items() if not k.startswith("support_")}
     empty = {**request, "support_mask": np.zeros_like(request["support_mask"])}
@@ -119,7 +122,7 @@ def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(se
         same = got["item_id"][t] == items
         assert same.all() or np.allclose(got["scores"][t][~same], scores[~same], atol=1e-5)  # ties only
     state = _call(loaded, "adapt", request)  # the state remembers the rated items and leaves them out
-    again = _call(loaded, "recommend_with_state", state)
+    again = _call(loaded, "recommend_with_state", {**state, "user_id": request["user_id"]})
     np.testing.assert_array_equal(again["item_id"], got["item_id"])
 
 
@@ -216,21 +219,38 @@ def test_bad_shapes_and_types_are_refused(served, signature, change, message, se
 def test_states_that_are_not_this_models_are_refused(served, tmp_path):
     world, learner, saved, loaded, onnx = served
     state, request = _state(served)
-    query = {"query_item_id": request["query_item_id"]}
+    query = {"query_item_id": request["query_item_id"], "user_id": request["user_id"]}
+    onnx_state = onnx("adapt", {k: v for k, v in request.items() if k != "query_item_id"})
+    other_user = {**query, "user_id": request["user_id"] + 1}
+    bias = "state_decision_0_bias"
+    sealed = [  # each runtime's own state, its tag checked: another user, one value changed, the owner forged
+        (lambda s: s, other_user, "adapted for another user"),
+        (lambda s: {**s, bias: s[bias] + np.float32(1e-3) * (np.arange(s[bias].size) == 0).reshape(s[bias].shape)},
+         query, "the state was changed, cut, or made by another export"),
+        (lambda s: {**s, "state_user": s["state_user"] + 1}, other_user, "the state was changed"),
+    ]
+    for change, inputs, message in sealed:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            _call(loaded, "score_with_state", {**change(state), **inputs})
+        with pytest.raises(RequestError, match=message):
+            onnx("score_with_state", {**change(onnx_state), **inputs})
     cases = [
         ({**state, "state_fingerprint": state["state_fingerprint"] + 1}, "another model"),
         ({**state, "state_version": state["state_version"] + 1}, "state version"),
         ({**state, "state_decision_0_bias": np.full_like(state["state_decision_0_bias"], np.nan)}, "NaN"),
         ({**state, "state_user_index": state["state_user_index"][:1]}, "one row per user"),
+        ({**state, "state_rated_mask": state["state_rated_mask"] * 0.5}, "state_rated_mask must hold only 0 and 1"),
+        ({**state, "state_rated_item": state["state_rated_item"] + 10**6}, "state_rated_item holds item rows outside"),
+        ({**state, "state_user_fields": state["state_user_fields"] - 100}, "state_user_fields holds negative"),
     ]
     for bad, message in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             _call(loaded, "score_with_state", {**bad, **query})
-    for bad, message in cases[:3]:
+    for bad, message in cases[:3] + cases[4:]:
         with pytest.raises(RequestError, match=message):
             onnx("score_with_state", {**bad, **query})
     with pytest.raises(tf.errors.InvalidArgumentError, match="query_item_id"):  # 2 states, 1 user's candidates
-        _call(loaded, "score_with_state", {**state, "query_item_id": request["query_item_id"][:1]})
+        _call(loaded, "score_with_state", {**state, "user_id": request["user_id"], "query_item_id": request["query_item_id"][:1]})
     # a state adapted by another model (same architecture, other weights) is refused too
     other = H.trained(world, steps=3)
     other_path = export_saved_model(other, tmp_path, "other", 1, encoder=world[2], buckets=H.BUCKETS)
@@ -238,6 +258,11 @@ def test_states_that_are_not_this_models_are_refused(served, tmp_path):
                     {k: v for k, v in request.items() if k != "query_item_id"})
     with pytest.raises(tf.errors.InvalidArgumentError, match="another model"):
         _call(loaded, "score_with_state", {**foreign, **query})
+    copied = {**foreign, "state_fingerprint": state["state_fingerprint"]}  # its fingerprint forged
+    with pytest.raises(tf.errors.InvalidArgumentError, match="made by another export"):
+        _call(loaded, "score_with_state", {**copied, **query})
+    with pytest.raises(RequestError, match="made by another export"):  # the SavedModel's state, to the ONNX client
+        onnx("score_with_state", {**state, **query})
 
 
 def test_the_contract_beside_the_export_matches_its_signatures(served):
@@ -272,25 +297,28 @@ def test_a_state_updated_rating_by_rating_and_its_checks(served):
     request["support_mask"][:] = 1.0
     support = {k: v for k, v in request.items() if k != "query_item_id"}
     start = _call(loaded, "adapt", {**support, "support_mask": np.zeros_like(support["support_mask"])})
-    state, onnx_state = start, dict(start)
+    state = start
+    onnx_state = onnx("adapt", {**support, "support_mask": np.zeros_like(support["support_mask"])})
     for j in range(6):
         new = {"new_item_id": request["support_item_id"][:, j:j + 1], "new_rating": request["support_rating"][:, j:j + 1],
-               "new_mask": np.ones((2, 1), np.float32)}
+               "new_mask": np.ones((2, 1), np.float32), "user_id": request["user_id"]}
         state = _call(loaded, "update_state", {**state, **new})
         onnx_state = onnx("update_state", {**onnx_state, **new})
     for k, v in state.items():
-        np.testing.assert_allclose(onnx_state[k], v, atol=1e-5, err_msg=k)
+        if k != "state_tag":
+            np.testing.assert_allclose(onnx_state[k], v, atol=1e-5, err_msg=k)
     assert state["state_rated_mask"].sum() == 12  # the state remembers what each user rated
-    query = {"query_item_id": request["query_item_id"]}
+    user = {"user_id": request["user_id"]}
+    query = {"query_item_id": request["query_item_id"], **user}
     scores = _call(loaded, "score_with_state", {**state, **query})["scores"]
     assert np.isfinite(scores).all()
-    top = _call(loaded, "recommend_with_state", state)["item_id"]
+    top = _call(loaded, "recommend_with_state", {**state, **user})["item_id"]
     for t in range(2):
         assert not set(request["support_item_id"][t].tolist()) & set(top[t].tolist())
-    np.testing.assert_array_equal(onnx("recommend_with_state", onnx_state)["item_id"], top)
+    np.testing.assert_array_equal(onnx("recommend_with_state", {**onnx_state, **user})["item_id"], top)
     # an update that brings no rating changes nothing
     empty = {"new_item_id": request["support_item_id"][:, :1], "new_rating": request["support_rating"][:, :1],
-             "new_mask": np.zeros((2, 1), np.float32)}
+             "new_mask": np.zeros((2, 1), np.float32), **user}
     again = _call(loaded, "update_state", {**state, **empty})
     for k, v in state.items():
         np.testing.assert_allclose(again[k], v, atol=1e-7, err_msg=k)
@@ -304,9 +332,9 @@ def test_a_state_updated_rating_by_rating_and_its_checks(served):
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             _call(loaded, "update_state", {**state, **bad})
         with pytest.raises(RequestError, match=message):
-            onnx("update_state", {**state, **bad})
+            onnx("update_state", {**onnx_state, **bad})
     foreign = {**state, "state_fingerprint": state["state_fingerprint"] + 7}
     with pytest.raises(tf.errors.InvalidArgumentError, match="another model"):
         _call(loaded, "update_state", {**foreign, **empty})
     with pytest.raises(RequestError, match="must be \\[T"):
-        onnx("update_state", {**state, "state_rated_item": state["state_rated_item"][:, :3], **empty})
+        onnx("update_state", {**onnx_state, "state_rated_item": onnx_state["state_rated_item"][:, :3], **empty})

@@ -21,6 +21,10 @@ input                       dtype      shape        meaning
 ``state_<name>``            per state  ``[T, ...]``  a cached adapted state (``adapt``'s output)
 ==========================  =========  ===========  ===================================
 
+A state carries its user's raw ID (``state_user``) and a keyed integrity tag (``state_tag``,
+:mod:`tfmetarec.export.state_tag`); the signatures that take a state also take ``user_id`` and
+refuse a state made for another user, changed, or made by another export.
+
 The graphs pad ``T``, ``S`` and ``Q`` to the smallest bucket that holds them
 (:class:`Buckets`), so a runtime sees a bounded set of shapes; larger requests are
 refused with the limit in the message.
@@ -37,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from tfmetarec.export.names import (  # the contract's names live in one small module
+    ENVELOPE,
     NEW_ITEM,
     NEW_MASK,
     NEW_RATING,
@@ -141,10 +146,15 @@ class ServingContract:
     def user_inputs(self) -> list[str]:
         return [USER_ID, *[f"user_{f}" for f in self.user_fields]]
 
+    @property
+    def core_state(self) -> tuple[StateEntry, ...]:
+        """The state entries the learner computes (all but the envelope: user and tag)."""
+        return tuple(e for e in self.state if e.name not in ENVELOPE)
+
     def inputs(self, signature: str) -> list[str]:
         """The input names of a signature, in a stable order."""
         support = [SUPPORT_ITEM, SUPPORT_RATING, SUPPORT_MASK]
-        state = [STATE_PREFIX + e.name for e in self.state]
+        state = [USER_ID, *(STATE_PREFIX + e.name for e in self.state)]
         new = [NEW_ITEM, NEW_RATING, NEW_MASK]
         table = {
             "serving_default": [*self.user_inputs(), QUERY_ITEM],
@@ -242,7 +252,7 @@ def _array(name: str, value: Any, dtype: str) -> np.ndarray:
         array = np.asarray(value)
     except (ValueError, OverflowError) as err:
         raise RequestError(f"{name} is not a rectangular array of numbers: {err}.") from err
-    if dtype == "int64":
+    if dtype in ("int64", "int32"):
         if array.size and array.dtype.kind not in "iu":
             if array.dtype == object:
                 try:
@@ -253,7 +263,9 @@ def _array(name: str, value: Any, dtype: str) -> np.ndarray:
                 raise RequestError(f"{name} must hold integer IDs, got {array.dtype}.")
         if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
             raise RequestError(f"{name} holds IDs outside the int64 range.")
-        return array.astype(np.int64)
+        if dtype == "int32" and array.size and (array.min() < -2**31 or array.max() >= 2**31):
+            raise RequestError(f"{name} holds values outside the int32 range.")
+        return array.astype(np.int64 if dtype == "int64" else np.int32)
     if array.size and array.dtype.kind not in "iuf":
         raise RequestError(f"{name} must hold numbers, got {array.dtype}.")
     return array.astype(np.float32)

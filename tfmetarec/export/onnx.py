@@ -32,10 +32,26 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetarec.data.features import FeatureEncoder
-from tfmetarec.export.names import CONTRACT_FILE, NEW_ITEM, NEW_MASK, NEW_RATING, QUERY_ITEM, SCORES, STATE_PREFIX, SUPPORT_ITEM, SUPPORT_MASK, SUPPORT_RATING, TOP_ITEMS, USER_ID
+from tfmetarec.export.names import (
+    CONTRACT_FILE,
+    NEW_ITEM,
+    NEW_MASK,
+    NEW_RATING,
+    QUERY_ITEM,
+    SCORES,
+    STATE_PREFIX,
+    STATE_TAG,
+    STATE_USER,
+    SUPPORT_ITEM,
+    SUPPORT_MASK,
+    SUPPORT_RATING,
+    TOP_ITEMS,
+    USER_ID,
+)
 from tfmetarec.export.contract import Buckets, RequestError, ServingContract, check_request
 from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
 from tfmetarec.export.saved_model import ServingModule
+from tfmetarec.export.state_tag import check_key, new_key, read_key, tag_numpy, write_key
 from tfmetarec.learners.base import MetaLearner
 
 ONNX_SIGNATURES = ("adapt_and_score", "recommend", "adapt", "score_with_state", "update_state",
@@ -79,7 +95,7 @@ def _graph_specs(module: ServingModule, signature: str, users: int, support: int
         G_MASK: tf.TensorSpec([users, support], tf.float32, G_MASK)}
     query = {G_QUERY: tf.TensorSpec([users, None], tf.int32, G_QUERY)}
     state = {STATE_PREFIX + e.name: tf.TensorSpec([users, *e.shape], tf.as_dtype(e.dtype), STATE_PREFIX + e.name)
-             for e in module.contract.state}
+             for e in module.contract.core_state}
     new = {} if support is None else {
         G_NEW_ITEMS: tf.TensorSpec([users, support], tf.int32, G_NEW_ITEMS),
         G_NEW_RATING: tf.TensorSpec([users, support], tf.float32, G_NEW_RATING),
@@ -215,6 +231,7 @@ def export_onnx(
     atol: float = 1e-4,
     disabled_handlers: tuple[str, ...] = (),
     rating_range: tuple[float, float] | None = None,
+    state_key: tuple[int, int] | None = None,
 ) -> Path:
     """Write ``signatures`` as one ONNX file per (users, support) bucket into ``folder``, with
     ``contract.json``; returns the folder. Refuses a folder that already holds an export.
@@ -222,7 +239,9 @@ def export_onnx(
     Raises :class:`LoweringError` naming the ops left unconverted, ``onnx`` checker errors
     for an invalid graph, and ``ValueError`` when ONNX Runtime disagrees with TensorFlow
     on a sample (padded rows holding NaN included). ``disabled_handlers`` leaves out
-    gradient-op lowerings (for tests of the failure path).
+    gradient-op lowerings (for tests of the failure path). ``state_key``: the secret key of the
+    states' integrity tags (default: a fresh random one), kept in ``state_key.json`` for the
+    client (:mod:`tfmetarec.export.state_tag`).
     """
     unknown = sorted(set(signatures) - set(ONNX_SIGNATURES))
     if unknown:
@@ -230,7 +249,8 @@ def export_onnx(
     folder = Path(folder)
     if (folder / CONTRACT_FILE).exists():
         raise FileExistsError(f"{folder} already holds an ONNX export; choose another folder.")
-    module = ServingModule(learner, encoder, buckets, top_k, False, rating_range)
+    key = check_key(state_key) if state_key is not None else new_key()
+    module = ServingModule(learner, encoder, buckets, top_k, False, rating_range, key)
     written: dict[str, str] = {}
     try:
         for signature in signatures:
@@ -246,6 +266,7 @@ def export_onnx(
     contract = module.contract.to_dict()
     contract["onnx"] = {"files": written, "signatures": list(signatures)}
     (folder / CONTRACT_FILE).write_text(json.dumps(contract, indent=1), encoding="utf-8")
+    write_key(folder, key)
     return folder
 
 
@@ -278,6 +299,7 @@ class OnnxRecommender:
         self.encoder = FeatureEncoder.from_dict(extra["encoder"])
         self.files: dict[str, str] = extra["onnx"]["files"]
         self.signatures = tuple(extra["onnx"]["signatures"])
+        self._state_key = read_key(self.folder)
         self.threads = threads
         self._sessions: dict[str, Any] = {}
         self._prepare_lookups()
@@ -345,6 +367,11 @@ class OnnxRecommender:
         if signature not in self.signatures and not prior:
             raise RequestError(f"This ONNX export has signatures {list(self.signatures)}, not {signature!r}.")
         arrays = check_request(self.contract, signature, request, limit_users=False)
+        if STATE_PREFIX + STATE_TAG in arrays:
+            state = {e.name: arrays[STATE_PREFIX + e.name] for e in self.contract.state if e.name != STATE_TAG}
+            if not np.array_equal(tag_numpy(state, self._state_key), arrays[STATE_PREFIX + STATE_TAG]):
+                raise RequestError(f"{STATE_PREFIX}{STATE_TAG}: the state was changed, cut, or made by another "
+                                   "export; adapt again.")
         if prior:  # no ratings yet: adapt on an empty support
             count = arrays[USER_ID].shape[0]
             arrays.update({SUPPORT_ITEM: np.zeros((count, 0), np.int64), SUPPORT_RATING: np.zeros((count, 0), np.float32),
@@ -354,7 +381,12 @@ class OnnxRecommender:
         step = self.contract.buckets.limit("users")
         parts = [self._call(signature, {k: v[lo:lo + step] for k, v in arrays.items()})
                  for lo in range(0, count, step)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if signature in ("adapt", "update_state"):  # seal the state: its user, then the tag over it all
+            out[STATE_PREFIX + STATE_USER] = np.asarray(arrays[USER_ID], np.int64)
+            state = {k[len(STATE_PREFIX):]: v for k, v in out.items()}
+            out[STATE_PREFIX + STATE_TAG] = tag_numpy(state, self._state_key)
+        return out
 
     def _call(self, signature: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         buckets = self.contract.buckets
@@ -363,7 +395,7 @@ class OnnxRecommender:
         feeds: dict[str, np.ndarray] = {}
         support = None
         if signature in ("score_with_state", "update_state", "recommend_with_state"):
-            for e in self.contract.state:
+            for e in self.contract.core_state:
                 feeds[STATE_PREFIX + e.name] = self._pad(arrays[STATE_PREFIX + e.name].astype(e.dtype), users)
             if signature == "update_state":
                 rows = arrays[NEW_ITEM].shape[1]

@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from tfmetarec.export.names import STATE_FINGERPRINT, STATE_FORMAT, STATE_PREFIX, STATE_VERSION
+from tfmetarec.export.names import (
+    STATE_FINGERPRINT,
+    STATE_FORMAT,
+    STATE_PREFIX,
+    STATE_TAG,
+    STATE_USER,
+    STATE_VERSION,
+    USER_ID,
+)
 
 ServingContract = Any  # tfmetarec.export.contract.ServingContract (which imports this module)
 
@@ -156,12 +164,27 @@ def state_rules(contract: ServingContract, inputs: Sequence[str]) -> list[Rule]:
     for n in inputs:
         out.append(Rule(n, "shape", lambda ops, x, n=n: ops.rows(x[n]) == ops.rows(x[head]),
                         f"{n} must have one row per user of the state."))
+    rows = len(contract.extra.get("item_raw_ids", [])) or None
     for e in contract.state:
         n = STATE_PREFIX + e.name
         if e.dtype.startswith("float"):
             out.append(Rule(n, "value", lambda ops, x, n=n: ops.all(ops.isfinite(x[n])),
                             f"{n} holds NaN or infinite values: not a state adapt made."))
+            if e.name.endswith("mask"):
+                out.append(Rule(n, "value", lambda ops, x, n=n: ops.all((x[n] == 0.0) | (x[n] == 1.0)),
+                                f"{n} must hold only 0 and 1: not a state adapt made."))
+        elif e.name.endswith(("item", "item_id")) and rows:
+            out.append(Rule(n, "value", lambda ops, x, n=n: ops.all((x[n] >= 0) & (x[n] < rows)),
+                            f"{n} holds item rows outside the model's item table [0, {rows}): not a state adapt "
+                            "made."))
+        elif e.dtype.startswith("int") and e.name not in (STATE_FINGERPRINT, STATE_FORMAT, STATE_USER, STATE_TAG):
+            out.append(Rule(n, "value", lambda ops, x, n=n: ops.all(x[n] >= 0),
+                            f"{n} holds negative indices: not a state adapt made."))
     fingerprint, version = STATE_PREFIX + STATE_FINGERPRINT, STATE_PREFIX + STATE_FORMAT
+    owner = STATE_PREFIX + STATE_USER
+    if owner in inputs:
+        out.append(Rule(owner, "value", lambda ops, x: ops.all(x[owner] == x[USER_ID]),
+                        f"{owner}: this state was adapted for another user than {USER_ID} names."))
     out += [
         Rule(fingerprint, "value", lambda ops, x: ops.all(x[fingerprint] == contract.fingerprint),
              f"{fingerprint}: this state was made by another model; adapt again with this one."),

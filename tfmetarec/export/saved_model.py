@@ -38,7 +38,24 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfmetarec.data.features import FeatureEncoder
-from tfmetarec.export.names import CONTRACT_FILE, NEW_ITEM, NEW_MASK, NEW_RATING, QUERY_ITEM, SCORES, STATE_FINGERPRINT, STATE_PREFIX, SUPPORT_ITEM, SUPPORT_MASK, SUPPORT_RATING, TOP_ITEMS, USER_ID
+from tfmetarec.export.names import (
+    CONTRACT_FILE,
+    NEW_ITEM,
+    NEW_MASK,
+    NEW_RATING,
+    QUERY_ITEM,
+    SCORES,
+    STATE_FINGERPRINT,
+    STATE_PREFIX,
+    STATE_TAG,
+    STATE_USER,
+    SUPPORT_ITEM,
+    SUPPORT_MASK,
+    SUPPORT_RATING,
+    TOP_ITEMS,
+    USER_ID,
+)
+from tfmetarec.export.state_tag import check_key, new_key, tag_tf
 from tfmetarec.export.contract import Buckets, ServingContract, StateEntry, fingerprint
 from tfmetarec.export.core import ServingCore
 from tfmetarec.export.raw_inputs import RawInputs
@@ -81,11 +98,15 @@ class ServingModule(tf.Module):
         top_k: items per ``recommend`` answer.
         jit_compile: XLA-compile the adaptation and scoring (opt-in, see the module docstring).
         rating_range: ``(lowest, highest)`` rating a request may carry; default: the encoder's.
+        state_key: the secret key of the states' integrity tags (two integers in [0, 2**63);
+            default: a fresh random one, so another export refuses this one's states).
     """
 
     def __init__(self, learner: MetaLearner, encoder: FeatureEncoder, buckets: Buckets | None = None,
-                 top_k: int = 50, jit_compile: bool = False, rating_range: tuple[float, float] | None = None):
+                 top_k: int = 50, jit_compile: bool = False, rating_range: tuple[float, float] | None = None,
+                 state_key: tuple[int, int] | None = None):
         super().__init__()
+        self._state_key = check_key(state_key) if state_key is not None else new_key()
         span = rating_range or encoder.rating_range
         if span is None:
             raise ValueError("The encoder records no rating range; pass rating_range=(lowest, highest).")
@@ -110,8 +131,9 @@ class ServingModule(tf.Module):
             rating_range=(float(span[0]), float(span[1])),
             buckets=self.buckets,
             top_k=self.core.top_k,
-            state=tuple(StateEntry(k, v.dtype.name, tuple(int(d) for d in v.shape[1:]))
-                        for k, v in sorted(example.items())),
+            state=(*(StateEntry(k, v.dtype.name, tuple(int(d) for d in v.shape[1:]))
+                     for k, v in sorted(example.items())),
+                   StateEntry(STATE_USER, "int64", ()), StateEntry(STATE_TAG, "int64", ())),
             fingerprint=self.core.fingerprint,
             learner=type(learner).__name__,
             model=type(learner.model).__name__,
@@ -141,9 +163,27 @@ class ServingModule(tf.Module):
     # -- checks (a failing one stops the request with its message) ---------------------------
     def _checked(self, signature: str, inputs: dict) -> dict:
         """``inputs`` once every rule of the signature's request holds (:mod:`tfmetarec.export.rules`,
-        the same rules the clients run in numpy)."""
-        with tf.control_dependencies(assertions(self._rules[signature], inputs)):
+        the same rules the clients run in numpy) and a state's tag is the one this export made."""
+        checks = assertions(self._rules[signature], inputs)
+        if STATE_PREFIX + STATE_TAG in inputs:
+            with tf.control_dependencies(checks):
+                made = self._tag({e.name: inputs[STATE_PREFIX + e.name] for e in self.contract.state
+                                  if e.name != STATE_TAG})
+                checks.append(tf.debugging.assert_equal(
+                    tf.reduce_all(tf.equal(made, inputs[STATE_PREFIX + STATE_TAG])), True,
+                    message=f"{STATE_PREFIX}{STATE_TAG}: the state was changed, cut, or made by another export; "
+                            "adapt again."))
+        with tf.control_dependencies(checks):
             return {k: tf.identity(v) for k, v in inputs.items()}
+
+    def _tag(self, state: dict) -> tf.Tensor:
+        return tag_tf(state, self._state_key)
+
+    def _sealed(self, state: dict, user: tf.Tensor) -> dict:
+        """The served state: the learner's entries, the user's raw ID and the tag over both."""
+        out = {**state, STATE_USER: tf.cast(user, tf.int64)}
+        out[STATE_TAG] = self._tag(out)
+        return {STATE_PREFIX + k: v for k, v in out.items()}
 
     # -- encoded, padded inputs -------------------------------------------------------------------
     def _encoded_users(self, inputs: dict, padded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -185,7 +225,7 @@ class ServingModule(tf.Module):
     def _adapt(self, inputs: dict) -> dict:
         (u, f, i, r, m, _), users, _ = self._prepare(self._checked("adapt", inputs), query=False)
         state = self._adapt_fn(u, f, i, r, m)
-        return {STATE_PREFIX + k: v[:users] for k, v in state.items()}
+        return self._sealed({k: v[:users] for k, v in state.items()}, inputs[USER_ID])
 
     def _recommend(self, inputs: dict) -> dict:
         (u, f, i, r, m, _), users, _ = self._prepare(self._checked("recommend", inputs), query=False)
@@ -193,7 +233,7 @@ class ServingModule(tf.Module):
         return {TOP_ITEMS: items[:users], SCORES: scores[:users]}
 
     def _state(self, inputs: dict) -> tuple[dict, tf.Tensor, tf.Tensor]:
-        state = {e.name: inputs[STATE_PREFIX + e.name] for e in self.contract.state}
+        state = {e.name: inputs[STATE_PREFIX + e.name] for e in self.contract.core_state}
         users = tf.shape(state[STATE_FINGERPRINT])[0]
         padded = _bucket(users, self.buckets.users)
         return {k: _pad(v, padded) for k, v in state.items()}, users, padded
@@ -218,7 +258,7 @@ class ServingModule(tf.Module):
         mask = _pad(inputs[NEW_MASK], padded, size)
         rating = _pad(tf.where(inputs[NEW_MASK] > 0, inputs[NEW_RATING], 0.0), padded, size)
         new = self._update_fn(state, items, rating, mask)
-        return {STATE_PREFIX + k: v[:users] for k, v in new.items()}
+        return self._sealed({k: v[:users] for k, v in new.items()}, inputs[USER_ID])
 
     def warm_up(self) -> int:
         """Run every bucket shape once (compiling each with XLA when enabled); returns how many."""
@@ -243,6 +283,7 @@ def export_saved_model(
     top_k: int = 50,
     jit_compile: bool = False,
     rating_range: tuple[float, float] | None = None,
+    state_key: tuple[int, int] | None = None,
 ) -> Path:
     """Write ``learner`` as a TF Serving SavedModel; returns ``<base>/<model_name>/<version>``.
 
@@ -256,7 +297,7 @@ def export_saved_model(
     path = Path(base_dir) / model_name / str(int(version))
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"{path} already holds a model; choose another version.")
-    module = ServingModule(learner, encoder, buckets, top_k, jit_compile, rating_range)
+    module = ServingModule(learner, encoder, buckets, top_k, jit_compile, rating_range, state_key)
     signatures = {name: getattr(module, name).get_concrete_function()
                   for name in module.contract.signatures if hasattr(module, name)}
     tf.saved_model.save(module, os.fspath(path), signatures=signatures)
