@@ -92,3 +92,43 @@ def write_mean_sd_table(results, keys: list[str], metrics: list[str], caption: s
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(table, encoding="utf-8")
     return table
+
+
+def run_groups(fn, groups, *args, saved=None, resume: bool = False):
+    """``fn(dataset, seed, *args)`` (a per-task frame with ``dataset`` and ``seed`` columns) for every
+    ``(dataset, seed)`` of ``groups``, each in a fresh spawned process (its own XLA state), all rows
+    concatenated. With ``saved`` (a ``.csv.gz`` path) the rows so far are written after each group;
+    with ``resume`` the groups already there are kept, not run again."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    import pandas as pd
+
+    saved = None if saved is None else Path(saved)
+    frames = [pd.read_csv(saved)] if resume and saved is not None and saved.is_file() else []
+    context = multiprocessing.get_context("spawn")
+    for dataset, seed in groups:
+        if any(((f.dataset == dataset) & (f.seed == seed)).any() for f in frames):
+            continue
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            frames.append(pool.submit(fn, dataset, seed, *args).result())
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            pd.concat(frames, ignore_index=True).to_csv(saved, index=False)
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_ci_lines(per_task, by: list[str], metrics=("MAE", "nDCG@3")) -> list[str]:
+    """Markdown rows ``| <by values> | mean ± 95 % interval per metric |`` over the tasks of each group."""
+    from tfmetarec.evaluation.stats import mean_ci
+
+    lines = []
+    for key, g in per_task.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        cells = [str(k) for k in key]
+        for metric in metrics:
+            mean, ci = mean_ci(g[metric].to_numpy())
+            cells.append(f"{mean:.4f} ± {ci:.4f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

@@ -25,8 +25,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 QUERY = 10
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
@@ -71,14 +71,12 @@ def run_seed(dataset: str, seed: int, steps: int) -> pd.DataFrame:
 
 
 def summarise(per_task: pd.DataFrame) -> str:
-    from tfmetarec.evaluation.stats import compare, mean_ci, to_markdown_tests
+    from common import mean_ci_lines
+
+    from tfmetarec.evaluation.stats import compare, to_markdown_tests
 
     lines = ["# --fixed-tasks against drawn queries", "", "| scenario | meta-training | MAE | nDCG@3 |",
-             "|---|---|---:|---:|"]
-    for (scenario, method), g in per_task.groupby(["scenario", "method"], sort=False):
-        mae, mae_ci = mean_ci(g.MAE.to_numpy())
-        ndcg, ndcg_ci = mean_ci(g["nDCG@3"].to_numpy())
-        lines.append(f"| {scenario} | {method} | {mae:.4f} ± {mae_ci:.4f} | {ndcg:.4f} ± {ndcg_ci:.4f} |")
+             "|---|---|---:|---:|", *mean_ci_lines(per_task, ["scenario", "method"])]
     tests = pd.concat([compare(g, "fixed", "drawn", seed=int(seed)).assign(seed=seed)
                        for seed, g in per_task.groupby("seed")], ignore_index=True)
     lines += ["", "Paired tests per seed, fixed - drawn:", "", to_markdown_tests(tests), ""]
@@ -93,22 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/fixed_tasks")
     parser.add_argument("--resume", action="store_true", help="keep the seeds already in --out")
     args = parser.parse_args(argv)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from common import run_groups
 
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    saved = out / "per_task.csv.gz"
-    frames = [pd.read_csv(saved)] if args.resume and saved.is_file() else []
-    context = multiprocessing.get_context("spawn")
-    for seed in args.seeds:
-        if any((f.seed == seed).any() for f in frames):
-            continue
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            frames.append(pool.submit(run_seed, args.dataset, seed, args.steps).result())
-        pd.concat(frames, ignore_index=True).to_csv(saved, index=False)
-    per_task = pd.concat(frames, ignore_index=True)
+    per_task = run_groups(run_seed, [(args.dataset, seed) for seed in args.seeds], args.steps,
+                          saved=out / "per_task.csv.gz", resume=args.resume)
     page = summarise(per_task) + f"\n{args.dataset}, {args.steps} steps. Total time {time.time() - started:.0f} s.\n"
     (out / "fixed_tasks.md").write_text(page, encoding="utf-8")
     print(page)

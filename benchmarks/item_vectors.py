@@ -41,8 +41,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 SCENARIOS = ("item_cold", "user_item_cold", "user_cold")
 DIM = 32
@@ -97,16 +97,15 @@ def run_group(dataset: str, seed: int, steps: int) -> pd.DataFrame:
 
 
 def summarise(per_task: pd.DataFrame) -> str:
-    from tfmetarec.evaluation.stats import compare, mean_ci, to_markdown_tests
+    from common import mean_ci_lines
+
+    from tfmetarec.evaluation.stats import compare, to_markdown_tests
 
     lines = ["# Item vectors: new-item ranking with and without", ""]
     for dataset, d in per_task.groupby("dataset", sort=False):
         lines += [f"## {dataset} (mean ± 95 % interval over the tasks of all seeds)", "",
-                  "| scenario | method | MAE | nDCG@3 |", "|---|---|---:|---:|"]
-        for (scenario, method), g in d.groupby(["scenario", "method"], sort=False):
-            mae, mae_ci = mean_ci(g.MAE.to_numpy())
-            ndcg, ndcg_ci = mean_ci(g["nDCG@3"].to_numpy())
-            lines.append(f"| {scenario} | {method} | {mae:.4f} ± {mae_ci:.4f} | {ndcg:.4f} ± {ndcg_ci:.4f} |")
+                  "| scenario | method | MAE | nDCG@3 |", "|---|---|---:|---:|",
+                  *mean_ci_lines(d, ["scenario", "method"])]
         tests = pd.concat([compare(g, "vectors", "no vectors", seed=int(seed)).assign(seed=seed)
                            for seed, g in d.groupby("seed")], ignore_index=True)
         lines += ["", "Paired tests per seed, vectors - no vectors:", "", to_markdown_tests(tests), ""]
@@ -181,7 +180,8 @@ def memory(items: int = 100_000, dim: int = 384, steps: int = 50) -> str:
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     lines.append(f"- SavedModel written ({size / 2**20:.0f} MB on disk): peak RSS {rss():.0f} MB "
                  f"({time.time() - started:.0f} s)")
-    served = subprocess.run([sys.executable, "-c", SERVE, str(folder), str(items)], capture_output=True, text=True)
+    served = subprocess.run([sys.executable, "-c", SERVE, str(folder), str(items)], capture_output=True, text=True,
+                            check=False)
     lines.append(f"- serving process (v1 `serve` session): {served.stdout.strip() or served.stderr.strip()[-400:]}")
     return "\n".join(lines) + "\n"
 
@@ -202,21 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         (out / "memory.md").write_text(page, encoding="utf-8")
         print(page)
         return 0
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from common import run_groups
 
     started = time.time()
-    saved = out / "per_task.csv.gz"
-    frames = [pd.read_csv(saved)] if args.resume and saved.is_file() else []
-    context = multiprocessing.get_context("spawn")
-    for dataset in args.datasets:
-        for seed in args.seeds:
-            if any(((f.dataset == dataset) & (f.seed == seed)).any() for f in frames):
-                continue
-            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                frames.append(pool.submit(run_group, dataset, seed, args.steps).result())
-            pd.concat(frames, ignore_index=True).to_csv(out / "per_task.csv.gz", index=False)
-    page = summarise(pd.concat(frames, ignore_index=True)) + f"\n{args.steps} steps. Total {time.time() - started:.0f} s.\n"
+    per_task = run_groups(run_group, [(d, s) for d in args.datasets for s in args.seeds], args.steps,
+                          saved=out / "per_task.csv.gz", resume=args.resume)
+    page = summarise(per_task) + f"\n{args.steps} steps. Total {time.time() - started:.0f} s.\n"
     (out / "item_vectors.md").write_text(page, encoding="utf-8")
     print(page)
     return 0

@@ -36,8 +36,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 SCENARIOS = ("item_cold", "user_item_cold", "user_cold")
 DEFAULT = "maml+warm"
@@ -166,12 +166,6 @@ def summarise(per_task: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     return summary, tests, "\n".join(lines)
 
 
-def _done(out: Path) -> list[pd.DataFrame]:
-    """The per-task rows an earlier, interrupted run saved."""
-    path = out / "per_task.csv.gz"
-    return [pd.read_csv(path)] if path.is_file() else []
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["synthetic", "movielens-100k"])
@@ -181,22 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/new_items")
     parser.add_argument("--resume", action="store_true", help="keep the (dataset, seed) groups already in --out")
     args = parser.parse_args(argv)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from common import run_groups
 
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    frames = _done(out) if args.resume else []
-    context = multiprocessing.get_context("spawn")
-    for dataset in args.datasets:
-        for seed in args.seeds:
-            if any(((f.dataset == dataset) & (f.seed == seed)).any() for f in frames):
-                continue
-            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:  # fresh XLA state per group
-                frames.append(pool.submit(run_group, dataset, seed, args.steps, not args.no_levers).result())
-            pd.concat(frames, ignore_index=True).to_csv(out / "per_task.csv.gz", index=False)  # partial results
-    per_task = pd.concat(frames, ignore_index=True)
+    per_task = run_groups(run_group, [(d, s) for d in args.datasets for s in args.seeds], args.steps,
+                          not args.no_levers, saved=out / "per_task.csv.gz", resume=args.resume)
     summary, tests, page = summarise(per_task)
     summary.to_csv(out / "summary.csv", index=False)
     tests.to_csv(out / "tests.csv", index=False)
