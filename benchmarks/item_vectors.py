@@ -168,6 +168,8 @@ def memory(items: int = 100_000, dim: int = 384, steps: int = 50) -> str:
     lines = [f"# Memory: {items:,} items x {dim} dims ({items * dim * 4 / 2**20:.0f} MB as float32)", ""]
     started = time.time()
     data = make_synthetic(num_users=2000, num_items=items, seed=0, vector_dim=dim, ratings_per_user=(20, 60))
+    data = data.with_fields([dataclasses.replace(f, transform="l2_normalize") if f.kind == "vector" else f
+                             for f in data.fields])  # as --item-vectors does
     config = ExperimentConfig(model=ModelConfig("melu"), train=TrainConfig(meta_steps=steps, pretrain_steps=0))
     prepared = prepare(config, data)
     del data
