@@ -114,8 +114,9 @@ def infer_fields(users: pd.DataFrame, items: pd.DataFrame, min_tag_items: int = 
 
     Users: every column but ``user`` is a field (``age`` bucketed, ``zip`` cut to its
     prefix; list-valued columns are list fields). Items: ``year`` (bucketed),
-    ``genres``, and every other list-valued column (list fields; values on fewer
-    than ``min_tag_items`` training items are dropped, genres excepted). A scalar
+    ``genres``, every other list-valued column (list fields; values on fewer
+    than ``min_tag_items`` training items are dropped, genres excepted) and every
+    column of numpy arrays (vector fields, each vector scaled to length 1). A scalar
     item column other than ``year`` (an MPAA rate, a studio) becomes a field only when
     declared: pass ``InteractionData(..., fields=...)`` with a :class:`Field` for it.
     """
@@ -131,8 +132,8 @@ def infer_fields(users: pd.DataFrame, items: pd.DataFrame, min_tag_items: int = 
             continue
         if column == "year":
             out.append(Field("year", "item", CATEGORICAL, transform="year_bucket"))
-        elif is_vector_column(items[column]):
-            out.append(Field(str(column), "item", VECTOR))
+        elif is_vector_column(items[column]):  # scaled to length 1: raw norms can make meta-training diverge
+            out.append(Field(str(column), "item", VECTOR, transform="l2_normalize"))
         elif column == "genres" or is_list_column(items[column]):
             out.append(Field(str(column), "item", LIST, min_count=1 if column == "genres" else min_tag_items))
     return tuple(out)
