@@ -58,7 +58,7 @@ from tfmetarec.export.names import (  # the contract's names live in one small m
 )
 from tfmetarec.export.rules import check_numpy, rules
 
-CONTRACT_FORMAT = 1
+CONTRACT_FORMAT = 2  # 2: states carry their user and a keyed tag; the state signatures take user_id
 
 
 class RequestError(ValueError):
@@ -216,7 +216,8 @@ class ServingContract:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ServingContract:
         if d.get("format") != CONTRACT_FORMAT:
-            raise ValueError(f"Serving contract format {d.get('format')!r}; this library reads {CONTRACT_FORMAT}.")
+            raise ValueError(f"Serving contract format {d.get('format')!r}; this library reads {CONTRACT_FORMAT} (export the "
+                             "model again with this version).")
         known = {"format", "user_fields", "user_fields_width", "rating_range", "buckets", "top_k", "state",
                  "fingerprint", "learner", "model", "signatures", "state_version"}
         return cls(
