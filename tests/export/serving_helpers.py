@@ -19,13 +19,14 @@ FIELDS = ("gender", "age", "occupation", "zip")
 UNKNOWN_ITEM = 987_654
 
 
-def world():
-    """Synthetic data whose items carry a vector field (every fifth item without a vector), so every
-    export is checked with the three field kinds."""
-    data = make_synthetic(num_users=120, num_items=90, seed=5, vector_dim=6)
-    items = data.items.copy()
-    items.loc[::5, "vector"] = None
-    data = InteractionData(data.name, data.ratings, data.users, items)
+def world(vectors: bool = False):
+    """Small synthetic data; with ``vectors`` its items also carry a vector field (every fifth item
+    without a vector)."""
+    data = make_synthetic(num_users=120, num_items=90, seed=5, vector_dim=6 if vectors else 0)
+    if vectors:
+        items = data.items.copy()
+        items.loc[::5, "vector"] = None
+        data = InteractionData(data.name, data.ratings, data.users, items)
     split = cold_start_split(data, SplitConfig(seed=5))
     encoder = FeatureEncoder().fit(data, train_users=split.existing_users, train_items=split.existing_items)
     return data, split, encoder, encoder.transform(data)

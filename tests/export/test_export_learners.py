@@ -76,6 +76,27 @@ def test_every_model_exports_with_its_maml_step(world, tmp_path, name):
     _check(world, H.trained(world, model=name, steps=5), tmp_path, name)
 
 
+def test_a_model_with_item_vectors_exports_them_in_its_item_table(tmp_path):
+    """A vector field (items with and without a vector): the exports answer raw-ID requests as the
+    learner does, so the vectors travel with the item table."""
+    vectors = H.world(vectors=True)
+    assert any(f.kind == "vector" for f in vectors[3].spec.item_fields)
+    learner = H.trained(vectors, steps=5)
+    _check(vectors, learner, tmp_path, "maml-with-vectors")
+    # and it takes online updates: a new rating moves the cached state's scores
+    module = ServingModule(learner, vectors[2], H.BUCKETS, top_k=5)
+    request = H.random_request(vectors, np.random.default_rng(4), 2, 6, 4, garbage=False)
+    state = module.adapt(_tensors(module, "adapt", request))
+    user = {"user_id": tf.constant(request["user_id"])}
+    query = {**user, "query_item_id": tf.constant(request["query_item_id"])}
+    new = {**user, "new_item_id": tf.constant(request["query_item_id"][:, :1]),
+           "new_rating": tf.constant([[5.0], [1.0]]), "new_mask": tf.ones([2, 1])}
+    updated = module.update_state({**state, **new})
+    before = module.score_with_state({**state, **query})["scores"].numpy()
+    after = module.score_with_state({**updated, **query})["scores"].numpy()
+    assert np.isfinite(after).all() and np.abs(after - before).max() > 1e-4
+
+
 def test_static_graphs_are_standard_onnx_and_need_the_gradient_lowerings(world, tmp_path):
     learner = H.trained(world, steps=0)
     folder = export_onnx(learner, tmp_path / "ok", encoder=world[2], buckets=ONE, signatures=("adapt_and_score",))
