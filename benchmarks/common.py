@@ -132,3 +132,11 @@ def mean_ci_lines(per_task, by: list[str], metrics=("MAE", "nDCG@3")) -> list[st
             cells.append(f"{mean:.4f} ± {ci:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def add_group_arguments(parser, out: str, steps: int = 1500) -> None:
+    """The options every per-(dataset, seed) benchmark takes: ``--seeds``, ``--steps``, ``--out``, ``--resume``."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=steps, help="meta-training (and pretraining) steps")
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--resume", action="store_true", help="keep the (dataset, seed) groups already in --out")

@@ -85,13 +85,11 @@ def summarise(per_task: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from common import add_group_arguments, run_groups
+
     parser.add_argument("--dataset", default="movielens-100k")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--out", default="benchmarks/results/fixed_tasks")
-    parser.add_argument("--resume", action="store_true", help="keep the seeds already in --out")
+    add_group_arguments(parser, "benchmarks/results/fixed_tasks")
     args = parser.parse_args(argv)
-    from common import run_groups
 
     started = time.time()
     out = Path(args.out)

@@ -190,12 +190,11 @@ def memory(items: int = 100_000, dim: int = 384, steps: int = 50) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from common import add_group_arguments, run_groups
+
     parser.add_argument("--datasets", nargs="+", default=["synthetic", "movielens-100k"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--memory", action="store_true", help="measure the 100,000 x 384 table instead")
-    parser.add_argument("--out", default="benchmarks/results/item_vectors")
-    parser.add_argument("--resume", action="store_true", help="keep the (dataset, seed) groups already in --out")
+    add_group_arguments(parser, "benchmarks/results/item_vectors")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,8 +203,6 @@ def main(argv: list[str] | None = None) -> int:
         (out / "memory.md").write_text(page, encoding="utf-8")
         print(page)
         return 0
-    from common import run_groups
-
     started = time.time()
     per_task = run_groups(run_group, [(d, s) for d in args.datasets for s in args.seeds], args.steps,
                           saved=out / "per_task.csv.gz", resume=args.resume)

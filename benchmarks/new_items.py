@@ -168,14 +168,12 @@ def summarise(per_task: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from common import add_group_arguments, run_groups
+
     parser.add_argument("--datasets", nargs="+", default=["synthetic", "movielens-100k"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1500, help="meta-training and pretraining steps")
     parser.add_argument("--no-levers", action="store_true", help="skip the retrained MAML variants")
-    parser.add_argument("--out", default="benchmarks/results/new_items")
-    parser.add_argument("--resume", action="store_true", help="keep the (dataset, seed) groups already in --out")
+    add_group_arguments(parser, "benchmarks/results/new_items")
     args = parser.parse_args(argv)
-    from common import run_groups
 
     started = time.time()
     out = Path(args.out)

@@ -304,7 +304,7 @@ class VectorPresence:
                         np.int32).reshape(len(cells))
 
     def tf(self, values: Any, label: str = "vector"):
-        raise NotImplementedError("Vector fields are item fields read from the model's item table, not from a request.")
+        raise ValueError("Vector fields are item fields, read from the model's item table: a request cannot carry one.")
 
     def labels(self) -> list[str]:
         return ["<no vector>", f"<vector of {self.dim}>"]
