@@ -1,17 +1,21 @@
-"""Run the test suite as ``make test`` does: every test file in a fresh pytest process, two at a time.
+"""Run the test suite as ``make test`` does: test files in fresh pytest processes, two at a time.
 
 Why not one long-lived process per core (pytest-xdist)? Each XLA compile leaves memory maps and
 code in the process until it exits, and clearing Keras or resetting TensorFlow's context does not
 return them (measured: a worker of ``pytest -n 2 --dist loadfile`` reached 9.4 GB RSS and 49,000
 of the kernel's 65,530 memory maps on this suite). A process per file bounds both by the
-heaviest file, at the cost of one TensorFlow import per file.
+heaviest file, at the cost of one TensorFlow import per file. The slow files (``SLOW_FIRST``, the
+ones that compile XLA programs or train) each get a process; the light ones share a process,
+``--share`` files at a time, so they pay for one import between them (each import and pytest start
+costs ~4 s, most of a light file's time).
 
     python scripts/run_tests.py                      # the whole suite, 2 processes at a time
     python scripts/run_tests.py tests/export -k onnx # some files, with pytest options
     python scripts/run_tests.py --jobs 1 -x          # one at a time; stop at the first failure
+    python scripts/run_tests.py --share 1            # every file in a process of its own
 
 Arguments that name existing paths select files; all others go to every pytest process. Prints
-one line per file (outcome, seconds, peak RSS), then the output of every file that failed.
+one line per process (its files, outcome, seconds, peak RSS), then the output of every file that failed.
 Exit status: 0 when every file passed (or had no selected tests), else the worst pytest status.
 """
 
@@ -55,6 +59,7 @@ SLOW_FIRST = (
     "tests/learners/test_maml.py",
     "tests/data/test_published_split.py",
 )
+SHARE = 9  # light files (not in SLOW_FIRST) per process: 26 of them make 3 processes of ~30-45 s
 NO_TESTS = 5  # pytest's exit status when nothing was selected
 
 
@@ -83,15 +88,25 @@ def test_files(paths: list[str]) -> list[str]:
     return sorted(found, key=lambda f: (rank.get(f, len(rank)), f))
 
 
+def work_units(files: list[str], share: int = SHARE) -> list[list[str]]:
+    """The pytest processes to run, each a list of files: a slow file (``SLOW_FIRST``) or a node ID
+    alone, the other files ``share`` to a process, after the slow ones."""
+    slow = set(SLOW_FIRST)
+    alone = [[f] for f in files if f in slow or "::" in f]
+    light = [f for f in files if f not in slow and "::" not in f]
+    return alone + [light[i:i + share] for i in range(0, len(light), max(1, share))]
+
+
 def _summary(output: str) -> str:
     """pytest's last line (``3 passed, 1 skipped in 4.2s``) without the ``=`` rules."""
     lines = [line.strip("= ").strip() for line in output.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
 
 
-def run_file(path: str, pytest_args: list[str], timeout: float) -> Outcome:
-    """``pytest PATH`` in its own process (no xdist); its status, time, peak RSS and output."""
-    command = [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-q", *pytest_args, path]
+def run_file(paths: list[str], pytest_args: list[str], timeout: float) -> Outcome:
+    """``pytest PATHS`` in a process of its own (no xdist); its status, time, peak RSS and output."""
+    path = " + ".join(paths)
+    command = [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-q", *pytest_args, *paths]
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
         child = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -116,10 +131,12 @@ def run_file(path: str, pytest_args: list[str], timeout: float) -> Outcome:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2, help="test files run at the same time (default 2)")
-    parser.add_argument("--file-timeout", type=float, default=1800, help="seconds before one file is killed")
+    parser.add_argument("--share", type=int, default=SHARE,
+                        help=f"light files per process (default {SHARE}; 1 = a process per file)")
+    parser.add_argument("--file-timeout", type=float, default=1800, help="seconds before one process is killed")
     args, rest = parser.parse_known_args(argv)
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+    if args.jobs < 1 or args.share < 1:
+        parser.error("--jobs and --share must be at least 1")
     paths = [a for a in rest if not a.startswith("-") and Path(a.split("::")[0]).exists()]
     pytest_args = [a for a in rest if a not in paths]
     stop_early = any(a in ("-x", "--exitfirst") for a in pytest_args)
@@ -128,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no test files under {' '.join(paths) or 'tests'}", file=sys.stderr)
         return 4
 
+    units = work_units(files, args.share)
     started = time.perf_counter()
-    pending, outcomes, lock = list(files), [], threading.Lock()
+    pending, outcomes, lock = list(units), [], threading.Lock()
     failed = threading.Event()
 
     def lane() -> None:
@@ -137,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
             with lock:
                 if not pending:
                     return
-                path = pending.pop(0)
-            outcome = run_file(path, pytest_args, args.file_timeout)
+                unit = pending.pop(0)
+            outcome = run_file(unit, pytest_args, args.file_timeout)
             with lock:
                 outcomes.append(outcome)
                 mark = "ok " if outcome.status in (0, NO_TESTS) else "FAIL"
-                print(f"[{len(outcomes):>2}/{len(files)}] {mark} {outcome.path:<48} {outcome.seconds:7.1f} s "
+                print(f"[{len(outcomes):>2}/{len(units)}] {mark} {outcome.path:<48} {outcome.seconds:7.1f} s "
                       f"{outcome.peak_mb:7.0f} MB  {outcome.summary}", flush=True)
                 for line in outcome.output.splitlines():
                     if line.startswith("SKIPPED"):
@@ -150,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             if outcome.status not in (0, NO_TESTS):
                 failed.set()
 
-    lanes = [threading.Thread(target=lane) for _ in range(min(args.jobs, len(files)))]
+    lanes = [threading.Thread(target=lane) for _ in range(min(args.jobs, len(units)))]
     for t in lanes:
         t.start()
     for t in lanes:
@@ -166,17 +184,17 @@ def main(argv: list[str] | None = None) -> int:
             counts[word] = counts.get(word, 0) + int(number)
     total = ", ".join(f"{n} {w}" for w, n in counts.items()) or "no tests ran"
     heaviest = max(outcomes, key=lambda o: o.peak_mb)
-    files_word = "file" if len(outcomes) == 1 else "files"
-    print(f"\n{total} in {time.perf_counter() - started:.0f} s over {len(outcomes)} {files_word} "
+    ran = sum(o.path.count(" + ") + 1 for o in outcomes)
+    print(f"\n{total} in {time.perf_counter() - started:.0f} s over {ran} files in {len(outcomes)} processes "
           f"({len(lanes)} at a time); largest process {heaviest.peak_mb:.0f} MB ({heaviest.path})")
-    if len(outcomes) < len(files):
-        print(f"stopped early: {len(files) - len(outcomes)} files not run")
+    if len(outcomes) < len(units):
+        print(f"stopped early: {len(units) - len(outcomes)} processes not run")
     if bad:
         print("failed: " + " ".join(o.path for o in bad))
         return max(o.status for o in bad)
     if all(o.status == NO_TESTS for o in outcomes):
         return NO_TESTS
-    return 1 if len(outcomes) < len(files) else 0
+    return 1 if len(outcomes) < len(units) else 0
 
 
 if __name__ == "__main__":

@@ -182,7 +182,7 @@ def test_finetuning_from_a_preset_beats_scratch_at_an_equal_budget(tmp_path):
         dataset="synthetic",
         model=ModelConfig(embedding_dim=8, hidden_units=(16, 16)),
         learner=LearnerConfig(name="maml", inner_steps=2, inner_lr=0.05),
-        train=TrainConfig(meta_steps=500, pretrain_steps=0, seed=0),
+        train=TrainConfig(meta_steps=500, pretrain_steps=0, seed=0, jit_compile=False),
     )
     prepared_a = experiment.prepare(config, population_a)
     source = experiment.build_learner(config, experiment.build_model(config, prepared_a.encoded), prepared_a)
