@@ -98,3 +98,12 @@ def write_melu_states(folder: Path, frames: dict[str, pd.DataFrame], shuffle_see
         (folder / f"{state}.json").write_text(json.dumps(items))
         (folder / f"{state}_y.json").write_text(json.dumps(ratings))
     return folder
+
+
+def with_roles(frame: pd.DataFrame, partition: str, query: int = 10) -> pd.DataFrame:
+    """Each user's last ``query`` rows (by item) are the query, the rest the support."""
+    frame = frame.sort_values(["user", "item"]).copy()
+    last = frame.groupby("user").cumcount(ascending=False) < query
+    frame["role"] = np.where(last, "query", "support")
+    frame["partition"] = partition
+    return frame[["user", "item", "rating", "partition", "role"]]

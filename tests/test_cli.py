@@ -47,14 +47,6 @@ def test_train_accepts_every_registered_model_name(tmp_path, capsys):
     assert "invalid choice: 'svd'" in capsys.readouterr().err
 
 
-def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
-    assert main(["evaluate", "--workdir", str(tmp_path / "nothing")]) == 2
-    assert "no trained run" in capsys.readouterr().err
-    code = main(["train", "--dataset", "movielens-1m", "--data-dir", str(tmp_path / "missing"), "--quiet"])
-    assert code == 2
-    assert "missing" in capsys.readouterr().err
-
-
 def test_parser_builds_the_same_config_as_defaults():
     from tfmetarec.cli import config_from_args
     from tfmetarec.config import ExperimentConfig

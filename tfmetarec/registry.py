@@ -21,8 +21,9 @@ from tfmetarec.options import Option, OptionError, check_options, module_path, r
 
 LEARNER_SKIP = ("model",)
 """Constructor arguments of a learner that are not settings: the model it wraps."""
-MODEL_SKIP = ("user_fields", "item_fields", "num_users", "num_items")
-"""Constructor arguments of a model read from the encoded features, not set by hand."""
+MODEL_SKIP = ("user_fields", "item_fields", "num_users", "num_items", "encoder_digest")
+"""Constructor arguments of a model read from the encoded features (``MetaModel.from_spec``), not set
+by hand."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,11 @@ def check_path(path: str | os.PathLike, flag: str = "--workdir") -> Path:
         raise RunFolderError(f"{flag} {out} cannot be created: {probe} is a file, not a folder.")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise RunFolderError(f"{flag} {out} is not writable ({probe} does not allow writing).")
+    try:  # permission bits do not tell everything (root, read-only mounts, /proc): write a file and remove it
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".tfmetarec-probe-"):
+            pass
+    except OSError as err:
+        raise RunFolderError(f"{flag} {out} is not writable: writing in {probe} fails ({err.strerror}).") from err
     return out
 
 
@@ -248,8 +254,8 @@ class RunFolder:
 
 
 def load_keras(path: Path) -> Any:
-    """A ``.keras`` learner file, with an error that names the file when it is missing, empty or
-    not a Keras archive."""
+    """A ``.keras`` learner file, with an error that names the file when it is missing, empty, not
+    a Keras archive, or holds a NaN or infinite weight (named)."""
     import keras
 
     import tfmetarec.learners  # noqa: F401  (registers the learner and model classes)
@@ -259,10 +265,24 @@ def load_keras(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (an interrupted save?); train again or restore it.")
     try:
-        return keras.saving.load_model(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)  # nothing is unpickled
     except Exception as err:  # Keras raises many types for a bad archive
         raise ValueError(f"{path} could not be loaded as a learner ({type(err).__name__}: "
                          f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no detail'}).") from err
+    bad = nonfinite_weights(loaded)
+    if bad:
+        raise ValueError(f"{path} holds non-finite weights (NaN or inf) in {', '.join(bad[:5])}"
+                         f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''}: the file was damaged or "
+                         "training diverged; restore an earlier checkpoint or train again.")
+    return loaded
 
 
-__all__ = ["RUN_FILES", "RunFolder", "RunFolderError", "check_path", "load_keras"]
+def nonfinite_weights(layer: Any) -> list[str]:
+    """The paths of a Keras object's floating-point weights that hold a NaN or an infinity."""
+    import numpy as np
+
+    return [w.path for w in layer.weights
+            if np.issubdtype(np.dtype(w.dtype), np.floating) and not np.isfinite(np.asarray(w.numpy())).all()]
+
+
+__all__ = ["RUN_FILES", "RunFolder", "RunFolderError", "check_path", "load_keras", "nonfinite_weights"]

@@ -348,15 +348,3 @@ def test_text_re_saved_as_utf8_reads_right_and_empty_ratings_are_refused(tmp_pat
     assert load_movielens_100k(root).items.set_index("item").loc[11, "title"] == "Café Society (1997)"
     write(root / "u.data", [])
     assert "movielens-100k: there are no ratings" in error_of(load_movielens_100k, root)
-
-
-def test_frames_with_fractional_ids_or_ratings_off_the_scale_are_refused() -> None:
-    ratings = pd.DataFrame({"user": [1, 7.9], "item": [1, 1], "rating": [4.0, 5.0]})
-    users, items = pd.DataFrame({"user": [1, 7]}), pd.DataFrame({"item": [1]})
-    with pytest.raises(DataFormatError, match=r"ratings.user must hold whole-number IDs; row 1 holds '7.9'"):
-        InteractionData("x", ratings, users, items)
-    ratings = pd.DataFrame({"user": [1, 7], "item": [1, 1], "rating": [4.0, 1e9]})
-    with pytest.raises(DataFormatError, match=r"ratings row 1 \(user 7, item 1\) has rating 1e\+09, outside the "
-                                              r"rating range \[1, 5\]"):
-        InteractionData("x", ratings, users, items, rating_range=(1, 5))
-    assert InteractionData("x", ratings, users, items).ratings.rating.max() == 1e9  # no scale declared: kept

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,7 +11,7 @@ from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, Train
 from tfmetarec.data import DataFormatError, SplitConfig, cold_start_split, load_dataset
 from tfmetarec.data.published import published_split, read_melu_split, read_split, read_split_file
 
-from helpers import write_melu_states
+from helpers import with_roles as _with_roles, write_melu_states
 
 SEED = 0
 
@@ -20,15 +19,6 @@ SEED = 0
 @pytest.fixture(scope="module")
 def data():
     return load_dataset("synthetic", seed=SEED)
-
-
-def _with_roles(frame: pd.DataFrame, partition: str, query: int = 10) -> pd.DataFrame:
-    """Each user's last ``query`` rows (by item) are the query, the rest the support."""
-    frame = frame.sort_values(["user", "item"]).copy()
-    last = frame.groupby("user").cumcount(ascending=False) < query
-    frame["role"] = np.where(last, "query", "support")
-    frame["partition"] = partition
-    return frame[["user", "item", "rating", "partition", "role"]]
 
 
 @pytest.fixture(scope="module")
@@ -197,32 +187,3 @@ def test_fixed_tasks_need_roles(data, generic_file):
     learner = build_learner(config, build_model(config, prepared.encoded), prepared)
     with pytest.raises(ValueError, match="meta-training rows have no role"):
         fit_learner(learner, prepared, 2)
-
-
-def test_a_split_must_hold_the_ratings_it_splits(data, tmp_path):
-    split = cold_start_split(data, SplitConfig(seed=SEED))
-    train = split.meta_train.assign(partition="meta_train", role="")[["user", "item", "rating", "partition", "role"]]
-    cold = _with_roles(split.partitions["user_cold"], "user_cold").reset_index(drop=True)
-    base = pd.concat([train, cold], ignore_index=True)
-    row = len(train) + 2  # 1-based position of cold's second row
-    user, item = cold.user.iloc[1], cold.item.iloc[1]
-    for change, message in [
-        (dict(rating=99.0), rf"row {row}: user {user} item {item} has rating 99, outside the data's ratings \[1, 5\]"),
-        (dict(rating=6.0 - cold.rating.iloc[1] if cold.rating.iloc[1] != 3 else 4.0),
-         rf"row {row}: user {user} item {item} has rating \d in the split but \d in the synthetic ratings"),
-    ]:
-        bad = base.copy()
-        for k, v in change.items():
-            bad.loc[row - 1, k] = v
-        with pytest.raises(DataFormatError, match=message):
-            published_split(data, bad)
-    unrated = data.items.item[~data.items.item.isin(data.ratings[data.ratings.user == user].item)].iloc[0]
-    bad = base.copy()
-    bad.loc[row - 1, "item"] = unrated
-    with pytest.raises(DataFormatError, match=rf"row {row}: user {user} never rated item {unrated}"):
-        published_split(data, bad)
-    twice = pd.concat([base, base.iloc[[row - 1]]], ignore_index=True)
-    path = tmp_path / "twice.csv"
-    twice.to_csv(path, index=False)
-    with pytest.raises(DataFormatError, match=rf"user {user} rates item {item} twice in partition 'user_cold'"):
-        read_split_file(path)

@@ -216,6 +216,15 @@ def test_bad_shapes_and_types_are_refused(served, signature, change, message, se
             _session(saved, signature, bad)
 
 
+def test_a_signature_called_with_a_wrong_rank_names_the_input(served):
+    """TF2's ``signatures[...]`` does not check a shape itself: the graph does, naming the input."""
+    world, learner, saved, loaded, onnx = served
+    bad = _edit("support_rating", lambda a: a[:, :, None])(_good(world))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Shape of tensor support_rating \[2,6,1\] is not "
+                                                           r"compatible with expected shape \[\?,\?\]"):
+        _call(loaded, "adapt_and_score", bad)
+
+
 def test_states_that_are_not_this_models_are_refused(served, tmp_path):
     world, learner, saved, loaded, onnx = served
     state, request = _state(served)

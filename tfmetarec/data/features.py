@@ -15,6 +15,8 @@ whose ID index is 0.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -48,6 +50,7 @@ class FeatureSpec:
     item_fields: tuple[FieldSpec, ...]
     num_users: int
     num_items: int
+    digest: str = ""  # the encoder's :meth:`FeatureEncoder.digest`: a model built from it records it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,12 +58,13 @@ class FeatureSpec:
             "item_fields": [f.to_config() for f in self.item_fields],
             "num_users": int(self.num_users),
             "num_items": int(self.num_items),
+            "digest": self.digest,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(tuple(FieldSpec.of(f) for f in d["user_fields"]), tuple(FieldSpec.of(f) for f in d["item_fields"]),
-                   int(d["num_users"]), int(d["num_items"]))
+                   int(d["num_users"]), int(d["num_items"]), str(d.get("digest", "")))
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,7 +241,15 @@ class FeatureEncoder:
             item_fields=tuple(self.field_spec(f) for f in self.fields_of("item")),
             num_users=len(self.user_vocab or []) + 1,
             num_items=len(self.item_vocab) + 1,
+            digest=self.digest(),
         )
+
+    def digest(self) -> str:
+        """A sha256 of everything this encoder decides (vocabularies, transforms, widths, the rating
+        range): a model built from :meth:`spec` keeps it, so a saved model and an encoder that were
+        not fitted together (a swapped vocabulary, another rating range) are told apart."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def vocabulary(self, side: str, name: str) -> list[str]:
         """The values of a fitted field, index ``i`` meaning ``vocabulary[i - 1]``

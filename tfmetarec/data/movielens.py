@@ -288,8 +288,12 @@ def read_item_side_file(
     if not path.is_file():
         raise FileNotFoundError(f"Item side file not found: {path}")
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    with open(path, encoding="utf-8-sig") as fh:
-        first = fh.readline()
+    with open(path, "rb") as fh:
+        first_line = fh.readline()
+    try:
+        first = first_line.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(f"{path.name} line 1: not valid utf-8 text; save the side file as UTF-8") from err
     head = [h.strip() for h in (first.rstrip("\r\n").split(sep) if sep == "\t" else next(csv.reader([first])))]
     key = next((k for k in SIDE_KEYS if k in head), None)
     if key is None:

@@ -287,16 +287,8 @@ def check_request(contract: ServingContract, signature: str, request: Mapping[st
     unknown = sorted(set(request) - set(names))
     if unknown:
         raise RequestError(f"{signature} takes no inputs {unknown}; it takes {names}.")
-    dtypes, shapes = contract.input_dtypes(), contract.input_shapes()
+    dtypes = contract.input_dtypes()
     out = {n: _array(n, request[n], dtypes[n]) for n in names}
-    for n, a in out.items():
-        want = shapes[n]
-        if a.ndim != len(want):
-            raise RequestError(f"{n} must have rank {len(want)} ({'[T]' if len(want) == 1 else '[T, rows]'}"
-                               f"{'' if len(want) <= 2 else ' + state shape'}), got shape {a.shape}.")
-        fixed = want[1:]
-        if any(w is not None for w in fixed) and list(a.shape[1:]) != list(fixed):
-            raise RequestError(f"{n} must be [T, {', '.join(map(str, fixed))}], got {a.shape}.")
     check_numpy(rules(contract, signature, limit_users), out, RequestError)
     return out
 

@@ -4,8 +4,11 @@ checker (the clients: :func:`~tfmetarec.export.contract.check_request`) and the 
 
 A predicate is a function of an ``ops`` namespace and the request's arrays: with :data:`NUMPY`
 it returns a numpy boolean, with :data:`TENSORFLOW` a boolean tensor, so the two checkers
-cannot drift. Rules of the ``"shape"`` stage run first; ``"value"`` rules (masks, ratings,
-states) run once the shapes are known good.
+cannot drift. The stages run in order: ``"rank"`` (each input's rank and fixed dimensions),
+``"shape"`` (rows per user, limits), then ``"value"`` (masks, ratings, states) once the shapes
+are known good. In the graph the ``"rank"`` stage is one ``tf.ensure_shape`` per input
+(:func:`assertions` leaves it to the caller): a signature called through TF2 does not check
+shapes itself, and an assertion on a static rank would be folded away.
 """
 
 from __future__ import annotations
@@ -32,8 +35,17 @@ SUPPORT_GROUP = ("support_item_id", "support_rating", "support_mask")
 NEW_GROUP = ("new_item_id", "new_rating", "new_mask")
 
 
+STAGES = ("rank", "shape", "value")
+
+
 class _NumpyOps:
     """The predicates' operations on numpy arrays."""
+
+    rank = staticmethod(np.ndim)
+
+    @staticmethod
+    def dims(x: Any) -> Any:
+        return np.asarray(np.shape(x)[1:])
 
     @staticmethod
     def rows(x: Any, axis: int = 0) -> Any:
@@ -102,7 +114,7 @@ class Rule:
     """One check of a request: the input it names, when it runs, what must hold, what to say."""
 
     input: str
-    stage: str  # "shape" or "value"
+    stage: str  # one of STAGES
     holds: Predicate
     message: str
 
@@ -116,8 +128,20 @@ def rules(contract: ServingContract, signature: str, limit_users: bool = True) -
     names = contract.inputs(signature)
     state_inputs = [n for n in names if n.startswith("state_")]
     first = names[0]
-    out: list[Rule] = [Rule(first, "shape", lambda ops, x: ops.rows(x[first]) > 0,
-                            f"{first}: a request needs at least one user.")]
+    out: list[Rule] = []
+    shapes = contract.input_shapes()
+    for n in names:
+        want = shapes[n]
+        rank = len(want)
+        out.append(Rule(n, "rank", lambda ops, x, n=n, k=rank: ops.rank(x[n]) == k,
+                        f"{n} must have rank {len(want)} ({'[T]' if len(want) == 1 else '[T, rows]'}"
+                        f"{'' if len(want) <= 2 else ' + state shape'})."))
+        fixed = want[1:]
+        if any(w is not None for w in fixed):
+            out.append(Rule(n, "rank", lambda ops, x, n=n, fixed=tuple(fixed): ops.all(ops.dims(x[n]) == fixed),
+                            f"{n} must be [T, {', '.join(map(str, fixed))}]."))
+    out.append(Rule(first, "shape", lambda ops, x: ops.rows(x[first]) > 0,
+                    f"{first}: a request needs at least one user."))
     if limit_users:
         limit = contract.buckets.limit("users")
         out.append(Rule(first, "shape", lambda ops, x: ops.rows(x[first]) <= limit,
@@ -195,23 +219,24 @@ def state_rules(contract: ServingContract, inputs: Sequence[str]) -> list[Rule]:
 
 
 def check_numpy(rules_: Sequence[Rule], arrays: Mapping[str, np.ndarray], error: type[Exception]) -> None:
-    """Raise ``error(message)`` at the first rule ``arrays`` break (shape rules first)."""
-    for stage in ("shape", "value"):
+    """Raise ``error(message)`` at the first rule ``arrays`` break (stage by stage)."""
+    for stage in STAGES:
         for rule in rules_:
             if rule.stage == stage and not bool(rule.holds(NUMPY, arrays)):
                 raise error(rule.message)
 
 
 def assertions(rules_: Sequence[Rule], tensors: Mapping[str, Any]) -> list:
-    """The in-graph checks of ``rules_``: the value rules wait for the shape rules."""
+    """The in-graph checks of ``rules_`` but the ``"rank"`` stage (``tf.ensure_shape`` on the inputs
+    does it: see the module docstring); each stage waits for the one before."""
     import tensorflow as tf
 
-    shape = [tf.debugging.assert_equal(rule.holds(TENSORFLOW, tensors), True, message=rule.message)
-             for rule in rules_ if rule.stage == "shape"]
-    with tf.control_dependencies(shape):
-        value = [tf.debugging.assert_equal(rule.holds(TENSORFLOW, tensors), True, message=rule.message)
-                 for rule in rules_ if rule.stage == "value"]
-    return shape + value
+    done: list = []
+    for stage in STAGES[1:]:
+        with tf.control_dependencies(done):
+            done = done + [tf.debugging.assert_equal(rule.holds(TENSORFLOW, tensors), True, message=rule.message)
+                           for rule in rules_ if rule.stage == stage]
+    return done
 
 
-__all__ = ["NUMPY", "TENSORFLOW", "Rule", "assertions", "check_numpy", "rules", "state_rules"]
+__all__ = ["NUMPY", "STAGES", "TENSORFLOW", "Rule", "assertions", "check_numpy", "rules", "state_rules"]

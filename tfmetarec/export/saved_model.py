@@ -163,7 +163,11 @@ class ServingModule(tf.Module):
     # -- checks (a failing one stops the request with its message) ---------------------------
     def _checked(self, signature: str, inputs: dict) -> dict:
         """``inputs`` once every rule of the signature's request holds (:mod:`tfmetarec.export.rules`,
-        the same rules the clients run in numpy) and a state's tag is the one this export made."""
+        the same rules the clients run in numpy) and a state's tag is the one this export made.
+        Each input's shape is checked first: a signature called through TF2's ``signatures[...]``
+        does not check it itself (a rank-3 rating would otherwise fail inside the graph)."""
+        shapes = self.contract.input_shapes()
+        inputs = {k: tf.ensure_shape(v, shapes[k], name=f"shape_of_{k}") for k, v in inputs.items()}
         checks = assertions(self._rules[signature], inputs)
         if STATE_PREFIX + STATE_TAG in inputs:
             with tf.control_dependencies(checks):

@@ -30,6 +30,7 @@ import tensorflow as tf
 from tfmetarec.models import functional as F
 from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast, Configurable, check_options
+from tfmetarec.registry import MODEL_SKIP
 from tfmetarec.types import (
     ITEM_FIELDS,
     ITEM_ID,
@@ -47,8 +48,6 @@ ITEM_RAW_IDS_KEY = "item_raw_ids"
 ITEM_OFFSET_KEY = "item_offset"
 ITEM_VECTORS_KEY = "item_vectors:"  # + the vector field's name
 NO_RAW_ID = -1
-SPEC_ARGUMENTS = ("user_fields", "item_fields", "num_users", "num_items")
-"""Constructor arguments read from the encoded features (:meth:`MetaModel.from_spec`), not settings."""
 
 
 class MetaModel(Configurable, keras.Model):
@@ -65,13 +64,15 @@ class MetaModel(Configurable, keras.Model):
         field_dims: per-field embedding widths, by field name.
         num_users, num_items: ID vocabulary sizes (index 0 = out of vocabulary; the item
             vocabulary holds the training items).
+        encoder_digest: the digest of the encoder whose spec built the model (``spec.digest``;
+            empty when unknown), so a preset can tell whether its encoder is the model's.
         use_ids: also embed IDs where the model knows how (see each model).
         list_pooling: how a list field pools its values' embeddings: mean or sum.
         output_bias: initial value of the output bias / global mean (a typical rating).
         seed: initialiser seed.
     """
 
-    not_settings = SPEC_ARGUMENTS
+    not_settings = MODEL_SKIP
     dot_product_scores: bool = False
     """Whether the score is ``<user_representation, item_representation>`` plus a constant, so a
     catalogue can be ranked by a vector search over precomputed item vectors."""
@@ -87,6 +88,7 @@ class MetaModel(Configurable, keras.Model):
         field_dims: Annotated[Mapping[str, int], AtLeast(1)] | None = None,
         num_users: int = 1,
         num_items: int = 1,
+        encoder_digest: str = "",
         use_ids: bool = False,
         list_pooling: Literal["mean", "sum"] = "mean",
         output_bias: float = 3.5,
@@ -100,6 +102,7 @@ class MetaModel(Configurable, keras.Model):
         self.user_fields = [FieldSpec.of(f).to_config() for f in (user_fields or ())]
         self.item_fields = [FieldSpec.of(f).to_config() for f in (item_fields or ())]
         self.num_users, self.num_items = int(num_users), int(num_items)
+        self.encoder_digest = str(encoder_digest)
         self.keep_arguments(locals())
         self._create_item_table(self.item_field_specs)
 
@@ -109,8 +112,8 @@ class MetaModel(Configurable, keras.Model):
         """A model sized for the encoded features described by ``spec``.
 
         ``spec`` is any object with ``user_fields`` and ``item_fields`` (sequences
-        of :class:`~tfmetarec.types.FieldSpec`), ``num_users`` and ``num_items``
-        (e.g. a ``tfmetarec.data.features.FeatureSpec``). ``options`` are the model's
+        of :class:`~tfmetarec.types.FieldSpec`), ``num_users`` and ``num_items``, and optionally
+        the encoder's ``digest`` (e.g. a ``tfmetarec.data.features.FeatureSpec``). ``options`` are the model's
         settings (:meth:`settings`; an unknown one is refused, naming the known ones) or
         Keras' ``name`` / ``dtype``. ``item_table`` and ``item_raw_ids`` (e.g.
         ``EncodedData.item_table`` and ``.item_raw_ids``; ``item_vectors`` for vector fields) fill
@@ -120,7 +123,8 @@ class MetaModel(Configurable, keras.Model):
         check_options(cls.settings(), options, cls.__name__)
         model = cls(user_fields=[FieldSpec.of(f).to_config() for f in spec.user_fields],
                     item_fields=[FieldSpec.of(f).to_config() for f in spec.item_fields],
-                    num_users=int(spec.num_users), num_items=int(spec.num_items), **options, **keras_arguments)
+                    num_users=int(spec.num_users), num_items=int(spec.num_items),
+                    encoder_digest=str(getattr(spec, "digest", "")), **options, **keras_arguments)
         if item_table is not None:
             model.set_item_table(item_table, item_raw_ids, item_vectors)
         return model
@@ -394,7 +398,7 @@ class MetaModel(Configurable, keras.Model):
         """Keras' config plus every constructor argument: the feature spec and the settings."""
         config = super().get_config()
         config.update(user_fields=self.user_fields, item_fields=self.item_fields, num_users=self.num_users,
-                      num_items=self.num_items, **self.settings_config())
+                      num_items=self.num_items, encoder_digest=self.encoder_digest, **self.settings_config())
         return config
 
     def task_context(self, support: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import pandas as pd
 
 from tfmetarec._version import __version__
@@ -38,7 +37,7 @@ from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import FeatureEncoder
 from tfmetarec.evaluation.report import to_markdown
 from tfmetarec.learners import MetaLearner
-from tfmetarec.run_folder import CONFIG, LEARNER
+from tfmetarec.run_folder import CONFIG, LEARNER, load_keras
 from tfmetarec.workflows.build import learner_from_config, model_from_spec
 
 FORMAT = 3
@@ -222,6 +221,10 @@ def consistency_problems(config: ExperimentConfig, encoder: FeatureEncoder, lear
                         f"holds {type(learner).__name__}")
     if problems:
         return problems
+    if learner.model.encoder_digest != encoder.digest():
+        problems.append(f"the encoder in {CONFIG} is not the one the model in {LEARNER} was built with (its "
+                        "vocabularies, transforms or rating range differ: digest "
+                        f"{encoder.digest()[:12]} against {learner.model.encoder_digest[:12] or 'none'})")
     for what, want, got in (("learner", fresh.settings_config(), learner.settings_config()),
                             ("model", fresh.model.settings_config(), learner.model.settings_config())):
         for key in sorted(set(want) | set(got)):
@@ -320,9 +323,9 @@ def from_preset(source: str | os.PathLike, cache_dir: str | os.PathLike | None =
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise PresetError(f"{folder / CONFIG} does not describe an experiment: {err}.") from err
     try:
-        learner = keras.saving.load_model(folder / LEARNER, safe_mode=True)
-    except Exception as err:  # Keras raises many types for a bad archive
-        raise PresetError(f"{folder / LEARNER} could not be loaded: {err}.") from err
+        learner = load_keras(folder / LEARNER)
+    except (OSError, ValueError) as err:  # missing, empty, not a Keras archive, non-finite weights
+        raise PresetError(str(err)) from err
     if not isinstance(learner, MetaLearner):
         raise PresetError(f"{folder / LEARNER} holds a {type(learner).__name__}, not a tfmetarec learner.")
     problems = consistency_problems(config, encoder, learner)
