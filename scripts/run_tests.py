@@ -51,13 +51,10 @@ SLOW_FIRST = (
     "tests/test_zoo.py",
     "tests/test_run_folder.py",
     "tests/learners/test_task_context.py",
-    "tests/test_cli.py",
     "tests/models/test_two_tower.py",
     "tests/learners/test_learner_gradients.py",
     "tests/export/test_bounded_shapes.py",
     "tests/export/test_tfrs_index.py",
-    "tests/learners/test_maml.py",
-    "tests/data/test_published_split.py",
 )
 SHARE = 9  # light files (not in SLOW_FIRST) per process: 26 of them make 3 processes of ~30-45 s
 NO_TESTS = 5  # pytest's exit status when nothing was selected

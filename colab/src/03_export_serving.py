@@ -52,7 +52,7 @@ learner, encoder = run.learner, run.prepared.encoder
 
 # %%
 shutil.rmtree("serving", ignore_errors=True)
-buckets = Buckets(users=(1,), support=(8, 32), query=(16, 128)) if SMOKE else Buckets()
+buckets = Buckets(users=(1,), support=(8,), query=(16,)) if SMOKE else Buckets()
 saved = export_saved_model(learner, "serving", "tfmetarec", version=1, encoder=encoder, buckets=buckets)
 onnx_dir = export_onnx(learner, "serving/onnx/tfmetarec/1", encoder=encoder, buckets=buckets,
                        signatures=("adapt_and_score", "recommend"))

@@ -117,14 +117,16 @@ def test_export_refuses_to_overwrite_needs_a_run_and_takes_xla(served, tmp_path,
 
 def test_recommend_prints_the_top_items_through_the_export(served, capsys):
     *_, run, _ = served
-    assert main(["recommend", "--workdir", str(run), "--ratings", "50:5,172:4,133:1", "--user", "gender=F,age=25",
-                 "-k", "4"]) == 0
+    ask = ["recommend", "--workdir", str(run), "--ratings", "50:5,172:4,133:1", "--user", "gender=F,age=25"]
+    assert main([*ask, "-k", "100000"]) == 0  # beyond the catalogue: all of it, rated items left out
+    everything = [int(line.split()[1]) for line in capsys.readouterr().out.strip().splitlines()[1:]]
+    assert len(everything) == len(set(everything)) > 4 and not {50, 172, 133} & set(everything)
+    assert main([*ask, "-k", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:3] == ["rank", "item_id", "score"] and len(lines) == 5
-    shown = [int(line.split()[1]) for line in lines[1:]]
-    assert not {50, 172, 133} & set(shown) and "Synthetic Movie" in lines[1]
-    assert (run / "serving" / "tfmetarec" / "1" / "saved_model.pb").exists()  # exported once, then reused
-    for args, message in ((["--ratings", "50:9"], "trained range"), (["--ratings", "50"], "ITEM:RATING"),
+    assert [int(line.split()[1]) for line in lines[1:]] == everything[:4] and "Synthetic Movie" in lines[1]
+    assert [p.name for p in (run / "serving" / "tfmetarec").iterdir()] == ["1"]  # exported once, then reused
+    for args, message in ((["--ratings", "50:9"], "trained range"),
                           (["--ratings", "50:5", "--user", "planet=Mars"], "Unknown user fields")):
         assert main(["recommend", "--workdir", str(run), *args]) == 2
         assert message in capsys.readouterr().err
