@@ -48,15 +48,8 @@ SLOW_FIRST = (
     "tests/learners/test_learner_contract.py",
     "tests/models/test_model_roundtrip.py",
     "tests/learners/test_loop.py",
-    "tests/test_zoo.py",
-    "tests/test_run_folder.py",
-    "tests/learners/test_task_context.py",
-    "tests/models/test_two_tower.py",
-    "tests/learners/test_learner_gradients.py",
-    "tests/export/test_bounded_shapes.py",
-    "tests/export/test_tfrs_index.py",
 )
-SHARE = 9  # light files (not in SLOW_FIRST) per process: 26 of them make 3 processes of ~30-45 s
+SHARE = 6  # light files (not in SLOW_FIRST) per process: 35 of them make 6 processes of ~30-90 s
 NO_TESTS = 5  # pytest's exit status when nothing was selected
 
 

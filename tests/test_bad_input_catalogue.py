@@ -6,7 +6,8 @@ Fed in this file (cheapest level that can fail):
 * CLI argument and path errors: exit 2 with a message naming the flag, before TensorFlow loads
   (all cases in one fresh process, in the order a user would meet them);
 * data frames and split files checked against the ratings they describe;
-* saved learners and presets that are empty, corrupt, non-finite or whose parts disagree;
+* saved learners and presets that are empty, corrupt, non-finite or whose parts disagree, and a
+  run reloaded on other data than it was trained on;
 * meta-training that diverges: a message, the last good checkpoint kept.
 
 Named, because their fixture is an export or a trainer that a file of its own already builds
@@ -246,6 +247,21 @@ def test_learner_files_that_are_empty_corrupt_or_not_finite_are_refused_naming_t
     _re_sign(tiny_copy, "learner.keras")
     with pytest.raises(PresetError, match=rf"learner.keras holds non-finite weights .* in {name}"):
         from_preset(tiny_copy)
+
+
+def test_a_run_reloaded_on_other_data_is_refused(tmp_path):
+    from tfmetarec.cli import main
+    from tfmetarec.data import load_dataset
+    from tfmetarec.experiment import load_run
+    from tfmetarec.run_folder import RunFolderError
+
+    args = ["train", "--meta-steps", "2", "--pretrain-steps", "2", "--embedding-dim", "4", "--hidden-units", "8",
+            "--inner-steps", "1", "--batch-size", "8", "--quiet", "--no-xla", "--workdir", str(tmp_path)]
+    assert main(args) == 0
+    run = load_run(tmp_path)
+    assert run.learner.model.encoder_digest == run.prepared.encoder.digest() != ""
+    with pytest.raises(RunFolderError, match="was trained on data that encoded differently"):
+        load_run(tmp_path, data=load_dataset("synthetic", seed=1))
 
 
 def test_meta_training_that_diverges_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import learner_checks as checks
-from helpers import random_episode
+from helpers import random_episode, tiny_metaemb
 from tfmetarec import learners
 from tfmetarec.learners.reptile import concat_parts
-from tfmetarec.types import QUERY, SUPPORT
+from tfmetarec.types import QUERY, SUPPORT, features_of
 
 
 def _episode():
@@ -103,3 +103,40 @@ def test_reptile_outer_step_interpolates_toward_the_adapted_weights(train_on_que
         assert np.abs(phi[n] - theta[n]).max() > 1e-4
     for n in set(theta) - set(learner.adapt_names):  # shared: first-order query-loss gradient
         assert not np.allclose(after[n], theta[n])
+
+
+@pytest.mark.parametrize(("name", "options", "hoists"), [
+    ("maml", {}, True),
+    ("maml", dict(adapt="head"), True),
+    ("maml", dict(adapt="all"), False),
+    ("maml", dict(adapt="embeddings"), False),
+    ("fomaml", {}, True),
+    ("meta_sgd", {}, True),
+    ("maml", dict(learn_inner_lr="per_layer_step", multi_step_loss=True), True),
+    ("reptile", {}, True),
+    ("mamo", {}, True),
+    ("maml on metaemb", {}, True),
+])
+def test_computing_what_does_not_adapt_once_leaves_the_meta_gradients_unchanged(name, options, hoists):
+    """The inner loop computes the field embeddings once per task when only decision layers adapt
+    (``represent`` / ``decide``, MeLU and MetaEmb); the meta-gradients equal those of a forward
+    pass at every step (float64, first and second order, every adapt group)."""
+    if name == "maml on metaemb":
+        keras.config.set_floatx("float64")
+        try:
+            model = tiny_metaemb(seed=11, dtype="float64", hidden=(5, 3))
+            learner = learners.create("maml", model, dtype="float64", inner_steps=3, inner_lr=0.1)
+        finally:
+            keras.config.set_floatx("float32")
+    else:
+        learner = checks.build(name, seed=11, dtype="float64", **options)
+    episode = _episode()
+    model = learner.model
+    names = learner.adapted_parameters()
+    assert (model.represent(model.variable_values(), features_of(episode[SUPPORT]), names) is not None) == hoists
+    hoisted, _ = learner.meta_gradients(episode)
+    model.represent = lambda *args: None  # the whole forward pass at every step
+    plain, _ = learner.meta_gradients(episode)
+    assert len(hoisted) == len(plain) > 0
+    for a, b, v in zip(hoisted, plain, learner.meta_variables(), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-13, err_msg=v.path)

@@ -8,7 +8,8 @@ import tensorflow as tf
 from helpers import random_episode
 from model_checks import perturbed, small_model
 from tfmetarec import learners
-from tfmetarec.export import export_saved_model
+from tfmetarec.export import ServingModule
+from tfmetarec.export.saved_model import DTYPES
 from tfmetarec.models.hybrid import SUPPORT_COUNT
 from tfmetarec.types import QUERY, SUPPORT, features_of
 
@@ -67,7 +68,9 @@ def test_global_mode_has_no_context():
     assert SUPPORT_COUNT not in learners.MAML(model, inner_steps=1).adapt(episode[SUPPORT])
 
 
-def test_exported_hybrid_carries_the_count_in_its_state(tmp_path):
+def test_exported_hybrid_carries_the_count_in_its_state():
+    """The serving graph's state holds each user's support count (its scores against the eager
+    learner are tests/export/test_export_learners.py's, for every model)."""
     import sys
     from pathlib import Path
 
@@ -79,13 +82,10 @@ def test_exported_hybrid_carries_the_count_in_its_state(tmp_path):
     request = H.random_request(world, np.random.default_rng(5), 3, 8, 4)
     request["support_mask"] = (np.arange(8)[None, :] < np.array([0, 3, 8])[:, None]).astype("float32")
     request["support_rating"] = np.where(request["support_mask"] > 0, 4.0, np.nan).astype("float32")
-    path = export_saved_model(learner, tmp_path, "hybrid", 1, encoder=world[2], buckets=H.BUCKETS)
-    loaded = tf.saved_model.load(str(path))
-    specs = loaded.signatures["adapt_and_score"].structured_input_signature[1]
-    inputs = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in request.items()}
-    served = loaded.signatures["adapt_and_score"](**inputs)["scores"].numpy()
-    np.testing.assert_allclose(served, H.eager_scores(world, learner, request), atol=1e-5)
-    state = loaded.signatures["adapt"](**{k: v for k, v in inputs.items() if k != "query_item_id"})
+    module = ServingModule(learner, world[2], H.BUCKETS)
+    dtypes = module.contract.input_dtypes()
+    state = module.adapt({k: tf.constant(v, dtype=DTYPES[dtypes[k]]) for k, v in request.items()
+                          if k in module.contract.inputs("adapt")})
     np.testing.assert_array_equal(state[f"state_{SUPPORT_COUNT}"].numpy(), [0, 3, 8])
 
 

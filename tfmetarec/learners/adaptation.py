@@ -58,11 +58,17 @@ def inner_steps(
     Each state holds the adapted parameters (``[T, ...]`` each) and the model's
     ``task_context(support)`` (values such as the support size, not parameters: they get
     no gradient step).
+
+    What the adapted parameters do not touch (:meth:`~tfmetarec.models.MetaModel.represent`:
+    MeLU's field embeddings when only its decision layers adapt) is computed once, before the
+    first step; every step runs only :meth:`~tfmetarec.models.MetaModel.decide` on it. The
+    meta-gradients are the same (tests/learners/test_learner_gradients.py).
     """
     features = features_of(support)
     tasks = tf.shape(support[MASK])[0]
     context = model.task_context(support) if context is None else dict(context)
     params = {**params, **context}
+    hoisted = model.represent(params, features, adapt_names) if steps else None
     if start is None:
         fast = {name: tile_for_tasks(params[name], tasks) for name in adapt_names}
     else:
@@ -72,7 +78,8 @@ def inner_steps(
         rates = learning_rates[min(step, len(learning_rates) - 1)]
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(list(fast.values()))
-            pred = model.forward({**params, **fast}, features)
+            pred = (model.forward({**params, **fast}, features) if hoisted is None
+                    else model.decide({**params, **fast}, hoisted, features))
             per_task = task_mse(pred, support[RATING], support[MASK])
             total = tf.reduce_sum(per_task)
         grads = tape.gradient(total, fast)

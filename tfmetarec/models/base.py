@@ -460,6 +460,21 @@ class MetaModel(Configurable, keras.Model):
     def call(self, features: Features) -> tf.Tensor:
         return self.forward(self.variable_values(), features)
 
+    # -- the part of the forward pass that adaptation leaves alone ------------------------
+    def represent(self, params: Params, features: Features, adapt_names: Sequence[str]) -> Any:
+        """What :meth:`forward` computes from the parameters outside ``adapt_names`` alone (for
+        MeLU: the field embeddings side by side, when only decision layers adapt), so an inner
+        loop computes it once per task instead of once per step and differentiates only
+        through :meth:`decide`. ``None`` (the default) when the model cannot split its forward
+        pass for these parameters: the loop then runs :meth:`forward` at every step."""
+        return None
+
+    def decide(self, params: Params, representation: Any, features: Features) -> tf.Tensor:
+        """:meth:`forward` from :meth:`represent`'s output:
+        ``forward(p, f) == decide(p, represent(p, f, names), f)`` for any ``p`` that differs
+        from the one ``represent`` saw only in ``names``."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its forward pass (represent is None).")
+
     # -- pieces shared by the field models ---------------------------------------------
     user_embeddings: FieldEmbeddings | None = None
     """The user fields' embeddings (a model that embeds user fields sets it)."""

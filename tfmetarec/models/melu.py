@@ -77,12 +77,22 @@ class MeLU(MetaModel):
         return tf.concat(parts, axis=-1)
 
     def forward(self, params: Params, features: Features) -> tf.Tensor:
+        return self.decide(params, self._joint(params, features), features)
+
+    def represent(self, params: Params, features: Features, adapt_names: Sequence[str]) -> tf.Tensor | None:
+        """The user and item representations side by side, when only decision layers adapt."""
+        return self._joint(params, features) if set(adapt_names) <= set(self._decision) else None
+
+    def decide(self, params: Params, representation: tf.Tensor, features: Features) -> tf.Tensor:
+        return self.with_item_offset(self._decide(params, representation), features)
+
+    def _joint(self, params: Params, features: Features) -> tf.Tensor:
         parts = []
         if self.user_embeddings or self.use_ids:
             parts.append(self.user_representation(params, features))
         if self.item_embeddings or self.use_ids:
             parts.append(self.item_representation(params, features))
-        return self.with_item_offset(self._decide(params, tf.concat(parts, axis=-1)), features)
+        return tf.concat(parts, axis=-1)
 
     def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
         items = self.item_representation(params, features)  # [T, N, item_dim]

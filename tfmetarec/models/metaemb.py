@@ -102,13 +102,22 @@ class MetaEmb(MetaModel):
         return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)
 
     def _score(self, params: Params, features: Features, users: tf.Tensor | None, items: tf.Tensor) -> tf.Tensor:
-        scores = self._decide(params, items if users is None else tf.concat([users, items], axis=-1))
-        return self.with_item_offset(scores, features)
+        return self.decide(params, items if users is None else tf.concat([users, items], axis=-1), features)
 
     # -- MetaModel --------------------------------------------------------------------
     def forward(self, params: Params, features: Features) -> tf.Tensor:
         return self._score(params, features, self.user_inputs(params, features),
                            self.item_representation(params, features))
+
+    def represent(self, params: Params, features: Features, adapt_names: Sequence[str]) -> tf.Tensor | None:
+        """The user and item inputs side by side, when only decision layers adapt."""
+        if not set(adapt_names) <= set(self._decision):
+            return None
+        users, items = self.user_inputs(params, features), self.item_representation(params, features)
+        return items if users is None else tf.concat([users, items], axis=-1)
+
+    def decide(self, params: Params, representation: tf.Tensor, features: Features) -> tf.Tensor:
+        return self.with_item_offset(self._decide(params, representation), features)
 
     def forward_with_item_embedding(self, params: Params, item_embedding: tf.Tensor, features: Features) -> tf.Tensor:
         """Scores ``[T, N]`` with every row's item ID embedding replaced by the task's

@@ -211,7 +211,14 @@ def load_run(workdir: str | os.PathLike, data: InteractionData | None = None, da
         data = data if data is not None else load_data(config)
         split = load_split(folder.split_dir, data)
     prepared = prepare(config, data, split)
-    return Run(config, prepared, folder.load_learner(), folder.load_learner(BASELINE))
+    learner = folder.load_learner()
+    saved_with = learner.model.encoder_digest  # empty in runs saved before models kept it
+    if saved_with and saved_with != prepared.encoder.digest():
+        raise RunFolderError(
+            f"{folder.path} was trained on data that encoded differently (vocabularies, transforms or rating "
+            "range): the data it reads now is not the data it was trained on. Point --data-dir at that data, "
+            "or train again.")
+    return Run(config, prepared, learner, folder.load_learner(BASELINE))
 
 
 def _replace_data_dir(config: ExperimentConfig, data_dir: str) -> ExperimentConfig:
