@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -249,19 +250,29 @@ def test_learner_files_that_are_empty_corrupt_or_not_finite_are_refused_naming_t
         from_preset(tiny_copy)
 
 
-def test_a_run_reloaded_on_other_data_is_refused(tmp_path):
+def test_a_run_on_another_learners_checkpoint_or_on_other_data_is_refused(tmp_path, capsys):
     from tfmetarec.cli import main
     from tfmetarec.data import load_dataset
     from tfmetarec.experiment import load_run
     from tfmetarec.run_folder import RunFolderError
 
-    args = ["train", "--meta-steps", "2", "--pretrain-steps", "2", "--embedding-dim", "4", "--hidden-units", "8",
-            "--inner-steps", "1", "--batch-size", "8", "--quiet", "--no-xla", "--workdir", str(tmp_path)]
-    assert main(args) == 0
+    args = ["train", "--pretrain-steps", "2", "--embedding-dim", "4", "--hidden-units", "8", "--inner-steps", "1",
+            "--batch-size", "8", "--quiet", "--no-xla", "--checkpoint-every", "1", "--workdir", str(tmp_path)]
+    assert main([*args, "--meta-steps", "2"]) == 0
     run = load_run(tmp_path)
     assert run.learner.model.encoder_digest == run.prepared.encoder.digest() != ""
     with pytest.raises(RunFolderError, match="was trained on data that encoded differently"):
         load_run(tmp_path, data=load_dataset("synthetic", seed=1))
+    # the baseline's (pretraining) checkpoints copied where MAML's belong: refused, not resumed
+    checkpoints = tmp_path / "checkpoints"
+    assert {p.name for p in checkpoints.iterdir()} == {"learner", "baseline"}
+    shutil.rmtree(checkpoints / "learner")
+    shutil.copytree(checkpoints / "baseline", checkpoints / "learner")
+    capsys.readouterr()
+    assert main([*args, "--meta-steps", "4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"Checkpoint \S+ (was written for another run: it was written by|cannot be restored into this "
+                     r"MAML)", err), err
 
 
 def test_meta_training_that_diverges_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):

@@ -24,8 +24,10 @@ def rows_features(encoded: EncodedData, rows: Rows) -> dict[str, np.ndarray]:
 
 
 def adapt_and_score_fn(learner: MetaLearner, jit_compile: bool = True):
-    """A compiled ``episode -> [T, Q]`` function: adapt on support, score query."""
-    return tf.function(lambda episode: learner(episode), jit_compile=jit_compile)
+    """A compiled ``episode -> [T, Q]`` function: adapt on support, score query. Without XLA one
+    graph with unknown batch and row counts serves every padded shape (``reduce_retracing``);
+    XLA compiles each shape anyway."""
+    return tf.function(lambda episode: learner(episode), jit_compile=jit_compile, reduce_retracing=not jit_compile)
 
 
 def predict_tasks(

@@ -68,8 +68,9 @@ class LocalRunner:
 
     def compile(self, trainer: Trainer) -> None:
         self.trainer = trainer
-        self._one = tf.function(trainer.step_fn, jit_compile=trainer.jit_compile)
-        self._group = tf.function(trainer.group_fn, jit_compile=trainer.jit_compile)
+        relax = not trainer.jit_compile  # without XLA, one graph serves every support bucket
+        self._one = tf.function(trainer.step_fn, jit_compile=trainer.jit_compile, reduce_retracing=relax)
+        self._group = tf.function(trainer.group_fn, jit_compile=trainer.jit_compile, reduce_retracing=relax)
 
     def run(self, count: int, episodes: Episode) -> Logs:
         """One meta-step on a global episode (``count`` 1) or one per episode of a stack."""
