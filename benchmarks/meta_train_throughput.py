@@ -332,6 +332,16 @@ def hoist_section(rounds: int, steps: int) -> list[dict]:
     return out
 
 
+def _write(path: str, sections: list[str]) -> int:
+    """Print the sections and write them to ``path`` under the machine's description."""
+    text = "\n".join([f"Machine: {machine()}", "", *sections])
+    print(text)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -345,17 +355,12 @@ def main(argv=None) -> int:
     if args.only in (None, "hoist"):
         hoist = hoist_section(rounds, 8 if args.quick else 32)
         sections += [
-            "## What does not adapt, computed once per task (MeLU 8x32 -> 64-64-1, MAML, 5 second-order "
-            "inner steps, decision layers adapt, XLA, 32 tasks)", "",
+            ("## What does not adapt, computed once per task (MeLU 8x32 -> 64-64-1, MAML, 5 second-order "
+             "inner steps, decision layers adapt, XLA, 32 tasks)"), "",
             markdown_table(hoist, ["content", "inner loop", "step_ms", "tasks_per_s", "speed-up", "cores busy",
                                    "real support rows"]), ""]
     if args.only == "hoist":
-        text = "\n".join([f"Machine: {machine()}", "", *sections])
-        print(text)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        return 0
+        return _write(args.out, sections)
     if args.only in (None, "wide"):
         wide_rows, facts = wide_section(rounds, 16 if args.quick else 32)
         overhead = overhead_section(rounds, 4 if args.quick else 25)
@@ -368,12 +373,7 @@ def main(argv=None) -> int:
             "Fixed per-step overhead (a near-empty step: 1 task, 1 inner step, support 8):", "",
             markdown_table(overhead, ["steps per call", "ms per meta-step"]), ""]
     if args.only == "wide":
-        text = "\n".join([f"Machine: {machine()}", "", *sections])
-        print(text)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        return 0
+        return _write(args.out, sections)
     alone_mb = memory_probe()
     print(f"peak RSS of the vectorised XLA step alone: {alone_mb:.0f} MB")
     diff = check_same_gradients()
@@ -402,16 +402,11 @@ def main(argv=None) -> int:
     columns = ["inner steps", "order", "support", "variant", "XLA", "tasks_per_s", "step_ms", "gflops",
                "% of matmul", "speed-up vs per-task (no XLA)", "first_call_s"]
     table = markdown_table(rows, columns)
-    text = "\n".join([
-        f"Machine: {machine()}", "", *sections,
+    return _write(args.out, [
+        *sections,
         f"Roofline (2048² float32 matmul): {roofline:.1f} GFLOP/s; vectorised vs per-task gradient max |diff| {diff:.1e}",
         f"Peak resident memory: {alone_mb:.0f} MB for a process running only the vectorised XLA step "
         f"(5 second-order steps); {peak_rss_mb():.0f} MB for this whole benchmark process", "", table, ""])
-    print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    return 0
 
 
 if __name__ == "__main__":
