@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11 and the package index):
 #   make quickstart   # create .venv, install tfmetarec, meta-train + evaluate on synthetic data
 #   make test         # create .venv, install tfmetarec with test extras, run the test suite
-#                     # (each test file in its own process, two at a time: scripts/run_tests.py)
+#                     # (heavy files alone, light ones six to a process, two at a time: scripts/run_tests.py)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
