@@ -332,6 +332,50 @@ def hoist_section(rounds: int, steps: int) -> list[dict]:
     return out
 
 
+def _per_bucket_batches(encoded, tasks, batch_size: int):
+    """Evaluation batches as they were before tasks carried over between buckets: each support
+    bucket's tasks alone, its last batch partly empty (the baseline of ``padding_section``)."""
+    from tfmetarec.tasks.samplers import pad_episode, support_buckets
+
+    s_sizes = tasks.support_sizes()
+    buckets = support_buckets(max(int(s_sizes.max()), 1))
+    which = np.searchsorted(np.asarray(buckets), s_sizes, side="left")
+    query_size = int(tasks.query_sizes().max())
+    for b, cap in enumerate(buckets):
+        members = np.flatnonzero(which == b)
+        for lo in range(0, len(members), batch_size):
+            idx = members[lo: lo + batch_size]
+            yield pad_episode(encoded, [tasks.support.task(int(t)) for t in idx],
+                              [tasks.query.task(int(t)) for t in idx], cap, query_size, batch_size), idx
+
+
+def padding_section(batch_size: int = 32) -> list[dict]:
+    """How much of the evaluation batches is real: support rows holding a rating and task slots
+    holding a task, over every scenario of the quickstart's split (synthetic; ML-100K too when
+    ``TFMETAREC_DATA_DIR`` holds it), per-bucket batches against ``eval_batches``."""
+    from tfmetarec.config import ExperimentConfig
+    from tfmetarec.data.paths import movielens_100k_dir
+    from tfmetarec.tasks.samplers import eval_batches
+    from tfmetarec.workflows import prepare
+
+    datasets = ["synthetic"] + (["movielens-100k"] if (movielens_100k_dir() / "u.data").exists() else [])
+    rows = []
+    for dataset in datasets:
+        prepared = prepare(ExperimentConfig(dataset=dataset))
+        for scenario, tasks in prepared.scenarios.items():
+            for how, batches in (("per bucket (before)", _per_bucket_batches(prepared.encoded, tasks, batch_size)),
+                                 ("left-overs carried up", eval_batches(prepared.encoded, tasks, batch_size))):
+                real = slots = filled = task_slots = calls = 0
+                for episode, idx in batches:
+                    mask = episode["support"]["mask"]
+                    real, slots = real + float(mask.sum()), slots + mask.size
+                    filled, task_slots, calls = filled + len(idx), task_slots + mask.shape[0], calls + 1
+                rows.append({"data": dataset, "scenario": scenario, "batches": how, "calls": calls,
+                             "real support rows": real / slots, "task slots filled": filled / task_slots})
+            print(rows[-2:], flush=True)
+    return rows
+
+
 def _write(path: str, sections: list[str]) -> int:
     """Print the sections and write them to ``path`` under the machine's description."""
     text = "\n".join([f"Machine: {machine()}", "", *sections])
@@ -348,10 +392,18 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="meta-steps per round")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 2 steps, fewer variants")
     parser.add_argument("--out", default="benchmarks/results/meta_train_throughput.md")
-    parser.add_argument("--only", choices=("wide", "vectorised", "hoist"), help="run one section")
+    parser.add_argument("--only", choices=("wide", "vectorised", "hoist", "padding"), help="run one section")
     args = parser.parse_args(argv)
     rounds, calls = (2, 2) if args.quick else (args.rounds, args.steps)
     sections = []
+    if args.only in (None, "padding"):
+        padding = padding_section()
+        sections += [
+            "## Padding of the evaluation batches (32 tasks a batch, supports bucketed to powers of two)", "",
+            markdown_table(padding, ["data", "scenario", "batches", "calls", "real support rows",
+                                     "task slots filled"]), ""]
+    if args.only == "padding":
+        return _write(args.out, sections)
     if args.only in (None, "hoist"):
         hoist = hoist_section(rounds, 8 if args.quick else 32)
         sections += [

@@ -253,8 +253,10 @@ def eval_batches(
 ) -> Iterator[tuple[dict, np.ndarray]]:
     """Every task once, in batches of similar support size.
 
-    Yields ``(episode, task_indices)``; the last batch of a bucket is padded
-    with empty tasks (``task_mask`` 0) so the task axis stays ``batch_size``.
+    Yields ``(episode, task_indices)``. Tasks go to the smallest support bucket that holds
+    them; the tasks left over when a bucket's batches are full move on to fill the next
+    bucket's batches (a larger bucket holds them), so only the very last batch has empty
+    task slots (``task_mask`` 0; the task axis stays ``batch_size``).
     """
     if len(tasks) == 0:
         return
@@ -262,10 +264,18 @@ def eval_batches(
     query_size = int(q_sizes.max())
     buckets = support_buckets(max(int(s_sizes.max()), 1)) if bucketed else (max(int(s_sizes.max()), 1),)
     which = np.searchsorted(np.asarray(buckets), s_sizes, side="left")
+
+    def batch(idx: np.ndarray, cap: int) -> tuple[dict, np.ndarray]:
+        support = [tasks.support.task(int(t)) for t in idx]
+        query = [tasks.query.task(int(t)) for t in idx]
+        return pad_episode(encoded, support, query, cap, query_size, batch_size), idx
+
+    waiting = np.zeros(0, dtype=np.int64)  # smaller tasks carried over from the buckets below
     for b, cap in enumerate(buckets):
-        members = np.flatnonzero(which == b)
-        for lo in range(0, len(members), batch_size):
-            idx = members[lo : lo + batch_size]
-            support = [tasks.support.task(int(t)) for t in idx]
-            query = [tasks.query.task(int(t)) for t in idx]
-            yield pad_episode(encoded, support, query, cap, query_size, batch_size), idx
+        members = np.concatenate([waiting, np.flatnonzero(which == b)])
+        full = len(members) - len(members) % batch_size
+        for lo in range(0, full, batch_size):
+            yield batch(members[lo : lo + batch_size], cap)
+        waiting = members[full:]
+    if len(waiting):
+        yield batch(waiting, buckets[int(which[waiting].max())])
