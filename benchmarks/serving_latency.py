@@ -122,6 +122,22 @@ def signature_caller(path: Path, name: str):
     return call
 
 
+def session_caller(path: Path, name: str):
+    """The signature through a TF1 session on the ``serve`` tag, the way TF Serving loads a
+    SavedModel (its default thread pools: TensorFlow's own, sized to the machine), fed numpy."""
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+    signature = meta.signature_def[name]
+    inputs = {k: v.name for k, v in signature.inputs.items()}
+    outputs = {k: v.name for k, v in signature.outputs.items()}
+
+    def call(req: dict):
+        return session.run(outputs, {inputs[k]: v for k, v in req.items()})
+    return call
+
+
 def load_test(call, data, seconds: float, clients: int = 8) -> dict:
     """``clients`` threads sending random single-user requests (drawn from 500 made beforehand)
     for ``seconds``."""
@@ -207,6 +223,15 @@ def memory_run(runtime: str, path: Path, count: int) -> dict:
 UPDATE_TITLE = "## Online updates: one new rating on a cached state against adapting from scratch (1 user)"
 
 
+def _write(path: str, sections: list[str]) -> int:
+    text = "\n".join([f"Machine: {machine()}", "", *sections])
+    print(text)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -215,7 +240,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-requests", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="smoke run: few calls, short load test")
     parser.add_argument("--out", default="benchmarks/results/serving_latency.md")
-    parser.add_argument("--only", choices=("update",), help="run one section (written to serving_update.md)")
+    parser.add_argument("--only", choices=("update", "latency"),
+                        help="run one section (update: written to serving_update.md; latency: the one-request table)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls, args.load_seconds, args.memory_requests = 2, 20, 3.0, 100
@@ -265,12 +291,21 @@ def main(argv=None) -> int:
         got = client("adapt_and_score", req)["scores"]
         rows.append({"runtime": f"OnnxRecommender (raw IDs: checks, lookups, padding), {threads} thread(s)",
                      **_row(lambda c=client: c("adapt_and_score", req), got, eager, args)})
-    for name, path in (("TF SavedModel, XLA opt-in (signature from Python)", xla),
-                       ("TF SavedModel, default (no XLA)", plain)):
+    for name, path in (("TF SavedModel, XLA opt-in (TF2 signature from Python)", xla),
+                       ("TF SavedModel, default (no XLA; TF2 signature from Python)", plain)):
         call = signature_caller(path, "adapt_and_score")
         got = call(req)["scores"].numpy()
         rows.append({"runtime": name, **_row(lambda c=call: c(req), got, eager, args)})
+    for name, path in (("TF SavedModel, XLA opt-in (v1 `serve` session, TF Serving's path)", xla),
+                       ("TF SavedModel, default (no XLA; v1 `serve` session, TF Serving's path)", plain)):
+        call = session_caller(path, "adapt_and_score")
+        got = call(req)["scores"]
+        rows.append({"runtime": name, **_row(lambda c=call: c(req), got, eager, args)})
     print(markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), flush=True)
+    if args.only == "latency":
+        return _write(args.out, [f"Export times: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())}", "",
+                                 "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
+                                 markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), ""])
 
     load_rows = []
     for name, call in (("TF SavedModel, default (no XLA)", signature_caller(plain, "adapt_and_score")),
