@@ -63,6 +63,18 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def write_report(path: str, sections: list[str]) -> int:
+    """Print ``sections`` under the machine's description and write them to ``path``; 0 (an exit status)."""
+    from pathlib import Path
+
+    text = "\n".join([f"Machine: {machine()}", "", *sections])
+    print(text)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return 0
+
+
 def datasets_present(datasets: list[str]) -> list[str]:
     """``datasets`` without MovieLens 100K when its files are missing (saying so)."""
     from tfmetarec.data.paths import movielens_100k_dir

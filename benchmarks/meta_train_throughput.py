@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import machine, markdown_table, matmul_gflops, median_rate, peak_rss_mb  # noqa: E402
+from common import markdown_table, matmul_gflops, median_rate, peak_rss_mb, write_report  # noqa: E402
 
 from tfmetarec.learners import MAML, MetaTrainer  # noqa: E402
 from tfmetarec.learners.adaptation import inner_loop  # noqa: E402
@@ -376,16 +376,6 @@ def padding_section(batch_size: int = 32) -> list[dict]:
     return rows
 
 
-def _write(path: str, sections: list[str]) -> int:
-    """Print the sections and write them to ``path`` under the machine's description."""
-    text = "\n".join([f"Machine: {machine()}", "", *sections])
-    print(text)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    return 0
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -403,7 +393,7 @@ def main(argv=None) -> int:
             markdown_table(padding, ["data", "scenario", "batches", "calls", "real support rows",
                                      "task slots filled"]), ""]
     if args.only == "padding":
-        return _write(args.out, sections)
+        return write_report(args.out, sections)
     if args.only in (None, "hoist"):
         hoist = hoist_section(rounds, 8 if args.quick else 32)
         sections += [
@@ -412,7 +402,7 @@ def main(argv=None) -> int:
             markdown_table(hoist, ["content", "inner loop", "step_ms", "tasks_per_s", "speed-up", "cores busy",
                                    "real support rows"]), ""]
     if args.only == "hoist":
-        return _write(args.out, sections)
+        return write_report(args.out, sections)
     if args.only in (None, "wide"):
         wide_rows, facts = wide_section(rounds, 16 if args.quick else 32)
         overhead = overhead_section(rounds, 4 if args.quick else 25)
@@ -425,7 +415,7 @@ def main(argv=None) -> int:
             "Fixed per-step overhead (a near-empty step: 1 task, 1 inner step, support 8):", "",
             markdown_table(overhead, ["steps per call", "ms per meta-step"]), ""]
     if args.only == "wide":
-        return _write(args.out, sections)
+        return write_report(args.out, sections)
     alone_mb = memory_probe()
     print(f"peak RSS of the vectorised XLA step alone: {alone_mb:.0f} MB")
     diff = check_same_gradients()
@@ -454,7 +444,7 @@ def main(argv=None) -> int:
     columns = ["inner steps", "order", "support", "variant", "XLA", "tasks_per_s", "step_ms", "gflops",
                "% of matmul", "speed-up vs per-task (no XLA)", "first_call_s"]
     table = markdown_table(rows, columns)
-    return _write(args.out, [
+    return write_report(args.out, [
         *sections,
         f"Roofline (2048² float32 matmul): {roofline:.1f} GFLOP/s; vectorised vs per-task gradient max |diff| {diff:.1e}",
         f"Peak resident memory: {alone_mb:.0f} MB for a process running only the vectorised XLA step "

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import machine, markdown_table  # noqa: E402
+from common import machine, markdown_table, write_report  # noqa: E402
 
 from tfmetarec.data import Field, FeatureEncoder, InteractionData, make_synthetic  # noqa: E402
 from tfmetarec.export import Buckets, export_saved_model, make_request  # noqa: E402
@@ -223,15 +223,6 @@ def memory_run(runtime: str, path: Path, count: int) -> dict:
 UPDATE_TITLE = "## Online updates: one new rating on a cached state against adapting from scratch (1 user)"
 
 
-def _write(path: str, sections: list[str]) -> int:
-    text = "\n".join([f"Machine: {machine()}", "", *sections])
-    print(text)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    return 0
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -303,7 +294,7 @@ def main(argv=None) -> int:
         rows.append({"runtime": name, **_row(lambda c=call: c(req), got, eager, args)})
     print(markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), flush=True)
     if args.only == "latency":
-        return _write(args.out, [f"Export times: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())}", "",
+        return write_report(args.out, [f"Export times: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())}", "",
                                  "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
                                  markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), ""])
 
