@@ -34,6 +34,7 @@ AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
 """Lower edges of the age buckets after the first: <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+."""
 NUMBER = r"\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*"
 """What a numeric field's raw text must look like in a request ('' is missing)."""
+NUMBER_PATTERN = re.compile(NUMBER)
 
 
 def normalise_value(value: object) -> str | None:
@@ -68,14 +69,14 @@ def list_values(cell: object) -> list[str]:
 def numbers(values: Any, label: str | None = None) -> np.ndarray:
     """Raw numeric values as float64 (NaN = missing). With ``label`` (a request) a value that is
     neither a number nor empty is a ``ValueError`` naming it; without, it counts as missing."""
-    series = pd.Series(np.asarray(values, dtype=object).reshape(-1))
-    if label is not None:
-        text = series.map(lambda v: "" if v is None else (v.decode() if isinstance(v, bytes) else str(v)).strip())
-        bad = text[(text != "") & ~text.map(lambda t: bool(re.fullmatch(NUMBER, t)))]
-        if len(bad):
-            raise ValueError(f"{label} must hold numbers (or '' for missing), got {bad.tolist()[:3]}.")
-        series = text.where(text != "", None)
-    out = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    flat = np.asarray(values, dtype=object).reshape(-1)
+    if label is not None:  # a request: a few values, each checked (plain Python: pandas costs more here)
+        text = ["" if v is None else (v.decode() if isinstance(v, bytes) else str(v)).strip() for v in flat]
+        bad = [t for t in text if t and not NUMBER_PATTERN.fullmatch(t)]
+        if bad:
+            raise ValueError(f"{label} must hold numbers (or '' for missing), got {bad[:3]}.")
+        return np.array([float(t) if t else np.nan for t in text], dtype="float64").reshape(np.shape(values))
+    out = pd.to_numeric(pd.Series(flat), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     return out.reshape(np.shape(values))
 
 
@@ -129,6 +130,7 @@ class _Vocabulary:
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", tuple(str(k) for k in self.keys))
         object.__setattr__(self, "_table", _Table(self.keys))
+        object.__setattr__(self, "_positions", {k: i + 1 for i, k in enumerate(self.keys)})  # the numpy face's
 
     @property
     def vocab_size(self) -> int:
@@ -162,8 +164,8 @@ class Lookup(_Vocabulary):
 
     def numpy(self, values: Any, label: str | None = None) -> np.ndarray:
         keys = self.key_text(values)
-        index = pd.Index(list(self.keys), dtype="object").get_indexer(keys.reshape(-1))
-        return (index + 1).astype(np.int32).reshape(keys.shape)
+        position = self._positions
+        return np.fromiter((position.get(k, 0) for k in keys.reshape(-1)), np.int32, keys.size).reshape(keys.shape)
 
     def tf(self, values: Any, label: str = "value"):
         import tensorflow as tf
@@ -192,7 +194,7 @@ class ListLookup(_Vocabulary):
     def numpy(self, values: Any, label: str | None = None) -> np.ndarray:
         """``values``: one list (or tuple / array of strings, or None) per row -> ``[rows, width]``."""
         cells = list(values)
-        position = {v: i + 1 for i, v in enumerate(self.keys)}
+        position = self._positions
         out = np.zeros((len(cells), self.width), np.int32)
         for row, cell in enumerate(cells):
             known = [position[v] for v in list_values(cell) if v in position][: self.width]
