@@ -350,9 +350,11 @@ class OnnxRecommender:
 
     @staticmethod
     def _pad(x: np.ndarray, users: int, rows: int | None = None) -> np.ndarray:
-        pads = [(0, users - x.shape[0])] + ([(0, rows - x.shape[1])] if rows is not None else [])
-        pads += [(0, 0)] * (x.ndim - len(pads))
-        return np.pad(x, pads)
+        """``x`` with zeros after its users (and rows) up to the bucket's sizes."""
+        shape = (users, *(() if rows is None else (rows,)), *x.shape[1 if rows is None else 2:])
+        out = np.zeros(shape, x.dtype)
+        out[tuple(slice(0, n) for n in x.shape)] = x
+        return out
 
     def _run(self, signature: str, users: int, support: int | None, feeds: dict[str, np.ndarray]) -> dict:
         name = file_name(signature, users, support)
