@@ -55,7 +55,7 @@ from tfmetarec.models import MeLU, TwoTower  # noqa: E402
 SUPPORT, QUERY, STEPS = 20, 100, 5
 FLOPS = 5 * 3 * 41_216 * SUPPORT + 41_216 * QUERY
 FIELDS = ("gender", "age", "occupation", "zip")
-BUCKETS = Buckets(users=(1, 8), support=(8, 32, 128), query=(16, 128, 256))
+BUCKETS = Buckets(users=(1, 8, 32), support=(8, 32, 128), query=(16, 128, 256))
 
 
 def catalogue(num_items: int, seed: int = 0) -> tuple[InteractionData, FeatureEncoder]:
@@ -136,6 +136,31 @@ def session_caller(path: Path, name: str):
     def call(req: dict):
         return session.run(outputs, {inputs[k]: v for k, v in req.items()})
     return call
+
+
+def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, args) -> list[dict]:
+    """Throughput of requests holding 1, 8 and 32 users (support 20, query 100 each; the users-8
+    and users-32 buckets), one request at a time: users per second through the v1 session and
+    the raw-ID ONNX client (its graphs exported at the users-8 and users-32 buckets)."""
+    from tfmetarec.export.onnx import OnnxRecommender, export_onnx
+
+    onnx_dir = export_onnx(learner, root / "onnx-batch", encoder=encoder,
+                           buckets=Buckets(users=(8, 32), support=(32,), query=(128,)), signatures=("adapt_and_score",))
+    client = OnnxRecommender(onnx_dir, threads=2)
+    callers = {"ONNX Runtime (OnnxRecommender, raw IDs, 2 threads)": lambda r: client("adapt_and_score", r),
+               "TF SavedModel, default (v1 `serve` session)": session_caller(plain, "adapt_and_score"),
+               "TF SavedModel, XLA (v1 `serve` session)": session_caller(xla, "adapt_and_score")}
+    rng = np.random.default_rng(1)
+    rows = []
+    for users in (1, 8, 32):
+        req = request(data, rng, users=users)
+        for name, call in callers.items():
+            call(req)
+            p50, p99 = percentiles(lambda c=call: c(req), max(args.calls // 4, 10), args.rounds)
+            rows.append({"runtime": name, "users per request": users, "p50_ms": p50, "p99_ms": p99,
+                         "users_per_s": users / p50 * 1e3})
+            print(rows[-1], flush=True)
+    return rows
 
 
 def load_test(call, data, seconds: float, clients: int = 8) -> dict:
@@ -293,10 +318,14 @@ def main(argv=None) -> int:
         got = call(req)["scores"]
         rows.append({"runtime": name, **_row(lambda c=call: c(req), got, eager, args)})
     print(markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), flush=True)
+    batch_rows = batch_section(learner, data, encoder, root, plain, xla, args)
+    batch_table = ["## Batch requests: 1, 8 and 32 users per request (support 20, query 100 each)", "",
+                   markdown_table(batch_rows, ["runtime", "users per request", "p50_ms", "p99_ms", "users_per_s"]), ""]
     if args.only == "latency":
         return write_report(args.out, [f"Export times: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())}", "",
                                  "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
-                                 markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), ""])
+                                 markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), "",
+                                 *batch_table])
 
     load_rows = []
     for name, call in (("TF SavedModel, default (no XLA)", signature_caller(plain, "adapt_and_score")),
@@ -328,6 +357,7 @@ def main(argv=None) -> int:
         "Export times: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), "",
         "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
         markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), "",
+        *batch_table,
         f"## Load test: 8 client threads, {args.load_seconds:.0f} s each", "",
         markdown_table(load_rows, ["runtime", "requests_per_s", "p50_ms", "p99_ms", "errors", "rss_growth_mb"]), "",
         "## recommend over a 100,000-item catalogue (1 user, support 20, top 20)", "",
