@@ -102,7 +102,7 @@ class MetaEmb(MetaModel):
         return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)
 
     def _score(self, params: Params, features: Features, users: tf.Tensor | None, items: tf.Tensor) -> tf.Tensor:
-        return self.decide(params, items if users is None else tf.concat([users, items], axis=-1), features)
+        return self.decide(params, _side_by_side(users, items), features)
 
     # -- MetaModel --------------------------------------------------------------------
     def forward(self, params: Params, features: Features) -> tf.Tensor:
@@ -113,8 +113,7 @@ class MetaEmb(MetaModel):
         """The user and item inputs side by side, when only decision layers adapt."""
         if not set(adapt_names) <= set(self._decision):
             return None
-        users, items = self.user_inputs(params, features), self.item_representation(params, features)
-        return items if users is None else tf.concat([users, items], axis=-1)
+        return _side_by_side(self.user_inputs(params, features), self.item_representation(params, features))
 
     def decide(self, params: Params, representation: tf.Tensor, features: Features) -> tf.Tensor:
         return self.with_item_offset(self._decide(params, representation), features)
@@ -152,3 +151,8 @@ class MetaEmb(MetaModel):
         users = tf.broadcast_to(user_state[:, None, :],
                                 tf.concat([tf.shape(items)[:-1], tf.shape(user_state)[-1:]], axis=0))
         return self._score(params, features, users, items)
+
+
+def _side_by_side(users: tf.Tensor | None, items: tf.Tensor) -> tf.Tensor:
+    """The decision MLP's input: the user inputs (when the model reads any) and the item's."""
+    return items if users is None else tf.concat([users, items], axis=-1)
