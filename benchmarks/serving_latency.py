@@ -15,8 +15,13 @@ median over rounds.
 * load test: 8 client threads in one process send random requests (1 user, support
   1..32, query 1..128) for ``--load-seconds`` to one runtime; requests/s, p50, p99,
   errors and the growth of the process's RSS.
-* catalogue top-k: ``recommend`` for one user over a 100,000-item catalogue (MeLU scores
-  every item; the two-tower model runs keras-rs' dot-product search).
+* recommend (``--only recommend``): MeLU trained for 300 meta-steps, ``recommend`` for one user
+  (support 20, top 100) over 4,000 / 100,000 / 1,000,000 items, each size in a fresh process:
+  the default export (two-stage above 20,000 items: 2,000 candidates from the local linear
+  estimate, :mod:`tfmetarec.export.candidates`) against one that scores every item, both
+  through the v1 session, timed in interleaved rounds; Recall@100 of the two-stage answer
+  against the exhaustive one over 50 users; RSS each loaded export adds, size on disk. Then
+  the two-tower model's keras-rs dot-product search over 100,000 items.
 * memory: a fresh process per runtime serves 10,000 requests of random shapes (users
   1..8, support 0..128, query 1..256) and reports RSS and its memory-map count.
 * online updates: ``update_state`` with one new rating on a cached state against ``adapt``
@@ -31,6 +36,7 @@ FLOP count: one decision-MLP forward on one row costs ``F = 2 * (256*64 + 64*64 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -48,7 +54,7 @@ import tensorflow as tf  # noqa: E402
 from common import machine, markdown_table, write_report  # noqa: E402
 
 from tfmetarec.data import Field, FeatureEncoder, InteractionData, make_synthetic  # noqa: E402
-from tfmetarec.export import Buckets, export_saved_model, make_request  # noqa: E402
+from tfmetarec.export import Buckets, export_saved_model, load_contract, make_request  # noqa: E402
 from tfmetarec.learners import MAML  # noqa: E402
 from tfmetarec.models import MeLU, TwoTower  # noqa: E402
 
@@ -163,6 +169,87 @@ def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, ar
     return rows
 
 
+RECOMMEND_TITLE = ("## recommend for one new user (support 20, top 100): two-stage against scoring every item, "
+                   "v1 `serve` session")
+
+
+def train_briefly(learner, data, encoder, steps: int = 300) -> None:
+    """Meta-train ``learner`` for ``steps`` XLA steps on the catalogue's ratings (so the scores that
+    the recommend section ranks come from a trained model, not random weights)."""
+    from tfmetarec.data import SplitConfig, cold_start_split
+    from tfmetarec.learners import MetaTrainer
+    from tfmetarec.tasks import EpisodeSampler
+
+    encoded = encoder.transform(data)
+    split = cold_start_split(data, SplitConfig(seed=0))
+    MetaTrainer(learner, jit_compile=True).fit(EpisodeSampler(encoded, split.meta_train, batch_size=32, seed=0),
+                                               steps=steps, verbose=0)
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+def recommend_one(num_items: int, args) -> dict:
+    """One catalogue size in this process: MeLU trained briefly, exported twice (two-stage, the
+    default, and exhaustive), both loaded through the v1 session; p50/p99 interleaved round by
+    round, Recall@100 of the two-stage answer against the exhaustive one over 50 users, the
+    RSS each loaded export adds and its size on disk."""
+    learner, data, encoder = build(num_items)
+    train_briefly(learner, data, encoder)
+    root = Path(tempfile.mkdtemp())
+    started = time.perf_counter()
+    two = export_saved_model(learner, root, "two", 1, encoder=encoder, buckets=BUCKETS, top_k=100)
+    export_two = time.perf_counter() - started
+    started = time.perf_counter()
+    full = export_saved_model(learner, root, "full", 1, encoder=encoder, buckets=BUCKETS, top_k=100, candidates=None)
+    export_full = time.perf_counter() - started
+    search = load_contract(two).extra["recommend_search"]
+    rng = np.random.default_rng(3)
+    reqs = [{k: v for k, v in request(data, rng).items() if k != "query_item_id"} for _ in range(50)]
+    callers, added = {}, {}
+    for name, path in (("two-stage", two), ("exhaustive", full)):
+        before = rss_mb()
+        callers[name] = session_caller(path, "recommend")
+        callers[name](reqs[0])
+        added[name] = rss_mb() - before
+    answers = {name: [call(r)["item_id"][0] for r in reqs] for name, call in callers.items()}
+    recall = [len(set(a) & set(b)) / len(b) for a, b in zip(answers["two-stage"], answers["exhaustive"])]
+    calls = max(3, args.calls // (10 if num_items <= 100_000 else 100))
+    times = {name: ([], []) for name in callers}
+    for _ in range(args.rounds):  # interleaved: each round times both exports
+        for name, call in callers.items():
+            p50, p99 = percentiles(lambda c=call: c(reqs[1]), calls, 1)
+            times[name][0].append(p50)
+            times[name][1].append(p99)
+    p50 = {name: float(np.median(t[0])) for name, t in times.items()}
+    return {"catalogue": num_items, "anchors": search.get("anchors"), "candidates": search.get("candidates"),
+            "two_stage_p50_ms": p50["two-stage"], "two_stage_p99_ms": float(np.median(times["two-stage"][1])),
+            "exhaustive_p50_ms": p50["exhaustive"], "exhaustive_p99_ms": float(np.median(times["exhaustive"][1])),
+            "ratio": p50["two-stage"] / p50["exhaustive"], "recall_at_100_mean": float(np.mean(recall)),
+            "recall_at_100_min": float(np.min(recall)), "export_s_two_stage": export_two,
+            "export_s_exhaustive": export_full, "disk_mb_two_stage": folder_mb(two), "disk_mb_exhaustive": folder_mb(full),
+            "rss_added_mb_two_stage": added["two-stage"], "rss_added_mb_exhaustive": added["exhaustive"]}
+
+
+def recommend_section(args, sizes=(4_000, 100_000, 1_000_000)) -> list[dict]:
+    """:func:`recommend_one` for each catalogue size, each in a fresh process (clean RSS)."""
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, __file__, "--catalogue", str(n), "--rounds", str(args.rounds),
+                              "--calls", str(args.calls)], capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"recommend over {n} items failed:\n{out.stderr[-3000:]}")
+        rows.append(json.loads([x for x in out.stdout.splitlines() if x.startswith("ROW ")][-1][4:]))
+        print(rows[-1], flush=True)
+    return rows
+
+
+RECOMMEND_COLUMNS = ["catalogue", "anchors", "candidates", "two_stage_p50_ms", "two_stage_p99_ms", "exhaustive_p50_ms",
+                     "exhaustive_p99_ms", "ratio", "recall_at_100_mean", "recall_at_100_min", "export_s_two_stage",
+                     "disk_mb_two_stage", "disk_mb_exhaustive", "rss_added_mb_two_stage", "rss_added_mb_exhaustive"]
+
+
 def load_test(call, data, seconds: float, clients: int = 8) -> dict:
     """``clients`` threads sending random single-user requests (drawn from 500 made beforehand)
     for ``seconds``."""
@@ -256,11 +343,21 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-requests", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="smoke run: few calls, short load test")
     parser.add_argument("--out", default="benchmarks/results/serving_latency.md")
-    parser.add_argument("--only", choices=("update", "latency"),
-                        help="run one section (update: written to serving_update.md; latency: the one-request table)")
+    parser.add_argument("--only", choices=("update", "latency", "recommend"),
+                        help="run one section (update: written to serving_update.md; latency: the one-request table; "
+                             "recommend: two-stage against exhaustive at 4,000 / 100,000 / 1,000,000 items)")
+    parser.add_argument("--catalogue", type=int, help=argparse.SUPPRESS)  # one recommend size (a child process)
+    parser.add_argument("--sizes", default="4000,100000,1000000", help="catalogue sizes of the recommend section")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls, args.load_seconds, args.memory_requests = 2, 20, 3.0, 100
+    if args.catalogue:
+        print("ROW " + json.dumps(recommend_one(args.catalogue, args)), flush=True)
+        return 0
+    if args.only == "recommend":
+        rows = recommend_section(args, tuple(int(n) for n in args.sizes.split(",")))
+        return write_report(Path(args.out).with_name("serving_recommend.md"),
+                            [RECOMMEND_TITLE, "", markdown_table(rows, RECOMMEND_COLUMNS), ""])
     from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 
     learner, data, encoder = build()
@@ -334,17 +431,16 @@ def main(argv=None) -> int:
         load_rows.append({"runtime": name, **load_test(call, data, args.load_seconds)})
         print(load_rows[-1], flush=True)
 
-    top_rows = []
-    for model in ("melu", "two_tower"):
-        big, big_data, big_encoder = build(100_000, model)
-        path = export_saved_model(big, root, f"big-{model}", 1, encoder=big_encoder, buckets=BUCKETS, top_k=20)
-        call = signature_caller(path, "recommend")
-        one = {k: v for k, v in request(big_data, rng).items() if k != "query_item_id"}
-        call(one)
-        p50, p99 = percentiles(lambda c=call: c(one), max(args.calls // 10, 5), args.rounds)
-        top_rows.append({"model": model, "catalogue": 100_000, "search": "keras-rs dot product"
-                         if model == "two_tower" else "score every item", "p50_ms": p50, "p99_ms": p99})
-        print(top_rows[-1], flush=True)
+    recommend_rows = recommend_section(args, tuple(int(n) for n in args.sizes.split(",")))
+    big, big_data, big_encoder = build(100_000, "two_tower")
+    path = export_saved_model(big, root, "big-two_tower", 1, encoder=big_encoder, buckets=BUCKETS, top_k=20)
+    call = session_caller(path, "recommend")
+    one = {k: v for k, v in request(big_data, rng).items() if k != "query_item_id"}
+    call(one)
+    p50, p99 = percentiles(lambda c=call: c(one), max(args.calls // 10, 5), args.rounds)
+    top_rows = [{"model": "two_tower", "catalogue": 100_000, "search": "keras-rs dot product", "p50_ms": p50,
+                 "p99_ms": p99}]
+    print(top_rows[-1], flush=True)
 
     memory_rows = [memory_run("savedmodel-xla", xla, args.memory_requests),
                    memory_run("savedmodel", plain, args.memory_requests)]
@@ -360,7 +456,8 @@ def main(argv=None) -> int:
         *batch_table,
         f"## Load test: 8 client threads, {args.load_seconds:.0f} s each", "",
         markdown_table(load_rows, ["runtime", "requests_per_s", "p50_ms", "p99_ms", "errors", "rss_growth_mb"]), "",
-        "## recommend over a 100,000-item catalogue (1 user, support 20, top 20)", "",
+        RECOMMEND_TITLE, "", markdown_table(recommend_rows, RECOMMEND_COLUMNS), "",
+        "## recommend with the two-tower model over 100,000 items (1 user, support 20, top 20, v1 session)", "",
         markdown_table(top_rows, ["model", "catalogue", "search", "p50_ms", "p99_ms"]), "",
         f"## Memory over {args.memory_requests} requests of random shapes (fresh process each)", "",
         markdown_table(memory_rows, ["runtime", "requests", "rss_after_warm_up_mb", "rss_end_mb",

@@ -20,6 +20,8 @@ ITEM_ID = "item_id"  # int32 [...]: item index = row of the model's item table, 
 USER_FIELDS = "user_fields"  # int32 [..., W_user]: the user fields' indices (see FieldSpec)
 ITEM_FIELDS = "item_fields"  # int32 [..., W_item]: optional; item content given with the rows
 # instead of gathered from the item table (an item the table does not hold)
+ITEM_REPRESENTATION = "item_representation"  # float32 [..., item_dim]: optional; the item side's output
+# given instead of computed (a model that reads it says so with ``reads_item_representation``)
 
 RATING = "rating"  # float32 [T, N]: the label of each row
 MASK = "mask"  # float32 [T, N]: 1 for a real row, 0 for padding

@@ -12,8 +12,12 @@ import pytest
 import tensorflow as tf
 
 import serving_helpers as H
-from tfmetarec.export import RequestError, check_request, export_saved_model, load_contract
+from tfmetarec import models
+from tfmetarec.export import Buckets, RequestError, check_request, export_saved_model, load_contract
+from tfmetarec.export.core import ServingCore
 from tfmetarec.export.onnx import OnnxRecommender, export_onnx
+from tfmetarec.export.saved_model import ServingModule
+from tfmetarec.learners import MAML
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +128,77 @@ def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(se
     state = _call(loaded, "adapt", request)  # the state remembers the rated items and leaves them out
     again = _call(loaded, "recommend_with_state", {**state, "user_id": request["user_id"]})
     np.testing.assert_array_equal(again["item_id"], got["item_id"])
+
+
+def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_and_onnx(served, tmp_path):
+    """The candidate stage's estimate is f(c) + g.(r - c) at each item's cluster centre, every item
+    sits in one block slot, and the answer names items by their exact scores, rated ones left out."""
+    world, learner, _, _, _ = served
+    buckets = Buckets(users=(1, 4), support=(16,), query=(8,))
+    path = export_saved_model(learner, tmp_path, "two", 1, encoder=world[2], buckets=buckets, top_k=10,
+                              candidates=40, exhaustive_up_to=50)
+    search = load_contract(path).extra["recommend_search"]
+    assert search["kind"] == "two-stage" and search["candidates"] == 40 and search["catalogue"] == 90
+    core = ServingModule(learner, world[2], buckets, top_k=10, candidates=40, exhaustive_up_to=50).core
+    stage = core.candidates
+    slots = stage.position.numpy().reshape(-1)
+    np.testing.assert_array_equal(np.sort(slots[slots >= 0]), np.arange(90))
+    _, support, _ = H.encode(world, H.random_request(world, np.random.default_rng(4), 1, 16, None, garbage=False))
+    state = learner.adapt({k: tf.constant(v) for k, v in support.items()})
+    centres = tf.constant(stage.centres.numpy()[None])
+    user = {k: tf.constant(np.broadcast_to(support[k][:, :1], (1, stage.anchors, *support[k].shape[2:])))
+            for k in ("user_id", "user_fields")}
+    with tf.GradientTape() as tape:
+        tape.watch(centres)
+        value = learner.score(state, {**user, "item_id": tf.zeros([1, stage.anchors], tf.int32),
+                                      "item_representation": centres})
+    gradient = tape.gradient(value, centres)
+    reps = core._item_representations(core.catalogue_rows)
+    owner = np.repeat(stage.owner.numpy(), stage.block)[slots >= 0]
+    expected = value.numpy()[0, owner] + np.einsum(
+        "nd,nd->n", reps[slots[slots >= 0]] - stage.centres.numpy()[owner], gradient.numpy()[0, owner])
+    got = stage.estimate(value, gradient).numpy()[0]
+    np.testing.assert_allclose(got[slots >= 0], expected, atol=1e-4)
+    assert np.isneginf(got[slots < 0]).all()
+
+    request = H.random_request(world, np.random.default_rng(5), 4, 16, None, garbage=False)
+    request["support_mask"][:, :3] = 1.0
+    answer = _session(path, "recommend", request)
+    brute = _brute_force_top(world, learner, request, 10)
+    recall = np.mean([len(set(answer["item_id"][t]) & set(items)) / 10 for t, (items, _) in enumerate(brute)])
+    assert recall >= 0.9, recall
+    items = np.sort(world[0].items["item"].to_numpy(np.int64))
+    exact = H.eager_scores(world, learner, {**request, "query_item_id": np.tile(items, (4, 1))})
+    for t in range(4):
+        np.testing.assert_allclose(answer["scores"][t], exact[t][np.searchsorted(items, answer["item_id"][t])],
+                                   atol=1e-5)
+        assert np.all(np.diff(answer["scores"][t]) <= 0)
+        rated = set(request["support_item_id"][t][request["support_mask"][t] > 0].tolist())
+        assert not rated & set(answer["item_id"][t].tolist())
+    onnx = OnnxRecommender(export_onnx(learner, tmp_path / "onnx", encoder=world[2], signatures=("recommend",),
+                                       buckets=Buckets(users=(1,), support=(16,), query=(8,)), top_k=10,
+                                       candidates=40, exhaustive_up_to=50))
+    one = {k: v[:1] for k, v in request.items()}
+    np.testing.assert_array_equal(onnx("recommend", one)["item_id"], answer["item_id"][:1])
+
+
+def test_the_two_stage_search_is_used_only_where_item_representations_predict_the_scores(served):
+    world, _, _, _, _ = served
+    encoded = world[3]
+
+    def core(adapt="decision", model="melu", **settings):
+        net = models.get(model).from_spec(encoded.spec, item_table=encoded.item_table,
+                                          item_raw_ids=encoded.item_raw_ids, embedding_dim=4, seed=0)
+        return ServingCore(MAML(net, inner_steps=1, inner_lr=0.5, adapt=adapt), 0, 10, 16,
+                           **{"candidates": 40, "exhaustive_up_to": 50, **settings})
+
+    assert core().search == "two-stage"
+    adapted_items = core(adapt="all")
+    assert adapted_items.search == "exhaustive" and "changes the item side" in adapted_items.search_note
+    assert "does not take a given item representation" in core(model="cf").search_note
+    assert core(exhaustive_up_to=90).search == "exhaustive" and not core(exhaustive_up_to=90).search_note
+    with pytest.raises(ValueError, match="candidates=20 is fewer than top_k"):
+        core(candidates=20)
 
 
 def _good(world):

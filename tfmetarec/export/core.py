@@ -23,13 +23,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetarec.evaluation.retrieval import uses_vector_search
+from tfmetarec.export.candidates import TaylorCandidates
 from tfmetarec.export.names import STATE_FINGERPRINT, STATE_FORMAT, STATE_RATED_ITEM, STATE_RATED_MASK, STATE_USER_FIELDS, STATE_USER_ID, STATE_VERSION
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.online import append_rows, fit_rows
-from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, fields_width
+from tfmetarec.types import ITEM_ID, ITEM_REPRESENTATION, MASK, RATING, USER_FIELDS, USER_ID, fields_width
 
 OWN_KEYS = (STATE_FINGERPRINT, STATE_FORMAT, STATE_USER_ID, STATE_USER_FIELDS, STATE_RATED_ITEM, STATE_RATED_MASK)
 SCORE_CHUNK = 16_384  # catalogue items scored per pass when the model does not factorise
+CANDIDATES = 2_000  # items a two-stage recommend scores exactly
+EXHAUSTIVE_UP_TO = 20_000  # catalogues of at most this many items are scored whole
 
 
 def sanitise(rating: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -49,10 +52,21 @@ class ServingCore(tf.Module):
         top_k: how many items ``recommend`` returns per user.
         max_support: the largest support bucket (the keras-rs search depth is ``top_k``
             plus this, so excluding the rated items never runs short).
+        candidates: items a two-stage ``recommend`` scores exactly, after a candidate stage
+            (:class:`~tfmetarec.export.candidates.TaylorCandidates`) estimated every item's
+            score; None: always score the whole catalogue.
+        exhaustive_up_to: a catalogue of at most this many items is scored whole.
+        anchors: the candidate stage's clusters (default: one per 400 items, 16 to 256).
+
+    ``search`` says how ``recommend`` ranks: ``"vector"`` (a dot-product model: keras-rs'
+    search over its item vectors), ``"two-stage"`` or ``"exhaustive"``; ``search_note`` says
+    why a large catalogue is still scored whole (a model whose item side adapts, or that does
+    not read a given item representation).
     """
 
     def __init__(self, learner: MetaLearner, fingerprint: int, top_k: int, max_support: int,
-                 rated_capacity: int | None = None):
+                 rated_capacity: int | None = None, candidates: int | None = CANDIDATES,
+                 exhaustive_up_to: int = EXHAUSTIVE_UP_TO, anchors: int | None = None):
         super().__init__()
         self.rated_capacity = int(rated_capacity or max_support)
         self.learner = learner
@@ -78,6 +92,55 @@ class ServingCore(tf.Module):
             depth = int(min(self.top_k + max_support, len(rows)))
             self.retrieval = BruteForceRetrieval(candidate_embeddings=vectors, candidate_ids=np.arange(len(rows)),
                                                  k=depth, return_scores=True)
+        self.search, self.search_note, self.candidates = ("vector" if self.vector_search else "exhaustive"), "", None
+        if not self.vector_search and candidates is not None and len(rows) > exhaustive_up_to:
+            self.candidate_count = int(candidates)
+            if self.candidate_count < self.top_k + self.rated_capacity:
+                raise ValueError(f"candidates={candidates} is fewer than top_k ({self.top_k}) plus the rated items a "
+                                 f"recommendation leaves out ({self.rated_capacity}); choose at least "
+                                 f"{self.top_k + self.rated_capacity}.")
+            self.search_note = self._item_side_changes()
+            if not self.search_note and self.candidate_count < len(rows):
+                count = anchors or int(np.clip(len(rows) // 400, 16, 256))
+                reps = self._item_representations(rows)
+                self.candidates = TaylorCandidates(reps, self.model.item_offsets[rows], count)
+                self.search = "two-stage"
+
+    def search_summary(self) -> dict:
+        """How ``recommend`` ranks, for the contract."""
+        out = {"kind": self.search, "catalogue": len(self.catalogue_rows)}
+        if self.candidates is not None:
+            out.update(candidates=self.candidate_count, anchors=self.candidates.anchors, block=self.candidates.block,
+                       padding=round(self.candidates.padding, 4))
+        if self.search_note:
+            out["why_exhaustive"] = self.search_note
+        return out
+
+    # -- the candidate stage's requirements ----------------------------------------------------
+    def _item_representations(self, rows: np.ndarray) -> np.ndarray:
+        params = self.model.variable_values()
+        return np.concatenate([self.model.item_representation(params, {ITEM_ID: tf.constant(rows[lo:lo + SCORE_CHUNK])})
+                               .numpy() for lo in range(0, len(rows), SCORE_CHUNK)])
+
+    def _item_side_changes(self) -> str:
+        """Why scores cannot be estimated from fixed item representations ('' when they can): the
+        model must read ``ITEM_REPRESENTATION``, and an adapted state must score the catalogue
+        from the meta-learned item representations exactly as from the items themselves."""
+        if not self.model.reads_item_representation:
+            return f"{type(self.model).__name__} does not take a given item representation."
+        rows = self.catalogue_rows[:64][None]
+        support = {USER_ID: tf.zeros([1, 4], tf.int32), ITEM_ID: tf.constant(self.catalogue_rows[:4][None]),
+                   USER_FIELDS: tf.zeros([1, 4, fields_width(self.model.user_field_specs)], tf.int32),
+                   RATING: tf.ones([1, 4]), MASK: tf.ones([1, 4])}
+        state = self.learner.adapt(support)
+        features = {USER_ID: tf.zeros(rows.shape, tf.int32), ITEM_ID: tf.constant(rows),
+                    USER_FIELDS: tf.zeros([*rows.shape, support[USER_FIELDS].shape[-1]], tf.int32)}
+        exact = self.learner.score(state, features).numpy()
+        given = self.learner.score(state, {**features, ITEM_REPRESENTATION: self._item_representations(rows[0])[None]})
+        if not np.allclose(given.numpy(), exact, atol=1e-4, rtol=1e-4):
+            return (f"{type(self.learner).__name__} changes the item side when it adapts "
+                    f"({list(self.learner.adapted_parameters())}), so fixed item representations do not predict its scores.")
+        return ""
 
     # -- pieces ------------------------------------------------------------------------------
     @staticmethod
@@ -154,8 +217,9 @@ class ServingCore(tf.Module):
             scores, positions = self.retrieval(query)
             scores = scores + self._global_bias(params)
             positions = tf.cast(positions, tf.int32)
-            hit = tf.reduce_any((positions[:, :, None] == rated_pos[:, None, :]) & is_rated[:, None, :], axis=-1)
-            scores = tf.where(hit, neg, scores)
+        elif self.candidates is not None:
+            positions = self._shortlist(state, users)
+            scores = self.score(state, tf.gather(tf.constant(self.catalogue_rows), positions))
         else:
             chunks = []
             for lo in range(0, size, SCORE_CHUNK):
@@ -167,10 +231,24 @@ class ServingCore(tf.Module):
             updates = tf.where(is_rated, neg, tf.zeros_like(rated_pos, tf.float32))
             scores = tf.tensor_scatter_nd_add(scores, tf.stack([t, rated_pos], -1), updates)
             positions = tf.broadcast_to(tf.range(size)[None, :], tf.shape(scores))
+        if self.retrieval is not None or self.candidates is not None:  # the rated items among the found ones
+            hit = tf.reduce_any((positions[:, :, None] == rated_pos[:, None, :]) & is_rated[:, None, :], axis=-1)
+            scores = tf.where(hit, neg, scores)
         top, where = tf.math.top_k(scores, k=self.top_k)
         chosen = tf.gather(positions, where, batch_dims=1)
         raw = tf.gather(tf.constant(self.catalogue_raw), chosen)
         return tf.where(tf.math.is_finite(top), raw, tf.constant(-1, tf.int64)), top
+
+    def _shortlist(self, state: Mapping[str, tf.Tensor], users: tf.Tensor) -> tf.Tensor:
+        """Catalogue positions ``[T, candidates]`` of the items the candidate stage estimates best:
+        the adapted model and its gradient at every cluster centre, then a linear estimate per item."""
+        centres = self.candidates.centres
+        given = tf.broadcast_to(centres[None], tf.concat([[users], tf.shape(centres)], 0))
+        features = {**self.features(state, tf.zeros(tf.shape(given)[:2], tf.int32)), ITEM_REPRESENTATION: given}
+        with tf.GradientTape() as tape:
+            tape.watch(given)
+            value = self.learner.score(self.learner_state(state), features)
+        return self.candidates.shortlist(value, tape.gradient(value, given), self.candidate_count)
 
     def _global_bias(self, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The score's constant term of a dot-product model (its ``global_bias``)."""

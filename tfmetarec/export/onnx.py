@@ -49,6 +49,7 @@ from tfmetarec.export.names import (
     USER_ID,
 )
 from tfmetarec.export.contract import Buckets, RequestError, ServingContract, check_request
+from tfmetarec.export.core import CANDIDATES, EXHAUSTIVE_UP_TO
 from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
 from tfmetarec.export.saved_model import ServingModule
 from tfmetarec.export.state_tag import check_key, new_key, read_key, tag_numpy, write_key
@@ -232,6 +233,8 @@ def export_onnx(
     disabled_handlers: tuple[str, ...] = (),
     rating_range: tuple[float, float] | None = None,
     state_key: tuple[int, int] | None = None,
+    candidates: int | None = CANDIDATES,
+    exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
 ) -> Path:
     """Write ``signatures`` as one ONNX file per (users, support) bucket into ``folder``, with
     ``contract.json``; returns the folder. Refuses a folder that already holds an export.
@@ -241,7 +244,8 @@ def export_onnx(
     on a sample (padded rows holding NaN included). ``disabled_handlers`` leaves out
     gradient-op lowerings (for tests of the failure path). ``state_key``: the secret key of the
     states' integrity tags (default: a fresh random one), kept in ``state_key.json`` for the
-    client (:mod:`tfmetarec.export.state_tag`).
+    client (:mod:`tfmetarec.export.state_tag`). ``candidates`` and ``exhaustive_up_to``: the
+    two-stage ``recommend`` of a large catalogue, as in :func:`~tfmetarec.export.export_saved_model`.
     """
     unknown = sorted(set(signatures) - set(ONNX_SIGNATURES))
     if unknown:
@@ -250,7 +254,7 @@ def export_onnx(
     if (folder / CONTRACT_FILE).exists():
         raise FileExistsError(f"{folder} already holds an ONNX export; choose another folder.")
     key = check_key(state_key) if state_key is not None else new_key()
-    module = ServingModule(learner, encoder, buckets, top_k, False, rating_range, key)
+    module = ServingModule(learner, encoder, buckets, top_k, False, rating_range, key, candidates, exhaustive_up_to)
     written: dict[str, str] = {}
     try:
         for signature in signatures:

@@ -57,7 +57,7 @@ from tfmetarec.export.names import (
 )
 from tfmetarec.export.state_tag import check_key, new_key, tag_tf
 from tfmetarec.export.contract import Buckets, ServingContract, StateEntry, fingerprint
-from tfmetarec.export.core import ServingCore
+from tfmetarec.export.core import CANDIDATES, EXHAUSTIVE_UP_TO, ServingCore
 from tfmetarec.export.raw_inputs import RawInputs
 from tfmetarec.export.rules import assertions, rules
 from tfmetarec.learners.base import MetaLearner
@@ -100,11 +100,16 @@ class ServingModule(tf.Module):
         rating_range: ``(lowest, highest)`` rating a request may carry; default: the encoder's.
         state_key: the secret key of the states' integrity tags (two integers in [0, 2**63);
             default: a fresh random one, so another export refuses this one's states).
+        candidates: items a two-stage ``recommend`` scores exactly after its candidate stage
+            (:mod:`tfmetarec.export.candidates`); None: always score the whole catalogue.
+        exhaustive_up_to: catalogues of at most this many items are scored whole (the
+            contract's ``recommend_search`` says which search an export runs, and why).
     """
 
     def __init__(self, learner: MetaLearner, encoder: FeatureEncoder, buckets: Buckets | None = None,
                  top_k: int = 50, jit_compile: bool = False, rating_range: tuple[float, float] | None = None,
-                 state_key: tuple[int, int] | None = None):
+                 state_key: tuple[int, int] | None = None, candidates: int | None = CANDIDATES,
+                 exhaustive_up_to: int = EXHAUSTIVE_UP_TO):
         super().__init__()
         self._state_key = check_key(state_key) if state_key is not None else new_key()
         span = rating_range or encoder.rating_range
@@ -119,7 +124,8 @@ class ServingModule(tf.Module):
         self.jit_compile = bool(jit_compile)
         self.learner = learner
         self.raw = RawInputs(encoder, learner.model.item_raw_ids)
-        self.core = ServingCore(learner, learner_fingerprint(learner), top_k, self.buckets.limit("support"))
+        self.core = ServingCore(learner, learner_fingerprint(learner), top_k, self.buckets.limit("support"),
+                                candidates=candidates, exhaustive_up_to=exhaustive_up_to)
         self.tracked_variables = [getattr(v, "value", v) for v in learner.variables]
         model = learner.model
         self.tracked_tables = [model._item_table, model._item_raw_ids, model._item_offset,
@@ -137,7 +143,8 @@ class ServingModule(tf.Module):
             fingerprint=self.core.fingerprint,
             learner=type(learner).__name__,
             model=type(learner.model).__name__,
-            extra={"encoder": encoder.to_dict(), "item_raw_ids": [int(r) for r in learner.model.item_raw_ids]},
+            extra={"encoder": encoder.to_dict(), "item_raw_ids": [int(r) for r in learner.model.item_raw_ids],
+                   "recommend_search": self.core.search_summary()},
         )
         xla = self.jit_compile
         self._adapt_fn = tf.function(self.core.adapt, jit_compile=xla)
@@ -288,20 +295,25 @@ def export_saved_model(
     jit_compile: bool = False,
     rating_range: tuple[float, float] | None = None,
     state_key: tuple[int, int] | None = None,
+    candidates: int | None = CANDIDATES,
+    exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
 ) -> Path:
     """Write ``learner`` as a TF Serving SavedModel; returns ``<base>/<model_name>/<version>``.
 
     ``encoder`` is the fitted encoder of the learner's training data (its vocabularies
     become lookup tables in the graph). Stock TF Serving runs the default export;
     ``jit_compile=True`` compiles the learner's work with XLA per bucket shape (faster
-    on CPU; XLA in TF Serving is experimental).
+    on CPU; XLA in TF Serving is experimental). A catalogue of more than ``exhaustive_up_to``
+    items is ranked in two stages, ``candidates`` of them scored exactly (see
+    :class:`ServingModule`).
     """
     if version < 1:
         raise ValueError(f"TF Serving versions are positive integers, got {version}.")
     path = Path(base_dir) / model_name / str(int(version))
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"{path} already holds a model; choose another version.")
-    module = ServingModule(learner, encoder, buckets, top_k, jit_compile, rating_range, state_key)
+    module = ServingModule(learner, encoder, buckets, top_k, jit_compile, rating_range, state_key, candidates,
+                           exhaustive_up_to)
     signatures = {name: getattr(module, name).get_concrete_function()
                   for name in module.contract.signatures if hasattr(module, name)}
     tf.saved_model.save(module, os.fspath(path), signatures=signatures)

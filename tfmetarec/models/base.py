@@ -76,6 +76,10 @@ class MetaModel(Configurable, keras.Model):
     dot_product_scores: bool = False
     """Whether the score is ``<user_representation, item_representation>`` plus a constant, so a
     catalogue can be ranked by a vector search over precomputed item vectors."""
+    reads_item_representation: bool = False
+    """Whether :meth:`forward` takes the item side's output from a feature batch's
+    ``ITEM_REPRESENTATION`` when it holds one (a two-stage ``recommend`` estimates scores
+    from precomputed item representations through it)."""
     default_retrieval_weight: float = 0.0
     """The in-batch softmax weight a :class:`~tfmetarec.objectives.QueryLoss` that leaves
     ``retrieval_weight`` unset takes for this model."""

@@ -12,7 +12,7 @@ from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
 from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast
-from tfmetarec.types import Features, Params
+from tfmetarec.types import ITEM_REPRESENTATION, Features, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
@@ -48,6 +48,8 @@ class MeLU(MetaModel):
         self._decision = F.add_mlp(self, "decision", width, [*self.hidden_units, 1], seed, 1, self.output_bias)
         self.built = True
 
+    reads_item_representation = True
+
     def param_groups(self) -> dict[str, tuple[str, ...]]:
         groups = self.decision_groups(self._decision)
         return {**groups, "embeddings": tuple(n for n in groups["all"] if n not in self._decision)}
@@ -67,6 +69,8 @@ class MeLU(MetaModel):
         return users
 
     def item_representation(self, params: Params, features: Features) -> tf.Tensor:
+        if ITEM_REPRESENTATION in features:
+            return features[ITEM_REPRESENTATION]
         parts = []
         if self.item_embeddings:
             parts.append(self.item_embeddings(params, self.item_field_indices(features)))
