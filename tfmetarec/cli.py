@@ -34,7 +34,7 @@ from tfmetarec.config import (
     apply_settings,
     parse_settings,
 )
-from tfmetarec.export.contract import Buckets
+from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO, Buckets
 from tfmetarec.objectives import RANKING_LOSSES
 
 CHECKPOINT_EVERY = 100
@@ -315,6 +315,12 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--xla", action="store_true",
                    help="XLA-compile the adaptation (faster; XLA in TF Serving is experimental, see export/README.md)")
     p.add_argument("--top-k", type=POSITIVE, default=50, help="items a `recommend` answer holds (default: %(default)s)")
+    p.add_argument("--candidates", type=POSITIVE, default=CANDIDATES,
+                   help="items a two-stage `recommend` scores exactly after estimating every item's score "
+                        "(default: %(default)s; at least --top-k plus the largest support bucket)")
+    p.add_argument("--exhaustive-up-to", type=NON_NEGATIVE, default=EXHAUSTIVE_UP_TO,
+                   help="catalogues of at most this many items are scored whole, larger ones in two stages "
+                        "(default: %(default)s)")
     p.add_argument("--user-buckets", type=_sizes, default=default.users,
                    help="padded numbers of users per request, comma-separated (default: %(default)s)")
     p.add_argument("--support-buckets", type=_sizes, default=default.support,
@@ -457,6 +463,9 @@ def plan(args: argparse.Namespace) -> Plan:
         return Plan(lambda: _evaluate(args))
     if command == "export":
         buckets = Buckets(users=args.user_buckets, support=args.support_buckets, query=args.query_buckets)
+        if args.candidates < args.top_k + buckets.limit("support"):
+            raise UsageError(f"--candidates {args.candidates} is fewer than --top-k ({args.top_k}) plus the largest "
+                             f"support bucket ({buckets.limit('support')}), the rated items a recommendation leaves out.")
         return Plan(lambda: _export(args, buckets))
     if command == "recommend":
         ratings = parse_ratings(args.ratings)
@@ -519,7 +528,8 @@ def _export(args: argparse.Namespace, buckets: Buckets) -> int:
     from tfmetarec.workflows import export_run
 
     written = export_run(args.workdir, args.out, args.name, args.version, onnx=args.onnx, quantize=args.quantize,
-                         jit_compile=args.xla, top_k=args.top_k, buckets=buckets)
+                         jit_compile=args.xla, top_k=args.top_k, buckets=buckets, candidates=args.candidates,
+                         exhaustive_up_to=args.exhaustive_up_to)
     for path in written:
         files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
         print(f"wrote {path} ({sum(f.stat().st_size for f in files) / 2**20:.2f} MB)")

@@ -155,8 +155,9 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
     gradient = tape.gradient(value, centres)
     reps = core._item_representations(core.catalogue_rows)
     owner = np.repeat(stage.owner.numpy(), stage.block)[slots >= 0]
-    expected = value.numpy()[0, owner] + np.einsum(
-        "nd,nd->n", reps[slots[slots >= 0]] - stage.centres.numpy()[owner], gradient.numpy()[0, owner])
+    basis = stage.basis.numpy()
+    deviation = (reps[slots[slots >= 0]] - stage.centres.numpy()[owner]) @ basis @ basis.T
+    expected = value.numpy()[0, owner] + np.einsum("nd,nd->n", deviation, gradient.numpy()[0, owner])
     got = stage.estimate(value, gradient).numpy()[0]
     np.testing.assert_allclose(got[slots >= 0], expected, atol=1e-4)
     assert np.isneginf(got[slots < 0]).all()

@@ -7,19 +7,22 @@ best ``candidates`` of them:
 
 * at export, the items' representations (what the model's item side computes from their
   content: constant at serving time, as long as adaptation leaves the item side alone) are
-  grouped by k-means into ``anchors`` clusters and laid out in blocks of ``block`` items,
-  every block inside one cluster (a cluster's last block padded);
-* per request, the adapted model is evaluated at each cluster centre ``c`` together with
-  its gradient ``g`` with respect to the item representation (a forward and backward pass
-  over ``anchors`` rows), and every item ``r`` of that cluster is estimated at
-  ``f(c) + g·(r - c)`` plus its item offset: one batched matmul over the blocks.
+  grouped by k-means into ``anchors`` clusters; each item keeps its deviation from its
+  cluster's centre ``c``, projected on the main directions of all the deviations (as many
+  as hold ``variance`` of their spread), laid out in blocks of ``block`` items, every block
+  inside one cluster (a cluster's last block padded);
+* per request, the adapted model is evaluated at each centre together with its gradient
+  ``g`` with respect to the item representation (a forward and backward pass over
+  ``anchors`` rows), and every item ``r`` of that cluster is estimated at
+  ``f(c) + g·P(r - c)`` (``P`` the projection) plus its item offset: one batched matmul.
 
-Why not an approximate nearest-neighbour index over item vectors: MeLU's score is not a dot
-product of a user vector and an item vector, so no query vector finds its top items (a single
-linearisation over the whole catalogue, which would be one, needed 4,000 candidates for
-0.94 Recall@100 on the serving benchmark's catalogue; the 64 local ones need 1,000 for
-0.98), and an index library's ops are not in stock TF Serving. The blocks are plain
-variables and a matmul, so the SavedModel, XLA and ONNX run the same stage.
+Why not an approximate nearest-neighbour index (ScaNN, keras-rs' search): MeLU's score is not
+a dot product of a user vector and an item vector, so no single query vector finds its top
+items, and an index library's ops are not in stock TF Serving. Probing only the most promising
+blocks (as an inverted-file index does) missed a third of the top 100 on the serving
+benchmark's catalogue: the best items are spread over many clusters, so every item is
+estimated. The blocks are plain variables and a matmul, so the SavedModel, XLA and ONNX run
+the same stage. BENCHMARKS.md has the recall and the latency against exhaustive scoring.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 FIT_ROWS = 32_768  # k-means centres are fitted on at most this many items (all items are assigned)
-ASSIGN_CHUNK = 65_536
+ASSIGN_CHUNK = 16_384
 
 
 def kmeans(x: np.ndarray, clusters: int, iterations: int = 12, seed: int = 0) -> np.ndarray:
@@ -62,9 +65,11 @@ class TaylorCandidates(tf.Module):
         offsets: ``[N]`` each item's rating offset (added to its estimate).
         anchors: the number of clusters (their centres are where the model is linearised).
         block: items per block of the batched matmul (default: a cluster's mean size, 8 to 512).
+        variance: the share of the deviations' spread the kept directions hold.
     """
 
-    def __init__(self, representations: np.ndarray, offsets: np.ndarray, anchors: int, block: int | None = None):
+    def __init__(self, representations: np.ndarray, offsets: np.ndarray, anchors: int, block: int | None = None,
+                 variance: float = 0.97):
         super().__init__()
         reps = np.asarray(representations, np.float32)
         if reps.ndim != 2 or len(reps) == 0 or not np.isfinite(reps).all():
@@ -73,6 +78,12 @@ class TaylorCandidates(tf.Module):
         count = int(cluster.max()) + 1
         block = int(block or np.clip(-(-len(reps) // count), 8, 512))
         centres = np.stack([reps[cluster == j].mean(0) for j in range(count)]).astype(np.float32)
+        deviation = reps - centres[cluster]
+        spread, directions = np.linalg.eigh(deviation.T.astype(np.float64) @ deviation)
+        spread, directions = spread[::-1].clip(0), directions[:, ::-1]
+        kept = np.cumsum(spread) / max(spread.sum(), 1e-30)
+        rank = int(min(len(kept), np.searchsorted(kept, variance) + 1))
+        basis = directions[:, :rank].astype(np.float32)
         order = np.argsort(cluster, kind="stable")
         blocks, owners = [], []
         for j in range(count):
@@ -84,25 +95,23 @@ class TaylorCandidates(tf.Module):
         position = np.stack(blocks).astype(np.int32)  # [B, M] catalogue position, -1 for padding
         real = position >= 0
         safe = np.where(real, position, 0)
-        self.anchors = count
-        self.block = int(block)
-        self.size = len(reps)
+        self.anchors, self.block, self.rank, self.size = count, block, rank, len(reps)
         self.padding = float(1.0 - real.mean())
         self.centres = tf.Variable(centres, trainable=False, name="candidate_centres")
+        self.basis = tf.Variable(basis, trainable=False, name="candidate_basis")
         self.owner = tf.Variable(np.asarray(owners, np.int32), trainable=False, name="candidate_owner")
         self.position = tf.Variable(position, trainable=False, name="candidate_position")
-        self.items = tf.Variable(np.where(real[..., None], reps[safe], 0.0).astype(np.float32), trainable=False,
-                                 name="candidate_representations")
+        projected = np.where(real[..., None], (deviation @ basis)[safe], 0.0).astype(np.float32)
+        self.deviation = tf.Variable(projected, trainable=False, name="candidate_deviation")  # [B, M, rank]
         base = np.where(real, np.asarray(offsets, np.float32)[safe], -np.inf).astype(np.float32)
         self.base = tf.Variable(base, trainable=False, name="candidate_offsets")  # -inf: padding is never chosen
 
     def estimate(self, value: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
         """Estimated scores ``[T, B * M]`` (block-major slots; padding -inf) from the model's value
         ``[T, J]`` and gradient ``[T, J, d]`` at the ``J`` cluster centres."""
-        at_centre = value - tf.einsum("jd,tjd->tj", self.centres, gradient)  # f(c) - g.c
-        per_block = tf.gather(gradient, self.owner, axis=1)  # [T, B, d]
-        slope = tf.einsum("bmd,tbd->tbm", self.items, per_block)
-        estimate = slope + tf.gather(at_centre, self.owner, axis=1)[:, :, None] + self.base[None]
+        slope = tf.gather(tf.einsum("tjd,dk->jkt", gradient, self.basis), self.owner)  # [B, rank, T]
+        per_item = tf.transpose(tf.matmul(self.deviation, slope), [2, 0, 1])  # [T, B, M]; the big operand as stored
+        estimate = per_item + tf.gather(value, self.owner, axis=1)[:, :, None] + self.base[None]
         return tf.reshape(estimate, [tf.shape(estimate)[0], -1])
 
     def shortlist(self, value: tf.Tensor, gradient: tf.Tensor, candidates: int) -> tf.Tensor:

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tfmetarec.evaluation.retrieval import uses_vector_search
 from tfmetarec.export.candidates import TaylorCandidates
+from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO
 from tfmetarec.export.names import STATE_FINGERPRINT, STATE_FORMAT, STATE_RATED_ITEM, STATE_RATED_MASK, STATE_USER_FIELDS, STATE_USER_ID, STATE_VERSION
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.online import append_rows, fit_rows
@@ -31,8 +32,6 @@ from tfmetarec.types import ITEM_ID, ITEM_REPRESENTATION, MASK, RATING, USER_FIE
 
 OWN_KEYS = (STATE_FINGERPRINT, STATE_FORMAT, STATE_USER_ID, STATE_USER_FIELDS, STATE_RATED_ITEM, STATE_RATED_MASK)
 SCORE_CHUNK = 16_384  # catalogue items scored per pass when the model does not factorise
-CANDIDATES = 2_000  # items a two-stage recommend scores exactly
-EXHAUSTIVE_UP_TO = 20_000  # catalogues of at most this many items are scored whole
 
 
 def sanitise(rating: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -56,7 +55,7 @@ class ServingCore(tf.Module):
             (:class:`~tfmetarec.export.candidates.TaylorCandidates`) estimated every item's
             score; None: always score the whole catalogue.
         exhaustive_up_to: a catalogue of at most this many items is scored whole.
-        anchors: the candidate stage's clusters (default: one per 400 items, 16 to 256).
+        anchors: the candidate stage's clusters (default: one per 400 items, 16 to 1,024).
 
     ``search`` says how ``recommend`` ranks: ``"vector"`` (a dot-product model: keras-rs'
     search over its item vectors), ``"two-stage"`` or ``"exhaustive"``; ``search_note`` says
@@ -101,7 +100,7 @@ class ServingCore(tf.Module):
                                  f"{self.top_k + self.rated_capacity}.")
             self.search_note = self._item_side_changes()
             if not self.search_note and self.candidate_count < len(rows):
-                count = anchors or int(np.clip(len(rows) // 400, 16, 256))
+                count = anchors or int(np.clip(len(rows) // 400, 16, 1024))
                 reps = self._item_representations(rows)
                 self.candidates = TaylorCandidates(reps, self.model.item_offsets[rows], count)
                 self.search = "two-stage"

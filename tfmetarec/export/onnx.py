@@ -48,8 +48,7 @@ from tfmetarec.export.names import (
     TOP_ITEMS,
     USER_ID,
 )
-from tfmetarec.export.contract import Buckets, RequestError, ServingContract, check_request
-from tfmetarec.export.core import CANDIDATES, EXHAUSTIVE_UP_TO
+from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO, Buckets, RequestError, ServingContract, check_request
 from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
 from tfmetarec.export.saved_model import ServingModule
 from tfmetarec.export.state_tag import check_key, new_key, read_key, tag_numpy, write_key

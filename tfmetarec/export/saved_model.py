@@ -56,8 +56,8 @@ from tfmetarec.export.names import (
     USER_ID,
 )
 from tfmetarec.export.state_tag import check_key, new_key, tag_tf
-from tfmetarec.export.contract import Buckets, ServingContract, StateEntry, fingerprint
-from tfmetarec.export.core import CANDIDATES, EXHAUSTIVE_UP_TO, ServingCore
+from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO, Buckets, ServingContract, StateEntry, fingerprint
+from tfmetarec.export.core import ServingCore
 from tfmetarec.export.raw_inputs import RawInputs
 from tfmetarec.export.rules import assertions, rules
 from tfmetarec.learners.base import MetaLearner

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tfmetarec.export.names import SCORES, TOP_ITEMS
-from tfmetarec.export.contract import Buckets, check_request, make_request
+from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO, Buckets, check_request, make_request
 from tfmetarec.export.saved_model import export_saved_model, learner_fingerprint, load_contract
 from tfmetarec.learners import MetaLearner
 from tfmetarec.run_folder import RunFolder
@@ -34,19 +34,25 @@ def export_run(
     jit_compile: bool = False,
     top_k: int = 50,
     buckets: Buckets | None = None,
+    candidates: int | None = CANDIDATES,
+    exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
 ) -> list[Path]:
     """Export a run: the SavedModel at ``<out>/<name>/<version>`` and, with ``onnx``, the
-    per-bucket ONNX graphs at ``<out>/onnx/<name>/<version>/``. Returns what was written."""
+    per-bucket ONNX graphs at ``<out>/onnx/<name>/<version>/``. Returns what was written.
+    ``candidates`` / ``exhaustive_up_to``: the two-stage ``recommend`` of a large catalogue
+    (:func:`~tfmetarec.export.export_saved_model`)."""
     folder = RunFolder(workdir)
     folder.require_trained()
     learner, encoder = folder.load_learner(), folder.load_encoder()
+    search = {"candidates": candidates, "exhaustive_up_to": exhaustive_up_to}
     written = [export_saved_model(learner, out, name, version, encoder=encoder, buckets=buckets, top_k=top_k,
-                                  jit_compile=jit_compile)]
+                                  jit_compile=jit_compile, **search)]
     if onnx:
         from tfmetarec.export.onnx import export_onnx, onnx_buckets, quantize_onnx
 
         target = Path(out) / "onnx" / name / str(version)
-        written.append(export_onnx(learner, target, encoder=encoder, top_k=top_k, buckets=onnx_buckets(buckets)))
+        written.append(export_onnx(learner, target, encoder=encoder, top_k=top_k, buckets=onnx_buckets(buckets),
+                                   **search))
         if quantize:
             for path in sorted(target.glob("*.onnx")):
                 if not path.name.endswith(".int8.onnx"):
