@@ -1,5 +1,5 @@
-"""Bounded shapes: with XLA on, requests of any shape compile nothing new once every bucket
-has run (each XLA compile leaves ~136 memory maps in a process, which is how a server that
+"""Bounded shapes: with XLA on, requests of any shape (scoring, and a two-stage recommend)
+compile nothing new once every bucket has run (each XLA compile leaves ~136 memory maps in a process, which is how a server that
 sees varied shapes dies at the kernel's map limit)."""
 
 import os
@@ -20,12 +20,15 @@ def maps():
 world = H.world()
 learner = H.trained(world, steps=3)
 buckets = Buckets(users=(1, 2), support=(8, 16), query=(8, 16))
-module = ServingModule(learner, world[2], buckets, jit_compile=True)
+module = ServingModule(learner, world[2], buckets, jit_compile=True, top_k=5, candidates=30, exhaustive_up_to=0)
+assert module.core.search == "two-stage"  # recommend's candidate stage is compiled per bucket too
 print("warmed", module.warm_up())
 rng = np.random.default_rng(0)
 request = lambda t, s, q: {k: tf.constant(v) for k, v in H.random_request(world, rng, t, s, q).items()}
+rated = lambda t, s: {k: v for k, v in request(t, s, 1).items() if k != "query_item_id"}
 for t in (1, 2):
     for s in (8, 16):
+        module.recommend(rated(t, s))
         for q in (8, 16):
             module.adapt_and_score(request(t, s, q))
 before = maps()
@@ -35,6 +38,7 @@ for _ in range(60):
     shapes.add((t, s, q))
     scores = module.adapt_and_score(request(t, s, q))["scores"]
     assert scores.shape == (t, q)
+    assert module.recommend(rated(t, s))["item_id"].shape == (t, 5)
 after = maps()
 # the control: the same XLA function at three unpadded shapes compiles three times
 u, f, i, r, m = module._empty_support(1, 5)

@@ -78,14 +78,16 @@ def _bucket(n: tf.Tensor, sizes: tuple[int, ...]) -> tf.Tensor:
     return tf.gather(table, tf.reduce_sum(tf.cast(table < n, tf.int32)))
 
 
-def _pad(x: tf.Tensor, users: tf.Tensor, rows: tf.Tensor | None = None) -> tf.Tensor:
-    """``x`` ``[T, ...]`` (or ``[T, N, ...]`` with ``rows``) padded with zeros to ``users`` (and ``rows``)."""
+def _pad(x: tf.Tensor, users: tf.Tensor | int, rows: tf.Tensor | None = None) -> tf.Tensor:
+    """``x`` ``[T, ...]`` (or ``[T, N, ...]`` with ``rows``) padded with zeros to ``users`` (and ``rows``);
+    a Python ``users`` makes the user axis static."""
     rank = len(x.shape)
     pads = [[0, users - tf.shape(x)[0]]]
     if rows is not None:
         pads.append([0, rows - tf.shape(x)[1]])
     pads += [[0, 0]] * (rank - len(pads))
-    return tf.pad(x, pads)
+    out = tf.pad(x, pads)
+    return tf.ensure_shape(out, [users, *out.shape[1:]]) if isinstance(users, int) else out
 
 
 class ServingModule(tf.Module):
@@ -160,7 +162,22 @@ class ServingModule(tf.Module):
         for name in self.contract.signatures:
             specs = {n: tf.TensorSpec(self.contract.input_shapes()[n], DTYPES[self.contract.input_dtypes()[n]], n)
                      for n in self.contract.inputs(name)}
-            setattr(self, name, tf.function(getattr(self, f"_{name}"), input_signature=[specs]))
+            setattr(self, name, tf.function(self._served(name), input_signature=[specs]))
+
+    def _served(self, name: str):
+        """The signature ``name``: its checks, then its work at the padded user count. A one-user
+        request runs a graph whose user axis is static (1), so the learner's per-user weights
+        multiply as plain matrices instead of batched ones (half the time through a v1 session);
+        larger requests run the graph of every other user bucket."""
+        work = getattr(self, f"_{name}")
+
+        def run(inputs: dict) -> dict:
+            inputs = self._checked(name, inputs)
+            users = tf.shape(inputs[USER_ID])[0]
+            if self.buckets.users[0] != 1:
+                return work(inputs, _bucket(users, self.buckets.users))
+            return tf.cond(users <= 1, lambda: work(inputs, 1), lambda: work(inputs, _bucket(users, self.buckets.users)))
+        return run
 
     def _empty_support(self, users: int, rows: int) -> tuple[tf.Tensor, ...]:
         width = int(sum(s.width for s in self.raw.user_specs))
@@ -197,20 +214,20 @@ class ServingModule(tf.Module):
         return {STATE_PREFIX + k: v for k, v in out.items()}
 
     # -- encoded, padded inputs -------------------------------------------------------------------
-    def _encoded_users(self, inputs: dict, padded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _encoded_users(self, inputs: dict, padded: tf.Tensor | int) -> tuple[tf.Tensor, tf.Tensor]:
         values = {f: inputs[f"user_{f}"] for f in self.contract.user_fields}
         fields = self.raw.user_field_indices(values, tf.shape(inputs[USER_ID]))
         return _pad(self.raw.user_ids(inputs[USER_ID]), padded), _pad(fields, padded)
 
-    def _encoded_support(self, inputs: dict, padded: tf.Tensor, rows: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    def _encoded_support(self, inputs: dict, padded: tf.Tensor | int, rows: tf.Tensor) -> tuple[tf.Tensor, ...]:
         items = _pad(self.raw.item_rows(inputs[SUPPORT_ITEM]), padded, rows)
         mask = _pad(inputs[SUPPORT_MASK], padded, rows)
         rating = _pad(tf.where(inputs[SUPPORT_MASK] > 0, inputs[SUPPORT_RATING], 0.0), padded, rows)
         return items, rating, mask
 
-    def _prepare(self, inputs: dict, support: bool = True, query: bool = True) -> tuple[tuple, tf.Tensor, tf.Tensor]:
+    def _prepare(self, inputs: dict, padded: tf.Tensor | int, support: bool = True, query: bool = True
+                 ) -> tuple[tuple, tf.Tensor, tf.Tensor]:
         users = tf.shape(inputs[USER_ID])[0]
-        padded = _bucket(users, self.buckets.users)
         user_index, user_fields = self._encoded_users(inputs, padded)
         if support:
             rows = _bucket(tf.shape(inputs[SUPPORT_ITEM])[1], self.buckets.support)
@@ -225,45 +242,43 @@ class ServingModule(tf.Module):
         return (*out, q), users, q_rows
 
     # -- the signatures ------------------------------------------------------------------------------
-    def _serving_default(self, inputs: dict) -> dict:
-        (u, f, i, r, m, q), users, rows = self._prepare(self._checked("serving_default", inputs), support=False)
+    # (each takes the checked inputs and the padded user count: see _served)
+    def _serving_default(self, inputs: dict, padded: tf.Tensor | int) -> dict:
+        (u, f, i, r, m, q), users, rows = self._prepare(inputs, padded, support=False)
         return {SCORES: self._adapt_score_fn(u, f, i, r, m, q)[:users, :rows]}
 
-    def _adapt_and_score(self, inputs: dict) -> dict:
-        (u, f, i, r, m, q), users, rows = self._prepare(self._checked("adapt_and_score", inputs))
+    def _adapt_and_score(self, inputs: dict, padded: tf.Tensor | int) -> dict:
+        (u, f, i, r, m, q), users, rows = self._prepare(inputs, padded)
         return {SCORES: self._adapt_score_fn(u, f, i, r, m, q)[:users, :rows]}
 
-    def _adapt(self, inputs: dict) -> dict:
-        (u, f, i, r, m, _), users, _ = self._prepare(self._checked("adapt", inputs), query=False)
+    def _adapt(self, inputs: dict, padded: tf.Tensor | int) -> dict:
+        (u, f, i, r, m, _), users, _ = self._prepare(inputs, padded, query=False)
         state = self._adapt_fn(u, f, i, r, m)
         return self._sealed({k: v[:users] for k, v in state.items()}, inputs[USER_ID])
 
-    def _recommend(self, inputs: dict) -> dict:
-        (u, f, i, r, m, _), users, _ = self._prepare(self._checked("recommend", inputs), query=False)
+    def _recommend(self, inputs: dict, padded: tf.Tensor | int) -> dict:
+        (u, f, i, r, m, _), users, _ = self._prepare(inputs, padded, query=False)
         items, scores = self._adapt_recommend_fn(u, f, i, r, m)
         return {TOP_ITEMS: items[:users], SCORES: scores[:users]}
 
-    def _state(self, inputs: dict) -> tuple[dict, tf.Tensor, tf.Tensor]:
+    def _state(self, inputs: dict, padded: tf.Tensor | int) -> tuple[dict, tf.Tensor]:
         state = {e.name: inputs[STATE_PREFIX + e.name] for e in self.contract.core_state}
         users = tf.shape(state[STATE_FINGERPRINT])[0]
-        padded = _bucket(users, self.buckets.users)
-        return {k: _pad(v, padded) for k, v in state.items()}, users, padded
+        return {k: _pad(v, padded) for k, v in state.items()}, users
 
-    def _score_with_state(self, inputs: dict) -> dict:
-        inputs = self._checked("score_with_state", inputs)
-        state, users, padded = self._state(inputs)
+    def _score_with_state(self, inputs: dict, padded: tf.Tensor | int) -> dict:
+        state, users = self._state(inputs, padded)
         rows = tf.shape(inputs[QUERY_ITEM])[1]
         q = _pad(self.raw.item_rows(inputs[QUERY_ITEM]), padded, _bucket(rows, self.buckets.query))
         return {SCORES: self._score_fn(state, q)[:users, :rows]}
 
-    def _recommend_with_state(self, inputs: dict) -> dict:
-        state, users, _ = self._state(self._checked("recommend_with_state", inputs))
+    def _recommend_with_state(self, inputs: dict, padded: tf.Tensor | int) -> dict:
+        state, users = self._state(inputs, padded)
         top, scores = self._recommend_state_fn(state)
         return {TOP_ITEMS: top[:users], SCORES: scores[:users]}
 
-    def _update_state(self, inputs: dict) -> dict:
-        inputs = self._checked("update_state", inputs)
-        state, users, padded = self._state(inputs)
+    def _update_state(self, inputs: dict, padded: tf.Tensor | int) -> dict:
+        state, users = self._state(inputs, padded)
         size = _bucket(tf.shape(inputs[NEW_ITEM])[1], self.buckets.support)
         items = _pad(self.raw.item_rows(inputs[NEW_ITEM]), padded, size)
         mask = _pad(inputs[NEW_MASK], padded, size)
