@@ -118,3 +118,26 @@ def test_list_fields_pool_over_their_values_only():
     np.testing.assert_allclose(genres[1], genres[0], rtol=1e-6)
     np.testing.assert_allclose(genres[2], table[7], rtol=1e-6)
     np.testing.assert_allclose(genres[3], 0.0)  # no genres at all: a zero vector
+
+
+def test_one_task_known_while_tracing_multiplies_plain_matrices_with_the_same_values_and_gradients():
+    """F.dense: a per-task kernel whose task axis is statically 1 (a one-user serving graph) runs a
+    plain MatMul instead of a BatchMatMul, with the batched path's values and gradients."""
+    from tfmetarec.models import functional as F
+
+    rng = np.random.default_rng(0)
+    x, kernel, bias = (tf.constant(rng.normal(size=s).astype("float32")) for s in ((1, 5, 3), (1, 3, 4), (1, 4)))
+
+    def batched(x, kernel, bias):  # the task axis unknown while tracing: the batched path
+        return F.dense(x, kernel, bias, "relu")
+
+    graphs = {}
+    for name, spec in (("plain", [1, None, None]), ("batched", [None, None, None])):
+        fn = tf.function(lambda x, k, b: tf.gradients(tf.reduce_sum(batched(x, k, b) ** 2), [x, k, b]) + [batched(x, k, b)],
+                         input_signature=[tf.TensorSpec([spec[0], None, 3]), tf.TensorSpec([spec[0], 3, 4]),
+                                          tf.TensorSpec([spec[0], 4])])
+        graphs[name] = (fn(x, kernel, bias), {op.type for op in fn.get_concrete_function().graph.get_operations()})
+    for a, b in zip(graphs["plain"][0], graphs["batched"][0]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    assert "BatchMatMulV2" not in graphs["plain"][1] and "MatMul" in graphs["plain"][1]
+    assert "BatchMatMulV2" in graphs["batched"][1]
