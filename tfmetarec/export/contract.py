@@ -284,17 +284,26 @@ def check_request(contract: ServingContract, signature: str, request: Mapping[st
     mask that is not 0/1, a rating that is NaN, infinite or outside the trained range on a
     real row, a state that is not finite or was made by another model.
     ``limit_users=False`` lets a client that splits requests take more users than a bucket."""
-    names = contract.inputs(signature)
+    names, dtypes, checks = _request_checks(contract, signature, limit_users)
     missing = [n for n in names if n not in request]
     if missing:
         raise RequestError(f"{signature} needs inputs {missing}.")
     unknown = sorted(set(request) - set(names))
     if unknown:
         raise RequestError(f"{signature} takes no inputs {unknown}; it takes {names}.")
-    dtypes = contract.input_dtypes()
     out = {n: _array(n, request[n], dtypes[n]) for n in names}
-    check_numpy(rules(contract, signature, limit_users), out, RequestError)
+    check_numpy(checks, out, RequestError)
     return out
+
+
+def _request_checks(contract: ServingContract, signature: str, limit_users: bool) -> tuple[list, dict, list]:
+    """A signature's input names, their dtypes and its rules, made once per contract (a client
+    checks every request with them: building the rules cost more than running them)."""
+    made = contract.__dict__.setdefault("_request_checks", {})  # the frozen contract's own cache
+    key = (signature, limit_users)
+    if key not in made:
+        made[key] = (contract.inputs(signature), contract.input_dtypes(), rules(contract, signature, limit_users))
+    return made[key]
 
 
 def make_request(

@@ -333,7 +333,7 @@ class OnnxRecommender:
         """``found[i]`` where ``keys[i] == value``, else 0 (``keys`` sorted)."""
         if len(keys) == 0:
             return np.zeros(values.shape, np.int32)
-        at = np.clip(np.searchsorted(keys, values), 0, len(keys) - 1)
+        at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
         return np.where(keys[at] == values, found[at], 0).astype(np.int32)
 
     def _users(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
