@@ -77,7 +77,10 @@ class TaylorCandidates(tf.Module):
         cluster = kmeans(reps, anchors)
         count = int(cluster.max()) + 1
         block = int(block or np.clip(-(-len(reps) // count), 8, 512))
-        centres = np.stack([reps[cluster == j].mean(0) for j in range(count)]).astype(np.float32)
+        sizes = np.bincount(cluster, minlength=count)
+        sums = np.zeros((count, reps.shape[1]), np.float64)
+        np.add.at(sums, cluster, reps)
+        centres = (sums / sizes[:, None]).astype(np.float32)
         deviation = reps - centres[cluster]
         spread, directions = np.linalg.eigh(deviation.T.astype(np.float64) @ deviation)
         spread, directions = spread[::-1].clip(0), directions[:, ::-1]
@@ -86,8 +89,7 @@ class TaylorCandidates(tf.Module):
         basis = directions[:, :rank].astype(np.float32)
         order = np.argsort(cluster, kind="stable")
         blocks, owners = [], []
-        for j in range(count):
-            members = order[cluster[order] == j]
+        for j, members in enumerate(np.split(order, np.cumsum(sizes)[:-1])):  # each cluster's items
             for lo in range(0, len(members), block):
                 part = members[lo:lo + block]
                 blocks.append(np.pad(part, (0, block - len(part)), constant_values=-1))
