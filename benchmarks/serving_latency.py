@@ -190,46 +190,51 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
 
 
-def recommend_one(num_items: int, args) -> dict:
-    """One catalogue size in this process: MeLU trained briefly, exported twice (two-stage, the
-    default, and exhaustive), both loaded through the v1 session; p50/p99 interleaved round by
-    round, Recall@100 of the two-stage answer against the exhaustive one over 50 users, the
-    RSS each loaded export adds and its size on disk."""
+def recommend_one(num_items: int, args) -> list[dict]:
+    """One catalogue size in this process: MeLU trained briefly, exported two-stage once per
+    ``--candidates`` count and once exhaustive, all loaded through the v1 session; p50/p99
+    interleaved round by round, Recall@100 of each two-stage answer against the exhaustive one
+    over 50 users, the RSS each loaded export adds and its size on disk. One row per count."""
     learner, data, encoder = build(num_items)
     train_briefly(learner, data, encoder)
     root = Path(tempfile.mkdtemp())
-    started = time.perf_counter()
-    two = export_saved_model(learner, root, "two", 1, encoder=encoder, buckets=BUCKETS, top_k=100)
-    export_two = time.perf_counter() - started
-    started = time.perf_counter()
-    full = export_saved_model(learner, root, "full", 1, encoder=encoder, buckets=BUCKETS, top_k=100, candidates=None)
-    export_full = time.perf_counter() - started
-    search = load_contract(two).extra["recommend_search"]
+    paths, export_s = {}, {}
+    for count in [*args.candidates, None]:
+        started = time.perf_counter()
+        paths[count] = export_saved_model(learner, root, f"c{count}", 1, encoder=encoder, buckets=BUCKETS, top_k=100,
+                                          candidates=count)
+        export_s[count] = time.perf_counter() - started
     rng = np.random.default_rng(3)
     reqs = [{k: v for k, v in request(data, rng).items() if k != "query_item_id"} for _ in range(50)]
     callers, added = {}, {}
-    for name, path in (("two-stage", two), ("exhaustive", full)):
+    for count, path in paths.items():
         before = rss_mb()
-        callers[name] = session_caller(path, "recommend")
-        callers[name](reqs[0])
-        added[name] = rss_mb() - before
-    answers = {name: [call(r)["item_id"][0] for r in reqs] for name, call in callers.items()}
-    recall = [len(set(a) & set(b)) / len(b) for a, b in zip(answers["two-stage"], answers["exhaustive"])]
+        callers[count] = session_caller(path, "recommend")
+        callers[count](reqs[0])
+        added[count] = rss_mb() - before
+    answers = {count: [call(r)["item_id"][0] for r in reqs] for count, call in callers.items()}
     calls = max(3, args.calls // (10 if num_items <= 100_000 else 100))
-    times = {name: ([], []) for name in callers}
-    for _ in range(args.rounds):  # interleaved: each round times both exports
-        for name, call in callers.items():
+    times = {count: ([], []) for count in callers}
+    for _ in range(args.rounds):  # interleaved: each round times every export
+        for count, call in callers.items():
             p50, p99 = percentiles(lambda c=call: c(reqs[1]), calls, 1)
-            times[name][0].append(p50)
-            times[name][1].append(p99)
-    p50 = {name: float(np.median(t[0])) for name, t in times.items()}
-    return {"catalogue": num_items, "anchors": search.get("anchors"), "candidates": search.get("candidates"),
-            "two_stage_p50_ms": p50["two-stage"], "two_stage_p99_ms": float(np.median(times["two-stage"][1])),
-            "exhaustive_p50_ms": p50["exhaustive"], "exhaustive_p99_ms": float(np.median(times["exhaustive"][1])),
-            "ratio": p50["two-stage"] / p50["exhaustive"], "recall_at_100_mean": float(np.mean(recall)),
-            "recall_at_100_min": float(np.min(recall)), "export_s_two_stage": export_two,
-            "export_s_exhaustive": export_full, "disk_mb_two_stage": folder_mb(two), "disk_mb_exhaustive": folder_mb(full),
-            "rss_added_mb_two_stage": added["two-stage"], "rss_added_mb_exhaustive": added["exhaustive"]}
+            times[count][0].append(p50)
+            times[count][1].append(p99)
+    p50 = {count: float(np.median(t[0])) for count, t in times.items()}
+    p99 = {count: float(np.median(t[1])) for count, t in times.items()}
+    rows = []
+    for count in args.candidates:
+        search = load_contract(paths[count]).extra["recommend_search"]
+        recall = [len(set(a) & set(b)) / len(b) for a, b in zip(answers[count], answers[None])]
+        rows.append({"catalogue": num_items, "search": search["kind"], "anchors": search.get("anchors"),
+                     "candidates": search.get("candidates"), "two_stage_p50_ms": p50[count],
+                     "two_stage_p99_ms": p99[count], "exhaustive_p50_ms": p50[None], "exhaustive_p99_ms": p99[None],
+                     "ratio": p50[count] / p50[None], "recall_at_100_mean": float(np.mean(recall)),
+                     "recall_at_100_min": float(np.min(recall)), "export_s_two_stage": export_s[count],
+                     "export_s_exhaustive": export_s[None], "disk_mb_two_stage": folder_mb(paths[count]),
+                     "disk_mb_exhaustive": folder_mb(paths[None]), "rss_added_mb_two_stage": added[count],
+                     "rss_added_mb_exhaustive": added[None]})
+    return rows
 
 
 def recommend_section(args, sizes=(4_000, 100_000, 1_000_000)) -> list[dict]:
@@ -237,15 +242,16 @@ def recommend_section(args, sizes=(4_000, 100_000, 1_000_000)) -> list[dict]:
     rows = []
     for n in sizes:
         out = subprocess.run([sys.executable, __file__, "--catalogue", str(n), "--rounds", str(args.rounds),
-                              "--calls", str(args.calls)], capture_output=True, text=True)
+                              "--calls", str(args.calls), "--candidates", ",".join(map(str, args.candidates))],
+                             capture_output=True, text=True)
         if out.returncode:
             raise RuntimeError(f"recommend over {n} items failed:\n{out.stderr[-3000:]}")
-        rows.append(json.loads([x for x in out.stdout.splitlines() if x.startswith("ROW ")][-1][4:]))
+        rows += json.loads([x for x in out.stdout.splitlines() if x.startswith("ROWS ")][-1][5:])
         print(rows[-1], flush=True)
     return rows
 
 
-RECOMMEND_COLUMNS = ["catalogue", "anchors", "candidates", "two_stage_p50_ms", "two_stage_p99_ms", "exhaustive_p50_ms",
+RECOMMEND_COLUMNS = ["catalogue", "search", "anchors", "candidates", "two_stage_p50_ms", "two_stage_p99_ms", "exhaustive_p50_ms",
                      "exhaustive_p99_ms", "ratio", "recall_at_100_mean", "recall_at_100_min", "export_s_two_stage",
                      "disk_mb_two_stage", "disk_mb_exhaustive", "rss_added_mb_two_stage", "rss_added_mb_exhaustive"]
 
@@ -348,11 +354,13 @@ def main(argv=None) -> int:
                              "recommend: two-stage against exhaustive at 4,000 / 100,000 / 1,000,000 items)")
     parser.add_argument("--catalogue", type=int, help=argparse.SUPPRESS)  # one recommend size (a child process)
     parser.add_argument("--sizes", default="4000,100000,1000000", help="catalogue sizes of the recommend section")
+    parser.add_argument("--candidates", default=[2000], type=lambda t: [int(c) for c in t.split(",")],
+                        help="two-stage candidate counts of the recommend section, comma-separated (default: 2000)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls, args.load_seconds, args.memory_requests = 2, 20, 3.0, 100
     if args.catalogue:
-        print("ROW " + json.dumps(recommend_one(args.catalogue, args)), flush=True)
+        print("ROWS " + json.dumps(recommend_one(args.catalogue, args)), flush=True)
         return 0
     if args.only == "recommend":
         rows = recommend_section(args, tuple(int(n) for n in args.sizes.split(",")))
