@@ -17,7 +17,7 @@ median over rounds.
   errors and the growth of the process's RSS.
 * recommend (``--only recommend``): MeLU trained for 300 meta-steps, ``recommend`` for one user
   (support 20, top 100) over 4,000 / 100,000 / 1,000,000 items, each size in a fresh process:
-  the default export (two-stage above 20,000 items: 2,000 candidates from the local linear
+  two-stage exports (above 20,000 items; ``--candidates`` counts, default the library's 4,000, from the local linear
   estimate, :mod:`tfmetarec.export.candidates`) against one that scores every item, both
   through the v1 session, timed in interleaved rounds; Recall@100 of the two-stage answer
   against the exhaustive one over 50 users; RSS each loaded export adds, size on disk. Then
@@ -55,6 +55,7 @@ from common import machine, markdown_table, write_report  # noqa: E402
 
 from tfmetarec.data import Field, FeatureEncoder, InteractionData, make_synthetic  # noqa: E402
 from tfmetarec.export import Buckets, export_saved_model, load_contract, make_request  # noqa: E402
+from tfmetarec.export.contract import CANDIDATES  # noqa: E402
 from tfmetarec.learners import MAML  # noqa: E402
 from tfmetarec.models import MeLU, TwoTower  # noqa: E402
 
@@ -354,8 +355,8 @@ def main(argv=None) -> int:
                              "recommend: two-stage against exhaustive at 4,000 / 100,000 / 1,000,000 items)")
     parser.add_argument("--catalogue", type=int, help=argparse.SUPPRESS)  # one recommend size (a child process)
     parser.add_argument("--sizes", default="4000,100000,1000000", help="catalogue sizes of the recommend section")
-    parser.add_argument("--candidates", default=[2000], type=lambda t: [int(c) for c in t.split(",")],
-                        help="two-stage candidate counts of the recommend section, comma-separated (default: 2000)")
+    parser.add_argument("--candidates", default=[CANDIDATES], type=lambda t: [int(c) for c in t.split(",")],
+                        help=f"two-stage candidate counts of the recommend section, comma-separated (default: {CANDIDATES})")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls, args.load_seconds, args.memory_requests = 2, 20, 3.0, 100

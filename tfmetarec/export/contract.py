@@ -58,7 +58,7 @@ from tfmetarec.export.names import (  # the contract's names live in one small m
 )
 from tfmetarec.export.rules import check_numpy, rules
 
-CANDIDATES = 2_000
+CANDIDATES = 4_000
 """Items a two-stage ``recommend`` scores exactly (:mod:`tfmetarec.export.candidates`)."""
 EXHAUSTIVE_UP_TO = 20_000
 """Catalogues of at most this many items are scored whole by ``recommend``."""
