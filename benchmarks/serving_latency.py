@@ -213,6 +213,19 @@ def recommend_one(num_items: int, args) -> list[dict]:
         callers[count] = session_caller(path, "recommend")
         callers[count](reqs[0])
         added[count] = rss_mb() - before
+    if args.onnx_recommend and num_items <= 100_000:  # the same two stages in ONNX Runtime (the first count)
+        from tfmetarec.export.onnx import OnnxRecommender, export_onnx
+
+        started = time.perf_counter()
+        folder = export_onnx(learner, root / "onnx", encoder=encoder, signatures=("recommend",), top_k=100,
+                             buckets=Buckets(users=(1,), support=(32,), query=(16,)), candidates=args.candidates[0])
+        export_s["onnx"] = time.perf_counter() - started
+        client = OnnxRecommender(folder, threads=2)
+        paths["onnx"] = folder
+        before = rss_mb()
+        callers["onnx"] = lambda r, c=client: c("recommend", r)
+        callers["onnx"](reqs[0])
+        added["onnx"] = rss_mb() - before
     answers = {count: [call(r)["item_id"][0] for r in reqs] for count, call in callers.items()}
     calls = max(3, args.calls // (10 if num_items <= 100_000 else 100))
     times = {count: ([], []) for count in callers}
@@ -224,10 +237,11 @@ def recommend_one(num_items: int, args) -> list[dict]:
     p50 = {count: float(np.median(t[0])) for count, t in times.items()}
     p99 = {count: float(np.median(t[1])) for count, t in times.items()}
     rows = []
-    for count in args.candidates:
+    for count in [*args.candidates, *(["onnx"] if "onnx" in callers else [])]:
         search = load_contract(paths[count]).extra["recommend_search"]
         recall = [len(set(a) & set(b)) / len(b) for a, b in zip(answers[count], answers[None])]
-        rows.append({"catalogue": num_items, "search": search["kind"], "anchors": search.get("anchors"),
+        kind = search["kind"] + (" (ONNX Runtime, raw-ID client, 2 threads)" if count == "onnx" else "")
+        rows.append({"catalogue": num_items, "search": kind, "anchors": search.get("anchors"),
                      "candidates": search.get("candidates"), "two_stage_p50_ms": p50[count],
                      "two_stage_p99_ms": p99[count], "exhaustive_p50_ms": p50[None], "exhaustive_p99_ms": p99[None],
                      "ratio": p50[count] / p50[None], "recall_at_100_mean": float(np.mean(recall)),
@@ -243,7 +257,8 @@ def recommend_section(args, sizes=(4_000, 100_000, 1_000_000)) -> list[dict]:
     rows = []
     for n in sizes:
         out = subprocess.run([sys.executable, __file__, "--catalogue", str(n), "--rounds", str(args.rounds),
-                              "--calls", str(args.calls), "--candidates", ",".join(map(str, args.candidates))],
+                              "--calls", str(args.calls), "--candidates", ",".join(map(str, args.candidates)),
+                              *(["--onnx-recommend"] if args.onnx_recommend else [])],
                              capture_output=True, text=True)
         if out.returncode:
             raise RuntimeError(f"recommend over {n} items failed:\n{out.stderr[-3000:]}")
@@ -354,6 +369,8 @@ def main(argv=None) -> int:
                         help="run one section (update: written to serving_update.md; latency: the one-request table; "
                              "recommend: two-stage against exhaustive at 4,000 / 100,000 / 1,000,000 items)")
     parser.add_argument("--catalogue", type=int, help=argparse.SUPPRESS)  # one recommend size (a child process)
+    parser.add_argument("--onnx-recommend", action="store_true",
+                        help="recommend section: also the ONNX graphs' two stages, up to 100,000 items")
     parser.add_argument("--sizes", default="4000,100000,1000000", help="catalogue sizes of the recommend section")
     parser.add_argument("--candidates", default=[CANDIDATES], type=lambda t: [int(c) for c in t.split(",")],
                         help=f"two-stage candidate counts of the recommend section, comma-separated (default: {CANDIDATES})")
