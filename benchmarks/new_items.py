@@ -75,9 +75,10 @@ def _item_statistics(name: str, model, prepared, support=None):
     return learner
 
 
-def run_group(dataset: str, seed: int, steps: int, levers: bool = True) -> pd.DataFrame:
-    """Per-task metrics of every method on one (dataset, seed)."""
-    from tfmetarec.config import ExperimentConfig, TrainConfig
+def run_group(dataset: str, seed: int, steps: int, levers: bool = True, settings: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Per-task metrics of every method on one (dataset, seed); ``settings`` (``KEY=VALUE``, as the
+    CLI's ``--set``) change the base config of every method."""
+    from tfmetarec.config import ExperimentConfig, TrainConfig, apply_settings, parse_settings
     from tfmetarec.evaluation.protocol import per_task_table, predict_scenarios
     from tfmetarec.workflows import build_learner, build_model, fit_learner
     from tfmetarec.workflows.evaluate import compared_learners
@@ -86,6 +87,7 @@ def run_group(dataset: str, seed: int, steps: int, levers: bool = True) -> pd.Da
     started = time.time()
     config = ExperimentConfig(dataset=dataset, train=TrainConfig(meta_steps=steps, pretrain_steps=steps, seed=seed))
     config = dataclasses.replace(config, split=dataclasses.replace(config.split, seed=seed))
+    config = apply_settings(config, parse_settings(list(settings)), from_text=True)
     default_warmup = config.train.item_warmup
     run = train(config, tempfile.mkdtemp(prefix="new_items_"), verbose=0)
     prepared = run.prepared
@@ -172,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser.add_argument("--datasets", nargs="+", default=["synthetic", "movielens-100k"])
     parser.add_argument("--no-levers", action="store_true", help="skip the retrained MAML variants")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the base config of every method, as tfmetarec's --set (e.g. "
+                             "train.select_every=100); repeatable")
     add_group_arguments(parser, "benchmarks/results/new_items")
     args = parser.parse_args(argv)
 
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     per_task = run_groups(run_group, [(d, s) for d in args.datasets for s in args.seeds], args.steps,
-                          not args.no_levers, saved=out / "per_task.csv.gz", resume=args.resume)
+                          not args.no_levers, tuple(args.settings), saved=out / "per_task.csv.gz", resume=args.resume)
     summary, tests, page = summarise(per_task)
     summary.to_csv(out / "summary.csv", index=False)
     tests.to_csv(out / "tests.csv", index=False)

@@ -50,3 +50,37 @@ def test_feature_settings_reach_the_encoder():
     assert len(five.encoder.vocabulary("user", "zip")) > len(two.encoder.vocabulary("user", "zip"))
     assert len(five.encoder.vocabulary("user", "zip")) <= zips.str[:5].nunique()
     assert np.array_equal(five.split.new_items, two.split.new_items)  # a dropped year still dates the items
+
+
+def test_held_out_items_leave_meta_training_and_become_validation_tasks_with_new_items(tmp_path):
+    config = ExperimentConfig(split=SplitConfig(validation_item_fraction=0.2))
+    prepared = prepare(config, DATA)
+    held, existing = prepared.held_items, prepared.split.existing_items
+    assert len(held) == round(0.2 * len(existing)) and np.isin(held, existing).all()
+    assert not prepared.train_ratings["item"].isin(held).any()
+    assert not prepared.train_ratings["user"].isin(prepared.held_users).any()
+    # the model meets them as new items: outside the ID vocabulary the encoder learned
+    encoded = prepared.encoded
+    assert (encoded.item_vocab_ids(held) == 0).all()
+    assert (encoded.item_vocab_ids(np.setdiff1d(existing, held)) > 0).all()
+    tasks = prepared.validation_items
+    assert len(tasks) > 0
+    assert set(tasks.task_ids) <= set(prepared.train_ratings["user"])
+    new_rows = encoded.item_rows(held)
+    for t in range(len(tasks)):  # the query rates held-out items only, the support the user's training ratings
+        assert np.isin(tasks.query.task(t)[1], new_rows).all()
+        assert not np.isin(tasks.support.task(t)[1], new_rows).any()
+    counts = prepared.counts()
+    assert list(counts.index[:3]) == ["trains", "validation", "validation_items"]
+    assert counts.loc["validation_items", "tasks"] == len(tasks)
+    meta = prepared.split.meta_train
+    assert counts.loc["trains", "ratings"] + counts.loc["validation", "ratings"] + counts.loc[
+        "validation_items", "ratings"] == len(meta)
+    assert set(prepared.validation_sets()) == {"validation", "validation_items"}
+    same = prepare(config, DATA)  # seeded
+    assert np.array_equal(same.held_items, held)
+    with pytest.raises(ValueError, match="validation_item_fraction must be <= 0.5"):
+        SplitConfig(validation_item_fraction=0.6)
+    with pytest.raises(ValueError, match="select_every chooses the checkpoint on validation tasks"):
+        ExperimentConfig(split=SplitConfig(validation_fraction=0.0), train=TrainConfig(finetune_lr=0.1,
+                                                                                        select_every=10))

@@ -123,6 +123,8 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "query_size": ("split.query_size", None),
     "min_support": ("split.min_support", None),
     "validation_fraction": ("split.validation_fraction", None),
+    "validation_item_fraction": ("split.validation_item_fraction", None),
+    "select_every": ("train.select_every", None),
     "finetune_lr": ("train.finetune_lr", None),
     "item_warmup": ("train.item_warmup", None),
     "zip_prefix_len": ("features.zip_prefix_len", None),
@@ -167,6 +169,10 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--validation-fraction", type=_number(0.0, maximum=0.99),
                    help=f"share of the meta-training users held out to choose the fine-tuning step size; 0 holds out "
                         f"none, as MeLU does (then give --finetune-lr) (default: {s.validation_fraction})")
+    g.add_argument("--validation-item-fraction", type=_number(0.0, maximum=0.5),
+                   help="share of the existing items held out of meta-training as pseudo-new items, whose ratings "
+                        "become validation tasks with new items (see --select-every) "
+                        f"(default: {s.validation_item_fraction})")
     g.add_argument("--task-key", choices=TASK_KEYS, help="one task per user (user cold start) or per item (item cold start: pair with an item-side --adapt such as cf's item_prior) (default: user)")
     g = p.add_argument_group("model (any constructor option: --set model.NAME=VALUE)")
     g.add_argument("--model", choices=MODELS, default="melu", help="rating model (default: %(default)s)")
@@ -214,6 +220,10 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
                    help="two-sided adaptation in evaluation: warm new items up from their first raters' support "
                         "ratings with this shrinkage pseudo-count, or 'off' to score them from content alone "
                         f"(default: {t.item_warmup})")
+    g.add_argument("--select-every", type=NON_NEGATIVE,
+                   help="score both trainings on the validation tasks every N steps and keep the step with the "
+                        "lowest validation MAE; 0 keeps the last step (default: "
+                        f"{t.select_every})")
     g.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed for data, split and initialisation (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=POSITIVE, default=CHECKPOINT_EVERY,
                    help="write a resumable checkpoint every N steps (default: %(default)s)")

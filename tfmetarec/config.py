@@ -66,6 +66,10 @@ class SplitConfig:
     """Share of the meta-training users held out as validation tasks (they choose the fine-tuning
     baseline's step size and are not meta-trained on); 0 holds out none, as MeLU's protocol does
     (then set ``train.finetune_lr``)."""
+    validation_item_fraction: float = 0.0
+    """Share of the existing items held out of meta-training as *pseudo-new* items: the other
+    users' ratings of them become validation tasks with new items (``train.select_every`` chooses
+    the checkpoint on them and on the validation users); 0 holds out none."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -82,6 +86,7 @@ class SplitConfig:
         if self.validation_fraction >= 1.0:
             raise ValueError(f"split.validation_fraction must be < 1 (some users must train), got "
                              f"{self.validation_fraction!r}.")
+        check_number("split.validation_item_fraction", self.validation_item_fraction, minimum=0.0, maximum=0.5)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,6 +249,11 @@ class TrainConfig:
     """Two-sided adaptation in evaluation: new items are warmed up from their first raters' support
     ratings with this shrinkage pseudo-count (see :mod:`tfmetarec.learners.item_warmup`), for
     every compared method alike; None: new items are scored from their content alone."""
+    select_every: int = 0
+    """Every this many steps, both trainings (meta-learner and baseline) are scored on the
+    validation tasks (held-out users, and pseudo-new items with ``split.validation_item_fraction``),
+    and the weights of the step with the lowest MAE are kept (mean over those task sets); 0 keeps
+    the last step's."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -259,6 +269,7 @@ class TrainConfig:
             check_number("train.finetune_lr", self.finetune_lr, minimum=0.0)
         if self.item_warmup is not None:
             check_number("train.item_warmup", self.item_warmup, minimum=0.0)
+        check_number("train.select_every", self.select_every, minimum=0, integer=True)
 
 
 VECTOR_FILE_SUFFIXES = (".npz", ".csv", ".tsv", ".parquet")
@@ -350,6 +361,10 @@ class ExperimentConfig:
             raise ValueError("item_side_file adds content to a MovieLens dataset; the synthetic data has none to add.")
         if self.features.list_columns is not None and self.item_side_file is None:
             raise ValueError("features.list_columns names columns of an item side file; give item_side_file too.")
+        if self.train.select_every and self.split.validation_fraction == 0 and self.split.validation_item_fraction == 0:
+            raise ValueError("train.select_every chooses the checkpoint on validation tasks, but split.validation_fraction "
+                             "and split.validation_item_fraction are both 0: hold out some users or items, or set "
+                             "train.select_every=0.")
         if self.split.validation_fraction == 0 and self.train.finetune_lr is None:
             raise ValueError("split.validation_fraction=0 holds out no validation users to choose the fine-tuning "
                              "baseline's step size: set train.finetune_lr as well (e.g. the learner's inner_lr).")

@@ -40,6 +40,7 @@ LEARNER = "learner.keras"
 BASELINE = "baseline.keras"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
+SELECTION = "selection"
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 REPORT_TESTS = "report_tests.csv"
@@ -48,7 +49,7 @@ CURVES = "curves"
 STREAMING = "streaming"
 TRANSFER = "transfer.txt"
 SERVING = "serving"
-RUN_FILES = (CONFIG, ENCODER, SPLIT, LEARNER, BASELINE, CHECKPOINTS, LOGS, REPORT_MD, REPORT_CSV, REPORT_TESTS,
+RUN_FILES = (CONFIG, ENCODER, SPLIT, LEARNER, BASELINE, CHECKPOINTS, LOGS, SELECTION, REPORT_MD, REPORT_CSV, REPORT_TESTS,
              FINETUNE, CURVES, STREAMING, TRANSFER, SERVING)
 """What a run writes into its folder (``--overwrite`` removes exactly these)."""
 TRAINED = (LEARNER, ENCODER, CONFIG)
@@ -130,6 +131,10 @@ class RunFolder:
     def logs(self, tag: str) -> Path:
         """TensorBoard logs of one training."""
         return self.path / LOGS / tag
+
+    def selection(self, tag: str) -> Path:
+        """The checkpoint choice of one training: its validation log and best weights."""
+        return self.path / SELECTION / tag
 
     @property
     def report_files(self) -> dict[str, Path]:

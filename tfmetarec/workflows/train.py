@@ -16,6 +16,7 @@ import tensorflow as tf
 from tfmetarec.config import ExperimentConfig
 from tfmetarec.data import ColdStartSplit, InteractionData
 from tfmetarec.data.published import load_split
+from tfmetarec.evaluation.selection import CheckpointSelector
 from tfmetarec.learners import MetaLearner, MetaTrainer, Pretrain
 from tfmetarec.learners.distribute import check_batch, is_chief, is_distributed, make_strategy
 from tfmetarec.run_folder import BASELINE, RunFolder, RunFolderError
@@ -68,6 +69,10 @@ def fit_learner(
     A learner with nothing to train (no meta-variables) returns at once. With a
     ``strategy`` (the learner built under its scope), each replica trains on its share
     of every global batch of ``config.train.batch_size`` tasks (see ``MetaTrainer``).
+    With ``config.train.select_every``, the learner is scored on the validation tasks every that
+    many steps and ends with the weights of the best-scored step (:class:`CheckpointSelector`; its
+    log and best weights are kept in ``folder.selection(tag)``; the checkpoints keep the last
+    step's, so a longer run continues from there).
     """
     if not learner.meta_variables():
         return {}
@@ -81,15 +86,31 @@ def fit_learner(
         optimizer = keras.optimizers.Adam(tc.outer_lr)
     trainer = MetaTrainer(learner, optimizer, jit_compile=tc.jit_compile, steps_per_execution=tc.steps_per_execution,
                           strategy=strategy)
-    return trainer.fit(
+    selector = None
+    if tc.select_every:
+        if is_distributed(strategy):
+            raise ValueError("train.select_every is not supported under a distribution strategy yet; train with "
+                             "--select-every 0 there.")
+        selector = CheckpointSelector(learner, prepared.encoded, prepared.validation_sets(), tc.select_every,
+                                      trainer.step, None if folder is None else folder.selection(tag),
+                                      tc.item_warmup, tc.batch_size)
+    history = trainer.fit(
         sampler,
         steps,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), *([selector] if selector else [])],
         verbose=verbose,
         checkpoint_dir=None if folder is None else folder.checkpoints(tag),
         tensorboard_dir=None if folder is None else folder.logs(tag),
         checkpoint_every=checkpoint_every,
     )
+    if selector is not None:
+        chosen = selector.restore_best()
+        if verbose and chosen is not None:
+            score = selector.best[1]
+            print(f"Kept the weights of step {chosen} (validation MAE {score:.4f}; scored every {tc.select_every} "
+                  "steps)")
+        history["selected_step"] = [float(chosen)] if chosen is not None else []
+    return history
 
 
 def train(
@@ -165,10 +186,17 @@ def describe_split(prepared: Prepared) -> str:
         chooser = f"the fine-tuning step size is train.finetune_lr = {config.train.finetune_lr:g}"
     else:
         chooser = "they choose the fine-tuning step size"
-    return (f"Dataset {config.dataset}: cold-start split (users, items, ratings; tasks evaluated)\n"
+    text = (f"Dataset {config.dataset}: cold-start split (users, items, ratings; tasks evaluated)\n"
             f"{prepared.counts().to_string()}\n"
             f"meta-training uses {len(prepared.train_ratings)} ratings; {len(prepared.validation)} validation users "
             f"are held out ({chooser})")
+    if len(prepared.held_items):
+        text += (f"; {len(prepared.held_items)} items are held out as pseudo-new items "
+                 f"({len(prepared.validation_items)} validation tasks rate them)")
+    if config.train.select_every:
+        text += (f"; every {config.train.select_every} steps both trainings are scored on "
+                 f"{' and '.join(prepared.validation_sets())} and the best step is kept")
+    return text
 
 
 def _check_saved_split(folder: RunFolder, split: ColdStartSplit) -> None:

@@ -1,0 +1,85 @@
+"""Choosing a training's checkpoint on validation tasks (held-out users and pseudo-new items)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfmetarec.config import ExperimentConfig, ModelConfig, SplitConfig, TrainConfig
+from tfmetarec.data import make_synthetic
+from tfmetarec.evaluation.selection import CheckpointSelector
+from tfmetarec.workflows import build_learner, build_model
+from tfmetarec.workflows.prepare import prepare
+from tfmetarec.workflows.train import load_run, train
+
+DATA = make_synthetic(num_users=200, num_items=120, seed=3)
+CONFIG = ExperimentConfig(
+    model=ModelConfig(embedding_dim=4, hidden_units=(8,)),
+    split=SplitConfig(validation_item_fraction=0.2),
+    train=TrainConfig(meta_steps=10, pretrain_steps=10, batch_size=8, jit_compile=False, select_every=5),
+)
+
+
+def _learner(config=CONFIG):
+    prepared = prepare(config, DATA)
+    return prepared, build_learner(config, build_model(config, prepared.encoded), prepared)
+
+
+def test_the_best_scored_weights_are_put_back_and_survive_a_new_selector(tmp_path):
+    prepared, learner = _learner()
+    step = tf.Variable(0, dtype=tf.int64)
+    folder = tmp_path / "selection"
+    selector = CheckpointSelector(learner, prepared.encoded, prepared.validation_sets(), 5, step, folder)
+    selector.on_train_begin()
+    step.assign(3)
+    selector.on_train_batch_end(0)
+    assert selector.rows == []  # no multiple of 5 crossed yet
+    step.assign(5)
+    selector.on_train_batch_end(1)
+    good = [v.numpy().copy() for v in learner.variables]
+    good_score = selector.score()["score"]
+    for v in learner.model.trainable_variables:  # much worse weights at the next scoring
+        v.assign(v + 3.0)
+    step.assign(10)
+    selector.on_train_batch_end(2)
+    selector.on_train_end()  # step 10 was scored already: no second row
+    log = selector.log()
+    assert log["step"].tolist() == [5, 10] and log["chosen"].tolist() == [True, False]
+    assert log["score"].iloc[1] > log["score"].iloc[0]
+    assert np.isclose(log["score"].iloc[0], log[["validation_MAE", "validation_items_MAE"]].iloc[0].mean())
+    assert selector.restore_best() == 5
+    for v, g in zip(learner.variables, good, strict=True):
+        np.testing.assert_array_equal(v.numpy(), g)
+    assert selector.score()["score"] == pytest.approx(good_score, abs=1e-6)
+
+    again = CheckpointSelector(learner, prepared.encoded, prepared.validation_sets(), 5, step, folder)
+    assert again.chosen_step == 5 and again.log()["step"].tolist() == [5, 10]
+    _, other = _learner(ExperimentConfig(model=ModelConfig(embedding_dim=4, hidden_units=(6,)), split=CONFIG.split,
+                                         train=CONFIG.train))
+    with pytest.raises(ValueError, match="holds the best weights of another learner"):
+        CheckpointSelector(other, prepared.encoded, prepared.validation_sets(), 5, step, folder)
+    with pytest.raises(ValueError, match="every given task set is empty"):
+        CheckpointSelector(learner, prepared.encoded, {}, 5, step)
+
+
+def test_a_run_keeps_its_best_step_and_a_longer_run_continues_the_selection(tmp_path):
+    run = train(CONFIG, tmp_path, verbose=0)
+    for tag in ("learner", "baseline"):
+        log = pd.read_csv(tmp_path / "selection" / tag / "selection.csv")
+        assert log["step"].tolist() == [5, 10] and log["chosen"].sum() == 1
+    log = pd.read_csv(tmp_path / "selection" / "learner" / "selection.csv")
+    best = log.loc[log["chosen"], "score"].item()
+    assert best == log["score"].min()
+    assert run.history["learner"]["selected_step"] == [float(log.loc[log["chosen"], "step"].item())]
+    reloaded = load_run(tmp_path)  # the saved learner is the chosen step's
+    chooser = CheckpointSelector(reloaded.learner, reloaded.prepared.encoded, reloaded.prepared.validation_sets(), 5,
+                                 tf.Variable(0, dtype=tf.int64), item_warmup=CONFIG.train.item_warmup)
+    assert chooser.score()["score"] == pytest.approx(best, abs=1e-5)
+
+    longer = ExperimentConfig(model=CONFIG.model, split=CONFIG.split,
+                              train=TrainConfig(**{**CONFIG.train.__dict__, "meta_steps": 15}))
+    train(longer, tmp_path, verbose=0)
+    log = pd.read_csv(tmp_path / "selection" / "learner" / "selection.csv")
+    assert log["step"].tolist() == [5, 10, 15] and log["chosen"].sum() == 1
