@@ -15,7 +15,8 @@ the whole command, so it can be re-run or changed without this script):
   items shuffled once and the last 10 the query; meta-training on those fixed support/query
   tasks (``--fixed-tasks``; ``--draw-queries`` draws a new query at every step instead);
 * no validation users held out (``--validation-fraction 0``), so the fine-tuning baseline's
-  step size is given (``--finetune-lr``, default 0.01 here);
+  step size is given (``--finetune-lr``, default 0.01 here); no items held out and no checkpoint
+  chosen (``--validation-item-fraction 0 --select-every 0``): every method trains its full steps;
 * MeLU's eight fields: gender, age, occupation, the first 5 characters of the zip code
   (``--zip-prefix-len 5``), and the item's MPAA rate, IMDb genres, directors and actors from
   ``movies_extrainfos.dat`` (``--item-side-file`` with ``--list-columns genres,director,actors
@@ -43,7 +44,8 @@ def protocol_arguments(args: argparse.Namespace, side_file: Path) -> list[str]:
             "--split-file", str(args.states or args.melu_dir), "--item-side-file", str(side_file),
             "--list-columns", "genres,director,actors", "--list-separator", ", ",
             "--keep-fields", ",".join(KEEP_FIELDS), "--zip-prefix-len", "5",
-            "--validation-fraction", "0", "--finetune-lr", str(args.finetune_lr),
+            "--validation-fraction", "0", "--validation-item-fraction", "0", "--select-every", "0",
+            "--finetune-lr", str(args.finetune_lr),
             "--seed", str(args.seed), "--workdir", str(args.workdir)]
     if not args.draw_queries:
         argv.append("--fixed-tasks")

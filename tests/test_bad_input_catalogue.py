@@ -75,8 +75,6 @@ def _cli_cases(tmp: Path) -> list[tuple[dict, list[str], str]]:
         ({}, ["train", "--split-file", str(tmp / "none.csv")], "does not exist"),
         ({}, ["train", "--fixed-tasks"], "give --split-file too"),
         ({}, ["train", "--validation-item-fraction", "0.7"], "--validation-item-fraction: must be <= 0.5"),
-        ({}, ["train", "--select-every", "100", "--validation-fraction", "0", "--finetune-lr", "0.1"],
-         "select_every chooses the checkpoint on validation tasks"),
         ({}, ["train", "--item-vectors", str(tmp / "none.npz")], "--item-vectors"),
         ({}, ["train", "--item-vectors", str(a_file)], "must name a .npz / .csv / .tsv / .parquet file"),
         ({}, ["evaluate", "--workdir", str(tmp / "none")], "holds no trained run"),

@@ -71,6 +71,7 @@ def test_the_melu_protocol_runs_from_melus_files_with_every_setting(tmp_path, ca
     assert out.startswith("tfmetarec quickstart --dataset movielens-1m") and "--fixed-tasks" in out
     config = ExperimentConfig.load(work / "config.json")
     assert config.features.zip_prefix_len == 5 and config.split.validation_fraction == 0
+    assert config.split.validation_item_fraction == 0 and config.train.select_every == 0
     assert config.train.fixed_tasks and config.split_file == str(melu)
     encoder = RunFolder(work).load_encoder()
     assert [f.name for f in encoder.fields] == ["gender", "age", "occupation", "zip", "genres", "rate", "director",

@@ -72,6 +72,12 @@ def test_configs_resolve_check_and_round_trip_without_tensorflow():
         ModelConfig("cf", hidden_units=(8,))
     with pytest.raises(ValueError, match="config format 1"):
         ExperimentConfig.from_dict({**config.to_dict(), "format": 1})
+    # a run written before checkpoint choice reads back as what it trained with
+    old = config.to_dict()
+    del old["split"]["validation_item_fraction"], old["train"]["select_every"]
+    before = ExperimentConfig.from_dict({**old, "format": 2})
+    assert before.split.validation_item_fraction == 0.0 and before.train.select_every == 0
+    assert config.split.validation_item_fraction == 0.1 and config.train.select_every == 100
     changed = apply_settings(config, {"learner.name": "reptile", "learner.train_on_query": "false"}, from_text=True)
     assert changed.learner.name == "reptile" and changed.learner.train_on_query is False
     assert changed.learner.inner_lr == 0.1  # options the new learner takes carry over

@@ -9,6 +9,7 @@ import pytest
 from tfmetarec.config import ExperimentConfig, FeatureConfig, SplitConfig, TrainConfig
 from tfmetarec.data import make_synthetic
 from tfmetarec.workflows.prepare import prepare
+from tfmetarec.workflows.train import describe_split
 
 DATA = make_synthetic(num_users=200, num_items=120, seed=3)
 
@@ -16,9 +17,10 @@ DATA = make_synthetic(num_users=200, num_items=120, seed=3)
 def test_counts_and_roles_say_who_trains_validates_and_is_evaluated(tmp_path):
     prepared = prepare(ExperimentConfig(), DATA)
     counts = prepared.counts()
-    assert list(counts.index) == ["trains", "validation", "warm", "user_cold", "item_cold", "user_item_cold"]
+    assert list(counts.index) == ["trains", "validation", "validation_items", "warm", "user_cold", "item_cold",
+                                  "user_item_cold"]
     meta = prepared.split.meta_train
-    assert counts.loc["trains", "ratings"] + counts.loc["validation", "ratings"] == len(meta)
+    assert counts.loc[["trains", "validation", "validation_items"], "ratings"].sum() == len(meta)
     assert counts.loc["validation", "users"] == round(0.1 * meta["user"].nunique())
     assert counts.loc["validation", "tasks"] == len(prepared.validation)
     roles = prepared.user_roles()
@@ -35,9 +37,12 @@ def test_counts_and_roles_say_who_trains_validates_and_is_evaluated(tmp_path):
 def test_no_validation_users_trains_on_every_meta_training_user():
     with pytest.raises(ValueError, match="set train.finetune_lr as well"):
         ExperimentConfig(split=SplitConfig(validation_fraction=0.0))
-    config = ExperimentConfig(split=SplitConfig(validation_fraction=0.0), train=TrainConfig(finetune_lr=0.05))
+    config = ExperimentConfig(split=SplitConfig(validation_fraction=0.0, validation_item_fraction=0.0),
+                              train=TrainConfig(finetune_lr=0.05))
     prepared = prepare(config, DATA)
     assert len(prepared.validation) == 0 and len(prepared.train_ratings) == len(prepared.split.meta_train)
+    assert prepared.validation_items is None and prepared.validation_sets() == {}
+    assert "no validation task to score steps on, so each training keeps its last step" in describe_split(prepared)
     assert prepared.counts().loc["validation", "users"] == 0
 
 
@@ -81,6 +86,3 @@ def test_held_out_items_leave_meta_training_and_become_validation_tasks_with_new
     assert np.array_equal(same.held_items, held)
     with pytest.raises(ValueError, match="validation_item_fraction must be <= 0.5"):
         SplitConfig(validation_item_fraction=0.6)
-    with pytest.raises(ValueError, match="select_every chooses the checkpoint on validation tasks"):
-        ExperimentConfig(split=SplitConfig(validation_fraction=0.0), train=TrainConfig(finetune_lr=0.1,
-                                                                                        select_every=10))

@@ -26,8 +26,12 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 several local devices (GPUs), or several processes/machines named by ``TF_CONFIG``."""
 TASK_KEYS = ("user", "item")
 """What one task is: a user's ratings (user cold start) or an item's (item cold start)."""
-CONFIG_FORMAT = 2
-"""``config.json`` format: 2 = learner and model settings as their constructors' options."""
+CONFIG_FORMAT = 3
+"""``config.json`` format: 2 = learner and model settings as their constructors' options; 3 = the
+checkpoint choice settings (``split.validation_item_fraction``, ``train.select_every``), which a
+format-2 file did not have and is read with as off (what it trained with)."""
+FORMAT_2_DEFAULTS = {"split": {"validation_item_fraction": 0.0}, "train": {"select_every": 0}}
+"""Settings a format-2 ``config.json`` predates, with the values it was trained with."""
 
 
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
@@ -66,10 +70,10 @@ class SplitConfig:
     """Share of the meta-training users held out as validation tasks (they choose the fine-tuning
     baseline's step size and are not meta-trained on); 0 holds out none, as MeLU's protocol does
     (then set ``train.finetune_lr``)."""
-    validation_item_fraction: float = 0.0
+    validation_item_fraction: float = 0.1
     """Share of the existing items held out of meta-training as *pseudo-new* items: the other
     users' ratings of them become validation tasks with new items (``train.select_every`` chooses
-    the checkpoint on them and on the validation users); 0 holds out none."""
+    the checkpoint on them and on the validation users); 0 holds out none, as MeLU's protocol does."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -249,11 +253,11 @@ class TrainConfig:
     """Two-sided adaptation in evaluation: new items are warmed up from their first raters' support
     ratings with this shrinkage pseudo-count (see :mod:`tfmetarec.learners.item_warmup`), for
     every compared method alike; None: new items are scored from their content alone."""
-    select_every: int = 0
+    select_every: int = 100
     """Every this many steps, both trainings (meta-learner and baseline) are scored on the
     validation tasks (held-out users, and pseudo-new items with ``split.validation_item_fraction``),
     and the weights of the step with the lowest MAE are kept (mean over those task sets); 0 keeps
-    the last step's."""
+    the last step's, and so does a run that holds out neither users nor items (the run says so)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -361,10 +365,6 @@ class ExperimentConfig:
             raise ValueError("item_side_file adds content to a MovieLens dataset; the synthetic data has none to add.")
         if self.features.list_columns is not None and self.item_side_file is None:
             raise ValueError("features.list_columns names columns of an item side file; give item_side_file too.")
-        if self.train.select_every and self.split.validation_fraction == 0 and self.split.validation_item_fraction == 0:
-            raise ValueError("train.select_every chooses the checkpoint on validation tasks, but split.validation_fraction "
-                             "and split.validation_item_fraction are both 0: hold out some users or items, or set "
-                             "train.select_every=0.")
         if self.split.validation_fraction == 0 and self.train.finetune_lr is None:
             raise ValueError("split.validation_fraction=0 holds out no validation users to choose the fine-tuning "
                              "baseline's step size: set train.finetune_lr as well (e.g. the learner's inner_lr).")
@@ -388,9 +388,12 @@ class ExperimentConfig:
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
         values = dict(values)
         found = values.pop("format", 1)
-        if found != CONFIG_FORMAT:
-            raise ValueError(f"config format {found!r}: this library reads format {CONFIG_FORMAT} (learner and model "
-                             "settings as their constructors' options); it was written by an older tfmetarec. "
+        if found == 2:  # older than checkpoint choice: it trained without it
+            for section, defaults in FORMAT_2_DEFAULTS.items():
+                values[section] = {**defaults, **dict(values.get(section) or {})}
+        elif found != CONFIG_FORMAT:
+            raise ValueError(f"config format {found!r}: this library reads formats 2 and {CONFIG_FORMAT} (learner and "
+                             "model settings as their constructors' options); it was written by another tfmetarec. "
                              "Train the run again (--overwrite), or re-make a preset with scripts/make_presets.py.")
         return cls(
             dataset=values.pop("dataset", "synthetic"),

@@ -13,7 +13,7 @@ import pytest
 
 import tfmetarec
 from tfmetarec import experiment
-from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, TrainConfig
+from tfmetarec.config import ExperimentConfig, LearnerConfig, ModelConfig, SplitConfig, TrainConfig
 from tfmetarec.data import InteractionData, load_dataset
 from tfmetarec.data.paths import movielens_100k_dir
 from tfmetarec.evaluation.protocol import evaluate_scenarios
@@ -182,7 +182,10 @@ def test_finetuning_from_a_preset_beats_scratch_at_an_equal_budget(tmp_path):
         dataset="synthetic",
         model=ModelConfig(embedding_dim=8, hidden_units=(16, 16)),
         learner=LearnerConfig(name="maml", inner_steps=2, inner_lr=0.05),
-        train=TrainConfig(meta_steps=500, pretrain_steps=0, seed=0, jit_compile=False),
+        # the source trains its full 500 steps on every item: this asserts transfer, with the margin
+        # measured so (checkpoint choice is tests/evaluation/test_selection.py's)
+        split=SplitConfig(validation_item_fraction=0.0),
+        train=TrainConfig(meta_steps=500, pretrain_steps=0, seed=0, jit_compile=False, select_every=0),
     )
     prepared_a = experiment.prepare(config, population_a)
     source = experiment.build_learner(config, experiment.build_model(config, prepared_a.encoded), prepared_a)

@@ -87,13 +87,11 @@ def fit_learner(
     trainer = MetaTrainer(learner, optimizer, jit_compile=tc.jit_compile, steps_per_execution=tc.steps_per_execution,
                           strategy=strategy)
     selector = None
-    if tc.select_every:
-        if is_distributed(strategy):
-            raise ValueError("train.select_every is not supported under a distribution strategy yet; train with "
-                             "--select-every 0 there.")
+    if tc.select_every and prepared.validation_sets():  # every worker scores alike; only the chief keeps files
+        keep = folder is not None and is_chief(strategy)
         selector = CheckpointSelector(learner, prepared.encoded, prepared.validation_sets(), tc.select_every,
-                                      trainer.step, None if folder is None else folder.selection(tag),
-                                      tc.item_warmup, tc.batch_size)
+                                      trainer.step, folder.selection(tag) if keep else None, tc.item_warmup,
+                                      tc.batch_size)
     history = trainer.fit(
         sampler,
         steps,
@@ -105,11 +103,9 @@ def fit_learner(
     )
     if selector is not None:
         chosen = selector.restore_best()
-        if verbose and chosen is not None:
-            score = selector.best[1]
-            print(f"Kept the weights of step {chosen} (validation MAE {score:.4f}; scored every {tc.select_every} "
-                  "steps)")
-        history["selected_step"] = [float(chosen)] if chosen is not None else []
+        if chosen is not None:
+            history["selected_step"] = [float(chosen)]
+            history["selected_validation_mae"] = [selector.best[1]]
     return history
 
 
@@ -170,13 +166,24 @@ def train(
     history["learner"] = fit_learner(learner, prepared, config.train.meta_steps, folder, "learner", bars,
                                      checkpoint_every, strategy, callbacks)
     if verbose:
+        print(_kept(history["learner"]), end="")
         print(f"Training the global baseline for {config.train.pretrain_steps} steps")
     history["baseline"] = fit_learner(baseline, prepared, config.train.pretrain_steps, folder, "baseline", bars,
                                       checkpoint_every, strategy, callbacks)
+    if verbose:
+        print(_kept(history["baseline"]), end="")
     run = Run(config, prepared, learner, baseline, history)
     if folder is not None and chief:
         save_run(run, folder.path)
     return run
+
+
+def _kept(history: dict[str, list[float]]) -> str:
+    """The line saying which step a training kept (empty when it kept the last)."""
+    if not history.get("selected_step"):
+        return ""
+    return (f"Kept the weights of step {int(history['selected_step'][0])} (lowest validation MAE, "
+            f"{history['selected_validation_mae'][0]:.4f})\n")
 
 
 def describe_split(prepared: Prepared) -> str:
@@ -193,9 +200,11 @@ def describe_split(prepared: Prepared) -> str:
     if len(prepared.held_items):
         text += (f"; {len(prepared.held_items)} items are held out as pseudo-new items "
                  f"({len(prepared.validation_items)} validation tasks rate them)")
-    if config.train.select_every:
+    if config.train.select_every and prepared.validation_sets():
         text += (f"; every {config.train.select_every} steps both trainings are scored on "
                  f"{' and '.join(prepared.validation_sets())} and the best step is kept")
+    elif config.train.select_every:
+        text += "; no validation task to score steps on, so each training keeps its last step"
     return text
 
 
