@@ -125,6 +125,7 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "validation_fraction": ("split.validation_fraction", None),
     "validation_item_fraction": ("split.validation_item_fraction", None),
     "select_every": ("train.select_every", None),
+    "select_patience": ("train.select_patience", None),
     "finetune_lr": ("train.finetune_lr", None),
     "item_warmup": ("train.item_warmup", None),
     "zip_prefix_len": ("features.zip_prefix_len", None),
@@ -224,6 +225,9 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
                    help="score both trainings on the validation tasks every N steps and keep the step with the "
                         "lowest validation MAE; 0 keeps the last step (default: "
                         f"{t.select_every})")
+    g.add_argument("--select-patience", type=NON_NEGATIVE,
+                   help="with --select-every: stop a training once this many scorings in a row found no better "
+                        f"step; 0 runs every step (default: {t.select_patience})")
     g.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed for data, split and initialisation (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=POSITIVE, default=CHECKPOINT_EVERY,
                    help="write a resumable checkpoint every N steps (default: %(default)s)")

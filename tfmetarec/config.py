@@ -28,9 +28,10 @@ TASK_KEYS = ("user", "item")
 """What one task is: a user's ratings (user cold start) or an item's (item cold start)."""
 CONFIG_FORMAT = 3
 """``config.json`` format: 2 = learner and model settings as their constructors' options; 3 = the
-checkpoint choice settings (``split.validation_item_fraction``, ``train.select_every``), which a
-format-2 file did not have and is read with as off (what it trained with)."""
-FORMAT_2_DEFAULTS = {"split": {"validation_item_fraction": 0.0}, "train": {"select_every": 0}}
+checkpoint choice settings (``split.validation_item_fraction``, ``train.select_every``,
+``train.select_patience``), which a format-2 file did not have and is read with as off (what it
+trained with)."""
+FORMAT_2_DEFAULTS = {"split": {"validation_item_fraction": 0.0}, "train": {"select_every": 0, "select_patience": 0}}
 """Settings a format-2 ``config.json`` predates, with the values it was trained with."""
 
 
@@ -258,6 +259,9 @@ class TrainConfig:
     validation tasks (held-out users, and pseudo-new items with ``split.validation_item_fraction``),
     and the weights of the step with the lowest MAE are kept (mean over those task sets); 0 keeps
     the last step's, and so does a run that holds out neither users nor items (the run says so)."""
+    select_patience: int = 5
+    """With ``select_every``: stop a training once this many scorings in a row found no better step
+    (``meta_steps`` / ``pretrain_steps`` are then the most it runs); 0 runs every step."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -274,6 +278,7 @@ class TrainConfig:
         if self.item_warmup is not None:
             check_number("train.item_warmup", self.item_warmup, minimum=0.0)
         check_number("train.select_every", self.select_every, minimum=0, integer=True)
+        check_number("train.select_patience", self.select_patience, minimum=0, integer=True)
 
 
 VECTOR_FILE_SUFFIXES = (".npz", ".csv", ".tsv", ".parquet")

@@ -83,3 +83,37 @@ def test_a_run_keeps_its_best_step_and_a_longer_run_continues_the_selection(tmp_
     train(longer, tmp_path, verbose=0)
     log = pd.read_csv(tmp_path / "selection" / "learner" / "selection.csv")
     assert log["step"].tolist() == [5, 10, 15] and log["chosen"].sum() == 1
+
+
+class _Scripted(CheckpointSelector):
+    """Scores from a script instead of the validation tasks, to steer the choice."""
+
+    def __init__(self, scores, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.script = list(scores)
+
+    def score(self):
+        return {"score": self.script.pop(0)}
+
+
+def test_training_stops_after_patience_scorings_without_a_better_step_and_keeps_the_best(tmp_path):
+    from tfmetarec.learners import MetaTrainer
+    from tfmetarec.workflows.train import sampler_for
+
+    prepared, learner = _learner()
+    trainer = MetaTrainer(learner, jit_compile=False)
+    folder = tmp_path / "selection"
+    selector = _Scripted([1.0, 0.9, 0.95, 0.97, 0.5], learner, prepared.encoded, prepared.validation_sets(), 5,
+                         trainer.step, folder, patience=2)
+    trainer.fit(sampler_for(prepared), 40, callbacks=[selector], verbose=0, checkpoint_dir=tmp_path / "ckpt")
+    assert int(trainer.step.numpy()) == 20  # best at 10, then two scorings (15, 20) found nothing better
+    assert selector.log()["step"].tolist() == [5, 10, 15, 20] and selector.exhausted
+    last = [v.numpy().copy() for v in learner.variables]
+    assert selector.restore_best() == 10
+    assert any(not np.array_equal(v.numpy(), x) for v, x in zip(learner.variables, last, strict=True))
+
+    # the same run resumed from its last checkpoint (step 20, the stop) stays stopped: no step is trained
+    again = MetaTrainer(learner, jit_compile=False)
+    resumed = _Scripted([], learner, prepared.encoded, prepared.validation_sets(), 5, again.step, folder, patience=2)
+    again.fit(sampler_for(prepared), 40, callbacks=[resumed], verbose=0, checkpoint_dir=tmp_path / "ckpt")
+    assert int(again.step.numpy()) == 20 and resumed.log()["step"].tolist() == [5, 10, 15, 20]

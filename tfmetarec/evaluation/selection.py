@@ -3,9 +3,11 @@
 Meta-training longer keeps lowering the training loss while new items (and, on small data, new
 users) can get worse: the model fits the training items' content. :class:`CheckpointSelector`
 is a Keras callback for :meth:`~tfmetarec.learners.MetaTrainer.fit` that scores the learner on
-validation task sets (held-out users; held-out *pseudo-new* items) every ``every`` steps and, when
-training ends, puts back the weights of the step with the lowest validation MAE. With a
-``folder``, the best weights and the log of every scoring survive a resumed run.
+validation task sets (held-out users; held-out *pseudo-new* items) every ``every`` steps and at
+the end; :meth:`~CheckpointSelector.restore_best` then puts back the weights of the step with the
+lowest validation MAE. With ``patience``, training stops once that many scorings in a row found
+nothing better. With a ``folder``, the best weights and the log of every scoring survive a
+resumed run.
 """
 
 from __future__ import annotations
@@ -42,14 +44,19 @@ class CheckpointSelector(keras.callbacks.Callback):
             resumed training continues the selection; None keeps them in memory.
         item_warmup: the evaluation's two-sided adaptation (see ``predict_scenarios``).
         batch_size: tasks per evaluation batch.
+        patience: stop training once this many scorings in a row found no better step (the
+            learner's ``stop_training``); 0 trains every step.
     """
 
     def __init__(self, learner: MetaLearner, encoded: EncodedData, task_sets: Mapping[str, TaskSet], every: int,
                  step: tf.Variable, folder: str | os.PathLike | None = None, item_warmup: float | None = None,
-                 batch_size: int = 32):
+                 batch_size: int = 32, patience: int = 0):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be >= 1, got {every}.")
+        if int(patience) < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}.")
+        self.patience = int(patience)
         self.task_sets = {k: v for k, v in task_sets.items() if len(v)}
         if not self.task_sets:
             raise ValueError("Choosing a checkpoint needs validation tasks, and every given task set is empty.")
@@ -80,17 +87,30 @@ class CheckpointSelector(keras.callbacks.Callback):
         if self.best is None or row["score"] < self.best[1]:
             self.best = (step, row["score"], [np.array(v.numpy()) for v in self.learner.variables])
         self._save()
+        self._stop_if_exhausted()
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the last ``patience`` scorings all came after the best one (never without patience)."""
+        if not self.patience or self.best is None:
+            return False
+        return sum(r["step"] > self.best[0] for r in self.rows) >= self.patience
+
+    def _stop_if_exhausted(self) -> None:
+        if self.exhausted:
+            self.learner.stop_training = True
 
     # -- callback hooks ---------------------------------------------------------------------
     def on_train_begin(self, logs=None) -> None:
         self._last = int(self.rows[-1]["step"]) if self.rows else int(self.step.numpy())
+        self._stop_if_exhausted()  # a resumed run that had stopped stays stopped
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         if int(self.step.numpy()) // self.every > self._last // self.every:
             self._record()
 
     def on_train_end(self, logs=None) -> None:
-        if int(self.step.numpy()) > 0:
+        if int(self.step.numpy()) > 0 and not self.exhausted:
             self._record()
 
     def restore_best(self) -> int | None:

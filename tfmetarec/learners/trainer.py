@@ -274,7 +274,8 @@ class MetaTrainer:
         ``checkpoint_dir``, the latest checkpoint there is restored first (and checked
         against the learner and the stream, see :meth:`restore`) and a new one, holding the
         stream's seed, position and fingerprint, is written every ``checkpoint_every`` steps
-        and at the end.
+        and at the end. A callback that sets ``learner.stop_training`` ends training after the
+        current call (Keras' convention); the end's checkpoint is then written at that step.
 
         Under a multi-worker strategy every worker restores from ``checkpoint_dir`` (a
         folder all of them read, or a copy on each), only the chief writes there and to
@@ -302,11 +303,14 @@ class MetaTrainer:
             list(callbacks or []), add_progbar=verbose > 0, model=self.learner, verbose=verbose, epochs=1, steps=todo
         )
         history: dict[str, list[float]] = {}
+        self.learner.stop_training = False
         cb.on_train_begin()
         cb.on_epoch_begin(0)
         logs: dict[str, Any] = {}
         done = 0
         for count, run in self._batches(episodes, start, steps) if todo else ():
+            if self.learner.stop_training:  # a callback stopped training (e.g. no better validation for a while)
+                break
             cb.on_train_batch_begin(done)
             before = int(self.step.numpy())
             logs = run()

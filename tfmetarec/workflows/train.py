@@ -72,7 +72,8 @@ def fit_learner(
     With ``config.train.select_every``, the learner is scored on the validation tasks every that
     many steps and ends with the weights of the best-scored step (:class:`CheckpointSelector`; its
     log and best weights are kept in ``folder.selection(tag)``; the checkpoints keep the last
-    step's, so a longer run continues from there).
+    step's, so a longer run continues from there); with ``config.train.select_patience``, it stops
+    once that many scorings in a row found nothing better.
     """
     if not learner.meta_variables():
         return {}
@@ -91,7 +92,7 @@ def fit_learner(
         keep = folder is not None and is_chief(strategy)
         selector = CheckpointSelector(learner, prepared.encoded, prepared.validation_sets(), tc.select_every,
                                       trainer.step, folder.selection(tag) if keep else None, tc.item_warmup,
-                                      tc.batch_size)
+                                      tc.batch_size, tc.select_patience)
     history = trainer.fit(
         sampler,
         steps,
@@ -106,6 +107,8 @@ def fit_learner(
         if chosen is not None:
             history["selected_step"] = [float(chosen)]
             history["selected_validation_mae"] = [selector.best[1]]
+        if selector.exhausted and int(trainer.step.numpy()) < steps:
+            history["stopped_step"] = [float(trainer.step.numpy())]
     return history
 
 
@@ -182,8 +185,10 @@ def _kept(history: dict[str, list[float]]) -> str:
     """The line saying which step a training kept (empty when it kept the last)."""
     if not history.get("selected_step"):
         return ""
+    stopped = (f"; stopped at step {int(history['stopped_step'][0])}, no better step since"
+               if history.get("stopped_step") else "")
     return (f"Kept the weights of step {int(history['selected_step'][0])} (lowest validation MAE, "
-            f"{history['selected_validation_mae'][0]:.4f})\n")
+            f"{history['selected_validation_mae'][0]:.4f}{stopped})\n")
 
 
 def describe_split(prepared: Prepared) -> str:
