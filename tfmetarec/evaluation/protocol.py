@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,6 +102,7 @@ def predict_scenarios(
     batch_size: int = 32,
     jit_compile: bool = True,
     item_warmup: float | None = None,
+    fns: Mapping[str, Any] | None = None,
 ) -> Predictions:
     """Every learner's query predictions on every (non-empty) scenario, computed once for both
     the averaged report and the per-task table.
@@ -108,10 +110,11 @@ def predict_scenarios(
     With ``item_warmup`` (a shrinkage pseudo-count), a scenario whose supports rate new items
     first warms those items up from their support ratings (two-sided adaptation,
     :mod:`tfmetarec.learners.item_warmup`; query rows are never read), for every learner alike.
+    ``fns`` (method -> :func:`adapt_and_score_fn`) reuses functions already traced.
     """
     out: Predictions = {}
     for method, learner in learners.items():
-        fn = adapt_and_score_fn(learner, jit_compile)
+        fn = (fns or {}).get(method) or adapt_and_score_fn(learner, jit_compile)
         for scenario, tasks in scenarios.items():
             if not len(tasks):
                 continue

@@ -23,7 +23,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfmetarec.data.features import EncodedData
-from tfmetarec.evaluation.protocol import predict_scenarios, summarise_tasks
+from tfmetarec.evaluation.protocol import adapt_and_score_fn, predict_scenarios, summarise_tasks
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.tasks.episode import TaskSet
 
@@ -63,6 +63,7 @@ class CheckpointSelector(keras.callbacks.Callback):
         self.learner, self.encoded, self.every, self.step = learner, encoded, int(every), step
         self.folder = None if folder is None else Path(folder)
         self.item_warmup, self.batch_size = item_warmup, batch_size
+        self._fn = adapt_and_score_fn(learner, jit_compile=False)  # traced once, for every scoring
         self.rows: list[dict] = []
         self.best: tuple[int, float, list[np.ndarray]] | None = None
         self._last = 0
@@ -73,7 +74,8 @@ class CheckpointSelector(keras.callbacks.Callback):
     def score(self) -> dict[str, float]:
         """The validation MAE of each task set and their mean (``score``), for the current weights."""
         predictions = predict_scenarios({"learner": self.learner}, self.encoded, self.task_sets,
-                                        batch_size=self.batch_size, jit_compile=False, item_warmup=self.item_warmup)
+                                        batch_size=self.batch_size, jit_compile=False, item_warmup=self.item_warmup,
+                                        fns={"learner": self._fn})
         maes = {name: summarise_tasks(predictions[("learner", name)], ks=())["MAE"] for name in self.task_sets}
         return {**{f"{k}_MAE": float(v) for k, v in maes.items()}, "score": float(np.mean(list(maes.values())))}
 
