@@ -69,8 +69,8 @@ def fit_learner(
     A learner with nothing to train (no meta-variables) returns at once. With a
     ``strategy`` (the learner built under its scope), each replica trains on its share
     of every global batch of ``config.train.batch_size`` tasks (see ``MetaTrainer``).
-    With ``config.train.select_every``, the learner is scored on the validation tasks every that
-    many steps and ends with the weights of the best-scored step (:class:`CheckpointSelector`; its
+    With ``config.train.select_every`` (and more steps than that), the learner is scored on the
+    validation tasks every that many steps and ends with the weights of the best-scored step (:class:`CheckpointSelector`; its
     log and best weights are kept in ``folder.selection(tag)``; the checkpoints keep the last
     step's, so a longer run continues from there); with ``config.train.select_patience``, it stops
     once that many scorings in a row found nothing better.
@@ -88,7 +88,9 @@ def fit_learner(
     trainer = MetaTrainer(learner, optimizer, jit_compile=tc.jit_compile, steps_per_execution=tc.steps_per_execution,
                           strategy=strategy)
     selector = None
-    if tc.select_every and prepared.validation_sets():  # every worker scores alike; only the chief keeps files
+    # a training of at most select_every steps has one candidate, its last step: nothing to choose.
+    # Every worker scores alike; only the chief keeps the files.
+    if tc.select_every and steps > tc.select_every and prepared.validation_sets():
         keep = folder is not None and is_chief(strategy)
         selector = CheckpointSelector(learner, prepared.encoded, prepared.validation_sets(), tc.select_every,
                                       trainer.step, folder.selection(tag) if keep else None, tc.item_warmup,
