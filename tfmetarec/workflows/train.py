@@ -207,11 +207,13 @@ def describe_split(prepared: Prepared) -> str:
     if len(prepared.held_items):
         text += (f"; {len(prepared.held_items)} items are held out as pseudo-new items "
                  f"({len(prepared.validation_items)} validation tasks rate them)")
-    if config.train.select_every and prepared.validation_sets():
-        text += (f"; every {config.train.select_every} steps both trainings are scored on "
-                 f"{' and '.join(prepared.validation_sets())} and the best step is kept")
-    elif config.train.select_every:
-        text += "; no validation task to score steps on, so each training keeps its last step"
+    tc = config.train
+    if tc.select_every and max(tc.meta_steps, tc.pretrain_steps) > tc.select_every:
+        if prepared.validation_sets():
+            text += (f"; every {tc.select_every} steps both trainings are scored on "
+                     f"{' and '.join(prepared.validation_sets())} and the best step is kept")
+        else:
+            text += "; no validation task to score steps on, so each training keeps its last step"
     return text
 
 
