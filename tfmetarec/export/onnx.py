@@ -305,6 +305,7 @@ class OnnxRecommender:
         self._state_key = read_key(self.folder)
         self.threads = threads
         self._sessions: dict[str, Any] = {}
+        self._output_names: dict[str, list[str]] = {}
         self._prepare_lookups()
 
     def session(self, name: str):
@@ -364,7 +365,9 @@ class OnnxRecommender:
         if name not in self.files:
             raise RequestError(f"The export has no {signature!r} graph for {users} users and support {support}.")
         session = self.session(name)
-        outs = [o.name for o in session.get_outputs()]
+        outs = self._output_names.get(name)
+        if outs is None:
+            outs = self._output_names[name] = [o.name for o in session.get_outputs()]
         return dict(zip(outs, session.run(outs, feeds)))
 
     def __call__(self, signature: str, request: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -384,9 +387,12 @@ class OnnxRecommender:
             signature = "adapt_and_score"
         count = next(iter(arrays.values())).shape[0]
         step = self.contract.buckets.limit("users")
-        parts = [self._call(signature, {k: v[lo:lo + step] for k, v in arrays.items()})
-                 for lo in range(0, count, step)]
-        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if count <= step:  # one call: no slicing, no concatenation
+            out = self._call(signature, arrays)
+        else:
+            parts = [self._call(signature, {k: v[lo:lo + step] for k, v in arrays.items()})
+                     for lo in range(0, count, step)]
+            out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         if signature in ("adapt", "update_state"):  # seal the state: its user, then the tag over it all
             out[STATE_PREFIX + STATE_USER] = np.asarray(arrays[USER_ID], np.int64)
             state = {k[len(STATE_PREFIX):]: v for k, v in out.items()}
