@@ -166,7 +166,7 @@ def prepare(config: ExperimentConfig, data: InteractionData | None = None,
     A seeded share of the meta-training users (``config.split.validation_fraction``, a tenth by
     default; none at 0) is held out as *validation* tasks (they choose the fine-tuning
     baseline's step size). A seeded share of the existing items
-    (``config.split.validation_item_fraction``; none by default) is held out as *pseudo-new*
+    (``config.split.validation_item_fraction``, a tenth by default; none at 0) is held out as *pseudo-new*
     items: no meta-training rating touches them, the encoder's vocabularies do not see them, and
     the other users' ratings of them are the queries of ``validation_items`` tasks. What is
     left is the training ratings.

@@ -70,10 +70,11 @@ def fit_learner(
     ``strategy`` (the learner built under its scope), each replica trains on its share
     of every global batch of ``config.train.batch_size`` tasks (see ``MetaTrainer``).
     With ``config.train.select_every`` (and more steps than that), the learner is scored on the
-    validation tasks every that many steps and ends with the weights of the best-scored step (:class:`CheckpointSelector`; its
-    log and best weights are kept in ``folder.selection(tag)``; the checkpoints keep the last
-    step's, so a longer run continues from there); with ``config.train.select_patience``, it stops
-    once that many scorings in a row found nothing better.
+    validation tasks every that many steps and ends with the weights of the best-scored step
+    (:class:`CheckpointSelector`; its log and best weights are kept in ``folder.selection(tag)``;
+    the checkpoints keep the last step's, so a longer run continues from there); with
+    ``config.train.select_patience``, it stops once that many scorings in a row found nothing
+    better.
     """
     if not learner.meta_variables():
         return {}
