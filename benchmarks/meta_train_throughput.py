@@ -1,6 +1,7 @@
 """Meta-training throughput of MAML on MeLU: XLA vs graph, vectorised vs per task, and wide content.
 
-    python benchmarks/meta_train_throughput.py [--rounds 5] [--steps 10] [--quick] [--only wide|vectorised]
+    python benchmarks/meta_train_throughput.py [--rounds 5] [--steps 10] [--quick] [--only SECTION]
+    python benchmarks/meta_train_throughput.py --only versus --against ../before [--rounds 3]
 
 The model is MeLU at the paper's size: 8 fields (4 user + 4 item) embedded in 32
 dimensions, concatenated (256), decision MLP 256-64-64-1, MeLU's local update (only the
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
@@ -289,47 +291,101 @@ def overhead_section(rounds: int, steps: int) -> list[dict]:
     return out
 
 
+INNER_LOOPS = ("forward every step", "represent once", "represent once, low-rank first layer")
+
+
 def hoist_section(rounds: int, steps: int) -> list[dict]:
-    """The inner loop computing what does not adapt once per task (``MetaModel.represent``: MeLU's
-    field embeddings side by side, when only the decision layers adapt) against the same loop
-    running the whole forward pass at every inner step (the library before it; the same model
-    with ``represent`` switched off), narrow and wide content, 5 inner steps, second order,
-    XLA, pre-built batches from ``EpisodeSampler``; the two trainers alternate round by round.
-    Also: cores busy (process CPU time / wall time over the timed steps) and the share of real
-    (unpadded) support rows in the batches."""
+    """Three inner loops side by side in one process, narrow and wide content, 5 inner steps,
+    second order, XLA, pre-built batches from ``EpisodeSampler``, rounds interleaved:
+    the whole forward pass at every step (the library before issue 24; ``represent`` switched
+    off), what does not adapt computed once per task (``MetaModel.represent``; the low-rank form
+    switched off), and that plus the first decision layer's update kept as a low-rank product
+    with the support's representation (``LowRankKernel``, the default). Also: cores busy
+    (process CPU time / wall time over the timed steps) and the share of real (unpadded) support
+    rows in the batches."""
     out = []
     for wide in (False, True):
         label = "wide lists" if wide else "narrow categorical"
-        pair = {}
-        for hoisted in (True, False):
+        trainers = {}
+        for loop in INNER_LOOPS:
             trainer, sampler, _ = content_trainer(wide)
-            if not hoisted:
+            if loop == INNER_LOOPS[0]:
                 trainer.learner.model.represent = lambda *args: None
+            if loop == INNER_LOOPS[1]:
+                trainer.learner.model.first_decision_layer = lambda: None
             _warm(trainer, sampler, 1)
-            pair[hoisted] = trainer
+            trainers[loop] = trainer
         batches = [tf.nest.map_structure(tf.constant, sampler.sample(i)) for i in range(steps)]
-        masks = [b["support"]["mask"].numpy() for b in batches]
-        real = float(sum(m.sum() for m in masks) / sum(m.size for m in masks))
-        times = {True: [], False: []}
-        cpu = {True: [], False: []}
+        real = real_share(batches)
+        times = {loop: [] for loop in INNER_LOOPS}
+        cpu = {loop: [] for loop in INNER_LOOPS}
         for _ in range(rounds):
-            for hoisted in (True, False):
-                wall0, cpu0 = time.perf_counter(), time.process_time()
-                for batch in batches:
-                    pair[hoisted].train_step(batch)
-                wall = time.perf_counter() - wall0
-                times[hoisted].append(wall / steps)
-                cpu[hoisted].append((time.process_time() - cpu0) / wall)
-        for hoisted in (True, False):
-            ms = float(np.median(times[hoisted])) * 1e3
-            out.append({"content": label, "inner loop": "represent once" if hoisted else "forward every step",
-                        "step_ms": ms, "tasks_per_s": BATCH / ms * 1e3, "cores busy": float(np.median(cpu[hoisted])),
+            for loop in INNER_LOOPS:
+                ms, busy = timed_steps(trainers[loop], batches)
+                times[loop].append(ms)
+                cpu[loop].append(busy)
+        before = float(np.median(times[INNER_LOOPS[0]]))
+        for loop in INNER_LOOPS:
+            ms = float(np.median(times[loop]))
+            out.append({"content": label, "inner loop": loop, "step_ms": ms, "tasks_per_s": BATCH / ms * 1e3,
+                        "speed-up": before / ms, "cores busy": float(np.median(cpu[loop])),
                         "real support rows": real})
-        out[-2]["speed-up"] = out[-1]["step_ms"] / out[-2]["step_ms"]
-        out[-1]["speed-up"] = 1.0
-        print(out[-2:], flush=True)
-        del pair
+        print(out[-len(INNER_LOOPS):], flush=True)
+        del trainers
     return out
+
+
+def real_share(batches: list) -> float:
+    """The share of support slots that hold a rating."""
+    masks = [np.asarray(b["support"]["mask"]) for b in batches]
+    return float(sum(m.sum() for m in masks) / sum(m.size for m in masks))
+
+
+def timed_steps(trainer, batches: list) -> tuple[float, float]:
+    """(ms per meta-step, cores busy) over one pass of ``trainer`` through ``batches``."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for batch in batches:
+        trainer.train_step(batch)
+    wall = time.perf_counter() - wall0
+    return wall / len(batches) * 1e3, (time.process_time() - cpu0) / wall
+
+
+def worker(steps: int, repeats: int) -> dict:
+    """One process's measurement for ``versus_section``: the wide configuration, every bucket
+    compiled first, then ``repeats`` passes through ``steps`` pre-built batches."""
+    trainer, sampler, _ = content_trainer(True)
+    _warm(trainer, sampler, 1)
+    batches = [tf.nest.map_structure(tf.constant, sampler.sample(i)) for i in range(steps)]
+    runs = [timed_steps(trainer, batches) for _ in range(repeats)]
+    return {"step_ms": float(np.median([r[0] for r in runs])), "cores busy": float(np.median([r[1] for r in runs])),
+            "real support rows": real_share(batches)}
+
+
+def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
+    """The wide configuration (MeLU's eight fields, MAML, 5 second-order steps) measured in fresh
+    processes, alternating between the library in ``against`` (another checkout, e.g. the commit
+    before a change) and this one, round by round; the same script and batches in both."""
+    import json
+    import subprocess
+
+    trees = {"before (" + against + ")": str(Path(against).resolve()), "this checkout": str(ROOT)}
+    results: dict[str, list[dict]] = {label: [] for label in trees}
+    for _ in range(rounds):
+        for label, tree in trees.items():
+            env = {**os.environ, "PYTHONPATH": tree}
+            done = subprocess.run([sys.executable, __file__, "--worker", str(steps)], env=env, check=True,
+                                  capture_output=True, text=True)
+            results[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(label, results[label][-1], flush=True)
+    rows = []
+    for label, runs in results.items():
+        ms = float(np.median([r["step_ms"] for r in runs]))
+        rows.append({"library": label, "step_ms": ms, "tasks_per_s": BATCH / ms * 1e3,
+                     "cores busy": float(np.median([r["cores busy"] for r in runs])),
+                     "real support rows": runs[0]["real support rows"]})
+    for row in rows:
+        row["vs before"] = rows[0]["step_ms"] / row["step_ms"]
+    return rows
 
 
 def _per_bucket_batches(encoded, tasks, batch_size: int):
@@ -382,8 +438,24 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="meta-steps per round")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 2 steps, fewer variants")
     parser.add_argument("--out", default="benchmarks/results/meta_train_throughput.md")
-    parser.add_argument("--only", choices=("wide", "vectorised", "hoist", "padding"), help="run one section")
+    parser.add_argument("--only", choices=("wide", "vectorised", "hoist", "padding", "versus"),
+                        help="run one section")
+    parser.add_argument("--against", help="for --only versus: another checkout of the library (its root folder)")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        import json
+
+        print(json.dumps(worker(args.worker, 3)))
+        return 0
+    if args.only == "versus":
+        if not args.against:
+            parser.error("--only versus needs --against PATH (another checkout of the library)")
+        rows = versus_section(args.against, args.rounds, 8 if args.quick else 32)
+        return write_report(args.out, [
+            "## The wide configuration against another checkout, fresh processes alternating", "",
+            markdown_table(rows, ["library", "step_ms", "tasks_per_s", "vs before", "cores busy",
+                                  "real support rows"]), ""])
     rounds, calls = (2, 2) if args.quick else (args.rounds, args.steps)
     sections = []
     if args.only in (None, "padding"):
@@ -397,8 +469,9 @@ def main(argv=None) -> int:
     if args.only in (None, "hoist"):
         hoist = hoist_section(rounds, 8 if args.quick else 32)
         sections += [
-            ("## What does not adapt, computed once per task (MeLU 8x32 -> 64-64-1, MAML, 5 second-order "
-             "inner steps, decision layers adapt, XLA, 32 tasks)"), "",
+            ("## Three inner loops: the forward pass at every step, what does not adapt once per task, and "
+             "the low-rank first layer (MeLU 8x32 -> 64-64-1, MAML, 5 second-order inner steps, decision "
+             "layers adapt, XLA, 32 tasks)"), "",
             markdown_table(hoist, ["content", "inner loop", "step_ms", "tasks_per_s", "speed-up", "cores busy",
                                    "real support rows"]), ""]
     if args.only == "hoist":

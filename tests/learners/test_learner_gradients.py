@@ -7,6 +7,7 @@ import pytest
 import learner_checks as checks
 from helpers import random_episode, tiny_metaemb
 from tfmetarec import learners
+from tfmetarec.learners.adaptation import LowRankKernel
 from tfmetarec.learners.reptile import concat_parts
 from tfmetarec.types import QUERY, SUPPORT, features_of
 
@@ -105,22 +106,24 @@ def test_reptile_outer_step_interpolates_toward_the_adapted_weights(train_on_que
         assert not np.allclose(after[n], theta[n])
 
 
-@pytest.mark.parametrize(("name", "options", "hoists"), [
-    ("maml", {}, True),
-    ("maml", dict(adapt="head"), True),
-    ("maml", dict(adapt="all"), False),
-    ("maml", dict(adapt="embeddings"), False),
-    ("fomaml", {}, True),
-    ("meta_sgd", {}, True),
-    ("maml", dict(learn_inner_lr="per_layer_step", multi_step_loss=True), True),
-    ("reptile", {}, True),
-    ("mamo", {}, True),
-    ("maml on metaemb", {}, True),
+@pytest.mark.parametrize(("name", "options", "hoists", "low_rank"), [
+    ("maml", {}, True, True),
+    ("maml", dict(adapt="head"), True, False),
+    ("maml", dict(adapt="all"), False, False),
+    ("maml", dict(adapt="embeddings"), False, False),
+    ("fomaml", {}, True, True),
+    ("meta_sgd", {}, True, False),
+    ("maml", dict(learn_inner_lr="per_layer_step", multi_step_loss=True), True, True),
+    ("reptile", {}, True, True),
+    ("mamo", {}, True, True),
+    ("maml on metaemb", {}, True, True),
 ])
-def test_computing_what_does_not_adapt_once_leaves_the_meta_gradients_unchanged(name, options, hoists):
+def test_computing_what_does_not_adapt_once_leaves_the_meta_gradients_unchanged(name, options, hoists, low_rank):
     """The inner loop computes the field embeddings once per task when only decision layers adapt
-    (``represent`` / ``decide``, MeLU and MetaEmb); the meta-gradients equal those of a forward
-    pass at every step (float64, first and second order, every adapt group)."""
+    (``represent`` / ``decide``, MeLU and MetaEmb), and keeps the first decision layer's update as
+    a low-rank product when its step sizes are scalars (``LowRankKernel``); the meta-gradients
+    equal those of a forward pass at every step (float64, first and second order, every adapt
+    group)."""
     if name == "maml on metaemb":
         keras.config.set_floatx("float64")
         try:
@@ -133,7 +136,11 @@ def test_computing_what_does_not_adapt_once_leaves_the_meta_gradients_unchanged(
     episode = _episode()
     model = learner.model
     names = learner.adapted_parameters()
-    assert (model.represent(model.variable_values(), features_of(episode[SUPPORT]), names) is not None) == hoists
+    params = model.variable_values()
+    represented = model.represent(params, features_of(episode[SUPPORT]), names)
+    assert (represented is not None) == hoists
+    uses = LowRankKernel.of(model, names, learner.adaptation_rates(), represented, params, params, False)
+    assert (uses is not None) == low_rank
     hoisted, _ = learner.meta_gradients(episode)
     model.represent = lambda *args: None  # the whole forward pass at every step
     plain, _ = learner.meta_gradients(episode)

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tfmetarec.learners.losses import task_mse
 from tfmetarec.learners.online import append_rows, fit_rows
+from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
 from tfmetarec.options import AtLeast
 from tfmetarec.types import ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID, Episode, Features, features_of
@@ -73,18 +74,29 @@ def inner_steps(
         fast = {name: tile_for_tasks(params[name], tasks) for name in adapt_names}
     else:
         fast = {name: tf.convert_to_tensor(start[name]) for name in adapt_names}
+    low_rank = LowRankKernel.of(model, adapt_names, learning_rates, hoisted, params if start is None else start,
+                                fast, first_order)
     yield {**fast, **context}, None
     for step in range(steps):
         rates = learning_rates[min(step, len(learning_rates) - 1)]
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(list(fast.values()))
-            pred = (model.forward({**params, **fast}, features) if hoisted is None
-                    else model.decide({**params, **fast}, hoisted, features))
+            if low_rank is not None:
+                pre = low_rank.pre_activation({**params, **fast})
+                tape.watch(pre)
+                pred = model.decide_from_first_layer({**params, **fast}, pre, features)
+            elif hoisted is not None:
+                pred = model.decide({**params, **fast}, hoisted, features)
+            else:
+                pred = model.forward({**params, **fast}, features)
             per_task = task_mse(pred, support[RATING], support[MASK])
             total = tf.reduce_sum(per_task)
-        grads = tape.gradient(total, fast)
+        grads = tape.gradient(total, fast if low_rank is None else {**fast, LowRankKernel.KEY: pre})
         new_fast = {}
         for name, value in fast.items():
+            if low_rank is not None and name == low_rank.kernel:
+                new_fast[name] = low_rank.step(grads[LowRankKernel.KEY], rates[name])
+                continue
             grad = grads[name]
             if grad is None:
                 grad = tf.zeros_like(value)
@@ -93,6 +105,70 @@ def inner_steps(
             new_fast[name] = value - tf.cast(rates[name], value.dtype) * grad
         fast = new_fast
         yield {**fast, **context}, per_task
+
+
+class LowRankKernel:
+    """The first decision layer's kernel through the inner loop, kept as ``W_0 - X^T C``.
+
+    With the representation ``X [T, S, in]`` fixed (:meth:`~tfmetarec.models.MetaModel.represent`)
+    and plain SGD with scalar step sizes, every step's kernel gradient is ``X^T D`` (``D``: the
+    gradient at the layer's pre-activation, ``[T, S, out]``), so after ``k`` steps
+    ``W_k = W_0 - X^T C_k`` with ``C_k`` the rate-weighted sum of the ``D``s. The pre-activation is
+    then ``X W_0 - (X X^T) C_k + b``: ``X W_0`` once (a shared matmul, no per-task copy of
+    ``W_0``), the ``[T, S, S]`` Gram matrix once, and per step a product with it, instead of
+    per-task ``[in, out]`` kernels and their gradients at every step. The yielded kernels are
+    ``W_0 - X^T C_k`` (a compiled step computes only those it uses); the function, and so every
+    meta-gradient, is today's (tests/learners/test_learner_gradients.py).
+    """
+
+    KEY = "__first_layer_pre_activation"
+
+    def __init__(self, kernel: str, bias: str, x: tf.Tensor, start_kernel: tf.Tensor, tiled_kernel: tf.Tensor,
+                 first_order: bool):
+        self.kernel, self.bias = kernel, bias
+        self.x = x
+        self.start = tiled_kernel
+        self.first_order = first_order
+        self.base = F.dense(x, start_kernel)  # X W_0: [T, S, out]
+        self.gram = F.task_matmul(x, x, transpose_b=True)  # [T, S, S]
+        self.acc: tf.Tensor | None = None
+
+    @classmethod
+    def of(cls, model: MetaModel, adapt_names: Sequence[str], learning_rates: Sequence[Mapping[str, tf.Tensor]],
+           hoisted: Any, start: Mapping[str, tf.Tensor], fast: Mapping[str, tf.Tensor],
+           first_order: bool) -> LowRankKernel | None:
+        """The low-rank form of ``model``'s first decision layer, when it applies: the layer's kernel
+        adapts with a scalar step size at every step, the representation is fixed
+        (``hoisted``, ``[T, S, in]``) and the support is no wider than the layer's input."""
+        layer = model.first_decision_layer()
+        if layer is None or not isinstance(hoisted, tf.Tensor) or hoisted.shape.rank != 3:
+            return None
+        kernel, bias = layer
+        if kernel not in adapt_names:
+            return None
+        if any(tf.convert_to_tensor(rates[kernel]).shape.rank != 0 for rates in learning_rates):
+            return None  # per-parameter step sizes (Meta-SGD): the update is not low-rank
+        rows, width = hoisted.shape[1], hoisted.shape[2]
+        if rows is not None and width is not None and rows > width:
+            return None  # the Gram matrix would cost more than the kernel
+        return cls(kernel, bias, hoisted, start[kernel], fast[kernel], first_order)
+
+    def pre_activation(self, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """``X W_k + b``: ``[T, S, out]``."""
+        z = self.base if self.acc is None else self.base - F.task_matmul(self.gram, self.acc)
+        bias = params[self.bias]
+        return z + (bias[:, None, :] if F.is_task_batched(bias, 1) else bias)
+
+    def step(self, grad: tf.Tensor | None, rate: tf.Tensor) -> tf.Tensor:
+        """One SGD step from the gradient at the pre-activation; returns ``W_{k+1}``."""
+        if grad is None:
+            grad = tf.zeros_like(self.base)
+        if self.first_order:
+            grad = tf.stop_gradient(grad)
+        scaled = tf.cast(rate, grad.dtype) * grad
+        self.acc = scaled if self.acc is None else self.acc + scaled
+        update = F.task_matmul(self.x, self.acc, transpose_a=True)  # X^T C: [T, in, out]
+        return self.start - (tf.stop_gradient(update) if self.first_order else update)
 
 
 def inner_loop(model: MetaModel, params: Mapping[str, tf.Tensor], adapt_names: Sequence[str], support: Episode,

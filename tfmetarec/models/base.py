@@ -479,6 +479,18 @@ class MetaModel(Configurable, keras.Model):
         from the one ``represent`` saw only in ``names``."""
         raise NotImplementedError(f"{type(self).__name__} does not split its forward pass (represent is None).")
 
+    def first_decision_layer(self) -> tuple[str, str] | None:
+        """``(kernel, bias)`` of the dense layer that reads :meth:`represent`'s output, when
+        :meth:`decide_from_first_layer` goes on from that layer's pre-activation (None: the
+        model has no such layer). An inner loop that adapts this kernel by plain SGD keeps its
+        update as a low-rank product with the support's representation."""
+        return None
+
+    def decide_from_first_layer(self, params: Params, pre_activation: tf.Tensor, features: Features) -> tf.Tensor:
+        """:meth:`decide` from the first decision layer's pre-activation:
+        ``decide(p, r, f) == decide_from_first_layer(p, r @ p[kernel] + p[bias], f)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no first decision layer to go on from.")
+
     # -- pieces shared by the field models ---------------------------------------------
     user_embeddings: FieldEmbeddings | None = None
     """The user fields' embeddings (a model that embeds user fields sets it)."""

@@ -55,6 +55,14 @@ def dense(
     return activate(y, activation)
 
 
+def task_matmul(a: tf.Tensor, b: tf.Tensor, transpose_a: bool = False, transpose_b: bool = False) -> tf.Tensor:
+    """``a @ b`` for ``[T, m, k]`` and ``[T, k, n]`` (either transposed on its last two axes): one
+    product per task. With one task known while tracing, a plain matmul (see :func:`dense`)."""
+    if a.shape[0] == 1 and b.shape[0] == 1 and a.shape.rank == b.shape.rank == 3:
+        return tf.matmul(a[0], b[0], transpose_a=transpose_a, transpose_b=transpose_b)[None]
+    return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+
 def activate(x: tf.Tensor, activation: str | None) -> tf.Tensor:
     """Apply a named activation (``None``/``"linear"``, ``relu``, ``sigmoid``, ``tanh``)."""
     if activation in (None, "linear"):
@@ -92,9 +100,14 @@ def add_mlp(owner: Any, prefix: str, width: int, units: Sequence[int], seed: int
     return names
 
 
-def mlp(x: tf.Tensor, params: Any, prefix: str, layers: int) -> tf.Tensor:
+def mlp(x: tf.Tensor, params: Any, prefix: str, layers: int, from_first_pre_activation: bool = False) -> tf.Tensor:
     """Apply the ``layers`` dense layers added by :func:`add_mlp` under ``prefix``:
-    ReLU after each but the last, which is linear."""
+    ReLU after each but the last, which is linear. With ``from_first_pre_activation``, ``x``
+    is the first layer's ``input @ kernel + bias`` already: the stack goes on from there."""
     for k in range(layers):
-        x = dense(x, params[f"{prefix}_{k}_kernel"], params[f"{prefix}_{k}_bias"], None if k == layers - 1 else "relu")
+        activation = None if k == layers - 1 else "relu"
+        if k == 0 and from_first_pre_activation:
+            x = activate(x, activation)
+            continue
+        x = dense(x, params[f"{prefix}_{k}_kernel"], params[f"{prefix}_{k}_bias"], activation)
     return x

@@ -118,6 +118,13 @@ class MetaEmb(MetaModel):
     def decide(self, params: Params, representation: tf.Tensor, features: Features) -> tf.Tensor:
         return self.with_item_offset(self._decide(params, representation), features)
 
+    def first_decision_layer(self) -> tuple[str, str]:
+        return "decision_0_kernel", "decision_0_bias"
+
+    def decide_from_first_layer(self, params: Params, pre_activation: tf.Tensor, features: Features) -> tf.Tensor:
+        scores = F.mlp(pre_activation, params, "decision", len(self.hidden_units) + 1, from_first_pre_activation=True)
+        return self.with_item_offset(tf.squeeze(scores, axis=-1), features)
+
     def forward_with_item_embedding(self, params: Params, item_embedding: tf.Tensor, features: Features) -> tf.Tensor:
         """Scores ``[T, N]`` with every row's item ID embedding replaced by the task's
         ``item_embedding [T, embedding_dim]`` (one item per task, as in item cold start)."""
