@@ -1,8 +1,11 @@
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfmetarec.tasks import EpisodeSampler, build_tasks, eval_batches, pad_episode, support_buckets
+from tfmetarec.tasks.samplers import fitted_buckets
 from tfmetarec.types import ITEM_ID, MASK, QUERY, SUPPORT, TASK_MASK, USER_ID
 
 
@@ -77,6 +80,34 @@ def test_meta_training_episodes_never_hold_new_users_or_items(small_synthetic):
     train_pairs = set(zip(split.meta_train["user"], split.meta_train["item"]))
     assert not ({u for u, _ in train_pairs} & new_users)
     assert not ({i for _, i in train_pairs} & new_items)
+
+
+def _padding(sizes, caps):
+    return sum(min(c for c in caps if c >= s) - s for s in sizes)
+
+
+def test_fitted_buckets_pad_the_fewest_rows():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        sizes = rng.integers(1, 20, rng.integers(1, 12)).tolist()
+        count = int(rng.integers(1, 4))
+        caps = fitted_buckets(sizes, count)
+        values = sorted(set(sizes))
+        brute = min(_padding(sizes, (*lower, values[-1])) for k in range(count)
+                    for lower in itertools.combinations(values[:-1], k))
+        assert len(caps) <= count and caps[-1] == max(sizes) and _padding(sizes, caps) == brute
+
+
+def test_meta_training_buckets_are_fitted_to_the_supports(small_synthetic):
+    """As many buckets as powers of two would give, placed on the supports: more real rows."""
+    _, split, encoded = small_synthetic
+    sampler = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0)
+    supports = np.array([b for b, members in zip(sampler.buckets, sampler._members) for _ in members])
+    sizes = sampler._rows.sizes()[np.concatenate(sampler._members)]
+    sizes = np.minimum(sizes - np.minimum(5, sizes // 2), sampler.max_support)
+    powers = support_buckets(int(sizes.max()))
+    assert len(sampler.buckets) <= len(powers) and sampler.buckets[-1] == sizes.max()
+    assert (sizes <= supports).all() and _padding(sizes, sampler.buckets) < _padding(sizes, powers)
 
 
 def test_tf_data_pipeline_delivers_the_same_structure(small_synthetic):

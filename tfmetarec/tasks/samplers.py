@@ -2,7 +2,8 @@
 
 Tasks are grouped into *buckets* of similar support size and each batch is
 padded only to its bucket's size, which cuts the work spent on padding while
-keeping a handful of static shapes for XLA.
+keeping a handful of static shapes for XLA. Meta-training fits its buckets to the
+tasks' support sizes; evaluation uses powers of two, shared by every scenario.
 """
 
 from __future__ import annotations
@@ -26,6 +27,43 @@ def support_buckets(max_support: int, smallest: int = 8) -> tuple[int, ...]:
     while sizes[-1] < max_support:
         sizes.append(sizes[-1] * 2)
     return tuple(sizes)
+
+
+def fitted_buckets(sizes: Sequence[int] | np.ndarray, count: int) -> tuple[int, ...]:
+    """At most ``count`` support sizes that hold every one of ``sizes`` with the fewest padded
+    rows: each size goes to the smallest bucket that holds it, and the buckets are chosen (by
+    dynamic programming over the distinct sizes) to minimise the padding summed over ``sizes``.
+    The largest bucket is ``max(sizes)``."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if sizes.size == 0 or count < 1:
+        raise ValueError(f"fitted_buckets needs sizes and count >= 1; got {sizes.size} sizes, count {count}.")
+    values, counts = np.unique(np.maximum(sizes, 1), return_counts=True)
+    n = len(values)
+    rows_before = np.concatenate([[0], np.cumsum(counts)])  # tasks among the first j distinct sizes
+    sum_before = np.concatenate([[0], np.cumsum(counts * values)])
+
+    def padding(lo: int, hi: int) -> np.ndarray:
+        """Padding of the sizes ``values[lo[k]:hi]`` padded to ``values[hi - 1]`` (vector over ``lo``)."""
+        return (rows_before[hi] - rows_before[lo]) * values[hi - 1] - (sum_before[hi] - sum_before[lo])
+
+    best = padding(np.zeros(n, np.int64), np.arange(1, n + 1)).astype(float)[None, :]  # one bucket
+    choice = [np.zeros(n, np.int64)]
+    for _ in range(1, min(count, n)):
+        row, arg = np.empty(n), np.zeros(n, np.int64)
+        for hi in range(1, n + 1):
+            lo = np.arange(hi)  # this bucket holds the distinct sizes lo..hi-1; the ones below cost best[-1]
+            cost = np.concatenate([[0.0], best[-1][: hi - 1]]) + padding(lo, hi)
+            arg[hi - 1] = int(np.argmin(cost))
+            row[hi - 1] = cost[arg[hi - 1]]
+        best = np.vstack([best, row])
+        choice.append(arg)
+    k = int(np.argmin(best[:, -1]))
+    caps, hi = [], n
+    while hi > 0:
+        caps.append(int(values[hi - 1]))
+        lo = int(choice[k][hi - 1]) if k > 0 else 0
+        hi, k = lo, k - 1
+    return tuple(sorted(caps))
 
 
 def bucket_of(size: int, buckets: Sequence[int]) -> int:
@@ -57,7 +95,9 @@ class EpisodeSampler:
     """Endless random task batches for meta-training, each a pure function of the seed
     and its position in the stream.
 
-    Each draw picks a support-size bucket (in proportion to its tasks), then
+    The support-size buckets are fitted to the tasks (:func:`fitted_buckets`: as many as the
+    powers of two from 8 to the largest support, placed where they pad the fewest rows). Each
+    draw picks a bucket (in proportion to its tasks), then
     ``batch_size`` tasks from it, and splits every task's ratings afresh into a
     query of up to ``query_size`` rows (at most half the task) and the rest as
     support, capped at ``max_support``. Episode ``i`` depends only on ``(seed, i)``,
@@ -131,7 +171,10 @@ class EpisodeSampler:
         self.task_ids = ids[keep]
         self._rows = rows
         self._tasks = keep
-        self.buckets = support_buckets(int(supports.max())) if bucketed else (int(max(supports.max(), 1)),)
+        if bucketed:  # as many compiled shapes as powers of two would give, fitted to the supports
+            self.buckets = fitted_buckets(supports, len(support_buckets(int(supports.max()))))
+        else:
+            self.buckets = (int(max(supports.max(), 1)),)
         self.max_support = max_support
         if int(supports.max()) > self.buckets[-1]:
             raise ValueError(f"Support of {int(supports.max())} rows exceeds the largest bucket {self.buckets[-1]}.")
