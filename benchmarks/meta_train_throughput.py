@@ -179,7 +179,7 @@ def content_data(wide: bool, num_users: int = 2000, num_items: int = 4000, seed:
     return InteractionData("synthetic", base.ratings, base.users, items, fields=fields)
 
 
-def content_trainer(wide: bool, k: int = 1, inner: int = 5, batch: int = BATCH):
+def content_trainer(wide: bool, k: int = 1, inner: int = 5, batch: int = BATCH, fit_buckets: bool = False):
     from tfmetarec.data import FeatureEncoder, SplitConfig, cold_start_split
     from tfmetarec.tasks import EpisodeSampler
 
@@ -187,7 +187,9 @@ def content_trainer(wide: bool, k: int = 1, inner: int = 5, batch: int = BATCH):
     split = cold_start_split(data, SplitConfig(seed=0))
     encoder = FeatureEncoder().fit(data, train_users=split.existing_users, train_items=split.existing_items)
     encoded = encoder.transform(data)
-    sampler = EpisodeSampler(encoded, split.meta_train, batch_size=batch, query_size=QUERY, max_support=128, seed=0)
+    fit = {"fit_buckets": True} if fit_buckets else {}  # (a checkout from before the option has no such argument)
+    sampler = EpisodeSampler(encoded, split.meta_train, batch_size=batch, query_size=QUERY, max_support=128, seed=0,
+                             **fit)
     model = MeLU.from_spec(encoded.spec, item_table=encoded.item_table, embedding_dim=32, hidden_units=HIDDEN, seed=0)
     learner = MAML(model, inner_steps=inner, inner_lr=0.01, adapt="decision")
     trainer = MetaTrainer(learner, keras.optimizers.Adam(1e-4), jit_compile=True, steps_per_execution=k)
@@ -350,10 +352,10 @@ def timed_steps(trainer, batches: list) -> tuple[float, float]:
     return wall / len(batches) * 1e3, (time.process_time() - cpu0) / wall
 
 
-def worker(steps: int, repeats: int) -> dict:
+def worker(steps: int, repeats: int, fit_buckets: bool) -> dict:
     """One process's measurement for ``versus_section``: the wide configuration, every bucket
     compiled first, then ``repeats`` passes through ``steps`` pre-built batches."""
-    trainer, sampler, _ = content_trainer(True)
+    trainer, sampler, _ = content_trainer(True, fit_buckets=fit_buckets)
     _warm(trainer, sampler, 1)
     batches = [tf.nest.map_structure(tf.constant, sampler.sample(i)) for i in range(steps)]
     runs = [timed_steps(trainer, batches) for _ in range(repeats)]
@@ -368,12 +370,13 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
     import json
     import subprocess
 
-    trees = {"before (" + against + ")": str(Path(against).resolve()), "this checkout": str(ROOT)}
+    trees = {"before (" + against + ")": (str(Path(against).resolve()), []), "this checkout": (str(ROOT), []),
+             "this checkout, --fit-buckets": (str(ROOT), ["--fit-buckets"])}
     results: dict[str, list[dict]] = {label: [] for label in trees}
     for _ in range(rounds):
-        for label, tree in trees.items():
+        for label, (tree, extra) in trees.items():
             env = {**os.environ, "PYTHONPATH": tree}
-            done = subprocess.run([sys.executable, __file__, "--worker", str(steps)], env=env, check=True,
+            done = subprocess.run([sys.executable, __file__, "--worker", str(steps), *extra], env=env, check=True,
                                   capture_output=True, text=True)
             results[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(label, results[label][-1], flush=True)
@@ -405,6 +408,24 @@ def _per_bucket_batches(encoded, tasks, batch_size: int):
                               [tasks.query.task(int(t)) for t in idx], cap, query_size, batch_size), idx
 
 
+def training_padding(dataset: str, sampler) -> list[dict]:
+    """The meta-training sampler's share of real support rows with power-of-two buckets (the
+    default) and with as many buckets fitted to the supports (``--fit-buckets``): each
+    task is drawn equally often, so the share is its supports' rows over their buckets' rows."""
+    from tfmetarec.tasks.samplers import fitted_buckets
+
+    sizes = sampler.support_sizes()
+    out = []
+    for how, buckets in (("powers of two (the default)", sampler.buckets),
+                         ("fitted to the supports (--fit-buckets)", fitted_buckets(sizes, len(sampler.buckets)))):
+        caps = np.asarray(buckets)[np.searchsorted(buckets, sizes)]
+        out.append({"data": dataset, "scenario": "meta-training", "batches": how, "calls": f"{len(buckets)} shapes",
+                    "real support rows": float(sizes.sum() / caps.sum()), "task slots filled": 1.0,
+                    "buckets": " ".join(map(str, buckets))})
+    print(out, flush=True)
+    return out
+
+
 def padding_section(batch_size: int = 32) -> list[dict]:
     """How much of the evaluation batches is real: support rows holding a rating and task slots
     holding a task, over every scenario of the quickstart's split (synthetic; ML-100K too when
@@ -413,11 +434,13 @@ def padding_section(batch_size: int = 32) -> list[dict]:
     from tfmetarec.data.paths import movielens_100k_dir
     from tfmetarec.tasks.samplers import eval_batches
     from tfmetarec.workflows import prepare
+    from tfmetarec.workflows.train import sampler_for
 
     datasets = ["synthetic"] + (["movielens-100k"] if (movielens_100k_dir() / "u.data").exists() else [])
     rows = []
     for dataset in datasets:
         prepared = prepare(ExperimentConfig(dataset=dataset))
+        rows += training_padding(dataset, sampler_for(prepared))
         for scenario, tasks in prepared.scenarios.items():
             for how, batches in (("per bucket (before)", _per_bucket_batches(prepared.encoded, tasks, batch_size)),
                                  ("left-overs carried up", eval_batches(prepared.encoded, tasks, batch_size))):
@@ -442,11 +465,12 @@ def main(argv=None) -> int:
                         help="run one section")
     parser.add_argument("--against", help="for --only versus: another checkout of the library (its root folder)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--fit-buckets", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         import json
 
-        print(json.dumps(worker(args.worker, 3)))
+        print(json.dumps(worker(args.worker, 3, args.fit_buckets)))
         return 0
     if args.only == "versus":
         if not args.against:
@@ -463,7 +487,7 @@ def main(argv=None) -> int:
         sections += [
             "## Padding of the evaluation batches (32 tasks a batch, supports bucketed to powers of two)", "",
             markdown_table(padding, ["data", "scenario", "batches", "calls", "real support rows",
-                                     "task slots filled"]), ""]
+                                     "task slots filled", "buckets"]), ""]
     if args.only == "padding":
         return write_report(args.out, sections)
     if args.only in (None, "hoist"):

@@ -118,6 +118,7 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "steps_per_execution": ("train.steps_per_execution", None),
     "strategy": ("train.strategy", None),
     "fixed_tasks": ("train.fixed_tasks", True),
+    "fit_buckets": ("train.fit_buckets", True),
     "split": ("split.method", None),
     "new_item_year": ("split.new_item_year", None),
     "query_size": ("split.query_size", None),
@@ -215,6 +216,9 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fixed-tasks", action="store_true",
                    help="with --split-file: meta-train on the file's own support/query tasks; by default each step "
                         "draws a new query from a meta-training user's ratings and ignores the file's roles there")
+    g.add_argument("--fit-buckets", action="store_true",
+                   help="place the meta-training support buckets where the tasks' support sizes pad the fewest rows "
+                        "(default: powers of two); faster steps, another episode stream")
     g.add_argument("--finetune-lr", type=_number(), help="the fine-tuning baseline's step size (default: chosen on "
                    "the validation users)")
     g.add_argument("--item-warmup", type=_number_or_off,

@@ -243,6 +243,10 @@ class TrainConfig:
     fixed_tasks: bool = False
     """With a published split that gives meta-training rows a role, train on those fixed
     support/query tasks instead of drawing a new query at every step."""
+    fit_buckets: bool = False
+    """Place the meta-training support buckets where the tasks' support sizes pad the fewest
+    rows (as many buckets as powers of two would give) instead of at powers of two: fewer padded
+    rows and faster steps (BENCHMARKS.md), but another episode stream than the default's."""
 
     strategy: str = "default"
     """``default`` (one device), ``mirrored`` (the local GPUs) or ``multi_worker`` (the processes

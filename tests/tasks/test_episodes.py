@@ -99,15 +99,21 @@ def test_fitted_buckets_pad_the_fewest_rows():
 
 
 def test_meta_training_buckets_are_fitted_to_the_supports(small_synthetic):
-    """As many buckets as powers of two would give, placed on the supports: more real rows."""
+    """With ``fit_buckets``, as many buckets as powers of two would give, placed on the supports:
+    fewer padded rows."""
     _, split, encoded = small_synthetic
-    sampler = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0)
-    supports = np.array([b for b, members in zip(sampler.buckets, sampler._members) for _ in members])
-    sizes = sampler._rows.sizes()[np.concatenate(sampler._members)]
-    sizes = np.minimum(sizes - np.minimum(5, sizes // 2), sampler.max_support)
+    sampler = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0, fit_buckets=True)
+    assert EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0).buckets == support_buckets(
+        int(sampler.support_sizes().max()))  # the default
+    sizes = sampler.support_sizes()
     powers = support_buckets(int(sizes.max()))
     assert len(sampler.buckets) <= len(powers) and sampler.buckets[-1] == sizes.max()
-    assert (sizes <= supports).all() and _padding(sizes, sampler.buckets) < _padding(sizes, powers)
+    assert _padding(sizes, sampler.buckets) < _padding(sizes, powers)
+    for _, episode in zip(range(20), sampler):  # every support fits its batch's bucket
+        assert episode[SUPPORT][MASK].shape[1] in sampler.buckets
+    from tfmetarec.cli import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args(["train", "--fit-buckets"])).train.fit_buckets
 
 
 def test_tf_data_pipeline_delivers_the_same_structure(small_synthetic):

@@ -2,8 +2,8 @@
 
 Tasks are grouped into *buckets* of similar support size and each batch is
 padded only to its bucket's size, which cuts the work spent on padding while
-keeping a handful of static shapes for XLA. Meta-training fits its buckets to the
-tasks' support sizes; evaluation uses powers of two, shared by every scenario.
+keeping a handful of static shapes for XLA: powers of two, or (meta-training with
+``fit_buckets``) as many buckets placed on the tasks' support sizes.
 """
 
 from __future__ import annotations
@@ -95,9 +95,9 @@ class EpisodeSampler:
     """Endless random task batches for meta-training, each a pure function of the seed
     and its position in the stream.
 
-    The support-size buckets are fitted to the tasks (:func:`fitted_buckets`: as many as the
-    powers of two from 8 to the largest support, placed where they pad the fewest rows). Each
-    draw picks a bucket (in proportion to its tasks), then
+    The support-size buckets are the powers of two from 8 to the largest support or, with
+    ``fit_buckets``, as many buckets placed where the tasks' supports pad the fewest rows
+    (:func:`fitted_buckets`). Each draw picks a bucket (in proportion to its tasks), then
     ``batch_size`` tasks from it, and splits every task's ratings afresh into a
     query of up to ``query_size`` rows (at most half the task) and the rest as
     support, capped at ``max_support``. Episode ``i`` depends only on ``(seed, i)``,
@@ -133,6 +133,7 @@ class EpisodeSampler:
         bucketed: bool = True,
         seed: int = 0,
         fixed: bool = False,
+        fit_buckets: bool = False,
     ):
         if batch_size < 1 or query_size < 1 or max_support < 1:
             raise ValueError(f"batch_size, query_size and max_support must be >= 1; got {batch_size}, "
@@ -169,10 +170,13 @@ class EpisodeSampler:
                 raise ValueError("No meta-training task has the 2 ratings needed for a support and a query.")
             supports = np.minimum(sizes[keep] - np.minimum(query_size, sizes[keep] // 2), max_support)
         self.task_ids = ids[keep]
+        self._supports = supports
         self._rows = rows
         self._tasks = keep
-        if bucketed:  # as many compiled shapes as powers of two would give, fitted to the supports
-            self.buckets = fitted_buckets(supports, len(support_buckets(int(supports.max()))))
+        if bucketed:
+            self.buckets = support_buckets(int(supports.max()))
+            if fit_buckets:  # as many compiled shapes, placed on the supports
+                self.buckets = fitted_buckets(supports, len(self.buckets))
         else:
             self.buckets = (int(max(supports.max(), 1)),)
         self.max_support = max_support
@@ -201,6 +205,10 @@ class EpisodeSampler:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def support_sizes(self) -> np.ndarray:
+        """Each task's support rows in a draw (its ratings less the query, at most ``max_support``)."""
+        return self._supports.copy()
 
     def shard_tasks(self, shard: int = 0, num_shards: int = 1) -> range:
         """The task positions of an episode that shard ``shard`` of ``num_shards`` holds."""

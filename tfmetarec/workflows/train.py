@@ -48,7 +48,7 @@ def sampler_for(prepared: Prepared) -> EpisodeSampler:
                          "meta-training rows have no role; give a split file with roles or drop fixed_tasks.")
     return EpisodeSampler(prepared.encoded, prepared.train_ratings, batch_size=tc.batch_size,
                           query_size=config.split.query_size, max_support=tc.max_support, seed=tc.seed,
-                          task_key=config.task_key, fixed=tc.fixed_tasks)
+                          task_key=config.task_key, fixed=tc.fixed_tasks, fit_buckets=tc.fit_buckets)
 
 
 def fit_learner(
