@@ -62,8 +62,10 @@ def inner_steps(
 
     What the adapted parameters do not touch (:meth:`~tfmetarec.models.MetaModel.represent`:
     MeLU's field embeddings when only its decision layers adapt) is computed once, before the
-    first step; every step runs only :meth:`~tfmetarec.models.MetaModel.decide` on it. The
-    meta-gradients are the same (tests/learners/test_learner_gradients.py).
+    first step; every step runs only :meth:`~tfmetarec.models.MetaModel.decide` on it. When the
+    first decision layer then adapts with scalar step sizes, its update is kept as a low-rank
+    product with that representation (:class:`LowRankKernel`). The meta-gradients are the same
+    (tests/learners/test_learner_gradients.py).
     """
     features = features_of(support)
     tasks = tf.shape(support[MASK])[0]
@@ -117,8 +119,8 @@ class LowRankKernel:
     then ``X W_0 - (X X^T) C_k + b``: ``X W_0`` once (a shared matmul, no per-task copy of
     ``W_0``), the ``[T, S, S]`` Gram matrix once, and per step a product with it, instead of
     per-task ``[in, out]`` kernels and their gradients at every step. The yielded kernels are
-    ``W_0 - X^T C_k`` (a compiled step computes only those it uses); the function, and so every
-    meta-gradient, is today's (tests/learners/test_learner_gradients.py).
+    ``W_0 - X^T C_k`` (a compiled step computes only those it uses). The function is the same as
+    updating the kernel itself, and so is every meta-gradient (tests/learners/test_learner_gradients.py).
     """
 
     KEY = "__first_layer_pre_activation"
