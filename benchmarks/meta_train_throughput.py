@@ -485,7 +485,8 @@ def main(argv=None) -> int:
     if args.only in (None, "padding"):
         padding = padding_section()
         sections += [
-            "## Padding of the evaluation batches (32 tasks a batch, supports bucketed to powers of two)", "",
+            ("## Padding: the meta-training sampler's buckets (powers of two, fitted) and the evaluation "
+             "batches (32 tasks a batch, supports bucketed to powers of two)"), "",
             markdown_table(padding, ["data", "scenario", "batches", "calls", "real support rows",
                                      "task slots filled", "buckets"]), ""]
     if args.only == "padding":

@@ -112,6 +112,7 @@ def test_reptile_outer_step_interpolates_toward_the_adapted_weights(train_on_que
     ("maml", dict(adapt="all"), False, False),
     ("maml", dict(adapt="embeddings"), False, False),
     ("fomaml", {}, True, True),
+    ("fomaml", dict(learn_inner_lr="per_layer_step"), True, True),
     ("meta_sgd", {}, True, False),
     ("maml", dict(learn_inner_lr="per_layer_step", multi_step_loss=True), True, True),
     ("reptile", {}, True, True),
@@ -147,3 +148,16 @@ def test_computing_what_does_not_adapt_once_leaves_the_meta_gradients_unchanged(
     assert len(hoisted) == len(plain) > 0
     for a, b, v in zip(hoisted, plain, learner.meta_variables(), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-13, err_msg=v.path)
+
+
+def test_a_model_that_decides_otherwise_keeps_the_whole_decision_in_the_loop():
+    """A subclass that changes ``_decide`` gets no low-rank first layer (it would skip the change)."""
+    model = checks.build("maml", seed=1).model
+    assert model.first_decision_layer() == ("decision_0_kernel", "decision_0_bias")
+
+    class Shifted(type(model)):
+        def _decide(self, params, x):
+            return super()._decide(params, x) + 1.0
+
+    model.__class__ = Shifted
+    assert model.first_decision_layer() is None

@@ -141,7 +141,9 @@ class LowRankKernel:
            first_order: bool) -> LowRankKernel | None:
         """The low-rank form of ``model``'s first decision layer, when it applies: the layer's kernel
         adapts with a scalar step size at every step, the representation is fixed
-        (``hoisted``, ``[T, S, in]``) and the support is no wider than the layer's input."""
+        (``hoisted``, ``[T, S, in]``) and the support is no wider than the layer's input (checked
+        when both are known while tracing; a graph traced for every support size uses the form
+        for all of them)."""
         layer = model.first_decision_layer()
         if layer is None or not isinstance(hoisted, tf.Tensor) or hoisted.shape.rank != 3:
             return None
@@ -169,8 +171,10 @@ class LowRankKernel:
             grad = tf.stop_gradient(grad)
         scaled = tf.cast(rate, grad.dtype) * grad
         self.acc = scaled if self.acc is None else self.acc + scaled
-        update = F.task_matmul(self.x, self.acc, transpose_a=True)  # X^T C: [T, in, out]
-        return self.start - (tf.stop_gradient(update) if self.first_order else update)
+        # first order: no gradient through X (the Ds in C are stopped already), as the loop that
+        # stops each step's kernel gradient; the step sizes in C still get theirs
+        x = tf.stop_gradient(self.x) if self.first_order else self.x
+        return self.start - F.task_matmul(x, self.acc, transpose_a=True)  # W_0 - X^T C: [T, in, out]
 
 
 def inner_loop(model: MetaModel, params: Mapping[str, tf.Tensor], adapt_names: Sequence[str], support: Episode,

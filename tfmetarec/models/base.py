@@ -483,7 +483,8 @@ class MetaModel(Configurable, keras.Model):
         """``(kernel, bias)`` of the dense layer that reads :meth:`represent`'s output, when
         :meth:`decide_from_first_layer` goes on from that layer's pre-activation (None: the
         model has no such layer). An inner loop that adapts this kernel by plain SGD keeps its
-        update as a low-rank product with the support's representation."""
+        update as a low-rank product with the support's representation. A subclass that changes
+        :meth:`decide` must change this too (or return None)."""
         return None
 
     def decide_from_first_layer(self, params: Params, pre_activation: tf.Tensor, features: Features) -> tf.Tensor:

@@ -90,7 +90,9 @@ class MeLU(MetaModel):
     def decide(self, params: Params, representation: tf.Tensor, features: Features) -> tf.Tensor:
         return self.with_item_offset(self._decide(params, representation), features)
 
-    def first_decision_layer(self) -> tuple[str, str]:
+    def first_decision_layer(self) -> tuple[str, str] | None:
+        if type(self).decide is not MeLU.decide or type(self)._decide is not MeLU._decide:
+            return None  # a subclass that decides otherwise: the low-rank form would skip its change
         return "decision_0_kernel", "decision_0_bias"
 
     def decide_from_first_layer(self, params: Params, pre_activation: tf.Tensor, features: Features) -> tf.Tensor:
