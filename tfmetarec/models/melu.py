@@ -10,13 +10,14 @@ import tensorflow as tf
 
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
+from tfmetarec.models.decision import DecisionStack
 from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast
 from tfmetarec.types import ITEM_REPRESENTATION, Features, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
-class MeLU(MetaModel):
+class MeLU(DecisionStack, MetaModel):
     """One embedding per user and item field, concatenated, through a decision MLP.
 
     As in the paper: gender, age, occupation and zip each get an embedding, and so do
@@ -87,18 +88,6 @@ class MeLU(MetaModel):
         """The user and item representations side by side, when only decision layers adapt."""
         return self._joint(params, features) if set(adapt_names) <= set(self._decision) else None
 
-    def decide(self, params: Params, representation: tf.Tensor, features: Features) -> tf.Tensor:
-        return self.with_item_offset(self._decide(params, representation), features)
-
-    def first_decision_layer(self) -> tuple[str, str] | None:
-        if type(self).decide is not MeLU.decide or type(self)._decide is not MeLU._decide:
-            return None  # a subclass that decides otherwise: the low-rank form would skip its change
-        return "decision_0_kernel", "decision_0_bias"
-
-    def decide_from_first_layer(self, params: Params, pre_activation: tf.Tensor, features: Features) -> tf.Tensor:
-        scores = F.mlp(pre_activation, params, "decision", len(self.hidden_units) + 1, from_first_pre_activation=True)
-        return self.with_item_offset(tf.squeeze(scores, axis=-1), features)
-
     def _joint(self, params: Params, features: Features) -> tf.Tensor:
         parts = []
         if self.user_embeddings or self.use_ids:
@@ -113,6 +102,3 @@ class MeLU(MetaModel):
             user_state[:, None, :], tf.concat([tf.shape(items)[:-1], [tf.shape(user_state)[-1]]], axis=0)
         )
         return self.with_item_offset(self._decide(params, tf.concat([users, items], axis=-1)), features)
-
-    def _decide(self, params: Params, x: tf.Tensor) -> tf.Tensor:
-        return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)

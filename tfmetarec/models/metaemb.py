@@ -19,13 +19,14 @@ import tensorflow as tf
 
 from tfmetarec.models import functional as F
 from tfmetarec.models.base import MetaModel
+from tfmetarec.models.decision import DecisionStack
 from tfmetarec.models.fields import FieldEmbeddings
 from tfmetarec.options import AtLeast
 from tfmetarec.types import Features, Params
 
 
 @keras.saving.register_keras_serializable(package="tfmetarec")
-class MetaEmb(MetaModel):
+class MetaEmb(DecisionStack, MetaModel):
     """A MeLU-style model with item ID embeddings whose OOV item embedding is generated
     from the item's content (model name ``"metaemb"``).
 
@@ -98,9 +99,6 @@ class MetaEmb(MetaModel):
         known = tf.cast(ids > 0, learned.dtype)[..., None]
         return known * learned + (1.0 - known) * self.generate(params, content)
 
-    def _decide(self, params: Params, x: tf.Tensor) -> tf.Tensor:
-        return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)
-
     def _score(self, params: Params, features: Features, users: tf.Tensor | None, items: tf.Tensor) -> tf.Tensor:
         return self.decide(params, _side_by_side(users, items), features)
 
@@ -114,18 +112,6 @@ class MetaEmb(MetaModel):
         if not set(adapt_names) <= set(self._decision):
             return None
         return _side_by_side(self.user_inputs(params, features), self.item_representation(params, features))
-
-    def decide(self, params: Params, representation: tf.Tensor, features: Features) -> tf.Tensor:
-        return self.with_item_offset(self._decide(params, representation), features)
-
-    def first_decision_layer(self) -> tuple[str, str] | None:
-        if type(self).decide is not MetaEmb.decide or type(self)._decide is not MetaEmb._decide:
-            return None  # a subclass that decides otherwise: the low-rank form would skip its change
-        return "decision_0_kernel", "decision_0_bias"
-
-    def decide_from_first_layer(self, params: Params, pre_activation: tf.Tensor, features: Features) -> tf.Tensor:
-        scores = F.mlp(pre_activation, params, "decision", len(self.hidden_units) + 1, from_first_pre_activation=True)
-        return self.with_item_offset(tf.squeeze(scores, axis=-1), features)
 
     def forward_with_item_embedding(self, params: Params, item_embedding: tf.Tensor, features: Features) -> tf.Tensor:
         """Scores ``[T, N]`` with every row's item ID embedding replaced by the task's
