@@ -140,7 +140,7 @@ def test_computing_what_does_not_adapt_once_leaves_the_meta_gradients_unchanged(
     params = model.variable_values()
     represented = model.represent(params, features_of(episode[SUPPORT]), names)
     assert (represented is not None) == hoists
-    uses = LowRankKernel.of(model, names, learner.adaptation_rates(), represented, params, params, False)
+    uses = LowRankKernel.of(model, names, learner.adaptation_rates(), represented, params, False)
     assert (uses is not None) == low_rank
     hoisted, _ = learner.meta_gradients(episode)
     model.represent = lambda *args: None  # the whole forward pass at every step

@@ -141,3 +141,25 @@ def test_one_task_known_while_tracing_multiplies_plain_matrices_with_the_same_va
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
     assert "BatchMatMulV2" not in graphs["plain"][1] and "MatMul" in graphs["plain"][1]
     assert "BatchMatMulV2" in graphs["batched"][1]
+
+
+def test_a_per_task_score_head_is_a_product_and_a_sum_with_the_matmuls_values_and_gradients():
+    """F.dense: a per-task kernel with one output (``[T, in, 1]``, the score head) multiplies and
+    sums instead of a batched matrix-vector product; values and gradients equal ``tf.matmul``'s."""
+    from tfmetarec.models import functional as F
+
+    rng = np.random.default_rng(1)
+    x, kernel, bias = (tf.constant(rng.normal(size=s).astype("float32")) for s in ((4, 6, 3), (4, 3, 1), (4, 1)))
+    spec = [tf.TensorSpec([None, None, 3]), tf.TensorSpec([None, 3, 1]), tf.TensorSpec([None, 1])]
+
+    def grads(layer):
+        return tf.function(lambda x, k, b: tf.gradients(tf.reduce_sum(tf.sin(layer(x, k, b))), [x, k, b])
+                           + [layer(x, k, b)], input_signature=spec)
+
+    head = grads(lambda x, k, b: F.dense(x, k, b))
+    reference = grads(lambda x, k, b: tf.matmul(x, k) + b[:, None, :])
+    for a, b in zip(head(x, kernel, bias), reference(x, kernel, bias), strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    ops = {op.type for op in head.get_concrete_function().graph.get_operations()}
+    assert not ops & {"BatchMatMulV2", "BatchMatMulV3", "MatMul"}

@@ -77,7 +77,7 @@ def inner_steps(
     else:
         fast = {name: tf.convert_to_tensor(start[name]) for name in adapt_names}
     low_rank = LowRankKernel.of(model, adapt_names, learning_rates, hoisted, params if start is None else start,
-                                fast, first_order)
+                                first_order)
     yield {**fast, **context}, None
     for step in range(steps):
         rates = learning_rates[min(step, len(learning_rates) - 1)]
@@ -125,11 +125,10 @@ class LowRankKernel:
 
     KEY = "__first_layer_pre_activation"
 
-    def __init__(self, kernel: str, bias: str, x: tf.Tensor, start_kernel: tf.Tensor, tiled_kernel: tf.Tensor,
-                 first_order: bool):
+    def __init__(self, kernel: str, bias: str, x: tf.Tensor, start_kernel: tf.Tensor, first_order: bool):
         self.kernel, self.bias = kernel, bias
         self.x = x
-        self.start = tiled_kernel
+        self.start = start_kernel  # shared [in, out] or per task [T, in, out]: W_0 - X^T C broadcasts
         self.first_order = first_order
         self.base = F.dense(x, start_kernel)  # X W_0: [T, S, out]
         self.gram = F.task_matmul(x, x, transpose_b=True)  # [T, S, S]
@@ -137,8 +136,7 @@ class LowRankKernel:
 
     @classmethod
     def of(cls, model: MetaModel, adapt_names: Sequence[str], learning_rates: Sequence[Mapping[str, tf.Tensor]],
-           hoisted: Any, start: Mapping[str, tf.Tensor], fast: Mapping[str, tf.Tensor],
-           first_order: bool) -> LowRankKernel | None:
+           hoisted: Any, start: Mapping[str, tf.Tensor], first_order: bool) -> LowRankKernel | None:
         """The low-rank form of ``model``'s first decision layer, when it applies: the layer's kernel
         adapts with a scalar step size at every step, the representation is fixed
         (``hoisted``, ``[T, S, in]``) and the support is no wider than the layer's input (checked
@@ -155,7 +153,7 @@ class LowRankKernel:
         rows, width = hoisted.shape[1], hoisted.shape[2]
         if rows is not None and width is not None and rows > width:
             return None  # the Gram matrix would cost more than the kernel
-        return cls(kernel, bias, hoisted, start[kernel], fast[kernel], first_order)
+        return cls(kernel, bias, hoisted, start[kernel], first_order)
 
     def pre_activation(self, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """``X W_k + b``: ``[T, S, out]``."""
