@@ -14,6 +14,17 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+try:  # where a traced op will run: XLA fuses what the TF executor runs op by op
+    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _in_xla_graph
+except ImportError:  # pragma: no cover - a TensorFlow without it: treat every graph as unfused
+    def _in_xla_graph(graph: Any) -> bool:
+        return False
+
+
+def compiled_by_xla() -> bool:
+    """True while tracing a function that XLA compiles (``jit_compile=True``)."""
+    return not tf.executing_eagerly() and _in_xla_graph(tf.compat.v1.get_default_graph())
+
 
 def is_task_batched(weight: tf.Tensor, base_rank: int) -> bool:
     """True when ``weight`` has one more (task) axis than its base rank."""
@@ -38,9 +49,10 @@ def dense(
                        [1, -1, kernel.shape[-1]])
         if bias is not None:
             y = y + (bias[:, None, :] if is_task_batched(bias, 1) else bias)
-    elif is_task_batched(kernel, 2) and kernel.shape[-1] == 1 and x.shape.rank == 3:
-        # one output per task (a score head): a product and a sum, it and its gradients
-        # elementwise; batched matrix-vector products cost ~10x more per call on CPU
+    elif is_task_batched(kernel, 2) and kernel.shape[-1] == 1 and x.shape.rank == 3 and not compiled_by_xla():
+        # one output per task (a score head), op by op (a default SavedModel): a product and a sum,
+        # it and its gradients elementwise, as a batched matrix-vector product costs ~10x more per
+        # call on CPU; XLA runs the product faster than the sum
         y = tf.reduce_sum(x * tf.linalg.matrix_transpose(kernel), axis=-1, keepdims=True)
         if bias is not None:
             y = y + (bias[:, None, :] if is_task_batched(bias, 1) else bias)
