@@ -145,7 +145,8 @@ def test_one_task_known_while_tracing_multiplies_plain_matrices_with_the_same_va
 
 def test_a_per_task_score_head_is_a_product_and_a_sum_with_the_matmuls_values_and_gradients():
     """F.dense: a per-task kernel with one output (``[T, in, 1]``, the score head) multiplies and
-    sums instead of a batched matrix-vector product; values and gradients equal ``tf.matmul``'s."""
+    sums instead of a batched matrix-vector product where ops run one by one (not under XLA); values
+    and gradients equal ``tf.matmul``'s."""
     from tfmetarec.models import functional as F
 
     rng = np.random.default_rng(1)
@@ -163,3 +164,6 @@ def test_a_per_task_score_head_is_a_product_and_a_sum_with_the_matmuls_values_an
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     ops = {op.type for op in head.get_concrete_function().graph.get_operations()}
     assert not ops & {"BatchMatMulV2", "BatchMatMulV3", "MatMul"}
+    compiled = tf.function(lambda x, k: F.dense(x, k), jit_compile=True, input_signature=spec[:2])
+    compiled_ops = {op.type for op in compiled.get_concrete_function().graph.get_operations()}
+    assert "BatchMatMulV2" in compiled_ops  # under XLA: the batched product
