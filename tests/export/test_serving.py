@@ -423,3 +423,22 @@ def test_a_state_updated_rating_by_rating_and_its_checks(served):
         _call(loaded, "update_state", {**foreign, **empty})
     with pytest.raises(RequestError, match="must be \\[T"):
         onnx("update_state", {**onnx_state, "state_rated_item": onnx_state["state_rated_item"][:, :3], **empty})
+
+
+def test_the_onnx_client_remembers_user_field_encodings_and_still_refuses_bad_values(served):
+    """OnnxRecommender encodes a single-valued user field's raw value once and then looks it up: the
+    answers are the same, what it remembers is the transform's own index, and a bad value is still
+    refused with the field's message."""
+    world, _, _, _, onnx = served
+    request = H.random_request(world, np.random.default_rng(6), 3, 5, 4)
+    for _, _, seen in onnx._fields:
+        seen.clear()
+    first = onnx("adapt_and_score", request)["scores"]
+    assert all(seen for _, _, seen in onnx._fields)
+    np.testing.assert_array_equal(onnx("adapt_and_score", request)["scores"], first)
+    for _, transform, seen in onnx._fields:
+        for (_, value), index in seen.items():
+            assert transform.numpy(np.array([value], dtype=object))[0] == index, value
+    with pytest.raises(RequestError, match="user_age must hold numbers"):
+        onnx("adapt_and_score", {**request, "user_age": np.array(["31", "abc", "40"], dtype=object)})
+    assert "abc" not in {value for _, _, seen in onnx._fields for _, value in seen}

@@ -282,6 +282,10 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
+FIELD_MEMORY = 100_000
+"""How many raw user-field values an :class:`OnnxRecommender` remembers the encoding of."""
+
+
 class OnnxRecommender:
     """An ONNX Runtime client for a folder written by :func:`export_onnx`.
 
@@ -327,7 +331,7 @@ class OnnxRecommender:
         order = np.argsort(raw[rows], kind="stable")
         self._item_keys, self._item_rows = raw[rows][order], rows[order].astype(np.int32)
         self._user_keys = np.asarray(encoder.user_vocab or [], np.int64)  # sorted by the encoder
-        self._fields = [(f, encoder.transform_of(f)) for f in encoder.fields_of("user")]
+        self._fields = [(f, encoder.transform_of(f), {}) for f in encoder.fields_of("user")]
 
     @staticmethod
     def _find(keys: np.ndarray, values: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -339,15 +343,32 @@ class OnnxRecommender:
 
     def _users(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         ids = self._find(self._user_keys, arrays[USER_ID], np.arange(1, len(self._user_keys) + 1))
-        cols = []
-        for f, transform in self._fields:
-            name = f"user_{f.name}"
-            try:
-                cols.append(transform.numpy(arrays[name], label=name))
-            except ValueError as err:
-                raise RequestError(str(err)) from None
+        cols = [self._field(f"user_{f.name}", transform, seen, arrays[f"user_{f.name}"])
+                for f, transform, seen in self._fields]
         fields = np.stack(cols, axis=1) if cols else np.zeros((len(ids), 0), np.int32)
         return ids, fields
+
+    @staticmethod
+    def _field(name: str, transform: Any, seen: dict, values: np.ndarray) -> np.ndarray:
+        """One user field's indices. A single-valued field remembers the index of each raw value it
+        has encoded (``seen``, keyed by type and value: ``True`` and ``1`` are different keys; at
+        most ``FIELD_MEMORY`` of them), so a request of values met before costs a dict lookup each
+        instead of the transform's parsing; a list field always runs the transform."""
+        keys = [(type(v), v) for v in values.tolist()]
+        try:
+            return np.array([seen[k] for k in keys], np.int32)
+        except (KeyError, TypeError):  # a value not met yet, or a list cell (unhashable)
+            pass
+        try:
+            out = transform.numpy(values, label=name)
+        except ValueError as err:
+            raise RequestError(str(err)) from None
+        if out.ndim == 1 and len(seen) < FIELD_MEMORY:
+            try:
+                seen.update(zip(keys, out.tolist()))
+            except TypeError:  # an unhashable value: not remembered
+                pass
+        return out
 
     def _rows(self, raw: np.ndarray) -> np.ndarray:
         return self._find(self._item_keys, np.asarray(raw, np.int64), self._item_rows)

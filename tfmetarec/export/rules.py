@@ -171,12 +171,15 @@ def rules(contract: ServingContract, signature: str, limit_users: bool = True) -
                      lambda ops, x, r=rating, m=mask: ops.all(ops.isfinite(ops.where(x[m] > 0, x[r], lo))),
                      f"{rating} holds NaN or infinite values on real (mask 1) rows."),
                 Rule(rating, "value",
-                     lambda ops, x, r=rating, m=mask: ops.all((ops.where(x[m] > 0, x[r], lo) >= lo)
-                                                              & (ops.where(x[m] > 0, x[r], lo) <= hi)),
+                     lambda ops, x, r=rating, m=mask: _within(ops, ops.where(x[m] > 0, x[r], lo), lo, hi),
                      f"{rating} holds ratings outside the trained range [{lo:g}, {hi:g}]."),
             ]
     out += state_rules(contract, state_inputs)
     return out
+
+
+def _within(ops: Any, values: Any, lo: float, hi: float) -> Any:
+    return ops.all((values >= lo) & (values <= hi))
 
 
 def state_rules(contract: ServingContract, inputs: Sequence[str]) -> list[Rule]:
