@@ -270,15 +270,16 @@ def _array(name: str, value: Any, dtype: str) -> np.ndarray:
             raise RequestError(f"{name} holds IDs outside the int64 range.")
         if dtype == "int32" and array.size and (array.min() < -2**31 or array.max() >= 2**31):
             raise RequestError(f"{name} holds values outside the int32 range.")
-        return array.astype(np.int64 if dtype == "int64" else np.int32)
+        return array.astype(np.int64 if dtype == "int64" else np.int32, copy=False)
     if array.size and array.dtype.kind not in "iuf":
         raise RequestError(f"{name} must hold numbers, got {array.dtype}.")
-    return array.astype(np.float32)
+    return array.astype(np.float32, copy=False)
 
 
 def check_request(contract: ServingContract, signature: str, request: Mapping[str, Any],
                   limit_users: bool = True) -> dict[str, np.ndarray]:
-    """The request as arrays of the contract's dtypes, or :class:`RequestError` naming what is
+    """The request as arrays of the contract's dtypes (an input that has its dtype already is
+    passed through, not copied: callers read them), or :class:`RequestError` naming what is
     wrong: a missing or unknown input, a wrong rank or dtype, then the rules the SavedModel
     checks in its graph (:mod:`tfmetarec.export.rules`): users/rows that disagree, limits, a
     mask that is not 0/1, a rating that is NaN, infinite or outside the trained range on a

@@ -331,6 +331,7 @@ class OnnxRecommender:
         order = np.argsort(raw[rows], kind="stable")
         self._item_keys, self._item_rows = raw[rows][order], rows[order].astype(np.int32)
         self._user_keys = np.asarray(encoder.user_vocab or [], np.int64)  # sorted by the encoder
+        self._user_rows = np.arange(1, len(self._user_keys) + 1, dtype=np.int32)
         self._fields = [(f, encoder.transform_of(f), {}) for f in encoder.fields_of("user")]
 
     @staticmethod
@@ -338,11 +339,14 @@ class OnnxRecommender:
         """``found[i]`` where ``keys[i] == value``, else 0 (``keys`` sorted)."""
         if len(keys) == 0:
             return np.zeros(values.shape, np.int32)
-        at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
-        return np.where(keys[at] == values, found[at], 0).astype(np.int32)
+        at = keys.searchsorted(values)
+        np.minimum(at, len(keys) - 1, out=at)
+        out = found[at].astype(np.int32, copy=False)
+        out[keys[at] != values] = 0
+        return out
 
     def _users(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        ids = self._find(self._user_keys, arrays[USER_ID], np.arange(1, len(self._user_keys) + 1))
+        ids = self._find(self._user_keys, arrays[USER_ID], self._user_rows)
         cols = [self._field(f"user_{f.name}", transform, seen, arrays[f"user_{f.name}"])
                 for f, transform, seen in self._fields]
         fields = np.stack(cols, axis=1) if cols else np.zeros((len(ids), 0), np.int32)
@@ -378,7 +382,10 @@ class OnnxRecommender:
         """``x`` with zeros after its users (and rows) up to the bucket's sizes."""
         shape = (users, *(() if rows is None else (rows,)), *x.shape[1 if rows is None else 2:])
         out = np.zeros(shape, x.dtype)
-        out[tuple(slice(0, n) for n in x.shape)] = x
+        if x.ndim == 2:
+            out[: x.shape[0], : x.shape[1]] = x
+        else:
+            out[tuple(slice(0, n) for n in x.shape)] = x
         return out
 
     def _run(self, signature: str, users: int, support: int | None, feeds: dict[str, np.ndarray]) -> dict:
@@ -415,7 +422,7 @@ class OnnxRecommender:
                      for lo in range(0, count, step)]
             out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         if signature in ("adapt", "update_state"):  # seal the state: its user, then the tag over it all
-            out[STATE_PREFIX + STATE_USER] = np.asarray(arrays[USER_ID], np.int64)
+            out[STATE_PREFIX + STATE_USER] = np.array(arrays[USER_ID], np.int64)  # a copy: not the request's
             state = {k[len(STATE_PREFIX):]: v for k, v in out.items()}
             out[STATE_PREFIX + STATE_TAG] = tag_numpy(state, self._state_key)
         return out
