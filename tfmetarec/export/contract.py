@@ -250,8 +250,9 @@ class ServingContract:
 def _array(name: str, value: Any, dtype: str) -> np.ndarray:
     if dtype == "string":
         array = np.asarray(value, dtype=object)
-        if array.size and not all(isinstance(v, (str, bytes)) for v in array.reshape(-1)):
-            raise RequestError(f"{name} must hold strings (raw field values, '' for missing).")
+        for v in array.flat:  # a plain loop: a request holds a few values, a generator costs more
+            if not isinstance(v, (str, bytes)):
+                raise RequestError(f"{name} must hold strings (raw field values, '' for missing).")
         return array
     try:
         array = np.asarray(value)
@@ -285,25 +286,27 @@ def check_request(contract: ServingContract, signature: str, request: Mapping[st
     mask that is not 0/1, a rating that is NaN, infinite or outside the trained range on a
     real row, a state that is not finite or was made by another model.
     ``limit_users=False`` lets a client that splits requests take more users than a bucket."""
-    names, dtypes, checks = _request_checks(contract, signature, limit_users)
-    missing = [n for n in names if n not in request]
-    if missing:
-        raise RequestError(f"{signature} needs inputs {missing}.")
-    unknown = sorted(set(request) - set(names))
-    if unknown:
+    names, dtypes, checks, expected = _request_checks(contract, signature, limit_users)
+    if request.keys() != expected:
+        missing = [n for n in names if n not in request]
+        if missing:
+            raise RequestError(f"{signature} needs inputs {missing}.")
+        unknown = sorted(set(request) - expected)
         raise RequestError(f"{signature} takes no inputs {unknown}; it takes {names}.")
     out = {n: _array(n, request[n], dtypes[n]) for n in names}
     check_numpy(checks, out, RequestError)
     return out
 
 
-def _request_checks(contract: ServingContract, signature: str, limit_users: bool) -> tuple[list, dict, list]:
-    """A signature's input names, their dtypes and its rules, made once per contract (a client
-    checks every request with them: building the rules cost more than running them)."""
+def _request_checks(contract: ServingContract, signature: str,
+                    limit_users: bool) -> tuple[list, dict, list, frozenset]:
+    """A signature's input names, their dtypes, its rules and the names as a set, made once per
+    contract (a client checks every request with them: building the rules cost more than running them)."""
     made = contract.__dict__.setdefault("_request_checks", {})  # the frozen contract's own cache
     key = (signature, limit_users)
     if key not in made:
-        made[key] = (contract.inputs(signature), contract.input_dtypes(), rules(contract, signature, limit_users))
+        names = contract.inputs(signature)
+        made[key] = (names, contract.input_dtypes(), rules(contract, signature, limit_users), frozenset(names))
     return made[key]
 
 

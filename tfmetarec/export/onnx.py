@@ -309,7 +309,7 @@ class OnnxRecommender:
         self._state_key = read_key(self.folder)
         self.threads = threads
         self._sessions: dict[str, Any] = {}
-        self._output_names: dict[str, list[str]] = {}
+        self._output_names: dict[str, tuple[list[str], list[str]]] = {}
         self._prepare_lookups()
 
     def session(self, name: str):
@@ -393,10 +393,11 @@ class OnnxRecommender:
         if name not in self.files:
             raise RequestError(f"The export has no {signature!r} graph for {users} users and support {support}.")
         session = self.session(name)
-        outs = self._output_names.get(name)
-        if outs is None:
-            outs = self._output_names[name] = [o.name for o in session.get_outputs()]
-        return dict(zip(outs, session.run(outs, feeds)))
+        names = self._output_names.get(name)
+        if names is None:  # the graph's output names, and the client's (without the NEXT prefix)
+            outs = [o.name for o in session.get_outputs()]
+            names = self._output_names[name] = (outs, [k[len(NEXT):] if k.startswith(NEXT) else k for k in outs])
+        return dict(zip(names[1], session.run(names[0], feeds)))
 
     def __call__(self, signature: str, request: Mapping[str, Any]) -> dict[str, np.ndarray]:
         prior = signature == "serving_default" and "adapt_and_score" in self.signatures
@@ -459,7 +460,6 @@ class OnnxRecommender:
             q_rows = arrays[QUERY_ITEM].shape[1]
             feeds[G_QUERY] = self._pad(self._rows(arrays[QUERY_ITEM]), users, buckets.size_for("query", q_rows))
         out = self._run(signature, users, support, feeds)
-        out = {k[len(NEXT):] if k.startswith(NEXT) else k: v for k, v in out.items()}
         if SCORES in out and q_rows is not None:
             out[SCORES] = out[SCORES][:, :q_rows]
         return {k: v[:count] for k, v in out.items()}
