@@ -112,6 +112,17 @@ def percentiles(fn, calls: int, rounds: int) -> tuple[float, float]:
     return float(np.median(p50s)), float(np.median(p99s))
 
 
+def interleaved_p50(fns: dict, calls: int, rounds: int) -> dict:
+    """Median over rounds of each function's per-round p50 (ms), the functions taking turns round
+    by round (a ratio between them is then measured side by side)."""
+    p50s: dict = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            fn()
+            p50s[name].append(percentiles(fn, calls, 1)[0])
+    return {name: float(np.median(v)) for name, v in p50s.items()}
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -430,6 +441,15 @@ def main(argv=None) -> int:
         got = client("adapt_and_score", req)["scores"]
         rows.append({"runtime": f"OnnxRecommender (raw IDs: checks, lookups, padding), {threads} thread(s)",
                      **_row(lambda c=client: c("adapt_and_score", req), got, eager, args)})
+    overhead_rows = []
+    for threads in (1, 2):  # the client against its own graph session, taking turns round by round
+        client = OnnxRecommender(onnx_dir, threads=threads)
+        session = client.session(graph.name)
+        p50 = interleaved_p50({"graph": lambda s=session: s.run(None, feeds),
+                               "client": lambda c=client: c("adapt_and_score", req)}, args.calls, 2 * args.rounds)
+        overhead_rows.append({"threads": threads, "graph_p50_ms": p50["graph"], "client_p50_ms": p50["client"],
+                              "overhead_ms": p50["client"] - p50["graph"],
+                              "overhead_vs_graph": (p50["client"] - p50["graph"]) / p50["graph"]})
     for name, path in (("TF SavedModel, XLA opt-in (TF2 signature from Python)", xla),
                        ("TF SavedModel, default (no XLA; TF2 signature from Python)", plain)):
         call = signature_caller(path, "adapt_and_score")
@@ -441,6 +461,10 @@ def main(argv=None) -> int:
         got = call(req)["scores"]
         rows.append({"runtime": name, **_row(lambda c=call: c(req), got, eager, args)})
     print(markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), flush=True)
+    overhead_table = ["## The raw-ID ONNX client against its own graph session (rounds taking turns)", "",
+                      markdown_table(overhead_rows, ["threads", "graph_p50_ms", "client_p50_ms", "overhead_ms",
+                                                     "overhead_vs_graph"]), ""]
+    print("\n".join(overhead_table), flush=True)
     batch_rows = batch_section(learner, data, encoder, root, plain, xla, args)
     batch_table = ["## Batch requests: 1, 8 and 32 users per request (support 20, query 100 each)", "",
                    markdown_table(batch_rows, ["runtime", "users per request", "p50_ms", "p99_ms", "users_per_s"]), ""]
@@ -448,7 +472,7 @@ def main(argv=None) -> int:
         return write_report(args.out, [f"Export times: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())}", "",
                                  "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
                                  markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), "",
-                                 *batch_table])
+                                 *overhead_table, *batch_table])
 
     load_rows = []
     for name, call in (("TF SavedModel, default (no XLA)", signature_caller(plain, "adapt_and_score")),
@@ -479,7 +503,7 @@ def main(argv=None) -> int:
         "Export times: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), "",
         "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
         markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), "",
-        *batch_table,
+        *overhead_table, *batch_table,
         f"## Load test: 8 client threads, {args.load_seconds:.0f} s each", "",
         markdown_table(load_rows, ["runtime", "requests_per_s", "p50_ms", "p99_ms", "errors", "rss_growth_mb"]), "",
         RECOMMEND_TITLE, "", markdown_table(recommend_rows, RECOMMEND_COLUMNS), "",
