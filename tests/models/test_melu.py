@@ -164,6 +164,8 @@ def test_a_per_task_score_head_is_a_product_and_a_sum_with_the_matmuls_values_an
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     ops = {op.type for op in head.get_concrete_function().graph.get_operations()}
     assert not ops & {"BatchMatMulV2", "BatchMatMulV3", "MatMul"}
+    with pytest.raises(tf.errors.InvalidArgumentError):  # widths that disagree are refused, not broadcast
+        F.dense(x, kernel[:, :1])
     compiled = tf.function(lambda x, k: F.dense(x, k), jit_compile=True, input_signature=spec[:2])
     compiled_ops = {op.type for op in compiled.get_concrete_function().graph.get_operations()}
     assert "BatchMatMulV2" in compiled_ops  # under XLA: the batched product

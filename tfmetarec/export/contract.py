@@ -292,7 +292,8 @@ def check_request(contract: ServingContract, signature: str, request: Mapping[st
         if missing:
             raise RequestError(f"{signature} needs inputs {missing}.")
         unknown = sorted(set(request) - expected)
-        raise RequestError(f"{signature} takes no inputs {unknown}; it takes {names}.")
+        if unknown:
+            raise RequestError(f"{signature} takes no inputs {unknown}; it takes {names}.")
     out = {n: _array(n, request[n], dtypes[n]) for n in names}
     check_numpy(checks, out, RequestError)
     return out

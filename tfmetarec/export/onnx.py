@@ -354,10 +354,11 @@ class OnnxRecommender:
 
     @staticmethod
     def _field(name: str, transform: Any, seen: dict, values: np.ndarray) -> np.ndarray:
-        """One user field's indices. A single-valued field remembers the index of each raw value it
-        has encoded (``seen``, keyed by type and value: ``True`` and ``1`` are different keys; at
-        most ``FIELD_MEMORY`` of them), so a request of values met before costs a dict lookup each
-        instead of the transform's parsing; a list field always runs the transform."""
+        """One user field's indices. A single-valued field remembers the index of each known raw
+        value it has encoded (``seen``, keyed by type and value; at most ``FIELD_MEMORY`` values of
+        at most 64 characters, and none that encodes to 0, so unknown or junk values cannot fill
+        it), so a request of values met before costs a dict lookup each instead of the
+        transform's parsing; a list field always runs the transform."""
         keys = [(type(v), v) for v in values.tolist()]
         try:
             return np.array([seen[k] for k in keys], np.int32)
@@ -369,7 +370,7 @@ class OnnxRecommender:
             raise RequestError(str(err)) from None
         if out.ndim == 1 and len(seen) < FIELD_MEMORY:
             try:
-                seen.update(zip(keys, out.tolist()))
+                seen.update((k, i) for k, i in zip(keys, out.tolist()) if i and len(k[1]) <= 64)
             except TypeError:  # an unhashable value: not remembered
                 pass
         return out

@@ -49,7 +49,8 @@ def dense(
                        [1, -1, kernel.shape[-1]])
         if bias is not None:
             y = y + (bias[:, None, :] if is_task_batched(bias, 1) else bias)
-    elif is_task_batched(kernel, 2) and kernel.shape[-1] == 1 and x.shape.rank == 3 and not compiled_by_xla():
+    elif (is_task_batched(kernel, 2) and kernel.shape[-1] == 1 and x.shape.rank == 3
+          and x.shape[-1] is not None and x.shape[-1] == kernel.shape[-2] and not compiled_by_xla()):
         # one output per task (a score head), op by op (a default SavedModel): a product and a sum,
         # it and its gradients elementwise, as a batched matrix-vector product costs ~10x more per
         # call on CPU; XLA runs the product faster than the sum
