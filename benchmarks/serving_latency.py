@@ -461,6 +461,21 @@ def main(argv=None) -> int:
         got = call(req)["scores"]
         rows.append({"runtime": name, **_row(lambda c=call: c(req), got, eager, args)})
     print(markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), flush=True)
+    one_thread = ort.SessionOptions()
+    one_thread.intra_op_num_threads, one_thread.inter_op_num_threads = 1, 1
+    onnx_graph = ort.InferenceSession(str(graph), one_thread, providers=["CPUExecutionProvider"])
+    turns = interleaved_p50({"onnx": lambda: onnx_graph.run(None, feeds),
+                             "default": lambda c=session_caller(plain, "adapt_and_score"): c(req),
+                             "xla": lambda c=session_caller(xla, "adapt_and_score"): c(req)},
+                            args.calls, 2 * args.rounds)
+    ratio_table = ["## The SavedModels through the v1 `serve` session against ONNX Runtime's graph (1 thread), "
+                   "rounds taking turns", "",
+                   markdown_table([{"runtime": name, "p50_ms": turns[key], "vs ONNX graph": turns[key] / turns["onnx"]}
+                                   for name, key in (("ONNX Runtime session.run", "onnx"),
+                                                     ("TF SavedModel, default (no XLA)", "default"),
+                                                     ("TF SavedModel, XLA opt-in", "xla"))],
+                                  ["runtime", "p50_ms", "vs ONNX graph"]), ""]
+    print("\n".join(ratio_table), flush=True)
     overhead_table = ["## The raw-ID ONNX client against its own graph session (rounds taking turns)", "",
                       markdown_table(overhead_rows, ["threads", "graph_p50_ms", "client_p50_ms", "overhead_ms",
                                                      "overhead_vs_graph"]), ""]
@@ -472,7 +487,7 @@ def main(argv=None) -> int:
         return write_report(args.out, [f"Export times: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())}", "",
                                  "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
                                  markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), "",
-                                 *overhead_table, *batch_table])
+                                 *ratio_table, *overhead_table, *batch_table])
 
     load_rows = []
     for name, call in (("TF SavedModel, default (no XLA)", signature_caller(plain, "adapt_and_score")),
@@ -503,7 +518,7 @@ def main(argv=None) -> int:
         "Export times: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), "",
         "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
         markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), "",
-        *overhead_table, *batch_table,
+        *ratio_table, *overhead_table, *batch_table,
         f"## Load test: 8 client threads, {args.load_seconds:.0f} s each", "",
         markdown_table(load_rows, ["runtime", "requests_per_s", "p50_ms", "p99_ms", "errors", "rss_growth_mb"]), "",
         RECOMMEND_TITLE, "", markdown_table(recommend_rows, RECOMMEND_COLUMNS), "",
