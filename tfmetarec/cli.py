@@ -24,6 +24,7 @@ from tfmetarec.config import (
     DATASETS,
     LEARNERS,
     MODELS,
+    SELECT_METRICS,
     STRATEGIES,
     TASK_KEYS,
     ExperimentConfig,
@@ -127,6 +128,8 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "validation_item_fraction": ("split.validation_item_fraction", None),
     "select_every": ("train.select_every", None),
     "select_patience": ("train.select_patience", None),
+    "select_metric": ("train.select_metric", None),
+    "id_dropout": ("train.id_dropout", None),
     "finetune_lr": ("train.finetune_lr", None),
     "item_warmup": ("train.item_warmup", None),
     "zip_prefix_len": ("features.zip_prefix_len", None),
@@ -232,6 +235,13 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--select-patience", type=NON_NEGATIVE,
                    help="with --select-every: stop a training once this many scorings in a row found no better "
                         f"step; 0 runs every step (default: {t.select_patience})")
+    g.add_argument("--select-metric", choices=tuple(SELECT_METRICS),
+                   help="with --select-every: keep the step with the lowest validation MAE or the highest "
+                        f"validation nDCG@3 (default: {t.select_metric})")
+    g.add_argument("--id-dropout", type=_number(0.0, maximum=0.99),
+                   help="ID dropout for models with ID embeddings (e.g. --set model.use_ids=true): hide each "
+                        "training task's user ID and each row's item ID with this probability, so new users and "
+                        f"items are scored as trained (default: {t.id_dropout})")
     g.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed for data, split and initialisation (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=POSITIVE, default=CHECKPOINT_EVERY,
                    help="write a resumable checkpoint every N steps (default: %(default)s)")

@@ -227,6 +227,10 @@ class LearnerConfig(_NamedOptions):
     default_name: ClassVar[str] = "maml"
 
 
+SELECT_METRICS = MappingProxyType({"MAE": "lowest", "nDCG@3": "highest"})
+"""What checkpoint choice (``train.select_metric``) can rank the scored steps by, and which end wins."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Outer loop settings shared by the meta-learner and the baselines."""
@@ -247,6 +251,11 @@ class TrainConfig:
     """Place the meta-training support buckets where the tasks' support sizes pad the fewest
     rows (as many buckets as powers of two would give) instead of at powers of two: fewer padded
     rows and faster steps (BENCHMARKS.md), but another episode stream than the default's."""
+    id_dropout: float = 0.0
+    """ID dropout (DropoutNet): in both trainings' episodes, hide each task's user ID and each row's
+    item ID embedding with this probability, so a model with ID embeddings (``model.use_ids``, or
+    a model that always has them) learns to score the new users and items it has no trained ID
+    for. 0 leaves the episode stream unchanged."""
 
     strategy: str = "default"
     """``default`` (one device), ``mirrored`` (the local GPUs) or ``multi_worker`` (the processes
@@ -261,12 +270,15 @@ class TrainConfig:
     select_every: int = 100
     """Every this many steps, both trainings (meta-learner and baseline) are scored on the
     validation tasks (held-out users, and pseudo-new items with ``split.validation_item_fraction``),
-    and the weights of the step with the lowest MAE are kept (mean over those task sets); 0 keeps
+    and the weights of the step with the best ``select_metric`` are kept (mean over those task sets); 0 keeps
     the last step's, and so do a training of at most this many steps (one candidate) and a run
     that holds out neither users nor items (the run says so)."""
     select_patience: int = 5
     """With ``select_every``: stop a training once this many scorings in a row found no better step
     (``meta_steps`` / ``pretrain_steps`` are then the most it runs); 0 runs every step."""
+    select_metric: str = "MAE"
+    """What ``select_every`` chooses the step by: ``MAE`` (lowest) or ``nDCG@3`` (highest: the
+    ranking of each validation task's query items)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -284,6 +296,11 @@ class TrainConfig:
             check_number("train.item_warmup", self.item_warmup, minimum=0.0)
         check_number("train.select_every", self.select_every, minimum=0, integer=True)
         check_number("train.select_patience", self.select_patience, minimum=0, integer=True)
+        check_number("train.id_dropout", self.id_dropout, minimum=0.0)
+        if self.id_dropout >= 1.0:
+            raise ValueError(f"train.id_dropout is the probability of hiding an ID, below 1; got {self.id_dropout}.")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"train.select_metric must be one of {tuple(SELECT_METRICS)}; got {self.select_metric!r}.")
 
 
 VECTOR_FILE_SUFFIXES = (".npz", ".csv", ".tsv", ".parquet")

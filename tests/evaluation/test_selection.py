@@ -117,3 +117,28 @@ def test_training_stops_after_patience_scorings_without_a_better_step_and_keeps_
     resumed = _Scripted([], learner, prepared.encoded, prepared.validation_sets(), 5, again.step, folder, patience=2)
     again.fit(sampler_for(prepared), 40, callbacks=[resumed], verbose=0, checkpoint_dir=tmp_path / "ckpt")
     assert int(again.step.numpy()) == 20 and resumed.log()["step"].tolist() == [5, 10, 15, 20]
+
+
+def test_choosing_by_ndcg_keeps_the_highest_scored_step_and_refuses_an_mae_choice(tmp_path):
+    from tfmetarec.evaluation.protocol import evaluate_tasks
+
+    prepared, learner = _learner()
+    step = tf.Variable(0, dtype=tf.int64)
+    sets = prepared.validation_sets()
+    real = CheckpointSelector(learner, prepared.encoded, sets, 5, step, metric="nDCG@3")
+    scored = real.score()
+    for name, tasks in sets.items():  # the evaluation's own nDCG@3 of each validation set
+        expected = evaluate_tasks(learner, prepared.encoded, tasks, ks=(3,), batch_size=32, jit_compile=False)
+        assert scored[f"{name}_nDCG@3"] == pytest.approx(expected["nDCG@3"], abs=1e-6)
+    assert scored["score"] == pytest.approx(np.mean([scored[f"{n}_nDCG@3"] for n in sets]))
+
+    folder = tmp_path / "selection"
+    chooser = _Scripted([0.5, 0.7, 0.6], learner, prepared.encoded, sets, 5, step, folder, metric="nDCG@3")
+    for s in (5, 10, 15):
+        step.assign(s)
+        chooser.on_train_batch_end(0)
+    assert chooser.chosen_step == 10  # the highest, where MAE would keep the lowest (step 5)
+    with pytest.raises(ValueError, match="chosen by validation nDCG@3, and this training chooses by MAE"):
+        CheckpointSelector(learner, prepared.encoded, sets, 5, step, folder)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        CheckpointSelector(learner, prepared.encoded, sets, 5, step, metric="RMSE")

@@ -5,8 +5,8 @@ users) can get worse: the model fits the training items' content. :class:`Checkp
 is a Keras callback for :meth:`~tfmetarec.learners.MetaTrainer.fit` that scores the learner on
 validation task sets (held-out users; held-out *pseudo-new* items) every ``every`` steps and at
 the end; :meth:`~CheckpointSelector.restore_best` then puts back the weights of the step with the
-lowest validation MAE. With ``patience``, training stops once that many scorings in a row found
-nothing better. With a ``folder``, the best weights and the log of every scoring survive a
+best validation score (lowest MAE, or with ``metric="nDCG@3"`` highest nDCG@3). With
+``patience``, training stops once that many scorings in a row found nothing better. With a ``folder``, the best weights and the log of every scoring survive a
 resumed run.
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfmetarec.config import SELECT_METRICS
 from tfmetarec.data.features import EncodedData
 from tfmetarec.evaluation.protocol import adapt_and_score_fn, predict_scenarios, summarise_tasks
 from tfmetarec.learners.base import MetaLearner
@@ -31,13 +32,14 @@ LOG = "selection.csv"
 BEST = "best.npz"
 
 
+
 class CheckpointSelector(keras.callbacks.Callback):
     """Score ``learner`` on ``task_sets`` every ``every`` training steps; keep the best step's weights.
 
     Args:
         learner: the learner being trained (its variables are copied and put back).
         encoded: the encoded data the task sets index.
-        task_sets: name -> validation tasks; the score is the mean of their MAEs.
+        task_sets: name -> validation tasks; the score is the mean of their ``metric``.
         every: score when the training step crosses a multiple of this, and at the end.
         step: the trainer's step counter (``MetaTrainer.step``).
         folder: where the log (``selection.csv``) and the best weights (``best.npz``) are kept, so a
@@ -46,12 +48,16 @@ class CheckpointSelector(keras.callbacks.Callback):
         batch_size: tasks per evaluation batch.
         patience: stop training once this many scorings in a row found no better step (the
             learner's ``stop_training``); 0 trains every step.
+        metric: ``MAE`` (the lowest wins) or ``nDCG@3`` (the highest wins), per task and averaged.
     """
 
     def __init__(self, learner: MetaLearner, encoded: EncodedData, task_sets: Mapping[str, TaskSet], every: int,
                  step: tf.Variable, folder: str | os.PathLike | None = None, item_warmup: float | None = None,
-                 batch_size: int = 32, patience: int = 0):
+                 batch_size: int = 32, patience: int = 0, metric: str = "MAE"):
         super().__init__()
+        if metric not in SELECT_METRICS:
+            raise ValueError(f"metric must be one of {tuple(SELECT_METRICS)}; got {metric!r}.")
+        self.metric, self._sign = metric, 1.0 if SELECT_METRICS[metric] == "lowest" else -1.0
         if int(every) < 1:
             raise ValueError(f"every must be >= 1, got {every}.")
         if int(patience) < 0:
@@ -72,12 +78,17 @@ class CheckpointSelector(keras.callbacks.Callback):
 
     # -- scoring --------------------------------------------------------------------------
     def score(self) -> dict[str, float]:
-        """The validation MAE of each task set and their mean (``score``), for the current weights."""
+        """The validation ``metric`` of each task set and their mean (``score``), for the current weights."""
         predictions = predict_scenarios({"learner": self.learner}, self.encoded, self.task_sets,
                                         batch_size=self.batch_size, jit_compile=False, item_warmup=self.item_warmup,
                                         fns={"learner": self._fn})
-        maes = {name: summarise_tasks(predictions[("learner", name)], ks=())["MAE"] for name in self.task_sets}
-        return {**{f"{k}_MAE": float(v) for k, v in maes.items()}, "score": float(np.mean(list(maes.values())))}
+        ks = (int(self.metric.split("@")[1]),) if "@" in self.metric else ()
+        values = {name: summarise_tasks(predictions[("learner", name)], ks=ks)[self.metric] for name in self.task_sets}
+        return {**{f"{k}_{self.metric}": float(v) for k, v in values.items()},
+                "score": float(np.mean(list(values.values())))}
+
+    def _better(self, score: float) -> bool:
+        return self.best is None or self._sign * score < self._sign * self.best[1]
 
     def _record(self) -> None:
         step = int(self.step.numpy())
@@ -86,7 +97,7 @@ class CheckpointSelector(keras.callbacks.Callback):
         self._last = step
         row = {"step": step, **self.score()}
         self.rows.append(row)
-        if self.best is None or row["score"] < self.best[1]:
+        if self._better(row["score"]):
             self.best = (step, row["score"], [np.array(v.numpy()) for v in self.learner.variables])
         self._save()
         self._stop_if_exhausted()
@@ -149,7 +160,8 @@ class CheckpointSelector(keras.callbacks.Callback):
         self.log().to_csv(self.folder / LOG, index=False)
         step, score, values = self.best
         tmp = self.folder / f".{BEST}.tmp.npz"
-        np.savez(tmp, *values, meta=json.dumps({"step": step, "score": score, "shapes": self._shapes()}))
+        meta = {"step": step, "score": score, "metric": self.metric, "shapes": self._shapes()}
+        np.savez(tmp, *values, meta=json.dumps(meta))
         os.replace(tmp, self.folder / BEST)
 
     def _load(self) -> None:
@@ -159,6 +171,9 @@ class CheckpointSelector(keras.callbacks.Callback):
         with np.load(best, allow_pickle=False) as saved:
             meta = json.loads(str(saved["meta"]))
             values = [saved[f"arr_{i}"] for i in range(len(meta["shapes"]))]
+        if meta.get("metric", "MAE") != self.metric:
+            raise ValueError(f"{best} holds the step chosen by validation {meta.get('metric', 'MAE')}, and this "
+                             f"training chooses by {self.metric}; delete {self.folder} or train with --overwrite.")
         if meta["shapes"] != self._shapes():
             raise ValueError(f"{best} holds the best weights of another learner (its variables differ from this "
                              f"{type(self.learner).__name__}'s); delete {self.folder} or train with --overwrite.")

@@ -34,6 +34,7 @@ from tfmetarec.registry import MODEL_SKIP
 from tfmetarec.types import (
     ITEM_FIELDS,
     ITEM_ID,
+    ITEM_ID_HIDDEN,
     USER_FIELDS,
     USER_ID,
     VECTOR,
@@ -362,13 +363,22 @@ class MetaModel(Configurable, keras.Model):
         is_vector[list(columns.values())] = True
         return tf.where(tf.constant(is_vector), indices * rows[..., None], indices)
 
+    @property
+    def embeds_ids(self) -> bool:
+        """Whether the model has per-ID weights (user or item rows learned per training ID): what
+        ID dropout (``EpisodeSampler(id_dropout=...)``) hides."""
+        return any(name.startswith(("user_id", "item_id")) or "_id_" in name for name in self.parameters())
+
     def item_id_index(self, features: Features) -> tf.Tensor:
         """The ID-embedding index of every row's item: its table row for a training item
-        (rows ``1..num_items-1``), 0 for an unknown or content-only item."""
+        (rows ``1..num_items-1``), 0 for an unknown or content-only item and for a row whose
+        ``item_id_hidden`` is set (ID dropout in training)."""
         check_features(features, [ITEM_ID], type(self).__name__)
         rows = tf.cast(features[ITEM_ID], tf.int32)
-        limit = self.num_items
-        return tf.where((rows > 0) & (rows < limit), rows, tf.zeros_like(rows))
+        known = (rows > 0) & (rows < self.num_items)
+        if ITEM_ID_HIDDEN in features:
+            known &= tf.cast(features[ITEM_ID_HIDDEN], tf.float32) <= 0.0
+        return tf.where(known, rows, tf.zeros_like(rows))
 
     def save_own_variables(self, store) -> None:
         super().save_own_variables(store)

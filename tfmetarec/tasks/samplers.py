@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from tfmetarec.data.features import EncodedData
 from tfmetarec.tasks.episode import TaskSet, group_tasks, pad_episode
-from tfmetarec.types import EPISODE_SOURCE, FEATURE_KEYS, ITEM_ID, MASK, QUERY, RATING, SUPPORT, TASK_MASK, USER_FIELDS, USER_ID
+from tfmetarec.types import (EPISODE_SOURCE, FEATURE_KEYS, ITEM_ID, ITEM_ID_HIDDEN, MASK, QUERY, RATING, SUPPORT,
+                             TASK_MASK, USER_FIELDS, USER_ID)
 
 
 def support_buckets(max_support: int, smallest: int = 8) -> tuple[int, ...]:
@@ -74,8 +75,9 @@ def bucket_of(size: int, buckets: Sequence[int]) -> int:
     raise ValueError(f"Support of {size} rows exceeds the largest bucket {buckets[-1]}.")
 
 
-def episode_signature(encoded: EncodedData) -> dict:
-    """``tf.TensorSpec`` structure of an episode (task and row axes dynamic)."""
+def episode_signature(encoded: EncodedData, hidden_ids: bool = False) -> dict:
+    """``tf.TensorSpec`` structure of an episode (task and row axes dynamic); ``hidden_ids``: its
+    parts carry ``item_id_hidden`` (a sampler with ID dropout)."""
 
     def part() -> dict:
         spec = {
@@ -85,6 +87,8 @@ def episode_signature(encoded: EncodedData) -> dict:
             RATING: tf.TensorSpec([None, None], tf.float32),
             MASK: tf.TensorSpec([None, None], tf.float32),
         }
+        if hidden_ids:
+            spec[ITEM_ID_HIDDEN] = tf.TensorSpec([None, None], tf.float32)
         assert set(FEATURE_KEYS) <= set(spec)
         return spec
 
@@ -106,6 +110,12 @@ class EpisodeSampler:
 
     ``group`` > 1 stacks that many episodes of one bucket (``[group, T, ...]``) for a
     trainer that runs several meta-steps per compiled call.
+
+    ``id_dropout`` (DropoutNet's idea, for models with ID embeddings): in every drawn episode,
+    each task's user ID is hidden (set to 0, the unknown user) with this probability, and so is each
+    row's item ID embedding (``item_id_hidden``; the item's content stays), so the model learns to
+    score the users and items whose IDs it never trained on, as it must for new ones. The masks are
+    drawn after the tasks and rows, so ``id_dropout=0`` leaves the stream as it was.
 
     With ``fixed=True`` the ratings carry a ``role`` column (``support`` / ``query``, as
     in a published split) and every draw keeps each task's given split instead of
@@ -134,10 +144,14 @@ class EpisodeSampler:
         seed: int = 0,
         fixed: bool = False,
         fit_buckets: bool = False,
+        id_dropout: float = 0.0,
     ):
         if batch_size < 1 or query_size < 1 or max_support < 1:
             raise ValueError(f"batch_size, query_size and max_support must be >= 1; got {batch_size}, "
                              f"{query_size}, {max_support}.")
+        if not 0.0 <= float(id_dropout) < 1.0:
+            raise ValueError(f"id_dropout is the probability of hiding an ID, in [0, 1); got {id_dropout}.")
+        self.id_dropout = float(id_dropout)
         self.encoded = encoded
         self.batch_size = batch_size
         self.query_size = query_size
@@ -192,6 +206,8 @@ class EpisodeSampler:
         """A short hash of the tasks' rows and the settings that shape every episode."""
         digest = hashlib.sha256()
         settings = (task_key, self.batch_size, self.query_size, self.max_support, bucketed, self.fixed, self.buckets)
+        if self.id_dropout:  # (absent at 0, so the default stream keeps its fingerprint)
+            settings += (("id_dropout", self.id_dropout),)
         digest.update(repr(settings).encode())
         for array in (np.asarray(self.task_ids), self._tasks, self._rows.offsets, self._rows.user_row,
                       self._rows.item_row, self._rows.rating,
@@ -240,7 +256,20 @@ class EpisodeSampler:
                 q_idx, s_idx = perm[:q], perm[q : q + self.max_support]
             support.append((u[s_idx], i[s_idx], r[s_idx]))
             query.append((u[q_idx], i[q_idx], r[q_idx]))
-        return pad_episode(self.encoded, support, query, self.buckets[b], self.query_size)
+        episode = pad_episode(self.encoded, support, query, self.buckets[b], self.query_size)
+        return self._hide_ids(rng, episode, keep) if self.id_dropout else episode
+
+    def _hide_ids(self, rng: np.random.Generator, episode: dict, keep: range) -> dict:
+        """ID dropout: hide task users' IDs and rows' item IDs, drawn for every task of the episode
+        (so each shard hides exactly its part of what the whole episode hides)."""
+        kept = slice(keep.start, keep.stop)
+        hidden_user = rng.random(self.batch_size)[kept] < self.id_dropout
+        for key in (SUPPORT, QUERY):
+            part = episode[key]
+            rows = part[ITEM_ID].shape[1]
+            part[ITEM_ID_HIDDEN] = (rng.random((self.batch_size, rows))[kept] < self.id_dropout).astype("float32")
+            part[USER_ID] = np.where(hidden_user[:, None], 0, part[USER_ID]).astype(part[USER_ID].dtype)
+        return episode
 
     def sample(self, index: int | None = None, shard: int = 0, num_shards: int = 1) -> dict:
         """Episode ``index`` of the stream as numpy arrays (the next one when ``None``); with
@@ -286,7 +315,7 @@ class EpisodeSampler:
         """The stream from ``start`` as a ``tf.data`` pipeline (prefetched); with ``group`` > 1,
         stacks of ``group`` episodes; with ``num_shards`` > 1, shard ``shard`` of each."""
         self.shard_tasks(shard, num_shards)
-        signature = episode_signature(self.encoded)
+        signature = episode_signature(self.encoded, hidden_ids=self.id_dropout > 0)
         if group > 1:
             signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), signature)
         dataset = tf.data.Dataset.from_generator(

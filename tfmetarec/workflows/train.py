@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfmetarec.config import ExperimentConfig
+from tfmetarec.config import SELECT_METRICS, ExperimentConfig
 from tfmetarec.data import ColdStartSplit, InteractionData
 from tfmetarec.data.published import load_split
 from tfmetarec.evaluation.selection import CheckpointSelector
@@ -48,7 +48,8 @@ def sampler_for(prepared: Prepared) -> EpisodeSampler:
                          "meta-training rows have no role; give a split file with roles or drop fixed_tasks.")
     return EpisodeSampler(prepared.encoded, prepared.train_ratings, batch_size=tc.batch_size,
                           query_size=config.split.query_size, max_support=tc.max_support, seed=tc.seed,
-                          task_key=config.task_key, fixed=tc.fixed_tasks, fit_buckets=tc.fit_buckets)
+                          task_key=config.task_key, fixed=tc.fixed_tasks, fit_buckets=tc.fit_buckets,
+                          id_dropout=tc.id_dropout)
 
 
 def fit_learner(
@@ -82,6 +83,9 @@ def fit_learner(
         raise ValueError(f"The {type(learner).__name__} learner trains on {learner.task_key} tasks; set "
                          f"task_key={learner.task_key!r} (--task-key {learner.task_key}).")
     tc = prepared.config.train
+    if tc.id_dropout and not learner.model.embeds_ids:
+        raise ValueError(f"train.id_dropout hides ID embeddings, and this {type(learner.model).__name__} has none: "
+                         "set model.use_ids=true (--set model.use_ids=true) or leave id_dropout at 0.")
     check_batch(tc.batch_size, strategy if is_distributed(strategy) else None)
     sampler = sampler_for(prepared)
     with strategy.scope() if is_distributed(strategy) else contextlib.nullcontext():
@@ -95,7 +99,7 @@ def fit_learner(
         keep = folder is not None and is_chief(strategy)
         selector = CheckpointSelector(learner, prepared.encoded, prepared.validation_sets(), tc.select_every,
                                       trainer.step, folder.selection(tag) if keep else None, tc.item_warmup,
-                                      tc.batch_size, tc.select_patience)
+                                      tc.batch_size, tc.select_patience, tc.select_metric)
     history = trainer.fit(
         sampler,
         steps,
@@ -109,7 +113,7 @@ def fit_learner(
         chosen = selector.restore_best()
         if chosen is not None:
             history["selected_step"] = [float(chosen)]
-            history["selected_validation_mae"] = [selector.best[1]]
+            history["selected_validation_score"] = [selector.best[1]]
         if selector.exhausted and int(trainer.step.numpy()) < steps:
             history["stopped_step"] = [float(trainer.step.numpy())]
     return history
@@ -172,26 +176,27 @@ def train(
     history["learner"] = fit_learner(learner, prepared, config.train.meta_steps, folder, "learner", bars,
                                      checkpoint_every, strategy, callbacks)
     if verbose:
-        print(_kept(history["learner"]), end="")
+        print(_kept(history["learner"], config.train.select_metric), end="")
         print(f"Training the global baseline for {config.train.pretrain_steps} steps")
     history["baseline"] = fit_learner(baseline, prepared, config.train.pretrain_steps, folder, "baseline", bars,
                                       checkpoint_every, strategy, callbacks)
     if verbose:
-        print(_kept(history["baseline"]), end="")
+        print(_kept(history["baseline"], config.train.select_metric), end="")
     run = Run(config, prepared, learner, baseline, history)
     if folder is not None and chief:
         save_run(run, folder.path)
     return run
 
 
-def _kept(history: dict[str, list[float]]) -> str:
+def _kept(history: dict[str, list[float]], metric: str) -> str:
     """The line saying which step a training kept (empty when it kept the last)."""
     if not history.get("selected_step"):
         return ""
     stopped = (f"; stopped at step {int(history['stopped_step'][0])}, no better step since"
                if history.get("stopped_step") else "")
-    return (f"Kept the weights of step {int(history['selected_step'][0])} (lowest validation MAE, "
-            f"{history['selected_validation_mae'][0]:.4f}{stopped})\n")
+    return (f"Kept the weights of step {int(history['selected_step'][0])} "
+            f"({SELECT_METRICS[metric]} validation {metric}, "
+            f"{history['selected_validation_score'][0]:.4f}{stopped})\n")
 
 
 def describe_split(prepared: Prepared) -> str:
