@@ -391,23 +391,6 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
     return rows
 
 
-def _per_bucket_batches(encoded, tasks, batch_size: int):
-    """Evaluation batches as they were before tasks carried over between buckets: each support
-    bucket's tasks alone, its last batch partly empty (the baseline of ``padding_section``)."""
-    from tfmetarec.tasks.samplers import pad_episode, support_buckets
-
-    s_sizes = tasks.support_sizes()
-    buckets = support_buckets(max(int(s_sizes.max()), 1))
-    which = np.searchsorted(np.asarray(buckets), s_sizes, side="left")
-    query_size = int(tasks.query_sizes().max())
-    for b, cap in enumerate(buckets):
-        members = np.flatnonzero(which == b)
-        for lo in range(0, len(members), batch_size):
-            idx = members[lo: lo + batch_size]
-            yield pad_episode(encoded, [tasks.support.task(int(t)) for t in idx],
-                              [tasks.query.task(int(t)) for t in idx], cap, query_size, batch_size), idx
-
-
 def training_padding(dataset: str, sampler) -> list[dict]:
     """The meta-training sampler's share of real support rows with power-of-two buckets (the
     default) and with as many buckets fitted to the supports (``--fit-buckets``): each
@@ -426,32 +409,61 @@ def training_padding(dataset: str, sampler) -> list[dict]:
     return out
 
 
-def padding_section(batch_size: int = 32) -> list[dict]:
-    """How much of the evaluation batches is real: support rows holding a rating and task slots
-    holding a task, over every scenario of the quickstart's split (synthetic; ML-100K too when
-    ``TFMETAREC_DATA_DIR`` holds it), per-bucket batches against ``eval_batches``."""
+def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
+    """How much of the evaluation batches is real (support rows holding a rating, task slots
+    holding a task) and how long one pass over them takes, over every scenario and validation task
+    set of the quickstart's split (synthetic; ML-100K too when ``TFMETAREC_DATA_DIR`` holds it):
+    ``eval_batches`` with power-of-two buckets (what an XLA evaluation needs) against packed
+    (sorted tasks, each batch padded to its own largest task: what the library's evaluation and
+    checkpoint choice run, without XLA). Time: the default MeLU + MAML (untrained; the time does
+    not depend on the weights), one graph per way traced beforehand, ``rounds`` rounds taking turns,
+    median seconds for all the sets."""
+    import time
+
     from tfmetarec.config import ExperimentConfig
     from tfmetarec.data.paths import movielens_100k_dir
+    from tfmetarec.evaluation.protocol import adapt_and_score_fn
     from tfmetarec.tasks.samplers import eval_batches
-    from tfmetarec.workflows import prepare
+    from tfmetarec.workflows import build_learner, build_model, prepare
     from tfmetarec.workflows.train import sampler_for
 
     datasets = ["synthetic"] + (["movielens-100k"] if (movielens_100k_dir() / "u.data").exists() else [])
+    ways = {"power-of-two buckets": True, "packed (the default without XLA)": False}
     rows = []
     for dataset in datasets:
-        prepared = prepare(ExperimentConfig(dataset=dataset))
+        config = ExperimentConfig(dataset=dataset)
+        prepared = prepare(config)
         rows += training_padding(dataset, sampler_for(prepared))
-        for scenario, tasks in prepared.scenarios.items():
-            for how, batches in (("per bucket (before)", _per_bucket_batches(prepared.encoded, tasks, batch_size)),
-                                 ("left-overs carried up", eval_batches(prepared.encoded, tasks, batch_size))):
+        sets = {**prepared.scenarios, **prepared.validation_sets()}
+        for scenario, tasks in sets.items():
+            for how, bucketed in ways.items():
                 real = slots = filled = task_slots = calls = 0
-                for episode, idx in batches:
+                for episode, idx in eval_batches(prepared.encoded, tasks, batch_size, bucketed):
                     mask = episode["support"]["mask"]
                     real, slots = real + float(mask.sum()), slots + mask.size
                     filled, task_slots, calls = filled + len(idx), task_slots + mask.shape[0], calls + 1
                 rows.append({"data": dataset, "scenario": scenario, "batches": how, "calls": calls,
                              "real support rows": real / slots, "task slots filled": filled / task_slots})
             print(rows[-2:], flush=True)
+        learner = build_learner(config, build_model(config, prepared.encoded), prepared)
+        batches = {how: [e for e, _ in (b for t in sets.values() for b in eval_batches(prepared.encoded, t, batch_size,
+                                                                                         bucketed))]
+                   for how, bucketed in ways.items()}
+        fns = {how: adapt_and_score_fn(learner, jit_compile=False) for how in ways}
+        seconds = {how: [] for how in ways}
+        for r in range(rounds + 1):  # round 0 traces
+            for how in ways:
+                start = time.perf_counter()
+                for episode in batches[how]:
+                    fns[how](episode).numpy()
+                if r:
+                    seconds[how].append(time.perf_counter() - start)
+        base = float(np.median(seconds["power-of-two buckets"]))
+        for how in ways:
+            t = float(np.median(seconds[how]))
+            rows.append({"data": dataset, "scenario": "all sets, one pass", "batches": how,
+                         "calls": len(batches[how]), "seconds": t, "vs buckets": base / t})
+        print(rows[-2:], flush=True)
     return rows
 
 
@@ -483,12 +495,12 @@ def main(argv=None) -> int:
     rounds, calls = (2, 2) if args.quick else (args.rounds, args.steps)
     sections = []
     if args.only in (None, "padding"):
-        padding = padding_section()
+        padding = padding_section(rounds=2 if args.quick else args.rounds)
         sections += [
             ("## Padding: the meta-training sampler's buckets (powers of two, fitted) and the evaluation "
-             "batches (32 tasks a batch, supports bucketed to powers of two)"), "",
+             "batches (32 tasks a batch at most; power-of-two buckets or packed), and one evaluation pass"), "",
             markdown_table(padding, ["data", "scenario", "batches", "calls", "real support rows",
-                                     "task slots filled", "buckets"]), ""]
+                                     "task slots filled", "buckets", "seconds", "vs buckets"]), ""]
     if args.only == "padding":
         return write_report(args.out, sections)
     if args.only in (None, "hoist"):

@@ -64,6 +64,48 @@ def test_padded_masks_match_true_sizes(small_synthetic):
         seen += len(idx)
     assert seen == len(tasks) and partial == int(len(tasks) % 8 > 0)  # only the last batch has empty slots
 
+    # without buckets (graphs that take any shape): sorted groups padded to their own largest task
+    seen, slots = [], 0
+    for episode, idx in eval_batches(encoded, tasks, batch_size=8, bucketed=False):
+        s_mask, q_mask = episode[SUPPORT][MASK], episode[QUERY][MASK]
+        assert s_mask.shape == (len(idx), tasks.support_sizes()[idx].max()) and len(idx) <= 8
+        assert q_mask.shape == (len(idx), tasks.query_sizes()[idx].max()) and episode[TASK_MASK].all()
+        np.testing.assert_array_equal(s_mask.sum(1), tasks.support_sizes()[idx])
+        np.testing.assert_array_equal(q_mask.sum(1), tasks.query_sizes()[idx])
+        np.testing.assert_array_equal(episode[QUERY][ITEM_ID][q_mask > 0],
+                                      np.concatenate([tasks.query.task(int(t))[1] for t in idx]))
+        seen += idx.tolist()
+        slots += s_mask.size
+    assert sorted(seen) == list(range(len(tasks)))
+    assert tasks.support_sizes().sum() / slots > 0.85
+
+
+def test_packed_groups_are_the_cheapest_contiguous_cut():
+    from tfmetarec.tasks.samplers import packed_groups
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        sizes = np.sort(rng.integers(1, 60, rng.integers(1, 9)))
+        batch, call = int(rng.integers(1, 5)), float(rng.choice([0, 8, 40]))
+
+        def cost(groups):
+            return sum((hi - lo) * sizes[hi - 1] + call for lo, hi in groups)
+
+        best = min(cost(g) for g in _cuts(len(sizes), batch))
+        groups = packed_groups(sizes, batch, call)
+        assert groups[0][0] == 0 and groups[-1][1] == len(sizes) and all(hi - lo <= batch for lo, hi in groups)
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(groups)) and cost(groups) == best
+
+
+def _cuts(n, batch, lo=0):
+    """Every cut of ``lo..n`` into contiguous groups of at most ``batch``."""
+    if lo == n:
+        yield []
+        return
+    for hi in range(lo + 1, min(n, lo + batch) + 1):
+        for rest in _cuts(n, batch, hi):
+            yield [(lo, hi), *rest]
+
 
 def test_meta_training_episodes_never_hold_new_users_or_items(small_synthetic):
     _, split, encoded = small_synthetic

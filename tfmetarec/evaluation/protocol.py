@@ -47,7 +47,7 @@ def _predict(learner, encoded, tasks, batch_size, jit_compile, fn):
     """(predicted, true, item rows) of every task's query, in ``tasks`` order."""
     fn = fn or adapt_and_score_fn(learner, jit_compile)
     out: list = [None] * len(tasks)
-    for episode, idx in eval_batches(encoded, tasks, batch_size):
+    for episode, idx in eval_batches(encoded, tasks, batch_size, bucketed=jit_compile):
         pred = fn(episode).numpy()
         query = episode[QUERY]
         for row, t in enumerate(idx):

@@ -325,6 +325,30 @@ class EpisodeSampler:
         return dataset
 
 
+EVAL_CALL_ROWS = 32
+"""What one more evaluation call must save in padded support rows to be made (see
+:func:`eval_batches` without buckets): the fixed cost of a call, counted in rows."""
+
+
+def packed_groups(sizes: np.ndarray, batch_size: int, call_rows: float = EVAL_CALL_ROWS) -> list[tuple[int, int]]:
+    """Cut ascending ``sizes`` into contiguous groups of at most ``batch_size``, each padded to its
+    own largest size, with the fewest padded slots plus ``call_rows`` per group (dynamic programming):
+    ``[(lo, hi), ...]`` covering ``0..len(sizes)``."""
+    n = len(sizes)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    cost, start = np.zeros(n + 1), np.zeros(n + 1, dtype=np.int64)
+    for hi in range(1, n + 1):
+        lo = np.arange(max(0, hi - batch_size), hi)
+        total = cost[lo] + (hi - lo) * sizes[hi - 1] + call_rows
+        best = int(np.argmin(total))
+        cost[hi], start[hi] = total[best], lo[best]
+    groups, hi = [], n
+    while hi > 0:
+        groups.append((int(start[hi]), hi))
+        hi = int(start[hi])
+    return groups[::-1]
+
+
 def eval_batches(
     encoded: EncodedData,
     tasks: TaskSet,
@@ -333,22 +357,32 @@ def eval_batches(
 ) -> Iterator[tuple[dict, np.ndarray]]:
     """Every task once, in batches of similar support size.
 
-    Yields ``(episode, task_indices)``. Tasks go to the smallest support bucket that holds
-    them; the tasks left over when a bucket's batches are full move on to fill the next
-    bucket's batches (a larger bucket holds them), so only the very last batch has empty
-    task slots (``task_mask`` 0; the task axis stays ``batch_size``).
+    Yields ``(episode, task_indices)``. With ``bucketed`` (for XLA, which compiles every shape),
+    tasks go to the smallest power-of-two support bucket that holds them; the tasks left over
+    when a bucket's batches are full move on to fill the next bucket's batches (a larger bucket
+    holds them), so only the very last batch has empty task slots (``task_mask`` 0; the task
+    axis stays ``batch_size``). Without (a graph that takes any shape), the tasks sorted by
+    support size are cut into groups of at most ``batch_size`` (:func:`packed_groups`), each
+    padded only to its own largest support and query, with no empty task slot.
     """
     if len(tasks) == 0:
         return
     s_sizes, q_sizes = tasks.support_sizes(), tasks.query_sizes()
-    query_size = int(q_sizes.max())
-    buckets = support_buckets(max(int(s_sizes.max()), 1)) if bucketed else (max(int(s_sizes.max()), 1),)
-    which = np.searchsorted(np.asarray(buckets), s_sizes, side="left")
 
-    def batch(idx: np.ndarray, cap: int) -> tuple[dict, np.ndarray]:
+    def batch(idx: np.ndarray, cap: int, query_size: int = int(q_sizes.max()),
+              slots: int | None = batch_size) -> tuple[dict, np.ndarray]:
         support = [tasks.support.task(int(t)) for t in idx]
         query = [tasks.query.task(int(t)) for t in idx]
-        return pad_episode(encoded, support, query, cap, query_size, batch_size), idx
+        return pad_episode(encoded, support, query, cap, query_size, slots), idx
+
+    if not bucketed:
+        order = np.argsort(s_sizes, kind="stable")
+        for lo, hi in packed_groups(s_sizes[order], batch_size):
+            idx = order[lo:hi]
+            yield batch(idx, max(int(s_sizes[idx].max()), 1), max(int(q_sizes[idx].max()), 1), None)
+        return
+    buckets = support_buckets(max(int(s_sizes.max()), 1))
+    which = np.searchsorted(np.asarray(buckets), s_sizes, side="left")
 
     waiting = np.zeros(0, dtype=np.int64)  # smaller tasks carried over from the buckets below
     for b, cap in enumerate(buckets):
