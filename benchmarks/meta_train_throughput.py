@@ -32,6 +32,7 @@ optimizer update are left out (small), so the GFLOP/s figures are slight underes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -179,7 +180,8 @@ def content_data(wide: bool, num_users: int = 2000, num_items: int = 4000, seed:
     return InteractionData("synthetic", base.ratings, base.users, items, fields=fields)
 
 
-def content_trainer(wide: bool, k: int = 1, inner: int = 5, batch: int = BATCH, fit_buckets: bool = False):
+def content_trainer(wide: bool, k: int = 1, inner: int = 5, batch: int = BATCH, fit_buckets: bool = False,
+                    trim_supports: bool = False):
     from tfmetarec.data import FeatureEncoder, SplitConfig, cold_start_split
     from tfmetarec.tasks import EpisodeSampler
 
@@ -188,6 +190,7 @@ def content_trainer(wide: bool, k: int = 1, inner: int = 5, batch: int = BATCH, 
     encoder = FeatureEncoder().fit(data, train_users=split.existing_users, train_items=split.existing_items)
     encoded = encoder.transform(data)
     fit = {"fit_buckets": True} if fit_buckets else {}  # (a checkout from before the option has no such argument)
+    fit.update({"trim_supports": True} if trim_supports else {})
     sampler = EpisodeSampler(encoded, split.meta_train, batch_size=batch, query_size=QUERY, max_support=128, seed=0,
                              **fit)
     model = MeLU.from_spec(encoded.spec, item_table=encoded.item_table, embedding_dim=32, hidden_units=HIDDEN, seed=0)
@@ -352,10 +355,10 @@ def timed_steps(trainer, batches: list) -> tuple[float, float]:
     return wall / len(batches) * 1e3, (time.process_time() - cpu0) / wall
 
 
-def worker(steps: int, repeats: int, fit_buckets: bool) -> dict:
+def worker(steps: int, repeats: int, fit_buckets: bool, trim_supports: bool = False) -> dict:
     """One process's measurement for ``versus_section``: the wide configuration, every bucket
     compiled first, then ``repeats`` passes through ``steps`` pre-built batches."""
-    trainer, sampler, _ = content_trainer(True, fit_buckets=fit_buckets)
+    trainer, sampler, _ = content_trainer(True, fit_buckets=fit_buckets, trim_supports=trim_supports)
     _warm(trainer, sampler, 1)
     batches = [tf.nest.map_structure(tf.constant, sampler.sample(i)) for i in range(steps)]
     runs = [timed_steps(trainer, batches) for _ in range(repeats)]
@@ -371,7 +374,8 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
     import subprocess
 
     trees = {"before (" + against + ")": (str(Path(against).resolve()), []), "this checkout": (str(ROOT), []),
-             "this checkout, --fit-buckets": (str(ROOT), ["--fit-buckets"])}
+             "this checkout, --fit-buckets": (str(ROOT), ["--fit-buckets"]),
+             "this checkout, --trim-supports": (str(ROOT), ["--trim-supports"])}
     results: dict[str, list[dict]] = {label: [] for label in trees}
     for _ in range(rounds):
         for label, (tree, extra) in trees.items():
@@ -391,12 +395,14 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
     return rows
 
 
-def training_padding(dataset: str, sampler) -> list[dict]:
+def training_padding(dataset: str, prepared) -> list[dict]:
     """The meta-training sampler's share of real support rows with power-of-two buckets (the
     default) and with as many buckets fitted to the supports (``--fit-buckets``): each
     task is drawn equally often, so the share is its supports' rows over their buckets' rows."""
     from tfmetarec.tasks.samplers import fitted_buckets
+    from tfmetarec.workflows.train import sampler_for
 
+    sampler = sampler_for(prepared)
     sizes = sampler.support_sizes()
     out = []
     for how, buckets in (("powers of two (the default)", sampler.buckets),
@@ -405,6 +411,14 @@ def training_padding(dataset: str, sampler) -> list[dict]:
         out.append({"data": dataset, "scenario": "meta-training", "batches": how, "calls": f"{len(buckets)} shapes",
                     "real support rows": float(sizes.sum() / caps.sum()), "task slots filled": 1.0,
                     "buckets": " ".join(map(str, buckets))})
+    trimmed = sampler_for(dataclasses.replace(prepared, config=dataclasses.replace(
+        prepared.config, train=dataclasses.replace(prepared.config.train, trim_supports=True))))
+    buckets = np.asarray(trimmed.buckets)
+    caps = buckets[np.maximum(np.searchsorted(buckets, sizes, side="right") - 1, 0)]
+    out.append({"data": dataset, "scenario": "meta-training", "batches": "trimmed to the buckets (--trim-supports)",
+                "calls": f"{len(buckets)} shapes",
+                "real support rows": float(np.minimum(sizes, caps).sum() / caps.sum()),
+                "task slots filled": 1.0, "buckets": " ".join(map(str, trimmed.buckets))})
     print(out, flush=True)
     return out
 
@@ -418,14 +432,11 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
     checkpoint choice run, without XLA). Time: the default MeLU + MAML (untrained; the time does
     not depend on the weights), one graph per way traced beforehand, ``rounds`` rounds taking turns,
     median seconds for all the sets."""
-    import time
-
     from tfmetarec.config import ExperimentConfig
     from tfmetarec.data.paths import movielens_100k_dir
     from tfmetarec.evaluation.protocol import adapt_and_score_fn
     from tfmetarec.tasks.samplers import eval_batches
     from tfmetarec.workflows import build_learner, build_model, prepare
-    from tfmetarec.workflows.train import sampler_for
 
     datasets = ["synthetic"] + (["movielens-100k"] if (movielens_100k_dir() / "u.data").exists() else [])
     ways = {"power-of-two buckets": True, "packed (the default without XLA)": False}
@@ -433,7 +444,7 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
     for dataset in datasets:
         config = ExperimentConfig(dataset=dataset)
         prepared = prepare(config)
-        rows += training_padding(dataset, sampler_for(prepared))
+        rows += training_padding(dataset, prepared)
         sets = {**prepared.scenarios, **prepared.validation_sets()}
         for scenario, tasks in sets.items():
             for how, bucketed in ways.items():
@@ -478,11 +489,12 @@ def main(argv=None) -> int:
     parser.add_argument("--against", help="for --only versus: another checkout of the library (its root folder)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--fit-buckets", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trim-supports", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         import json
 
-        print(json.dumps(worker(args.worker, 3, args.fit_buckets)))
+        print(json.dumps(worker(args.worker, 3, args.fit_buckets, args.trim_supports)))
         return 0
     if args.only == "versus":
         if not args.against:

@@ -251,6 +251,10 @@ class TrainConfig:
     """Place the meta-training support buckets where the tasks' support sizes pad the fewest
     rows (as many buckets as powers of two would give) instead of at powers of two: fewer padded
     rows and faster steps (BENCHMARKS.md), but another episode stream than the default's."""
+    trim_supports: bool = False
+    """Meta-train on supports trimmed to the support buckets: each draw keeps a random subset of a
+    task's support rows the size of the largest bucket it fills, so almost no support row is
+    padding (faster steps; another episode stream than the untrimmed one's)."""
     id_dropout: float = 0.0
     """ID dropout (DropoutNet): in both trainings' episodes, hide each task's user ID and each row's
     item ID embedding with this probability, so a model with ID embeddings (``model.use_ids``, or

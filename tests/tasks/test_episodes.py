@@ -192,3 +192,30 @@ def test_item_tasks_group_by_item(small_synthetic):
     for t in range(len(tasks)):
         items = set(tasks.support.task(t)[1].tolist()) | set(tasks.query.task(t)[1].tolist())
         assert len(items) == 1
+
+
+def test_trimmed_supports_fill_their_bucket(small_synthetic):
+    """With ``trim_supports`` every support is a random subset of the task's rows the size of the
+    largest bucket it fills: no padded row but in supports under the smallest bucket."""
+    _, split, encoded = small_synthetic
+    plain = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0)
+    sampler = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0, trim_supports=True)
+    assert plain.state()["fingerprint"] != sampler.state()["fingerprint"]
+    sizes = sampler.support_sizes()
+    assert sampler.buckets[-1] <= max(sizes.max(), 8) and set(sampler.buckets) <= set(plain.buckets)
+    real = slots = 0
+    drawn = {}
+    for index in range(40):
+        episode = sampler.sample(index)
+        mask, cap = episode[SUPPORT][MASK], episode[SUPPORT][MASK].shape[1]
+        rows = mask.sum(1)
+        assert ((rows == cap) | (rows < sampler.buckets[0])).all()
+        real, slots = real + mask.sum(), slots + mask.size
+        for t in range(8):
+            user = episode[SUPPORT][USER_ID][t, 0]
+            pairs = set(zip(episode[SUPPORT][USER_ID][t][mask[t] > 0].tolist(),
+                            episode[SUPPORT][ITEM_ID][t][mask[t] > 0].tolist()))
+            drawn.setdefault(int(user), set()).update(pairs)
+    assert real / slots > 0.85
+    # some user's draws together hold more rows than any one draw can: the kept subsets change
+    assert max(len(p) for p in drawn.values()) > sampler.buckets[-1]

@@ -111,6 +111,11 @@ class EpisodeSampler:
     ``group`` > 1 stacks that many episodes of one bucket (``[group, T, ...]``) for a
     trainer that runs several meta-steps per compiled call.
 
+    With ``trim_supports``, each task belongs to the largest bucket its support fills (the
+    smallest for a support smaller than that) and every draw keeps a random subset of its
+    support rows of the bucket's size: no support row is padding (but for supports under the
+    smallest bucket), and the rows a draw leaves out change from draw to draw.
+
     ``id_dropout`` (DropoutNet's idea, for models with ID embeddings): in every drawn episode,
     each task's user ID is hidden (set to 0, the unknown user) with this probability, and so is each
     row's item ID embedding (``item_id_hidden``; the item's content stays), so the model learns to
@@ -145,6 +150,7 @@ class EpisodeSampler:
         fixed: bool = False,
         fit_buckets: bool = False,
         id_dropout: float = 0.0,
+        trim_supports: bool = False,
     ):
         if batch_size < 1 or query_size < 1 or max_support < 1:
             raise ValueError(f"batch_size, query_size and max_support must be >= 1; got {batch_size}, "
@@ -152,6 +158,7 @@ class EpisodeSampler:
         if not 0.0 <= float(id_dropout) < 1.0:
             raise ValueError(f"id_dropout is the probability of hiding an ID, in [0, 1); got {id_dropout}.")
         self.id_dropout = float(id_dropout)
+        self.trim_supports = bool(trim_supports) and bool(bucketed)
         self.encoded = encoded
         self.batch_size = batch_size
         self.query_size = query_size
@@ -191,12 +198,18 @@ class EpisodeSampler:
             self.buckets = support_buckets(int(supports.max()))
             if fit_buckets:  # as many compiled shapes, placed on the supports
                 self.buckets = fitted_buckets(supports, len(self.buckets))
+            elif self.trim_supports and len(self.buckets) > 1 and self.buckets[-1] > supports.max():
+                self.buckets = self.buckets[:-1]  # no support fills the top power of two
         else:
             self.buckets = (int(max(supports.max(), 1)),)
         self.max_support = max_support
-        if int(supports.max()) > self.buckets[-1]:
-            raise ValueError(f"Support of {int(supports.max())} rows exceeds the largest bucket {self.buckets[-1]}.")
-        which = np.searchsorted(np.asarray(self.buckets), supports, side="left")
+        if self.trim_supports:  # the largest bucket a task's support fills (the smallest for a smaller one)
+            which = np.maximum(np.searchsorted(np.asarray(self.buckets), supports, side="right") - 1, 0)
+        else:
+            if int(supports.max()) > self.buckets[-1]:
+                raise ValueError(f"Support of {int(supports.max())} rows exceeds the largest bucket "
+                                 f"{self.buckets[-1]}.")
+            which = np.searchsorted(np.asarray(self.buckets), supports, side="left")
         self._members = [keep[which == b] for b in range(len(self.buckets))]
         counts = np.array([len(m) for m in self._members], dtype="float64")
         self._bucket_p = counts / counts.sum()
@@ -206,8 +219,10 @@ class EpisodeSampler:
         """A short hash of the tasks' rows and the settings that shape every episode."""
         digest = hashlib.sha256()
         settings = (task_key, self.batch_size, self.query_size, self.max_support, bucketed, self.fixed, self.buckets)
-        if self.id_dropout:  # (absent at 0, so the default stream keeps its fingerprint)
+        if self.id_dropout:  # (absent at their defaults, so the default stream keeps its fingerprint)
             settings += (("id_dropout", self.id_dropout),)
+        if self.trim_supports:
+            settings += ("trim_supports",)
         digest.update(repr(settings).encode())
         for array in (np.asarray(self.task_ids), self._tasks, self._rows.offsets, self._rows.user_row,
                       self._rows.item_row, self._rows.rating,
@@ -240,6 +255,7 @@ class EpisodeSampler:
     def _draw(self, rng: np.random.Generator, b: int, keep: range | None = None) -> dict:
         members = self._members[b]
         chosen = rng.choice(members, self.batch_size, replace=len(members) < self.batch_size)
+        most = self.buckets[b] if self.trim_supports else self.max_support
         keep = range(self.batch_size) if keep is None else keep
         support, query = [], []
         for position, t in enumerate(chosen):
@@ -250,10 +266,10 @@ class EpisodeSampler:
             if self._is_query is not None:
                 lo, hi = self._rows.offsets[int(t)], self._rows.offsets[int(t) + 1]
                 is_query = self._is_query[lo:hi][perm]
-                q_idx, s_idx = perm[is_query][: self.query_size], perm[~is_query][: self.max_support]
+                q_idx, s_idx = perm[is_query][: self.query_size], perm[~is_query][:most]
             else:
                 q = min(self.query_size, len(u) // 2)
-                q_idx, s_idx = perm[:q], perm[q : q + self.max_support]
+                q_idx, s_idx = perm[:q], perm[q : q + most]
             support.append((u[s_idx], i[s_idx], r[s_idx]))
             query.append((u[q_idx], i[q_idx], r[q_idx]))
         episode = pad_episode(self.encoded, support, query, self.buckets[b], self.query_size)

@@ -49,7 +49,7 @@ def sampler_for(prepared: Prepared) -> EpisodeSampler:
     return EpisodeSampler(prepared.encoded, prepared.train_ratings, batch_size=tc.batch_size,
                           query_size=config.split.query_size, max_support=tc.max_support, seed=tc.seed,
                           task_key=config.task_key, fixed=tc.fixed_tasks, fit_buckets=tc.fit_buckets,
-                          id_dropout=tc.id_dropout)
+                          id_dropout=tc.id_dropout, trim_supports=tc.trim_supports)
 
 
 def fit_learner(
