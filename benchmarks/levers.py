@@ -29,9 +29,11 @@ LEVERS = {
     "ndcg-selection": ("train.select_metric=nDCG@3",),
     "ids": ("model.use_ids=true",),
     "ids-dropout": ("model.use_ids=true", "train.id_dropout=0.5"),
+    "trim-supports": ("train.trim_supports=true",),
 }
 """The levers this script measures by default: checkpoint choice by validation nDCG@3 instead of
-MAE; user and item ID embeddings; ID embeddings with ID dropout (DropoutNet), 0.5."""
+MAE; user and item ID embeddings; ID embeddings with ID dropout (DropoutNet), 0.5; meta-training
+supports trimmed to their buckets (no padded rows)."""
 METHODS = ("maml+warm", "no-adaptation+warm", "fine-tune+warm", "item-mean+warm", "popularity+warm")
 
 

@@ -158,7 +158,9 @@ class EpisodeSampler:
         if not 0.0 <= float(id_dropout) < 1.0:
             raise ValueError(f"id_dropout is the probability of hiding an ID, in [0, 1); got {id_dropout}.")
         self.id_dropout = float(id_dropout)
-        self.trim_supports = bool(trim_supports) and bool(bucketed)
+        if trim_supports and not bucketed:
+            raise ValueError("trim_supports trims each support to a support bucket; it needs bucketed=True.")
+        self.trim_supports = bool(trim_supports)
         self.encoded = encoded
         self.batch_size = batch_size
         self.query_size = query_size
@@ -238,7 +240,8 @@ class EpisodeSampler:
         return len(self._tasks)
 
     def support_sizes(self) -> np.ndarray:
-        """Each task's support rows in a draw (its ratings less the query, at most ``max_support``)."""
+        """Each task's support rows in a draw (its ratings less the query, at most ``max_support``;
+        with ``trim_supports``, before trimming to its bucket)."""
         return self._supports.copy()
 
     def shard_tasks(self, shard: int = 0, num_shards: int = 1) -> range:
