@@ -99,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="NAME=KEY=VALUE[,KEY=VALUE]", help="a lever to measure instead of the built-in ones; "
                         "repeatable")
     parser.add_argument("--only", nargs="+", metavar="RUN", help="run only these (default and/or lever names)")
+    parser.add_argument("--base", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="settings applied to every run, the defaults' included (e.g. model.name=cf)")
     parser.add_argument("--report", action="store_true", help="only write the tables from the runs in --out")
     add_group_arguments(parser, "benchmarks/results/levers")
     args = parser.parse_args(argv)
     levers = dict(args.levers) if args.levers else dict(LEVERS)
-    runs = {"default": (), **levers}
+    runs = {name: (*args.base, *settings) for name, settings in {"default": (), **levers}.items()}
     unknown = sorted(set(args.only or ()) - set(runs))
     if unknown:
         parser.error(f"unknown runs {unknown}; choose from {sorted(runs)}")

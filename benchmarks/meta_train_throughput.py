@@ -373,9 +373,10 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
     import json
     import subprocess
 
-    trees = {"before (" + against + ")": (str(Path(against).resolve()), []), "this checkout": (str(ROOT), []),
-             "this checkout, --fit-buckets": (str(ROOT), ["--fit-buckets"]),
-             "this checkout, --trim-supports": (str(ROOT), ["--trim-supports"])}
+    trees = {"before (" + against + ")": (str(Path(against).resolve()), []),
+             "this checkout, supports padded (--no-trim-supports)": (str(ROOT), []),
+             "this checkout, padded, --fit-buckets": (str(ROOT), ["--fit-buckets"]),
+             "this checkout, supports trimmed (the default)": (str(ROOT), ["--trim-supports"])}
     results: dict[str, list[dict]] = {label: [] for label in trees}
     for _ in range(rounds):
         for label, (tree, extra) in trees.items():
@@ -396,29 +397,32 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
 
 
 def training_padding(dataset: str, prepared) -> list[dict]:
-    """The meta-training sampler's share of real support rows with power-of-two buckets (the
-    default) and with as many buckets fitted to the supports (``--fit-buckets``): each
-    task is drawn equally often, so the share is its supports' rows over their buckets' rows."""
+    """The meta-training sampler's share of real support rows with supports trimmed to their
+    buckets (the default), padded to powers of two, and padded to as many buckets fitted to the
+    supports (``--fit-buckets``): each task is drawn equally often, so the share is its
+    supports' rows over their buckets' rows."""
     from tfmetarec.tasks.samplers import fitted_buckets
     from tfmetarec.workflows.train import sampler_for
 
-    sampler = sampler_for(prepared)
-    sizes = sampler.support_sizes()
+    def sampler(trim: bool):
+        train = dataclasses.replace(prepared.config.train, trim_supports=trim)
+        return sampler_for(dataclasses.replace(prepared, config=dataclasses.replace(prepared.config, train=train)))
+
+    padded, trimmed = sampler(False), sampler(True)
+    sizes = padded.support_sizes()
     out = []
-    for how, buckets in (("powers of two (the default)", sampler.buckets),
-                         ("fitted to the supports (--fit-buckets)", fitted_buckets(sizes, len(sampler.buckets)))):
+    buckets = np.asarray(trimmed.buckets)
+    caps = buckets[np.maximum(np.searchsorted(buckets, sizes, side="right") - 1, 0)]
+    out.append({"data": dataset, "scenario": "meta-training", "batches": "trimmed to the buckets (the default)",
+                "calls": f"{len(buckets)} shapes",
+                "real support rows": float(np.minimum(sizes, caps).sum() / caps.sum()),
+                "task slots filled": 1.0, "buckets": " ".join(map(str, trimmed.buckets))})
+    for how, buckets in (("padded to powers of two (--no-trim-supports)", padded.buckets),
+                         ("padded, fitted to the supports (--fit-buckets)", fitted_buckets(sizes, len(padded.buckets)))):
         caps = np.asarray(buckets)[np.searchsorted(buckets, sizes)]
         out.append({"data": dataset, "scenario": "meta-training", "batches": how, "calls": f"{len(buckets)} shapes",
                     "real support rows": float(sizes.sum() / caps.sum()), "task slots filled": 1.0,
                     "buckets": " ".join(map(str, buckets))})
-    trimmed = sampler_for(dataclasses.replace(prepared, config=dataclasses.replace(
-        prepared.config, train=dataclasses.replace(prepared.config.train, trim_supports=True))))
-    buckets = np.asarray(trimmed.buckets)
-    caps = buckets[np.maximum(np.searchsorted(buckets, sizes, side="right") - 1, 0)]
-    out.append({"data": dataset, "scenario": "meta-training", "batches": "trimmed to the buckets (--trim-supports)",
-                "calls": f"{len(buckets)} shapes",
-                "real support rows": float(np.minimum(sizes, caps).sum() / caps.sum()),
-                "task slots filled": 1.0, "buckets": " ".join(map(str, trimmed.buckets))})
     print(out, flush=True)
     return out
 

@@ -130,7 +130,7 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "select_patience": ("train.select_patience", None),
     "select_metric": ("train.select_metric", None),
     "id_dropout": ("train.id_dropout", None),
-    "trim_supports": ("train.trim_supports", True),
+    "no_trim_supports": ("train.trim_supports", False),
     "finetune_lr": ("train.finetune_lr", None),
     "item_warmup": ("train.item_warmup", None),
     "zip_prefix_len": ("features.zip_prefix_len", None),
@@ -223,9 +223,9 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fit-buckets", action="store_true",
                    help="place the meta-training support buckets where the tasks' support sizes pad the fewest rows "
                         "(default: powers of two); faster steps, another episode stream")
-    g.add_argument("--trim-supports", action="store_true",
-                   help="meta-train on supports trimmed to the support buckets (a random subset of each task's "
-                        "support the size of the largest bucket it fills): almost no padded row, faster steps")
+    g.add_argument("--no-trim-supports", action="store_true",
+                   help="pad each meta-training support up to its bucket instead of trimming it to a random subset "
+                        "the size of the largest bucket it fills (the default: almost no padded row, faster steps)")
     g.add_argument("--finetune-lr", type=_number(), help="the fine-tuning baseline's step size (default: chosen on "
                    "the validation users)")
     g.add_argument("--item-warmup", type=_number_or_off,
