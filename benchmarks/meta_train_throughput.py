@@ -401,7 +401,7 @@ def training_padding(dataset: str, prepared) -> list[dict]:
     buckets (the default), padded to powers of two, and padded to as many buckets fitted to the
     supports (``--fit-buckets``): each task is drawn equally often, so the share is its
     supports' rows over their buckets' rows."""
-    from tfmetarec.tasks.samplers import fitted_buckets
+    from tfmetarec.tasks.samplers import filled_bucket, fitted_buckets
     from tfmetarec.workflows.train import sampler_for
 
     def sampler(trim: bool):
@@ -412,7 +412,7 @@ def training_padding(dataset: str, prepared) -> list[dict]:
     sizes = padded.support_sizes()
     out = []
     buckets = np.asarray(trimmed.buckets)
-    caps = buckets[np.maximum(np.searchsorted(buckets, sizes, side="right") - 1, 0)]
+    caps = buckets[filled_bucket(sizes, buckets)]
     out.append({"data": dataset, "scenario": "meta-training", "batches": "trimmed to the buckets (the default)",
                 "calls": f"{len(buckets)} shapes",
                 "real support rows": float(np.minimum(sizes, caps).sum() / caps.sum()),

@@ -109,6 +109,13 @@ class SplitConfig:
         return cls(**d)
 
 
+def check_probability(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a probability in [0, 1)."""
+    check_number(name, value, minimum=0.0)
+    if value >= 1.0:
+        raise ValueError(f"{name} is a probability in [0, 1); got {value!r}.")
+
+
 def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
                  integer: bool = False, maximum: float | None = None) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number in range."""
@@ -305,9 +312,7 @@ class TrainConfig:
             check_number("train.item_warmup", self.item_warmup, minimum=0.0)
         check_number("train.select_every", self.select_every, minimum=0, integer=True)
         check_number("train.select_patience", self.select_patience, minimum=0, integer=True)
-        check_number("train.id_dropout", self.id_dropout, minimum=0.0)
-        if self.id_dropout >= 1.0:
-            raise ValueError(f"train.id_dropout is the probability of hiding an ID, below 1; got {self.id_dropout}.")
+        check_probability("train.id_dropout", self.id_dropout)
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"train.select_metric must be one of {tuple(SELECT_METRICS)}; got {self.select_metric!r}.")
 

@@ -48,9 +48,18 @@ def test_episodes_hide_ids_at_the_given_rate_and_keep_everything_else(small_synt
     for key in (SUPPORT, QUERY):
         for name in (ITEM_ID_HIDDEN, USER_ID):
             np.testing.assert_array_equal(np.concatenate([p[key][name] for p in parts]), whole[key][name])
+    # the masks have their own generator: the tasks and rows of a group's later episodes are unchanged
+    group_plain, group_dropped = plain.sample_group(4, 3), dropped.sample_group(4, 3)
+    np.testing.assert_array_equal(group_plain[SUPPORT][ITEM_ID], group_dropped[SUPPORT][ITEM_ID])
+    # item tasks: each task's item is hidden in all its rows, its raters row by row
+    items = EpisodeSampler(encoded, split.meta_train, task_key="item", batch_size=8, query_size=5, seed=2,
+                           id_dropout=0.5).sample(0)
+    hidden = items[SUPPORT][ITEM_ID_HIDDEN][items[SUPPORT][MASK] > 0]
+    per_task = [set(items[SUPPORT][ITEM_ID_HIDDEN][t][items[SUPPORT][MASK][t] > 0].tolist()) for t in range(8)]
+    assert all(len(s) == 1 for s in per_task) and 0 < hidden.mean() < 1
     streamed = next(iter(dropped.dataset(start=3)))
     np.testing.assert_array_equal(streamed[QUERY][ITEM_ID_HIDDEN].numpy(), dropped.sample(3)[QUERY][ITEM_ID_HIDDEN])
-    with pytest.raises(ValueError, match="probability of hiding an ID"):
+    with pytest.raises(ValueError, match=r"id_dropout is a probability in \[0, 1\)"):
         EpisodeSampler(encoded, split.meta_train, id_dropout=1.0)
 
 
@@ -66,6 +75,11 @@ def test_a_hidden_item_reads_the_unknown_items_id_row_and_keeps_its_content(smal
     np.testing.assert_array_equal(model.item_field_indices({ITEM_ID: rows, ITEM_ID_HIDDEN: hidden}).numpy(),
                                   model.item_field_indices({ITEM_ID: rows}).numpy())
     assert model.embeds_ids and not build_model(ExperimentConfig(model=ModelConfig(embedding_dim=4)), encoded).embeds_ids
+    from tfmetarec.models.base import ID_WEIGHT
+
+    assert all(ID_WEIGHT.search(n) for n in ("user_id_embedding", "cf_item_id_factors", "item_id_bias",
+                                              "item_id_residual"))
+    assert not any(ID_WEIGHT.search(n) for n in ("user_city_id_embedding", "item_genres_embedding"))
 
 
 def test_training_with_id_dropout_trains_the_unknown_ids_rows_and_needs_id_embeddings():

@@ -102,7 +102,7 @@ def rank_catalogue(
     catalogue = catalogue_features(encoded)
     size = len(catalogue[ITEM_ID])
     k = min(k, size)
-    adapt = tf.function(learner.adapt)
+    adapt = tf.function(learner.adapt, reduce_retracing=True)  # packed batches: one graph for every shape
     item_vectors = None
     if search:
         features = {name: tf.constant(v) for name, v in catalogue.items()}

@@ -32,7 +32,6 @@ LOG = "selection.csv"
 BEST = "best.npz"
 
 
-
 class CheckpointSelector(keras.callbacks.Callback):
     """Score ``learner`` on ``task_sets`` every ``every`` training steps; keep the best step's weights.
 
@@ -143,7 +142,7 @@ class CheckpointSelector(keras.callbacks.Callback):
         return None if self.best is None else self.best[0]
 
     def log(self) -> pd.DataFrame:
-        """One row per scoring: ``step``, each task set's MAE, ``score``, ``chosen``."""
+        """One row per scoring: ``step``, each task set's ``{set}_{metric}``, ``score``, ``chosen``."""
         out = pd.DataFrame(self.rows)
         if len(out):
             out["chosen"] = out["step"] == self.chosen_step

@@ -20,6 +20,7 @@ their ratings. It is saved and exported with the table.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -44,6 +45,9 @@ from tfmetarec.types import (
     fields_width,
 )
 
+ID_WEIGHT = re.compile(r"(^|_)(user|item)_id_(embedding|factors|bias|residual)$")
+"""The names of the weights learned per training user or item ID (``[cf_]item_id_factors``,
+``user_id_embedding``, ...), not a field's embedding such as ``user_city_id_embedding``."""
 ITEM_TABLE_KEY = "item_table"  # where the table goes in a .keras weights store
 ITEM_RAW_IDS_KEY = "item_raw_ids"
 ITEM_OFFSET_KEY = "item_offset"
@@ -367,7 +371,7 @@ class MetaModel(Configurable, keras.Model):
     def embeds_ids(self) -> bool:
         """Whether the model has per-ID weights (user or item rows learned per training ID): what
         ID dropout (``EpisodeSampler(id_dropout=...)``) hides."""
-        return any(name.startswith(("user_id", "item_id")) or "_id_" in name for name in self.parameters())
+        return any(ID_WEIGHT.search(name) for name in self.parameters())
 
     def item_id_index(self, features: Features) -> tf.Tensor:
         """The ID-embedding index of every row's item: its table row for a training item

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfmetarec.config import check_probability
 from tfmetarec.data.features import EncodedData
 from tfmetarec.tasks.episode import TaskSet, group_tasks, pad_episode
 from tfmetarec.types import (EPISODE_SOURCE, FEATURE_KEYS, ITEM_ID, ITEM_ID_HIDDEN, MASK, QUERY, RATING, SUPPORT,
@@ -65,6 +66,12 @@ def fitted_buckets(sizes: Sequence[int] | np.ndarray, count: int) -> tuple[int, 
         lo = int(choice[k][hi - 1]) if k > 0 else 0
         hi, k = lo, k - 1
     return tuple(sorted(caps))
+
+
+def filled_bucket(sizes: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
+    """Index of the largest bucket each of ``sizes`` fills (the smallest bucket for a smaller size):
+    where a trimmed support goes."""
+    return np.maximum(np.searchsorted(np.asarray(buckets), sizes, side="right") - 1, 0)
 
 
 def bucket_of(size: int, buckets: Sequence[int]) -> int:
@@ -118,9 +125,10 @@ class EpisodeSampler:
 
     ``id_dropout`` (DropoutNet's idea, for models with ID embeddings): in every drawn episode,
     each task's user ID is hidden (set to 0, the unknown user) with this probability, and so is each
-    row's item ID embedding (``item_id_hidden``; the item's content stays), so the model learns to
-    score the users and items whose IDs it never trained on, as it must for new ones. The masks are
-    drawn after the tasks and rows, so ``id_dropout=0`` leaves the stream as it was.
+    row's item ID embedding (``item_id_hidden``; the item's content stays); for item tasks, each
+    task's item and each row's user. The model learns to score the users and items whose IDs it
+    never trained on, as it must for new ones. The masks come from their own generator, so the
+    tasks and rows drawn are the same with any ``id_dropout``.
 
     With ``fixed=True`` the ratings carry a ``role`` column (``support`` / ``query``, as
     in a published split) and every draw keeps each task's given split instead of
@@ -155,9 +163,9 @@ class EpisodeSampler:
         if batch_size < 1 or query_size < 1 or max_support < 1:
             raise ValueError(f"batch_size, query_size and max_support must be >= 1; got {batch_size}, "
                              f"{query_size}, {max_support}.")
-        if not 0.0 <= float(id_dropout) < 1.0:
-            raise ValueError(f"id_dropout is the probability of hiding an ID, in [0, 1); got {id_dropout}.")
+        check_probability("id_dropout", id_dropout)
         self.id_dropout = float(id_dropout)
+        self.task_key = task_key
         if trim_supports and not bucketed:
             raise ValueError("trim_supports trims each support to a support bucket; it needs bucketed=True.")
         self.trim_supports = bool(trim_supports)
@@ -205,8 +213,8 @@ class EpisodeSampler:
         else:
             self.buckets = (int(max(supports.max(), 1)),)
         self.max_support = max_support
-        if self.trim_supports:  # the largest bucket a task's support fills (the smallest for a smaller one)
-            which = np.maximum(np.searchsorted(np.asarray(self.buckets), supports, side="right") - 1, 0)
+        if self.trim_supports:
+            which = filled_bucket(supports, self.buckets)
         else:
             if int(supports.max()) > self.buckets[-1]:
                 raise ValueError(f"Support of {int(supports.max())} rows exceeds the largest bucket "
@@ -258,7 +266,7 @@ class EpisodeSampler:
     def _draw(self, rng: np.random.Generator, b: int, keep: range | None = None) -> dict:
         members = self._members[b]
         chosen = rng.choice(members, self.batch_size, replace=len(members) < self.batch_size)
-        most = self.buckets[b] if self.trim_supports else self.max_support
+        most = min(self.buckets[b], self.max_support) if self.trim_supports else self.max_support
         keep = range(self.batch_size) if keep is None else keep
         support, query = [], []
         for position, t in enumerate(chosen):
@@ -279,15 +287,20 @@ class EpisodeSampler:
         return self._hide_ids(rng, episode, keep) if self.id_dropout else episode
 
     def _hide_ids(self, rng: np.random.Generator, episode: dict, keep: range) -> dict:
-        """ID dropout: hide task users' IDs and rows' item IDs, drawn for every task of the episode
-        (so each shard hides exactly its part of what the whole episode hides)."""
+        """ID dropout: hide the ID of each task's own user (or item, for item tasks) in all its
+        rows, and the other side's ID row by row. Drawn for every task slot of the episode (so each
+        shard hides exactly its part of what the whole episode hides) from a generator spawned off
+        ``rng``, which leaves ``rng``'s own stream (the next episodes of a group) as it was."""
+        masks = rng.spawn(1)[0]
         kept = slice(keep.start, keep.stop)
-        hidden_user = rng.random(self.batch_size)[kept] < self.id_dropout
+        hidden_task = masks.random(self.batch_size)[kept] < self.id_dropout
         for key in (SUPPORT, QUERY):
             part = episode[key]
-            rows = part[ITEM_ID].shape[1]
-            part[ITEM_ID_HIDDEN] = (rng.random((self.batch_size, rows))[kept] < self.id_dropout).astype("float32")
-            part[USER_ID] = np.where(hidden_user[:, None], 0, part[USER_ID]).astype(part[USER_ID].dtype)
+            hidden_row = masks.random((self.batch_size, part[ITEM_ID].shape[1]))[kept] < self.id_dropout
+            hidden_user, hidden_item = ((hidden_task[:, None], hidden_row) if self.task_key == "user"
+                                        else (hidden_row, np.broadcast_to(hidden_task[:, None], hidden_row.shape)))
+            part[ITEM_ID_HIDDEN] = hidden_item.astype("float32")
+            part[USER_ID] = np.where(hidden_user, 0, part[USER_ID]).astype(part[USER_ID].dtype)
         return episode
 
     def sample(self, index: int | None = None, shard: int = 0, num_shards: int = 1) -> dict:
