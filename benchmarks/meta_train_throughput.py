@@ -418,7 +418,8 @@ def training_padding(dataset: str, prepared) -> list[dict]:
                 "real support rows": float(np.minimum(sizes, caps).sum() / caps.sum()),
                 "task slots filled": 1.0, "buckets": " ".join(map(str, trimmed.buckets))})
     for how, buckets in (("padded to powers of two (--no-trim-supports)", padded.buckets),
-                         ("padded, fitted to the supports (--fit-buckets)", fitted_buckets(sizes, len(padded.buckets)))):
+                         ("padded, fitted to the supports (--fit-buckets)",
+                          fitted_buckets(sizes, len(padded.buckets)))):
         caps = np.asarray(buckets)[np.searchsorted(buckets, sizes)]
         out.append({"data": dataset, "scenario": "meta-training", "batches": how, "calls": f"{len(buckets)} shapes",
                     "real support rows": float(sizes.sum() / caps.sum()), "task slots filled": 1.0,

@@ -286,8 +286,8 @@ class TrainConfig:
     select_every: int = 100
     """Every this many steps, both trainings (meta-learner and baseline) are scored on the
     validation tasks (held-out users, and pseudo-new items with ``split.validation_item_fraction``),
-    and the weights of the step with the best ``select_metric`` are kept (mean over those task sets); 0 keeps
-    the last step's, and so do a training of at most this many steps (one candidate) and a run
+    and the weights of the step with the best ``select_metric`` are kept (mean over those task
+    sets); 0 keeps the last step's, and so do a training of at most this many steps (one candidate) and a run
     that holds out neither users nor items (the run says so)."""
     select_patience: int = 5
     """With ``select_every``: stop a training once this many scorings in a row found no better step

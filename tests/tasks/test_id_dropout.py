@@ -74,7 +74,8 @@ def test_a_hidden_item_reads_the_unknown_items_id_row_and_keeps_its_content(smal
     np.testing.assert_array_equal(model.item_id_index({ITEM_ID: rows, ITEM_ID_HIDDEN: hidden}).numpy(), [[0, 4, 0]])
     np.testing.assert_array_equal(model.item_field_indices({ITEM_ID: rows, ITEM_ID_HIDDEN: hidden}).numpy(),
                                   model.item_field_indices({ITEM_ID: rows}).numpy())
-    assert model.embeds_ids and not build_model(ExperimentConfig(model=ModelConfig(embedding_dim=4)), encoded).embeds_ids
+    plain = build_model(ExperimentConfig(model=ModelConfig(embedding_dim=4)), encoded)
+    assert model.embeds_ids and not plain.embeds_ids
     from tfmetarec.models.base import ID_WEIGHT
 
     assert all(ID_WEIGHT.search(n) for n in ("user_id_embedding", "cf_item_id_factors", "item_id_bias",

@@ -6,8 +6,8 @@ is a Keras callback for :meth:`~tfmetarec.learners.MetaTrainer.fit` that scores 
 validation task sets (held-out users; held-out *pseudo-new* items) every ``every`` steps and at
 the end; :meth:`~CheckpointSelector.restore_best` then puts back the weights of the step with the
 best validation score (lowest MAE, or with ``metric="nDCG@3"`` highest nDCG@3). With
-``patience``, training stops once that many scorings in a row found nothing better. With a ``folder``, the best weights and the log of every scoring survive a
-resumed run.
+``patience``, training stops once that many scorings in a row found nothing better. With a
+``folder``, the best weights and the log of every scoring survive a resumed run.
 """
 
 from __future__ import annotations
