@@ -9,6 +9,7 @@ from helpers import random_episode, tiny_metaemb
 from tfmetarec import learners
 from tfmetarec.learners.adaptation import LowRankKernel
 from tfmetarec.learners.reptile import concat_parts
+from tfmetarec.objectives import QueryLoss
 from tfmetarec.types import QUERY, SUPPORT, features_of
 
 
@@ -161,3 +162,50 @@ def test_a_model_that_decides_otherwise_keeps_the_whole_decision_in_the_loop():
 
     model.__class__ = Shifted
     assert model.first_decision_layer() is None
+
+
+@pytest.mark.parametrize("name", learners.available())
+def test_meta_gradients_in_task_chunks_equal_the_whole_batch(name):
+    """``task_chunks`` computes the meta-loss on slices of the task batch (uneven slices, one of
+    them holding only an empty task slot) and combines them as the mean over real tasks: the same
+    meta-gradients and logs as one computation (float64), every learner of the zoo."""
+    learner = checks.build(name, seed=11, dtype="float64")
+    checks.at_generic_point(learner)
+    episode = checks.episode_for(name, seed=8, tasks=7, support=6, query=4, support_sizes=[6, 1, 3, 0, 5, 2, 4])
+    episode = {k: {n: a.astype("float64") if a.dtype.kind == "f" else a for n, a in v.items()}
+               if isinstance(v, dict) else v.astype("float64") for k, v in episode.items()}
+    episode["task_mask"][4] = 0.0  # an empty task slot, alone in the third chunk
+    counters = [(v, v.numpy()) for v in learner.non_trainable_weights]
+    calls = []
+    meta_loss = learner.meta_loss
+    learner.meta_loss = lambda part: calls.append(part["task_mask"].shape[0]) or meta_loss(part)
+    results = []
+    for chunks in (1, 4):
+        for var, value in counters:  # e.g. the MSL annealing step, advanced by meta_gradients
+            var.assign(value)
+        results.append(learner.meta_gradients(episode, task_chunks=chunks))
+    if learner.meta_variables() and name != "reptile":  # Reptile's update runs as one computation
+        assert calls == [7, 2, 2, 1, 2]
+    (whole, whole_logs), (chunked, chunked_logs) = results
+    assert len(whole) == len(chunked)
+    for a, b, v in zip(whole, chunked, learner.meta_variables(), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-13, err_msg=v.path)
+    assert whole_logs.keys() == chunked_logs.keys()
+    for key in whole_logs:
+        np.testing.assert_allclose(float(chunked_logs[key]), float(whole_logs[key]), rtol=1e-10, err_msg=key)
+
+
+def test_task_chunks_stay_one_computation_where_the_loss_ties_tasks_together():
+    """The in-batch retrieval term scores every task's user on the whole batch's query items, so
+    a learner with it computes the batch in one piece; and the trainer's default is 2 chunks under
+    XLA on a CPU, 1 without XLA, and refuses fewer than 1."""
+    learner = checks.build("maml", query_loss=QueryLoss(retrieval_weight=0.5))
+    calls = []
+    meta_loss = learner.meta_loss
+    learner.meta_loss = lambda part: calls.append(part["task_mask"].shape[0]) or meta_loss(part)
+    learner.meta_gradients(_episode(), task_chunks=3)
+    assert calls == [3]
+    assert learners.MetaTrainer(checks.build("maml"), jit_compile=True).task_chunks == 2
+    assert learners.MetaTrainer(checks.build("maml"), jit_compile=False).task_chunks == 1
+    with pytest.raises(ValueError, match="task_chunks must be >= 1"):
+        learners.MetaTrainer(checks.build("maml"), task_chunks=0)

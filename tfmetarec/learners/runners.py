@@ -21,6 +21,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,6 +42,7 @@ class Trainer(Protocol):
     variables: list
     step: Any
     jit_compile: bool
+    task_chunks: int
 
     def step_fn(self, episode: Episode) -> dict[str, tf.Tensor]: ...
 
@@ -101,7 +103,8 @@ class DistributedRunner:
 
     def compile(self, trainer: Trainer) -> None:
         self.trainer = trainer
-        self._replica_gradients = tf.function(trainer.learner.meta_gradients, jit_compile=trainer.jit_compile)
+        self._replica_gradients = tf.function(partial(trainer.learner.meta_gradients, task_chunks=trainer.task_chunks),
+                                              jit_compile=trainer.jit_compile)
 
     def check_in_scope(self, variables: list, optimizer: Any) -> None:
         """The learner's variables (and the optimizer, if given) must come from the strategy's scope."""
