@@ -117,9 +117,11 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "outer_lr": ("train.outer_lr", None),
     "no_xla": ("train.jit_compile", False),
     "steps_per_execution": ("train.steps_per_execution", None),
+    "task_chunks": ("train.task_chunks", None),
     "strategy": ("train.strategy", None),
     "fixed_tasks": ("train.fixed_tasks", True),
     "fit_buckets": ("train.fit_buckets", True),
+    "smallest_bucket": ("train.smallest_bucket", None),
     "split": ("split.method", None),
     "new_item_year": ("split.new_item_year", None),
     "query_size": ("split.query_size", None),
@@ -213,6 +215,10 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-xla", action="store_true", help="run without XLA compilation")
     g.add_argument("--steps-per-execution", type=POSITIVE,
                    help=f"meta-steps per compiled call: more cuts the fixed per-step cost (default: {t.steps_per_execution})")
+    g.add_argument("--task-chunks", type=POSITIVE,
+                   help="compute each step's meta-loss on this many slices of the task batch, which XLA runs on "
+                        "different CPU cores: same gradients, faster steps, longer compilation; for long runs "
+                        f"(default: {t.task_chunks})")
     g.add_argument("--strategy", choices=STRATEGIES,
                    help="distribute training: mirrored = the local GPUs; multi_worker = the processes named in "
                         "TF_CONFIG (run the same command on every worker); --batch-size is the global batch "
@@ -220,6 +226,9 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fixed-tasks", action="store_true",
                    help="with --split-file: meta-train on the file's own support/query tasks; by default each step "
                         "draws a new query from a meta-training user's ratings and ignores the file's roles there")
+    g.add_argument("--smallest-bucket", type=POSITIVE,
+                   help="the smallest meta-training support bucket (powers of two from it); smaller supports "
+                        f"are padded to it (default: {t.smallest_bucket})")
     g.add_argument("--fit-buckets", action="store_true",
                    help="place the meta-training support buckets where the tasks' support sizes pad the fewest rows "
                         "(default: powers of two); faster steps, another episode stream")

@@ -255,6 +255,10 @@ class TrainConfig:
     seed: int = 0
     steps_per_execution: int = 1
     """Meta-steps per compiled call (see ``MetaTrainer``); more cuts the per-step overhead."""
+    task_chunks: int = 1
+    """Compute each meta-step's loss on this many slices of the task batch, independent
+    computations that XLA runs on different CPU cores (the same gradients to float rounding; see
+    ``MetaTrainer``): faster steps, longer compilation; for long XLA runs on a CPU."""
     fixed_tasks: bool = False
     """With a published split that gives meta-training rows a role, train on those fixed
     support/query tasks instead of drawing a new query at every step."""
@@ -267,6 +271,10 @@ class TrainConfig:
     task's support rows the size of the largest bucket it fills, so almost no support row is
     padding (1.4x faster steps, the same quality: BENCHMARKS.md); False pads every support to the
     bucket above it, as the library did before."""
+    smallest_bucket: int = 8
+    """The smallest meta-training support bucket (the buckets are powers of two from it): with
+    ``trim_supports``, a support of this size or more is trimmed to a bucket it fills, a smaller
+    one padded to this size."""
     id_dropout: float = 0.0
     """ID dropout (DropoutNet): in both trainings' episodes, hide each task's user ID and each row's
     item ID embedding with this probability, so a model with ID embeddings (``model.use_ids``, or
@@ -306,6 +314,8 @@ class TrainConfig:
         check_number("train.max_support", self.max_support, minimum=1, integer=True)
         check_number("train.seed", self.seed, minimum=0, integer=True)
         check_number("train.steps_per_execution", self.steps_per_execution, minimum=1, integer=True)
+        check_number("train.task_chunks", self.task_chunks, minimum=1, integer=True)
+        check_number("train.smallest_bucket", self.smallest_bucket, minimum=1, integer=True)
         if self.finetune_lr is not None:
             check_number("train.finetune_lr", self.finetune_lr, minimum=0.0)
         if self.item_warmup is not None:

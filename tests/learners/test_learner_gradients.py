@@ -7,6 +7,8 @@ import pytest
 import learner_checks as checks
 from helpers import random_episode, tiny_metaemb
 from tfmetarec import learners
+from tfmetarec.cli import build_parser, config_from_args
+from tfmetarec.config import TrainConfig
 from tfmetarec.learners.adaptation import LowRankKernel
 from tfmetarec.learners.reptile import concat_parts
 from tfmetarec.objectives import QueryLoss
@@ -197,15 +199,17 @@ def test_meta_gradients_in_task_chunks_equal_the_whole_batch(name):
 
 def test_task_chunks_stay_one_computation_where_the_loss_ties_tasks_together():
     """The in-batch retrieval term scores every task's user on the whole batch's query items, so
-    a learner with it computes the batch in one piece; and the trainer's default is 2 chunks under
-    XLA on a CPU, 1 without XLA, and refuses fewer than 1."""
+    a learner with it computes the batch in one piece; the trainer and the config refuse fewer than
+    one chunk, and the CLI sets them."""
     learner = checks.build("maml", query_loss=QueryLoss(retrieval_weight=0.5))
     calls = []
     meta_loss = learner.meta_loss
     learner.meta_loss = lambda part: calls.append(part["task_mask"].shape[0]) or meta_loss(part)
     learner.meta_gradients(_episode(), task_chunks=3)
     assert calls == [3]
-    assert learners.MetaTrainer(checks.build("maml"), jit_compile=True).task_chunks == 2
-    assert learners.MetaTrainer(checks.build("maml"), jit_compile=False).task_chunks == 1
+    assert learners.MetaTrainer(checks.build("maml"), jit_compile=False, task_chunks=3).task_chunks == 3
     with pytest.raises(ValueError, match="task_chunks must be >= 1"):
         learners.MetaTrainer(checks.build("maml"), task_chunks=0)
+    with pytest.raises(ValueError, match="train.task_chunks must be >= 1"):
+        TrainConfig(task_chunks=0)
+    assert config_from_args(build_parser().parse_args(["train", "--task-chunks", "3"])).train.task_chunks == 3

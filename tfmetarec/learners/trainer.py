@@ -61,15 +61,6 @@ def learner_identity(learner: MetaLearner) -> str:
     return f"{type(learner).__name__}:{digest}"
 
 
-def default_task_chunks(jit_compile: bool) -> int:
-    """Task chunks for :class:`MetaTrainer` when none are given: 2 where the step is XLA-compiled
-    and no GPU is visible (XLA's CPU runtime runs the two halves of the task batch on different
-    cores: BENCHMARKS.md), else 1 (one computation: a GPU, or TF's own executor)."""
-    if not jit_compile or tf.config.list_logical_devices("GPU"):
-        return 1
-    return 2
-
-
 class MetaTrainer:
     """Owns the outer optimizer and runs ``meta_gradients`` + update as one step.
 
@@ -96,8 +87,9 @@ class MetaTrainer:
             :class:`~tfmetarec.tasks.EpisodeSampler` offers).
         task_chunks: compute the meta-loss on this many slices of the task batch, as independent
             computations (:meth:`MetaLearner.chunked_meta_loss`: the same gradients to float
-            rounding), so XLA on a CPU runs them on different cores. None chooses
-            :func:`default_task_chunks`.
+            rounding) that XLA's CPU runtime runs on different cores: 1.07-1.09x faster steps at
+            2 chunks on 2 cores, but each chunk compiles its own copy of the step (+40 % compile
+            time at 2), so it pays in long runs only (BENCHMARKS.md). Slower without XLA.
     """
 
     def __init__(
@@ -107,15 +99,15 @@ class MetaTrainer:
         jit_compile: bool = True,
         steps_per_execution: int = 1,
         strategy: tf.distribute.Strategy | None = None,
-        task_chunks: int | None = None,
+        task_chunks: int = 1,
     ):
         if int(steps_per_execution) < 1:
             raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}.")
-        if task_chunks is not None and int(task_chunks) < 1:
-            raise ValueError(f"task_chunks must be >= 1 (or None: chosen for the device), got {task_chunks}.")
+        if int(task_chunks) < 1:
+            raise ValueError(f"task_chunks must be >= 1, got {task_chunks}.")
         self.learner = learner
         self.jit_compile = jit_compile
-        self.task_chunks = default_task_chunks(jit_compile) if task_chunks is None else int(task_chunks)
+        self.task_chunks = int(task_chunks)
         self.steps_per_execution = int(steps_per_execution)
         self.variables = learner.meta_variables()
         self.runner = DistributedRunner(strategy) if is_distributed(strategy) else LocalRunner()

@@ -106,7 +106,7 @@ class EpisodeSampler:
     """Endless random task batches for meta-training, each a pure function of the seed
     and its position in the stream.
 
-    The support-size buckets are the powers of two from 8 to the largest support or, with
+    The support-size buckets are the powers of two from ``smallest_bucket`` to the largest support or, with
     ``fit_buckets``, as many buckets placed where the tasks' supports pad the fewest rows
     (:func:`fitted_buckets`). Each draw picks a bucket (in proportion to its tasks), then
     ``batch_size`` tasks from it, and splits every task's ratings afresh into a
@@ -159,10 +159,11 @@ class EpisodeSampler:
         fit_buckets: bool = False,
         id_dropout: float = 0.0,
         trim_supports: bool = False,
+        smallest_bucket: int = 8,
     ):
-        if batch_size < 1 or query_size < 1 or max_support < 1:
-            raise ValueError(f"batch_size, query_size and max_support must be >= 1; got {batch_size}, "
-                             f"{query_size}, {max_support}.")
+        if batch_size < 1 or query_size < 1 or max_support < 1 or smallest_bucket < 1:
+            raise ValueError(f"batch_size, query_size, max_support and smallest_bucket must be >= 1; got {batch_size}, "
+                             f"{query_size}, {max_support}, {smallest_bucket}.")
         check_probability("id_dropout", id_dropout)
         self.id_dropout = float(id_dropout)
         self.task_key = task_key
@@ -205,7 +206,7 @@ class EpisodeSampler:
         self._rows = rows
         self._tasks = keep
         if bucketed:
-            self.buckets = support_buckets(int(supports.max()))
+            self.buckets = support_buckets(int(supports.max()), int(smallest_bucket))
             if fit_buckets:  # as many compiled shapes, placed on the supports
                 self.buckets = fitted_buckets(supports, len(self.buckets))
             elif self.trim_supports and len(self.buckets) > 1 and self.buckets[-1] > supports.max():
@@ -364,6 +365,27 @@ default MeLU + MAML without XLA, a call costs ~5 ms whatever its padding, so cal
 save (BENCHMARKS.md, "Padding of the evaluation batches")."""
 
 
+EVAL_REAL_ROWS = 0.85
+"""The least share of real support rows of a packed evaluation: where the cut at
+:data:`EVAL_CALL_ROWS` pads more, a call is counted cheaper (halved until the share is met), so a
+small set of widely spread supports is cut into a few more calls."""
+
+
+def packed_cut(sizes: np.ndarray, batch_size: int, call_rows: float = EVAL_CALL_ROWS,
+               real_rows: float | None = None) -> list[tuple[int, int]]:
+    """:func:`packed_groups` at the largest of ``call_rows``, its half, quarter, ... (then 0: no
+    padding) whose cut keeps at least ``real_rows`` (default :data:`EVAL_REAL_ROWS`) of the slots real."""
+    real_rows = EVAL_REAL_ROWS if real_rows is None else real_rows
+    sizes = np.asarray(sizes, dtype=np.float64)
+    cost = float(call_rows)
+    while True:
+        groups = packed_groups(sizes, batch_size, cost)
+        slots = sum((hi - lo) * sizes[hi - 1] for lo, hi in groups)
+        if cost == 0 or sizes.sum() >= real_rows * slots:
+            return groups
+        cost = cost / 2 if cost >= 1 else 0.0
+
+
 def packed_groups(sizes: np.ndarray, batch_size: int, call_rows: float = EVAL_CALL_ROWS) -> list[tuple[int, int]]:
     """Cut ascending ``sizes`` into contiguous groups of at most ``batch_size``, each padded to its
     own largest size, with the fewest padded slots plus ``call_rows`` per group (dynamic programming):
@@ -396,8 +418,9 @@ def eval_batches(
     when a bucket's batches are full move on to fill the next bucket's batches (a larger bucket
     holds them), so only the very last batch has empty task slots (``task_mask`` 0; the task
     axis stays ``batch_size``). Without (a graph that takes any shape), the tasks sorted by
-    support size are cut into groups of at most ``batch_size`` (:func:`packed_groups`), each
-    padded only to its own largest support and query, with no empty task slot.
+    support size are cut into groups of at most ``batch_size`` (:func:`packed_cut`), each
+    padded only to its own largest support and query, with no empty task slot and at least
+    :data:`EVAL_REAL_ROWS` of the support rows real.
     """
     if len(tasks) == 0:
         return
@@ -411,7 +434,7 @@ def eval_batches(
 
     if not bucketed:
         order = np.argsort(s_sizes, kind="stable")
-        for lo, hi in packed_groups(s_sizes[order], batch_size):
+        for lo, hi in packed_cut(s_sizes[order], batch_size):
             idx = order[lo:hi]
             yield batch(idx, max(int(s_sizes[idx].max()), 1), max(int(q_sizes[idx].max()), 1), None)
         return

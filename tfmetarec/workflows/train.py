@@ -49,7 +49,8 @@ def sampler_for(prepared: Prepared) -> EpisodeSampler:
     return EpisodeSampler(prepared.encoded, prepared.train_ratings, batch_size=tc.batch_size,
                           query_size=config.split.query_size, max_support=tc.max_support, seed=tc.seed,
                           task_key=config.task_key, fixed=tc.fixed_tasks, fit_buckets=tc.fit_buckets,
-                          id_dropout=tc.id_dropout, trim_supports=tc.trim_supports)
+                          id_dropout=tc.id_dropout, trim_supports=tc.trim_supports,
+                          smallest_bucket=tc.smallest_bucket)
 
 
 def fit_learner(
@@ -91,7 +92,7 @@ def fit_learner(
     with strategy.scope() if is_distributed(strategy) else contextlib.nullcontext():
         optimizer = keras.optimizers.Adam(tc.outer_lr)
     trainer = MetaTrainer(learner, optimizer, jit_compile=tc.jit_compile, steps_per_execution=tc.steps_per_execution,
-                          strategy=strategy)
+                          strategy=strategy, task_chunks=tc.task_chunks)
     selector = None
     # a training of at most select_every steps has one candidate, its last step: nothing to choose.
     # Every worker scores alike; only the chief keeps the files.
