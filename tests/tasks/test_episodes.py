@@ -242,3 +242,12 @@ def test_trimmed_supports_fill_their_bucket(small_synthetic):
     assert real / slots > 0.85
     # some user's draws together hold more rows than any one draw can: the kept subsets change
     assert max(len(p) for p in drawn.values()) > sampler.buckets[-1]
+    # a smaller smallest bucket: supports of 4-7 rows are trimmed to 4, smaller ones padded to 4
+    small = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0, trim_supports=True,
+                           smallest_bucket=4)
+    assert small.buckets == (4, *sampler.buckets) and small.state()["fingerprint"] != sampler.state()["fingerprint"]
+    fours = [small.sample(i)[SUPPORT][MASK] for i in range(60)]
+    fours = [m for m in fours if m.shape[1] == 4]
+    assert fours and all(((m.sum(1) == 4) | (m.sum(1) < 4)).all() for m in fours)
+    with pytest.raises(ValueError, match="smallest_bucket must be >= 1"):
+        EpisodeSampler(encoded, split.meta_train, smallest_bucket=0)
