@@ -181,7 +181,7 @@ def content_data(wide: bool, num_users: int = 2000, num_items: int = 4000, seed:
 
 
 def content_trainer(wide: bool, k: int = 1, inner: int = 5, batch: int = BATCH, fit_buckets: bool = False,
-                    trim_supports: bool = False):
+                    trim_supports: bool = False, task_chunks: int | None = None):
     from tfmetarec.data import FeatureEncoder, SplitConfig, cold_start_split
     from tfmetarec.tasks import EpisodeSampler
 
@@ -195,7 +195,8 @@ def content_trainer(wide: bool, k: int = 1, inner: int = 5, batch: int = BATCH, 
                              **fit)
     model = MeLU.from_spec(encoded.spec, item_table=encoded.item_table, embedding_dim=32, hidden_units=HIDDEN, seed=0)
     learner = MAML(model, inner_steps=inner, inner_lr=0.01, adapt="decision")
-    trainer = MetaTrainer(learner, keras.optimizers.Adam(1e-4), jit_compile=True, steps_per_execution=k)
+    chunks = {} if task_chunks is None else {"task_chunks": task_chunks}  # (older checkouts: no such argument)
+    trainer = MetaTrainer(learner, keras.optimizers.Adam(1e-4), jit_compile=True, steps_per_execution=k, **chunks)
     return trainer, sampler, encoded
 
 
@@ -355,15 +356,19 @@ def timed_steps(trainer, batches: list) -> tuple[float, float]:
     return wall / len(batches) * 1e3, (time.process_time() - cpu0) / wall
 
 
-def worker(steps: int, repeats: int, fit_buckets: bool, trim_supports: bool = False) -> dict:
+def worker(steps: int, repeats: int, fit_buckets: bool, trim_supports: bool = False,
+           task_chunks: int | None = None) -> dict:
     """One process's measurement for ``versus_section``: the wide configuration, every bucket
-    compiled first, then ``repeats`` passes through ``steps`` pre-built batches."""
-    trainer, sampler, _ = content_trainer(True, fit_buckets=fit_buckets, trim_supports=trim_supports)
+    compiled first (timed: ``compile_s``), then ``repeats`` passes through ``steps`` pre-built batches."""
+    trainer, sampler, _ = content_trainer(True, fit_buckets=fit_buckets, trim_supports=trim_supports,
+                                          task_chunks=task_chunks)
+    started = time.perf_counter()
     _warm(trainer, sampler, 1)
+    compile_s = time.perf_counter() - started
     batches = [tf.nest.map_structure(tf.constant, sampler.sample(i)) for i in range(steps)]
     runs = [timed_steps(trainer, batches) for _ in range(repeats)]
     return {"step_ms": float(np.median([r[0] for r in runs])), "cores busy": float(np.median([r[1] for r in runs])),
-            "real support rows": real_share(batches)}
+            "real support rows": real_share(batches), "compile_s": compile_s}
 
 
 def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
@@ -375,8 +380,9 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
 
     trees = {"before (" + against + ")": (str(Path(against).resolve()), []),
              "this checkout, supports padded (--no-trim-supports)": (str(ROOT), []),
-             "this checkout, padded, --fit-buckets": (str(ROOT), ["--fit-buckets"]),
-             "this checkout, supports trimmed (the default)": (str(ROOT), ["--trim-supports"])}
+             "this checkout, trimmed, whole task batch (--task-chunks 1)": (str(ROOT), ["--trim-supports",
+                                                                                      "--task-chunks", "1"]),
+             "this checkout, trimmed, 2 task slices at once (the default)": (str(ROOT), ["--trim-supports"])}
     results: dict[str, list[dict]] = {label: [] for label in trees}
     for _ in range(rounds):
         for label, (tree, extra) in trees.items():
@@ -390,7 +396,8 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
         ms = float(np.median([r["step_ms"] for r in runs]))
         rows.append({"library": label, "step_ms": ms, "tasks_per_s": BATCH / ms * 1e3,
                      "cores busy": float(np.median([r["cores busy"] for r in runs])),
-                     "real support rows": runs[0]["real support rows"]})
+                     "real support rows": runs[0]["real support rows"],
+                     "compile_s": float(np.median([r["compile_s"] for r in runs]))})
     for row in rows:
         row["vs before"] = rows[0]["step_ms"] / row["step_ms"]
     return rows
@@ -508,11 +515,12 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--fit-buckets", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--trim-supports", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--task-chunks", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         import json
 
-        print(json.dumps(worker(args.worker, 3, args.fit_buckets, args.trim_supports)))
+        print(json.dumps(worker(args.worker, 3, args.fit_buckets, args.trim_supports, args.task_chunks)))
         return 0
     if args.only == "versus":
         if not args.against:
@@ -521,7 +529,7 @@ def main(argv=None) -> int:
         return write_report(args.out, [
             "## The wide configuration against another checkout, fresh processes alternating", "",
             markdown_table(rows, ["library", "step_ms", "tasks_per_s", "vs before", "cores busy",
-                                  "real support rows"]), ""])
+                                  "real support rows", "compile_s"]), ""])
     rounds, calls = (2, 2) if args.quick else (args.rounds, args.steps)
     sections = []
     if args.only in (None, "padding"):

@@ -126,8 +126,8 @@ def check_padding_and_empty_support(name: str) -> None:
 
 
 def check_xla_matches_eager(name: str, steps: int = 2) -> None:
-    """The XLA-compiled MetaTrainer step, its meta-loss in two task chunks, gives the eager
-    step's numbers (one chunk)."""
+    """The XLA-compiled MetaTrainer step, on two slices of the task batch, gives the eager
+    step's numbers (the whole batch at once)."""
     episode = episode_for(name, seed=12, tasks=4, support=6, query=5)
     results = []
     for jit in (False, True):

@@ -255,10 +255,10 @@ class TrainConfig:
     seed: int = 0
     steps_per_execution: int = 1
     """Meta-steps per compiled call (see ``MetaTrainer``); more cuts the per-step overhead."""
-    task_chunks: int = 1
-    """Compute each meta-step's loss on this many slices of the task batch, independent
-    computations that XLA runs on different CPU cores (the same gradients to float rounding; see
-    ``MetaTrainer``): faster steps, longer compilation; for long XLA runs on a CPU."""
+    task_chunks: int | None = None
+    """Compute each meta-step's gradients on this many equal slices of the task batch, launches
+    of one compiled program that run on different CPU cores at once (the same gradients to float
+    rounding; see ``MetaTrainer``); None: 2 under XLA on a CPU without a strategy, else 1."""
     fixed_tasks: bool = False
     """With a published split that gives meta-training rows a role, train on those fixed
     support/query tasks instead of drawing a new query at every step."""
@@ -314,7 +314,8 @@ class TrainConfig:
         check_number("train.max_support", self.max_support, minimum=1, integer=True)
         check_number("train.seed", self.seed, minimum=0, integer=True)
         check_number("train.steps_per_execution", self.steps_per_execution, minimum=1, integer=True)
-        check_number("train.task_chunks", self.task_chunks, minimum=1, integer=True)
+        if self.task_chunks is not None:
+            check_number("train.task_chunks", self.task_chunks, minimum=1, integer=True)
         check_number("train.smallest_bucket", self.smallest_bucket, minimum=1, integer=True)
         if self.finetune_lr is not None:
             check_number("train.finetune_lr", self.finetune_lr, minimum=0.0)

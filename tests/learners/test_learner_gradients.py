@@ -11,6 +11,7 @@ from tfmetarec.cli import build_parser, config_from_args
 from tfmetarec.config import TrainConfig
 from tfmetarec.learners.adaptation import LowRankKernel
 from tfmetarec.learners.reptile import concat_parts
+from tfmetarec.learners.task_slices import equal_slices, sliced_gradients
 from tfmetarec.objectives import QueryLoss
 from tfmetarec.types import QUERY, SUPPORT, features_of
 
@@ -167,47 +168,54 @@ def test_a_model_that_decides_otherwise_keeps_the_whole_decision_in_the_loop():
 
 
 @pytest.mark.parametrize("name", learners.available())
-def test_meta_gradients_in_task_chunks_equal_the_whole_batch(name):
-    """``task_chunks`` computes the meta-loss on slices of the task batch (uneven slices, one of
-    them holding only an empty task slot) and combines them as the mean over real tasks: the same
-    meta-gradients and logs as one computation (float64), every learner of the zoo."""
+def test_meta_gradients_on_slices_of_the_task_batch_equal_the_whole_batch(name):
+    """Every learner's ``task_gradients`` is a mean over real tasks (``splits_by_task``): on four
+    equal slices of the task batch (uneven supports, the last slice holding only empty task slots)
+    averaged by their real tasks, the meta-gradients and logs equal the whole batch's (float64)."""
     learner = checks.build(name, seed=11, dtype="float64")
     checks.at_generic_point(learner)
-    episode = checks.episode_for(name, seed=8, tasks=7, support=6, query=4, support_sizes=[6, 1, 3, 0, 5, 2, 4])
+    assert learner.splits_by_task
+    episode = checks.episode_for(name, seed=8, tasks=8, support=6, query=4, support_sizes=[6, 1, 3, 0, 5, 2, 4, 6])
     episode = {k: {n: a.astype("float64") if a.dtype.kind == "f" else a for n, a in v.items()}
                if isinstance(v, dict) else v.astype("float64") for k, v in episode.items()}
-    episode["task_mask"][4] = 0.0  # an empty task slot, alone in the third chunk
-    counters = [(v, v.numpy()) for v in learner.non_trainable_weights]
-    calls = []
-    meta_loss = learner.meta_loss
-    learner.meta_loss = lambda part: calls.append(part["task_mask"].shape[0]) or meta_loss(part)
-    results = []
-    for chunks in (1, 4):
-        for var, value in counters:  # e.g. the MSL annealing step, advanced by meta_gradients
-            var.assign(value)
-        results.append(learner.meta_gradients(episode, task_chunks=chunks))
-    if learner.meta_variables() and name != "reptile":  # Reptile's update runs as one computation
-        assert calls == [7, 2, 2, 1, 2]
-    (whole, whole_logs), (chunked, chunked_logs) = results
-    assert len(whole) == len(chunked)
-    for a, b, v in zip(whole, chunked, learner.meta_variables(), strict=True):
+    episode["task_mask"][6:] = 0.0
+    whole, whole_logs = learner.task_gradients(episode)
+    parts, part_logs = sliced_gradients(learner.task_gradients, episode, 4)
+    assert len(whole) == len(parts) == len(learner.meta_variables())
+    for a, b, v in zip(whole, parts, learner.meta_variables(), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-13, err_msg=v.path)
-    assert whole_logs.keys() == chunked_logs.keys()
+    assert whole_logs.keys() == part_logs.keys()
     for key in whole_logs:
-        np.testing.assert_allclose(float(chunked_logs[key]), float(whole_logs[key]), rtol=1e-10, err_msg=key)
+        np.testing.assert_allclose(float(part_logs[key]), float(whole_logs[key]), rtol=1e-10, err_msg=key)
 
 
-def test_task_chunks_stay_one_computation_where_the_loss_ties_tasks_together():
-    """The in-batch retrieval term scores every task's user on the whole batch's query items, so
-    a learner with it computes the batch in one piece; the trainer and the config refuse fewer than
-    one chunk, and the CLI sets them."""
-    learner = checks.build("maml", query_loss=QueryLoss(retrieval_weight=0.5))
-    calls = []
-    meta_loss = learner.meta_loss
-    learner.meta_loss = lambda part: calls.append(part["task_mask"].shape[0]) or meta_loss(part)
-    learner.meta_gradients(_episode(), task_chunks=3)
-    assert calls == [3]
-    assert learners.MetaTrainer(checks.build("maml"), jit_compile=False, task_chunks=3).task_chunks == 3
+def test_a_sliced_step_runs_its_slices_compiled_and_advances_the_learner_once():
+    """``MetaTrainer(task_chunks=2)`` under XLA: the slices' gradients compile for half the batch,
+    the MSL annealing step advances once per meta-step, and the weights equal an unsliced
+    trainer's; a loss that ties tasks together (the in-batch retrieval term), an odd batch and a
+    strategy are not sliced (or refused); the default is 2 under XLA on a CPU, else 1."""
+    episode = random_episode(seed=3, tasks=4, support=5, query=4)
+    weights = []
+    for chunks in (1, 2):
+        learner = checks.build("maml", seed=2, multi_step_loss=True, msl_anneal_steps=10)
+        trainer = learners.MetaTrainer(learner, keras.optimizers.Adam(1e-2), jit_compile=True, task_chunks=chunks)
+        assert trainer.sliced == (chunks == 2)
+        for _ in range(2):
+            trainer.train_step(episode)
+        assert float(learner.msl_step.numpy()) == 2.0
+        weights.append([v.numpy() for v in learner.weights])
+    traced = trainer._compiled_slice_gradients.experimental_get_tracing_count()
+    assert traced == 1 and trainer._compiled_whole_step.experimental_get_tracing_count() == 0
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    trainer.train_step(random_episode(seed=3, tasks=3, support=5, query=4))  # 3 tasks: one piece
+    assert trainer._compiled_whole_step.experimental_get_tracing_count() == 1
+    retrieval = checks.build("maml", query_loss=QueryLoss(retrieval_weight=0.5))
+    assert not retrieval.splits_by_task and not learners.MetaTrainer(retrieval, task_chunks=2).sliced
+    assert learners.MetaTrainer(checks.build("maml"), jit_compile=True).task_chunks == 2
+    assert learners.MetaTrainer(checks.build("maml"), jit_compile=False).task_chunks == 1
+    assert equal_slices(32, 2) == 2 and equal_slices(30, 4) == 3 and equal_slices(7, 2) == 1
+    assert equal_slices(None, 2) == 1
     with pytest.raises(ValueError, match="task_chunks must be >= 1"):
         learners.MetaTrainer(checks.build("maml"), task_chunks=0)
     with pytest.raises(ValueError, match="train.task_chunks must be >= 1"):

@@ -9,7 +9,8 @@ A learner is a Keras model that owns a :class:`~tfmetarec.models.MetaModel`.
 * ``score(state, query_features) -> [T, Q]`` predicted ratings.
 * ``call(episode)`` = adapt on the support, then score the query.
 * ``meta_gradients(episode) -> (grads, logs)`` for :meth:`meta_variables`;
-  the training loop applies them with the outer optimizer.
+  the training loop applies them with the outer optimizer (``task_gradients`` is the same
+  without the learner's per-step bookkeeping, for a trainer that splits the task batch).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from tfmetarec.models.base import MetaModel
 from tfmetarec.objectives import QueryLoss
 from tfmetarec.options import Configurable
 from tfmetarec.types import MASK, QUERY, SUPPORT, TASK_MASK, Episode, Features, features_of
-
-
-LOSS_KEY = "__meta_loss__"  # the loss among the logs while chunks are combined
 
 
 class MetaLearner(Configurable, keras.Model):
@@ -139,38 +137,30 @@ class MetaLearner(Configurable, keras.Model):
         total = loss + spec.retrieval_weight * retrieval
         return total, {"loss": total, "rating_loss": loss, "retrieval_loss": retrieval}
 
-    def chunked_meta_loss(self, episode: Episode,
-                          task_chunks: int = 1) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """:meth:`meta_loss` computed on ``task_chunks`` consecutive slices of the task batch and
-        combined as the mean over the real tasks: the same loss and gradients (to float rounding),
-        as independent computations that XLA can run on different cores. One slice when the loss
-        ties tasks together (the in-batch retrieval term) or the task axis has no static size."""
-        tasks = episode[TASK_MASK].shape[0]
-        chunks = min(int(task_chunks), tasks or 1)
-        if chunks <= 1 or self.query_loss.retrieval_weight:
-            return self.meta_loss(episode)
-        bounds = np.linspace(0, tasks, chunks + 1).round().astype(int)
-        weighted: dict[str, tf.Tensor] = {}
-        real = []
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            part = tf.nest.map_structure(lambda x, lo=lo, hi=hi: x[lo:hi], episode)
-            loss, logs = self.meta_loss(part)
-            count = tf.reduce_sum(tf.cast(part[TASK_MASK], loss.dtype))
-            real.append(count)
-            for key, value in {**logs, LOSS_KEY: loss}.items():
-                weighted[key] = weighted.get(key, 0.0) + count * tf.cast(value, loss.dtype)
-        total = tf.maximum(tf.add_n(real), 1.0)
-        mean = {key: value / total for key, value in weighted.items()}
-        loss = mean.pop(LOSS_KEY)
-        return loss, mean
+    def meta_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
+        """Gradients of :meth:`meta_loss` for :meth:`meta_variables` (:meth:`task_gradients`), and
+        the learner's own bookkeeping of a meta-step (:meth:`after_meta_step`)."""
+        grads, logs = self.task_gradients(episode)
+        self.after_meta_step()
+        return grads, logs
 
-    def meta_gradients(self, episode: Episode,
-                       task_chunks: int = 1) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
-        """Gradients of :meth:`meta_loss` for :meth:`meta_variables` (``task_chunks``: see
-        :meth:`chunked_meta_loss`)."""
+    @property
+    def splits_by_task(self) -> bool:
+        """Whether :meth:`task_gradients` of a batch is the mean over its real tasks of each
+        task's own, so a trainer may compute it on slices of the task batch and average them
+        weighted by their real tasks (``MetaTrainer(task_chunks=)``). Not with the in-batch
+        retrieval term, which scores every task's user on the whole batch's query items."""
+        return not self.query_loss.retrieval_weight
+
+    def after_meta_step(self) -> None:
+        """What a learner advances once per meta-step (MAML++'s annealing step); nothing here."""
+
+    def task_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
+        """Gradients of :meth:`meta_loss` for :meth:`meta_variables` and the logs, a mean over the
+        real tasks of ``episode``, with no side effect."""
         variables = self.meta_variables()
         with tf.GradientTape() as tape:
-            loss, logs = self.chunked_meta_loss(episode, task_chunks)
+            loss, logs = self.meta_loss(episode)
         grads = tape.gradient(loss, variables)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
         return grads, logs

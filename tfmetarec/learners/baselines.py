@@ -85,10 +85,7 @@ class ItemStatisticsLearner(MetaLearner):
     def meta_variables(self) -> list:
         return []
 
-    def meta_gradients(self, episode: Episode,
-                       task_chunks: int = 1) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
-        """No gradients (nothing to meta-train), and the query error as the loss; ``task_chunks``
-        changes nothing here."""
+    def task_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
         query = episode[QUERY]
         pred = self(episode)
         loss = mean_over_tasks(task_mse(pred, query[RATING], query[MASK]), episode[TASK_MASK])

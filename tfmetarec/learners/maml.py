@@ -130,10 +130,8 @@ class MAML(GradientUpdate, MetaLearner):
         loss, logs = self.with_retrieval_loss(loss, states[-1], episode)
         return loss, {**logs, "query_loss": losses[-1]}
 
-    def meta_gradients(self, episode: Episode,
-                       task_chunks: int = 1) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
-        grads, logs = super().meta_gradients(episode, task_chunks)
+    def after_meta_step(self) -> None:
+        """Advance the multi-step loss's annealing step."""
         if self.msl_step is not None:
             self.msl_step.assign_add(tf.ones_like(self.msl_step))
-        return grads, logs
 

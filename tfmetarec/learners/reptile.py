@@ -59,10 +59,7 @@ class Reptile(GradientUpdate, MetaLearner):
     def meta_variables(self) -> list:
         return list(self.model.parameters().values())
 
-    def meta_gradients(self, episode: Episode,
-                       task_chunks: int = 1) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
-        """Reptile's update as a gradient (see the class docstring); it runs as one computation
-        whatever ``task_chunks`` says (its inner loop is first order and cheap)."""
+    def task_gradients(self, episode: Episode) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
         support, query = episode[SUPPORT], episode[QUERY]
         data = concat_parts(support, query) if self.train_on_query else support
         fast = {n: tf.stop_gradient(v) for n, v in self.sgd(data).items()}

@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,7 +41,7 @@ class Trainer(Protocol):
     variables: list
     step: Any
     jit_compile: bool
-    task_chunks: int
+    sliced: bool
 
     def step_fn(self, episode: Episode) -> dict[str, tf.Tensor]: ...
 
@@ -71,8 +70,9 @@ class LocalRunner:
     def compile(self, trainer: Trainer) -> None:
         self.trainer = trainer
         relax = not trainer.jit_compile  # without XLA, one graph serves every support bucket
-        self._one = tf.function(trainer.step_fn, jit_compile=trainer.jit_compile, reduce_retracing=relax)
-        self._group = tf.function(trainer.group_fn, jit_compile=trainer.jit_compile, reduce_retracing=relax)
+        jit = trainer.jit_compile and not trainer.sliced  # a sliced step compiles its parts
+        self._one = tf.function(trainer.step_fn, jit_compile=jit, reduce_retracing=relax)
+        self._group = tf.function(trainer.group_fn, jit_compile=jit, reduce_retracing=relax)
 
     def run(self, count: int, episodes: Episode) -> Logs:
         """One meta-step on a global episode (``count`` 1) or one per episode of a stack."""
@@ -103,8 +103,7 @@ class DistributedRunner:
 
     def compile(self, trainer: Trainer) -> None:
         self.trainer = trainer
-        self._replica_gradients = tf.function(partial(trainer.learner.meta_gradients, task_chunks=trainer.task_chunks),
-                                              jit_compile=trainer.jit_compile)
+        self._replica_gradients = tf.function(trainer.learner.meta_gradients, jit_compile=trainer.jit_compile)
 
     def check_in_scope(self, variables: list, optimizer: Any) -> None:
         """The learner's variables (and the optimizer, if given) must come from the strategy's scope."""

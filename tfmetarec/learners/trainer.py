@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.distribute import is_distributed
 from tfmetarec.learners.runners import DistributedRunner, LocalRunner, Logs
+from tfmetarec.learners.task_slices import equal_slices, sliced_gradients
 from tfmetarec.types import EPISODE_SOURCE, TASK_MASK, Episode
 
 @runtime_checkable
@@ -61,6 +62,14 @@ def learner_identity(learner: MetaLearner) -> str:
     return f"{type(learner).__name__}:{digest}"
 
 
+def default_task_chunks(jit_compile: bool, distributed: bool = False) -> int:
+    """``MetaTrainer``'s task chunks when none are given: 2 where the step is XLA-compiled on a
+    CPU (no GPU visible) by one process without a strategy, else 1."""
+    if not jit_compile or distributed or tf.config.list_logical_devices("GPU"):
+        return 1
+    return 2
+
+
 class MetaTrainer:
     """Owns the outer optimizer and runs ``meta_gradients`` + update as one step.
 
@@ -85,11 +94,13 @@ class MetaTrainer:
             checkpoints and TensorBoard logs. Training then reads a sharded
             :class:`EpisodeSource` (``dataset(..., shard=, num_shards=)``, as
             :class:`~tfmetarec.tasks.EpisodeSampler` offers).
-        task_chunks: compute the meta-loss on this many slices of the task batch, as independent
-            computations (:meth:`MetaLearner.chunked_meta_loss`: the same gradients to float
-            rounding) that XLA's CPU runtime runs on different cores: 1.07-1.09x faster steps at
-            2 chunks on 2 cores, but each chunk compiles its own copy of the step (+40 % compile
-            time at 2), so it pays in long runs only (BENCHMARKS.md). Slower without XLA.
+        task_chunks: compute each step's meta-gradients on this many equal slices of the task
+            batch (:mod:`~tfmetarec.learners.task_slices`: the same gradients to float rounding),
+            separate launches of one compiled program that run on different CPU cores at once,
+            then the outer update. None: 2 under XLA with no GPU and no strategy (1.12-1.16x
+            faster steps on 2 cores, the same compilation time: BENCHMARKS.md), else 1. A learner
+            whose loss ties the batch's tasks together (:attr:`MetaLearner.splits_by_task`) and
+            a batch of an odd number of tasks run whole.
     """
 
     def __init__(
@@ -99,15 +110,19 @@ class MetaTrainer:
         jit_compile: bool = True,
         steps_per_execution: int = 1,
         strategy: tf.distribute.Strategy | None = None,
-        task_chunks: int = 1,
+        task_chunks: int | None = None,
     ):
         if int(steps_per_execution) < 1:
             raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}.")
-        if int(task_chunks) < 1:
-            raise ValueError(f"task_chunks must be >= 1, got {task_chunks}.")
+        if task_chunks is not None and int(task_chunks) < 1:
+            raise ValueError(f"task_chunks must be >= 1 (or None: chosen for the device), got {task_chunks}.")
+        if task_chunks is not None and int(task_chunks) > 1 and is_distributed(strategy):
+            raise ValueError("task_chunks splits a one-device step; under a strategy the replicas already share "
+                             "the task batch: leave task_chunks at None or 1.")
         self.learner = learner
         self.jit_compile = jit_compile
-        self.task_chunks = int(task_chunks)
+        self.task_chunks = (default_task_chunks(jit_compile, is_distributed(strategy)) if task_chunks is None
+                            else int(task_chunks))
         self.steps_per_execution = int(steps_per_execution)
         self.variables = learner.meta_variables()
         self.runner = DistributedRunner(strategy) if is_distributed(strategy) else LocalRunner()
@@ -127,6 +142,8 @@ class MetaTrainer:
                                         name="steps_per_execution")
         self.identity = learner_identity(learner)
         self.written_by = tf.Variable("", dtype=tf.string, trainable=False, name="written_by")
+        if self.sliced:
+            self._compile_slices()
         self.runner.compile(self)
 
     @property
@@ -134,11 +151,39 @@ class MetaTrainer:
         return self.runner.strategy if isinstance(self.runner, DistributedRunner) else None
 
     # -- the step ----------------------------------------------------------------------
+    @property
+    def sliced(self) -> bool:
+        """Whether a step runs as slices of the task batch (``task_chunks``), each a compiled
+        function of its own, called from an uncompiled step that runs them at once."""
+        return self.task_chunks > 1 and self.learner.splits_by_task
+
     def step_fn(self, episode: Episode) -> dict[str, tf.Tensor]:
         """One meta-step: the learner's meta-gradients, then the outer update."""
-        grads, logs = self.learner.meta_gradients(episode, self.task_chunks)
+        if not self.sliced:
+            grads, logs = self.learner.meta_gradients(episode)
+            self.optimizer.apply(grads, self.variables)
+            return logs
+        slices = equal_slices(episode[TASK_MASK].shape[0], self.task_chunks)
+        if slices == 1:
+            return self._compiled_whole_step(episode)
+        grads, logs = sliced_gradients(self._compiled_slice_gradients, episode, slices)
+        self._compiled_update(grads)
+        self.learner.after_meta_step()
+        return logs
+
+    def _whole_step(self, episode: Episode) -> dict[str, tf.Tensor]:
+        grads, logs = self.learner.meta_gradients(episode)
         self.optimizer.apply(grads, self.variables)
         return logs
+
+    def _compile_slices(self) -> None:
+        """The compiled parts of a sliced step: one slice's gradients, the outer update, and the
+        whole step for a batch that cannot be sliced."""
+        jit = self.jit_compile
+        self._compiled_slice_gradients = tf.function(self.learner.task_gradients, jit_compile=jit)
+        self._compiled_update = tf.function(lambda grads: self.optimizer.apply(grads, self.variables),
+                                            jit_compile=jit)
+        self._compiled_whole_step = tf.function(self._whole_step, jit_compile=jit)
 
     def group_fn(self, episodes: Episode) -> dict[str, tf.Tensor]:
         """Every episode of a ``[K, ...]`` stack in turn; the logs are the mean over the K steps."""
