@@ -441,9 +441,7 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
     set of the quickstart's split (synthetic; ML-100K too when ``TFMETAREC_DATA_DIR`` holds it):
     ``eval_batches`` with power-of-two buckets (what an XLA evaluation needs) against packed
     (sorted tasks, each batch padded to its own largest task: what the library's evaluation and
-    checkpoint choice run, without XLA), with and without the packed cut's floor of real support
-    rows (``samplers.EVAL_REAL_ROWS``; without it, the cut with the fewest padded rows plus 512 rows
-    a call). Time: the default MeLU + MAML (untrained; the time does
+    checkpoint choice run, without XLA). Time: the default MeLU + MAML (untrained; the time does
     not depend on the weights), one graph per way traced beforehand, ``rounds`` rounds taking turns,
     median seconds for all the sets."""
     from tfmetarec.config import ExperimentConfig
@@ -452,21 +450,11 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
     from tfmetarec.tasks.samplers import eval_batches
     from tfmetarec.workflows import build_learner, build_model, prepare
 
-    from tfmetarec.tasks import samplers
-
     datasets = ["synthetic"] + (["movielens-100k"] if (movielens_100k_dir() / "u.data").exists() else [])
-    # (bucketed, the packed cut's least share of real support rows)
-    ways = {"power-of-two buckets": (True, samplers.EVAL_REAL_ROWS),
-            "packed, fewest calls (no floor)": (False, 0.0),
-            "packed (the default without XLA)": (False, samplers.EVAL_REAL_ROWS)}
-    floor = samplers.EVAL_REAL_ROWS
+    ways = {"power-of-two buckets": True, "packed (the default without XLA)": False}
 
-    def batches_of(tasks, bucketed: bool, real_rows: float):
-        samplers.EVAL_REAL_ROWS = real_rows
-        try:
-            return list(eval_batches(prepared.encoded, tasks, batch_size, bucketed))
-        finally:
-            samplers.EVAL_REAL_ROWS = floor
+    def batches_of(tasks, bucketed: bool):
+        return list(eval_batches(prepared.encoded, tasks, batch_size, bucketed))
     rows = []
     for dataset in datasets:
         config = ExperimentConfig(dataset=dataset)
@@ -476,7 +464,7 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
         for scenario, tasks in sets.items():
             for how, way in ways.items():
                 real = slots = filled = task_slots = calls = 0
-                for episode, idx in batches_of(tasks, *way):
+                for episode, idx in batches_of(tasks, way):
                     mask = episode["support"]["mask"]
                     real, slots = real + float(mask.sum()), slots + mask.size
                     filled, task_slots, calls = filled + len(idx), task_slots + mask.shape[0], calls + 1
@@ -484,7 +472,7 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
                              "real support rows": real / slots, "task slots filled": filled / task_slots})
             print(rows[-len(ways):], flush=True)
         learner = build_learner(config, build_model(config, prepared.encoded), prepared)
-        batches = {how: [e for t in sets.values() for e, _ in batches_of(t, *way)] for how, way in ways.items()}
+        batches = {how: [e for t in sets.values() for e, _ in batches_of(t, way)] for how, way in ways.items()}
         fns = {how: adapt_and_score_fn(learner, jit_compile=False) for how in ways}
         seconds = {how: [] for how in ways}
         for r in range(rounds + 1):  # round 0 traces

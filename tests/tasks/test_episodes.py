@@ -97,29 +97,6 @@ def test_packed_groups_are_the_cheapest_contiguous_cut():
         assert all(a[1] == b[0] for a, b in itertools.pairwise(groups)) and cost(groups) == best
 
 
-def test_packed_evaluation_keeps_85_percent_of_support_rows_real():
-    """``packed_cut`` counts a call cheaper until the cut's support rows are at least 85 % real
-    (a small set of widely spread supports gets a few more calls); a cut that already is keeps
-    the full call cost."""
-    from tfmetarec.tasks.samplers import packed_cut, packed_groups
-
-    def real(groups, sizes):
-        return sizes.sum() / sum((hi - lo) * sizes[hi - 1] for lo, hi in groups)
-
-    spread = np.array([1, 2, 3, 5, 8, 13, 21, 40, 64])
-    assert real(packed_groups(spread, 32), spread) < 0.5  # one call, mostly padding
-    cut = packed_cut(spread, 32)
-    assert real(cut, spread) >= 0.85 and len(cut) > 1
-    rng = np.random.default_rng(1)
-    for _ in range(40):
-        sizes = np.sort(rng.integers(1, 80, rng.integers(1, 40)))
-        cut = packed_cut(sizes, 8, 512)
-        assert real(cut, sizes) >= 0.85
-        full = packed_groups(sizes, 8, 512)
-        if sizes.sum() >= 0.85 * sum((hi - lo) * sizes[hi - 1] for lo, hi in full):
-            assert cut == full
-
-
 def _cuts(n, batch, lo=0):
     """Every cut of ``lo..n`` into contiguous groups of at most ``batch``."""
     if lo == n:

@@ -97,7 +97,7 @@ class MetaTrainer:
         task_chunks: compute each step's meta-gradients on this many equal slices of the task
             batch (:mod:`~tfmetarec.learners.task_slices`: the same gradients to float rounding),
             separate launches of one compiled program that run on different CPU cores at once,
-            then the outer update. None: 2 under XLA with no GPU and no strategy (1.12-1.16x
+            then the outer update. None: 2 under XLA with no GPU and no strategy (1.12-1.17x
             faster steps on 2 cores, the same compilation time: BENCHMARKS.md), else 1. A learner
             whose loss ties the batch's tasks together (:attr:`MetaLearner.splits_by_task`) and
             a batch of an odd number of tasks run whole.
