@@ -226,8 +226,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
                    help="with --split-file: meta-train on the file's own support/query tasks; by default each step "
                         "draws a new query from a meta-training user's ratings and ignores the file's roles there")
     g.add_argument("--smallest-bucket", type=POSITIVE,
-                   help="the smallest meta-training support bucket (powers of two from it); smaller supports "
-                        f"are padded to it (default: {t.smallest_bucket})")
+                   help="the smallest meta-training support bucket (then the powers of two above it); smaller "
+                        f"supports are padded to it (default: {t.smallest_bucket})")
     g.add_argument("--fit-buckets", action="store_true",
                    help="place the meta-training support buckets where the tasks' support sizes pad the fewest rows "
                         "(default: powers of two); faster steps, another episode stream")

@@ -272,9 +272,9 @@ class TrainConfig:
     padding (1.4x faster steps, the same quality: BENCHMARKS.md); False pads every support to the
     bucket above it, as the library did before."""
     smallest_bucket: int = 8
-    """The smallest meta-training support bucket (the buckets are powers of two from it): with
-    ``trim_supports``, a support of this size or more is trimmed to a bucket it fills, a smaller
-    one padded to this size."""
+    """The smallest meta-training support bucket (the others are the powers of two above it):
+    with ``trim_supports``, a support of this size or more is trimmed to a bucket it fills, a
+    smaller one padded to this size."""
     id_dropout: float = 0.0
     """ID dropout (DropoutNet): in both trainings' episodes, hide each task's user ID and each row's
     item ID embedding with this probability, so a model with ID embeddings (``model.use_ids``, or

@@ -219,6 +219,8 @@ def test_trimmed_supports_fill_their_bucket(small_synthetic):
     assert real / slots > 0.85
     # some user's draws together hold more rows than any one draw can: the kept subsets change
     assert max(len(p) for p in drawn.values()) > sampler.buckets[-1]
+    assert support_buckets(40) == (8, 16, 32, 64) and support_buckets(40, 6) == (6, 8, 16, 32, 64)
+    assert support_buckets(5, 6) == (6,) and support_buckets(20, 12) == (12, 16, 32)
     # a smaller smallest bucket: supports of 4-7 rows are trimmed to 4, smaller ones padded to 4
     small = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0, trim_supports=True,
                            smallest_bucket=4)

@@ -24,10 +24,11 @@ from tfmetarec.types import (EPISODE_SOURCE, FEATURE_KEYS, ITEM_ID, ITEM_ID_HIDD
 
 
 def support_buckets(max_support: int, smallest: int = 8) -> tuple[int, ...]:
-    """Powers of two from ``smallest`` up to the first one >= ``max_support``."""
-    sizes = [smallest]
+    """``smallest``, then the powers of two above it, up to the first size >= ``max_support``
+    (``smallest`` 8: 8, 16, 32, ...; 6: 6, 8, 16, ...)."""
+    sizes = [int(smallest)]
     while sizes[-1] < max_support:
-        sizes.append(sizes[-1] * 2)
+        sizes.append(1 << sizes[-1].bit_length())  # the next power of two
     return tuple(sizes)
 
 
@@ -106,7 +107,8 @@ class EpisodeSampler:
     """Endless random task batches for meta-training, each a pure function of the seed
     and its position in the stream.
 
-    The support-size buckets are the powers of two from ``smallest_bucket`` to the largest support or, with
+    The support-size buckets are ``smallest_bucket`` and the powers of two above it, up to the
+    largest support, or, with
     ``fit_buckets``, as many buckets placed where the tasks' supports pad the fewest rows
     (:func:`fitted_buckets`). Each draw picks a bucket (in proportion to its tasks), then
     ``batch_size`` tasks from it, and splits every task's ratings afresh into a
