@@ -158,11 +158,10 @@ class MetaTrainer:
         return self.task_chunks > 1 and self.learner.splits_by_task
 
     def step_fn(self, episode: Episode) -> dict[str, tf.Tensor]:
-        """One meta-step: the learner's meta-gradients, then the outer update."""
+        """One meta-step: the learner's meta-gradients, then the outer update (with
+        ``task_chunks``: on equal slices of the task batch, each a compiled call)."""
         if not self.sliced:
-            grads, logs = self.learner.meta_gradients(episode)
-            self.optimizer.apply(grads, self.variables)
-            return logs
+            return self._whole_step(episode)
         slices = equal_slices(episode[TASK_MASK].shape[0], self.task_chunks)
         if slices == 1:
             return self._compiled_whole_step(episode)
