@@ -18,8 +18,8 @@ from tfmetarec.workflows import build_learner, build_model, prepare
 from tfmetarec.workflows.train import sampler_for
 
 STEPS = 100
-# Every existing item trains here (no pseudo-new items held out) and supports are padded, not
-# trimmed: the budgets below were measured on that data and episode stream, and this file asserts
+# Every existing item trains here (no pseudo-new items held out) and supports are padded to powers
+# of two from 8, not trimmed: the budgets below were measured on that data and episode stream, and this file asserts
 # that adaptation pays, not how the checkpoint is chosen (tests/evaluation/test_selection.py) or how
 # supports are drawn (trimmed supports train on ~80 % of the rows a step, so 100-step leads are
 # smaller; at the default budget they match: BENCHMARKS.md, "Levers against the defaults").
@@ -28,7 +28,7 @@ CONFIG = ExperimentConfig(
     split=SplitConfig(validation_item_fraction=0.0),
     model=ModelConfig("melu", embedding_dim=8, hidden_units=(16, 16)),
     train=TrainConfig(meta_steps=STEPS, batch_size=16, outer_lr=1e-2, max_support=64, jit_compile=False,
-                      trim_supports=False),
+                      trim_supports=False, smallest_bucket=8),
 )
 LEARNER_OPTIONS = {"inner_steps": 3, "hidden_dim": 16}
 ADAPTIVE = ["maml", "fomaml", "meta_sgd", "mamo", "reptile", "prototype", "matching", "task_encoder"]

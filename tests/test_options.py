@@ -75,7 +75,7 @@ def test_configs_resolve_check_and_round_trip_without_tensorflow():
     # a run written before checkpoint choice reads back as what it trained with
     old = config.to_dict()
     del old["split"]["validation_item_fraction"], old["train"]["select_every"], old["train"]["select_patience"]
-    del old["train"]["trim_supports"]
+    del old["train"]["trim_supports"], old["train"]["smallest_bucket"]
     before = ExperimentConfig.from_dict({**old, "format": 2})
     assert before.split.validation_item_fraction == 0.0 and before.train.select_every == 0
     assert before.train.select_patience == 0
@@ -83,8 +83,14 @@ def test_configs_resolve_check_and_round_trip_without_tensorflow():
     assert before.train.trim_supports is False and config.train.trim_supports is True
     # a run written before trimmed supports reads back untrimmed, what it trained with
     old = config.to_dict()
-    del old["train"]["trim_supports"]
+    del old["train"]["trim_supports"], old["train"]["smallest_bucket"]
     assert ExperimentConfig.from_dict({**old, "format": 3}).train.trim_supports is False
+    # a run written before the smallest bucket of 6 reads back with buckets from 8
+    old = config.to_dict()
+    del old["train"]["smallest_bucket"]
+    assert config.train.smallest_bucket == 6
+    assert ExperimentConfig.from_dict({**old, "format": 4}).train.smallest_bucket == 8
+    assert ExperimentConfig.from_dict({**old, "format": 4}).train.trim_supports is True
     changed = apply_settings(config, {"learner.name": "reptile", "learner.train_on_query": "false"}, from_text=True)
     assert changed.learner.name == "reptile" and changed.learner.train_on_query is False
     assert changed.learner.inner_lr == 0.1  # options the new learner takes carry over
