@@ -47,10 +47,13 @@ def test_a_folder_holding_another_run_is_refused_naming_the_keys(tmp_path, capsy
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
     # the same settings continue; --resume needs a run
     assert RunFolder(run).check(_tiny_config()) == "continue"
-    # training longer (or on other replicas) continues the same stream; fewer steps are refused
+    # training longer (or on other replicas, or in other task slices) continues the same stream; fewer steps
+    # are refused
     longer = dataclasses.replace(_tiny_config(), train=TrainConfig(meta_steps=9, pretrain_steps=3, batch_size=8,
                                                                    jit_compile=False, strategy="mirrored"))
     assert RunFolder(run).check(longer, mode="resume") == "continue"
+    sliced = dataclasses.replace(_tiny_config(), train=dataclasses.replace(_tiny_config().train, task_chunks=4))
+    assert RunFolder(run).check(sliced, mode="resume") == "continue"
     shorter = dataclasses.replace(_tiny_config(), train=TrainConfig(meta_steps=4, pretrain_steps=3, batch_size=8,
                                                                     jit_compile=False))
     with pytest.raises(RunFolderError, match="train.meta_steps: 6 -> 4"):

@@ -216,8 +216,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps-per-execution", type=POSITIVE,
                    help=f"meta-steps per compiled call: more cuts the fixed per-step cost (default: {t.steps_per_execution})")
     g.add_argument("--task-chunks", type=POSITIVE,
-                   help="compute each step's meta-gradients on this many equal slices of the task batch, run on "
-                        "different CPU cores at once: the same gradients (default: 2 with XLA on a CPU, else 1)")
+                   help="compute each step's meta-gradients on at most this many equal slices of the task batch, "
+                        "run on different CPU cores at once: the same gradients (default: 2 with XLA on a CPU, else 1)")
     g.add_argument("--strategy", choices=STRATEGIES,
                    help="distribute training: mirrored = the local GPUs; multi_worker = the processes named in "
                         "TF_CONFIG (run the same command on every worker); --batch-size is the global batch "

@@ -259,15 +259,15 @@ class TrainConfig:
     steps_per_execution: int = 1
     """Meta-steps per compiled call (see ``MetaTrainer``); more cuts the per-step overhead."""
     task_chunks: int | None = None
-    """Compute each meta-step's gradients on this many equal slices of the task batch, launches
-    of one compiled program that run on different CPU cores at once (the same gradients to float
-    rounding; see ``MetaTrainer``); None: 2 under XLA on a CPU without a strategy, else 1."""
+    """Compute each meta-step's gradients on at most this many equal slices of the task batch,
+    launches of one compiled program that run on different CPU cores at once (the same gradients
+    to float rounding; see ``MetaTrainer``); None: 2 under XLA on a CPU without a strategy, else 1."""
     fixed_tasks: bool = False
     """With a published split that gives meta-training rows a role, train on those fixed
     support/query tasks instead of drawing a new query at every step."""
     fit_buckets: bool = False
     """Place the meta-training support buckets where the tasks' support sizes pad the fewest
-    rows (as many buckets as powers of two would give) instead of at powers of two: fewer padded
+    rows (as many buckets as ``smallest_bucket`` and the powers of two would give) instead: fewer padded
     rows and faster steps (BENCHMARKS.md), but another episode stream than the default's."""
     trim_supports: bool = True
     """Meta-train on supports trimmed to the support buckets: each draw keeps a random subset of a
@@ -320,6 +320,9 @@ class TrainConfig:
         check_number("train.steps_per_execution", self.steps_per_execution, minimum=1, integer=True)
         if self.task_chunks is not None:
             check_number("train.task_chunks", self.task_chunks, minimum=1, integer=True)
+            if self.task_chunks > 1 and self.strategy != "default":
+                raise ValueError(f"train.task_chunks splits a one-device step; with train.strategy={self.strategy!r} "
+                                 "the replicas already share the task batch: leave task_chunks unset (or 1).")
         check_number("train.smallest_bucket", self.smallest_bucket, minimum=1, integer=True)
         if self.finetune_lr is not None:
             check_number("train.finetune_lr", self.finetune_lr, minimum=0.0)

@@ -193,6 +193,7 @@ class RunFolder:
             if now["train"][key] >= before["train"][key]:
                 before["train"][key] = now["train"][key]
         before["train"]["strategy"] = now["train"]["strategy"]  # replicas share the same episodes
+        before["train"]["task_chunks"] = now["train"].get("task_chunks")  # the same gradients, another cut
         differences = config_differences(before, now)
         if differences:
             raise RunFolderError(

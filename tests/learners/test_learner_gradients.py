@@ -1,8 +1,11 @@
 """Meta-gradients against finite differences (float64), Meta-SGD / MAML++ options, Reptile's update."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import learner_checks as checks
 from helpers import random_episode, tiny_metaemb
@@ -12,6 +15,7 @@ from tfmetarec.config import TrainConfig
 from tfmetarec.learners.adaptation import LowRankKernel
 from tfmetarec.learners.reptile import concat_parts
 from tfmetarec.learners.task_slices import equal_slices, sliced_gradients
+from tfmetarec.learners.trainer import default_task_chunks
 from tfmetarec.objectives import QueryLoss
 from tfmetarec.types import QUERY, SUPPORT, features_of
 
@@ -189,7 +193,7 @@ def test_meta_gradients_on_slices_of_the_task_batch_equal_the_whole_batch(name):
         np.testing.assert_allclose(float(part_logs[key]), float(whole_logs[key]), rtol=1e-10, err_msg=key)
 
 
-def test_a_sliced_step_runs_its_slices_compiled_and_advances_the_learner_once():
+def test_a_sliced_step_runs_its_slices_compiled_and_advances_the_learner_once(monkeypatch):
     """``MetaTrainer(task_chunks=2)`` under XLA: the slices' gradients compile for half the batch,
     the MSL annealing step advances once per meta-step, and the weights equal an unsliced
     trainer's; a loss that ties tasks together (the in-batch retrieval term), an odd batch and a
@@ -212,8 +216,16 @@ def test_a_sliced_step_runs_its_slices_compiled_and_advances_the_learner_once():
     assert trainer._compiled_whole_step.experimental_get_tracing_count() == 1
     retrieval = checks.build("maml", query_loss=QueryLoss(retrieval_weight=0.5))
     assert not retrieval.splits_by_task and not learners.MetaTrainer(retrieval, task_chunks=2).sliced
-    assert learners.MetaTrainer(checks.build("maml"), jit_compile=True).task_chunks == 2
+    with monkeypatch.context() as patch:  # a learner with its own meta_gradients keeps its whole step
+        patch.setattr(learners.MAML, "meta_gradients", lambda self, episode: ([], {}))
+        assert not learners.MetaTrainer(checks.build("maml"), task_chunks=2).sliced
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert learners.MetaTrainer(checks.build("maml"), jit_compile=True).task_chunks == (1 if gpu else 2)
     assert learners.MetaTrainer(checks.build("maml"), jit_compile=False).task_chunks == 1
+    with pytest.raises(ValueError, match="train.task_chunks splits a one-device step"):
+        TrainConfig(task_chunks=2, strategy="mirrored")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # one core: nothing runs at once
+    assert default_task_chunks(True) == 1
     assert equal_slices(32, 2) == 2 and equal_slices(30, 4) == 3 and equal_slices(7, 2) == 1
     assert equal_slices(None, 2) == 1
     with pytest.raises(ValueError, match="task_chunks must be >= 1"):

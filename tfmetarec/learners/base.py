@@ -149,7 +149,8 @@ class MetaLearner(Configurable, keras.Model):
         """Whether :meth:`task_gradients` of a batch is the mean over its real tasks of each
         task's own, so a trainer may compute it on slices of the task batch and average them
         weighted by their real tasks (``MetaTrainer(task_chunks=)``). Not with the in-batch
-        retrieval term, which scores every task's user on the whole batch's query items."""
+        retrieval term, which scores every task's user on the whole batch's query items; a
+        subclass whose :meth:`meta_loss` is not a mean over real tasks must return False."""
         return not self.query_loss.retrieval_weight
 
     def after_meta_step(self) -> None:

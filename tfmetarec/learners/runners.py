@@ -60,7 +60,8 @@ def _floats(logs: dict[str, tf.Tensor]) -> Logs:
 
 
 class LocalRunner:
-    """One process, one device: the whole meta-step compiled into one function."""
+    """One process, one device: the whole meta-step compiled into one function (or, for a
+    sliced step, an uncompiled step around its compiled parts)."""
 
     chief = True
 

@@ -64,14 +64,18 @@ def learner_identity(learner: MetaLearner) -> str:
 
 def default_task_chunks(jit_compile: bool, distributed: bool = False) -> int:
     """``MetaTrainer``'s task chunks when none are given: 2 where the step is XLA-compiled on a
-    CPU (no GPU visible) by one process without a strategy, else 1."""
-    if not jit_compile or distributed or tf.config.list_logical_devices("GPU"):
+    CPU (no GPU visible) with at least 2 cores and 2 inter-op threads, by one process without a
+    strategy, else 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = tf.config.threading.get_inter_op_parallelism_threads()  # 0: TF chooses (one per core)
+    if not jit_compile or distributed or cores < 2 or threads == 1 or tf.config.list_logical_devices("GPU"):
         return 1
     return 2
 
 
 class MetaTrainer:
-    """Owns the outer optimizer and runs ``meta_gradients`` + update as one step.
+    """Owns the outer optimizer and runs ``meta_gradients`` + update as one step (compiled as one
+    function, or as slices of the task batch: ``task_chunks``).
 
     Args:
         learner: the meta-learner to train.
@@ -94,13 +98,14 @@ class MetaTrainer:
             checkpoints and TensorBoard logs. Training then reads a sharded
             :class:`EpisodeSource` (``dataset(..., shard=, num_shards=)``, as
             :class:`~tfmetarec.tasks.EpisodeSampler` offers).
-        task_chunks: compute each step's meta-gradients on this many equal slices of the task
-            batch (:mod:`~tfmetarec.learners.task_slices`: the same gradients to float rounding),
+        task_chunks: compute each step's meta-gradients on at most this many equal slices of the
+            task batch (the largest divisor of the batch's size that is not larger;
+            :mod:`~tfmetarec.learners.task_slices`: the same gradients to float rounding),
             separate launches of one compiled program that run on different CPU cores at once,
-            then the outer update. None: 2 under XLA with no GPU and no strategy (1.12-1.17x
-            faster steps on 2 cores, the same compilation time: BENCHMARKS.md), else 1. A learner
-            whose loss ties the batch's tasks together (:attr:`MetaLearner.splits_by_task`) and
-            a batch of an odd number of tasks run whole.
+            then the outer update. None: :func:`default_task_chunks` (2 under XLA on a CPU:
+            1.12-1.17x faster steps on 2 cores, the same compilation time: BENCHMARKS.md). A
+            learner that overrides ``meta_gradients`` or whose loss ties the batch's tasks together
+            (:attr:`MetaLearner.splits_by_task`), and a batch with no such divisor, run whole.
     """
 
     def __init__(
@@ -155,7 +160,8 @@ class MetaTrainer:
     def sliced(self) -> bool:
         """Whether a step runs as slices of the task batch (``task_chunks``), each a compiled
         function of its own, called from an uncompiled step that runs them at once."""
-        return self.task_chunks > 1 and self.learner.splits_by_task
+        overridden = type(self.learner).meta_gradients is not MetaLearner.meta_gradients  # its own step: kept whole
+        return self.task_chunks > 1 and self.learner.splits_by_task and not overridden
 
     def step_fn(self, episode: Episode) -> dict[str, tf.Tensor]:
         """One meta-step: the learner's meta-gradients, then the outer update (with
@@ -175,13 +181,15 @@ class MetaTrainer:
         self.optimizer.apply(grads, self.variables)
         return logs
 
+    def _update(self, grads: list[tf.Tensor]) -> None:
+        self.optimizer.apply(grads, self.variables)
+
     def _compile_slices(self) -> None:
         """The compiled parts of a sliced step: one slice's gradients, the outer update, and the
         whole step for a batch that cannot be sliced."""
         jit = self.jit_compile
         self._compiled_slice_gradients = tf.function(self.learner.task_gradients, jit_compile=jit)
-        self._compiled_update = tf.function(lambda grads: self.optimizer.apply(grads, self.variables),
-                                            jit_compile=jit)
+        self._compiled_update = tf.function(self._update, jit_compile=jit)
         self._compiled_whole_step = tf.function(self._whole_step, jit_compile=jit)
 
     def group_fn(self, episodes: Episode) -> dict[str, tf.Tensor]:

@@ -107,8 +107,8 @@ class EpisodeSampler:
     """Endless random task batches for meta-training, each a pure function of the seed
     and its position in the stream.
 
-    The support-size buckets are ``smallest_bucket`` and the powers of two above it, up to the
-    largest support, or, with
+    The support-size buckets are ``smallest_bucket`` (8 here; the CLI and ``TrainConfig`` default
+    to 6) and the powers of two above it, up to the largest support, or, with
     ``fit_buckets``, as many buckets placed where the tasks' supports pad the fewest rows
     (:func:`fitted_buckets`). Each draw picks a bucket (in proportion to its tasks), then
     ``batch_size`` tasks from it, and splits every task's ratings afresh into a
