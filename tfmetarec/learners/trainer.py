@@ -178,7 +178,7 @@ class MetaTrainer:
 
     def _whole_step(self, episode: Episode) -> dict[str, tf.Tensor]:
         grads, logs = self.learner.meta_gradients(episode)
-        self.optimizer.apply(grads, self.variables)
+        self._update(grads)
         return logs
 
     def _update(self, grads: list[tf.Tensor]) -> None:
