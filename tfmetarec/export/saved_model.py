@@ -197,10 +197,9 @@ class ServingModule(tf.Module):
             with tf.control_dependencies(checks):
                 made = self._tag({e.name: inputs[STATE_PREFIX + e.name] for e in self.contract.state
                                   if e.name != STATE_TAG})
-                checks.append(tf.debugging.assert_equal(
-                    tf.reduce_all(tf.equal(made, inputs[STATE_PREFIX + STATE_TAG])), True,
-                    message=f"{STATE_PREFIX}{STATE_TAG}: the state was changed, cut, or made by another export; "
-                            "adapt again."))
+                checks.append(tf.debugging.Assert(
+                    tf.reduce_all(tf.equal(made, inputs[STATE_PREFIX + STATE_TAG])),
+                    [f"{STATE_PREFIX}{STATE_TAG}: the state was changed, cut, or made by another export; adapt again."]))
         with tf.control_dependencies(checks):
             return {k: tf.identity(v) for k, v in inputs.items()}
 
