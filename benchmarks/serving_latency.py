@@ -80,6 +80,18 @@ def catalogue(num_items: int, seed: int = 0) -> tuple[InteractionData, FeatureEn
     return data, FeatureEncoder().fit(data)
 
 
+def build_default():
+    """The learner ``tfmetarec train`` builds with every default, on the quickstart's synthetic data
+    (weights as initialised: serving time does not depend on them)."""
+    from tfmetarec.config import ExperimentConfig
+    from tfmetarec.workflows.build import build_learner, build_model
+    from tfmetarec.workflows.prepare import prepare
+
+    config = ExperimentConfig()
+    prepared = prepare(config)
+    return build_learner(config, build_model(config, prepared.encoded), prepared), prepared.data, prepared.encoder
+
+
 def build(num_items: int = 4000, model: str = "melu"):
     data, encoder = catalogue(num_items)
     encoded = encoder.transform(data)
@@ -140,6 +152,18 @@ def signature_caller(path: Path, name: str):
     return call
 
 
+def static_caller(path: Path, name: str, req: dict):
+    """``req`` (one user) through the export's static signature for its support bucket, through the
+    v1 session: ``(signature name, call)``. The ratings are padded once, by
+    :func:`~tfmetarec.export.contract.bucketed_request` (what the REST and gRPC builders send), as
+    the ONNX graph's feeds it is compared with are padded beforehand."""
+    from tfmetarec.export import bucketed_request
+
+    static, arrays = bucketed_request(load_contract(path), name, req)
+    run = session_caller(path, static)
+    return static, lambda: run(arrays)
+
+
 def session_caller(path: Path, name: str):
     """The signature through a TF1 session on the ``serve`` tag, the way TF Serving loads a
     SavedModel (its default thread pools: TensorFlow's own, sized to the machine), fed numpy."""
@@ -172,7 +196,11 @@ def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, ar
     rows = []
     for users in (1, 8, 32):
         req = request(data, rng, users=users)
-        for name, call in callers.items():
+        calls = dict(callers)
+        if users == 1:  # what the REST and gRPC builders send a one-user request to
+            calls["TF SavedModel, default (v1 session, static one-user signature)"] = \
+                lambda r, c=static_caller(plain, "adapt_and_score", req)[1]: c()
+        for name, call in calls.items():
             call(req)
             p50, p99 = percentiles(lambda c=call: c(req), max(args.calls // 4, 10), args.rounds)
             rows.append({"runtime": name, "users per request": users, "p50_ms": p50, "p99_ms": p99,
@@ -379,6 +407,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("update", "latency", "recommend"),
                         help="run one section (update: written to serving_update.md; latency: the one-request table; "
                              "recommend: two-stage against exhaustive at 4,000 / 100,000 / 1,000,000 items)")
+    parser.add_argument("--model", choices=("paper", "default"), default="paper",
+                        help="latency section: MeLU at the paper's size (default) or the learner `tfmetarec train` "
+                             "builds with every default, on the quickstart's synthetic data")
     parser.add_argument("--catalogue", type=int, help=argparse.SUPPRESS)  # one recommend size (a child process)
     parser.add_argument("--onnx-recommend", action="store_true",
                         help="recommend section: also the ONNX graphs' two stages, up to 100,000 items")
@@ -397,7 +428,7 @@ def main(argv=None) -> int:
                             [RECOMMEND_TITLE, "", markdown_table(rows, RECOMMEND_COLUMNS), ""])
     from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 
-    learner, data, encoder = build()
+    learner, data, encoder = build() if args.model == "paper" else build_default()
     if args.only == "update":
         rows = update_section(learner, data, encoder, Path(tempfile.mkdtemp()), None, None, args)
         text = "\n".join([f"Machine: {machine()}", "", UPDATE_TITLE, "",
@@ -460,20 +491,28 @@ def main(argv=None) -> int:
         call = session_caller(path, "adapt_and_score")
         got = call(req)["scores"]
         rows.append({"runtime": name, **_row(lambda c=call: c(req), got, eager, args)})
+        static, call = static_caller(path, "adapt_and_score", req)
+        rows.append({"runtime": name.replace("session,", f"session, static `{static}`,"),
+                     **_row(call, call()["scores"], eager, args)})
     print(markdown_table(rows, ["runtime", "p50_ms", "p99_ms", "gflops", "max_abs_diff"]), flush=True)
     one_thread = ort.SessionOptions()
     one_thread.intra_op_num_threads, one_thread.inter_op_num_threads = 1, 1
     onnx_graph = ort.InferenceSession(str(graph), one_thread, providers=["CPUExecutionProvider"])
     turns = interleaved_p50({"onnx": lambda: onnx_graph.run(None, feeds),
                              "default": lambda c=session_caller(plain, "adapt_and_score"): c(req),
-                             "xla": lambda c=session_caller(xla, "adapt_and_score"): c(req)},
+                             "default_static": static_caller(plain, "adapt_and_score", req)[1],
+                             "xla": lambda c=session_caller(xla, "adapt_and_score"): c(req),
+                             "xla_static": static_caller(xla, "adapt_and_score", req)[1]},
                             args.calls, 2 * args.rounds)
     ratio_table = ["## The SavedModels through the v1 `serve` session against ONNX Runtime's graph (1 thread), "
                    "rounds taking turns", "",
                    markdown_table([{"runtime": name, "p50_ms": turns[key], "vs ONNX graph": turns[key] / turns["onnx"]}
                                    for name, key in (("ONNX Runtime session.run", "onnx"),
                                                      ("TF SavedModel, default (no XLA)", "default"),
-                                                     ("TF SavedModel, XLA opt-in", "xla"))],
+                                                     ("TF SavedModel, default, static one-user signature",
+                                                      "default_static"),
+                                                     ("TF SavedModel, XLA opt-in", "xla"),
+                                                     ("TF SavedModel, XLA, static one-user signature", "xla_static"))],
                                   ["runtime", "p50_ms", "vs ONNX graph"]), ""]
     print("\n".join(ratio_table), flush=True)
     overhead_table = ["## The raw-ID ONNX client against its own graph session (rounds taking turns)", "",

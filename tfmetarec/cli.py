@@ -361,6 +361,9 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--exhaustive-up-to", type=NON_NEGATIVE, default=EXHAUSTIVE_UP_TO,
                    help="catalogues of at most this many items are scored whole, larger ones in two stages "
                         "(default: %(default)s)")
+    p.add_argument("--no-static-signatures", dest="static", action="store_false",
+                   help="leave out the one-user signatures at static shapes (adapt_and_score.t1.s32, ...): a "
+                        "shorter export; TF Serving then runs every request through the dynamic signatures")
     p.add_argument("--user-buckets", type=_sizes, default=default.users,
                    help="padded numbers of users per request, comma-separated (default: %(default)s)")
     p.add_argument("--support-buckets", type=_sizes, default=default.support,
@@ -569,12 +572,14 @@ def _export(args: argparse.Namespace, buckets: Buckets) -> int:
 
     written = export_run(args.workdir, args.out, args.name, args.version, onnx=args.onnx, quantize=args.quantize,
                          jit_compile=args.xla, top_k=args.top_k, buckets=buckets, candidates=args.candidates,
-                         exhaustive_up_to=args.exhaustive_up_to)
+                         exhaustive_up_to=args.exhaustive_up_to, static=args.static)
     for path in written:
         files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
         print(f"wrote {path} ({sum(f.stat().st_size for f in files) / 2**20:.2f} MB)")
     print("signatures: serving_default, adapt_and_score, recommend, adapt, score_with_state, recommend_with_state, "
-          "update_state (raw IDs in; see export/README.md)")
+          "update_state (raw IDs in; see export/README.md)"
+          + (", each but the first also at static shapes for one user (adapt_and_score.t1.s<bucket>, ...)"
+             if args.static and buckets.users[0] == 1 else ""))
     return 0
 
 

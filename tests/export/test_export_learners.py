@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import serving_helpers as H
 from tfmetarec import learners, models
-from tfmetarec.export import Buckets, ServingModule, export_saved_model
+from tfmetarec.export import Buckets, ServingModule, bucketed_request, export_saved_model
 from tfmetarec.export.saved_model import DTYPES
 from tfmetarec.export.onnx import OnnxRecommender, export_onnx, quantize_onnx
 from tfmetarec.export.onnx_ops import HANDLERS, LoweringError
@@ -26,8 +26,8 @@ def world():
 
 def _check(world, learner, tmp_path, name):
     """The serving graph (the functions a SavedModel holds, traced in memory: saving and loading
-    them is tests/export/test_serving.py's) and the ONNX graph at one bucket answer raw requests
-    as the learner does eagerly; a cached state scores as adapt_and_score does. The model holds
+    them is tests/export/test_serving.py's), its static one-user signature and the ONNX graph at one
+    bucket answer raw requests as the learner does eagerly; a cached state scores as adapt_and_score does. The model holds
     item offsets (two-sided adaptation), which the exports carry."""
     learner.model.set_item_offsets(np.random.default_rng(7).normal(0.0, 0.5, learner.model.num_table_items))
     module = ServingModule(learner, world[2], H.BUCKETS, top_k=5)
@@ -40,6 +40,10 @@ def _check(world, learner, tmp_path, name):
         served = module.adapt_and_score(_tensors(module, "adapt_and_score", request))["scores"]
         np.testing.assert_allclose(served.numpy(), eager, atol=1e-5, err_msg=name)
         np.testing.assert_allclose(client("adapt_and_score", request)["scores"], eager, atol=1e-5, err_msg=name)
+        if users == 1:  # the static one-user signature, its ratings padded by the client
+            key, padded = bucketed_request(module.contract, "adapt_and_score", request)
+            static = module.static_function(key)(_tensors(module, "adapt_and_score", padded))["scores"]
+            np.testing.assert_allclose(static.numpy(), eager, atol=1e-5, err_msg=f"{name} {key}")
     # a cached state has the declared shapes at every support bucket and scores the same
     for support in (3, 16):
         request = H.random_request(world, np.random.default_rng(support), 2, support, 4)

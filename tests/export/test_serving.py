@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 import serving_helpers as H
 from tfmetarec import models
-from tfmetarec.export import Buckets, RequestError, check_request, export_saved_model, load_contract
+from tfmetarec.export import Buckets, RequestError, bucketed_request, check_request, export_saved_model, load_contract
 from tfmetarec.export.core import ServingCore
 from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 from tfmetarec.export.saved_model import ServingModule
@@ -423,6 +424,65 @@ def test_a_state_updated_rating_by_rating_and_its_checks(served):
         _call(loaded, "update_state", {**foreign, **empty})
     with pytest.raises(RequestError, match="must be \\[T"):
         onnx("update_state", {**onnx_state, "state_rated_item": onnx_state["state_rated_item"][:, :3], **empty})
+
+
+def test_one_user_requests_through_the_static_signatures_answer_as_the_dynamic_ones(served):
+    """Every signature but the prior also exists at static shapes for one user, one per support bucket;
+    bucketed_request pads the ratings and names it. Through TF Serving's v1 session each answers
+    exactly as the dynamic signature does (states, their tags included, are interchangeable), and
+    refuses what the dynamic one refuses; other requests keep the dynamic signature."""
+    world, learner, saved, loaded, onnx = served
+    contract = load_contract(saved)
+    assert set(contract.static_signatures) == {
+        *(f"{n}.t1.s{s}" for n in ("adapt_and_score", "adapt", "recommend", "update_state") for s in (8, 16)),
+        "score_with_state.t1", "recommend_with_state.t1"}
+    assert set(contract.static_signatures) <= set(loaded.signatures)
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(saved))
+
+        def run(signature, request):
+            sig = meta.signature_def[signature]
+            names = sorted(sig.outputs)
+            values = sess.run([sig.outputs[n].name for n in names], {sig.inputs[k].name: v for k, v in request.items()})
+            return dict(zip(names, values))
+
+        def both(signature, request, want):
+            name, arrays = bucketed_request(contract, signature, request)
+            assert name == want and all(arrays[k].shape[1] == int(want.split(".s")[1])
+                                        for k in contract.rated_inputs(signature)), (name, want)
+            static, dynamic = run(name, arrays), run(signature, request)
+            for key, value in dynamic.items():
+                np.testing.assert_allclose(static[key], value, atol=1e-6, err_msg=f"{name} {key}")
+            return dynamic
+
+        request = H.random_request(world, np.random.default_rng(11), 1, 11, 5)  # 11 rows: the 16 bucket
+        request["support_mask"][0, :3], request["support_rating"][0, :3] = 1.0, (4.0, 2.0, 5.0)  # some real rows
+        support = {k: v for k, v in request.items() if k != "query_item_id"}
+        both("adapt_and_score", request, "adapt_and_score.t1.s16")
+        both("recommend", support, "recommend.t1.s16")
+        state = both("adapt", support, "adapt.t1.s16")
+        user = {"user_id": request["user_id"]}
+        both("score_with_state", {**state, **user, "query_item_id": request["query_item_id"]}, "score_with_state.t1")
+        both("recommend_with_state", {**state, **user}, "recommend_with_state.t1")
+        new = {"new_item_id": request["support_item_id"][:, :1], "new_rating": np.full((1, 1), 4.0, np.float32),
+               "new_mask": np.ones((1, 1), np.float32)}
+        both("update_state", {**state, **user, **new}, "update_state.t1.s8")
+        # the static graph still refuses a NaN rating on a real row; the client refuses it before sending
+        bad = {**request, "support_rating": np.where(np.arange(11) == 1, np.nan, request["support_rating"])}
+        name, arrays = bucketed_request(contract, "adapt_and_score", request)
+        arrays["support_rating"][0, 1] = np.nan
+        with pytest.raises(tf.errors.InvalidArgumentError, match="NaN"):
+            run(name, arrays)
+        with pytest.raises(RequestError, match="NaN"):
+            bucketed_request(contract, "adapt_and_score", bad)
+    two = H.random_request(world, np.random.default_rng(12), 2, 3, 4)  # two users: the dynamic signature
+    assert bucketed_request(contract, "adapt_and_score", two)[0] == "adapt_and_score"
+    with pytest.raises(RequestError, match="limit of 16"):
+        bucketed_request(contract, "adapt", {k: np.tile(v, (1, 2)) if v.ndim == 2 else v
+                                             for k, v in support.items()})
+    older = replace(contract, static_signatures=())  # an export without them (or made before them)
+    assert bucketed_request(older, "adapt_and_score", request)[0] == "adapt_and_score"
+    assert load_contract(saved).from_dict({**contract.to_dict(), "static_signatures": []}).static_signatures == ()
 
 
 def test_the_onnx_client_remembers_user_field_encodings_and_still_refuses_bad_values(served):

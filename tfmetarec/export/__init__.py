@@ -15,6 +15,7 @@ _NAMES = {
     "Buckets": "contract",
     "RequestError": "contract",
     "ServingContract": "contract",
+    "bucketed_request": "contract",
     "check_request": "contract",
     "make_request": "contract",
     "RawInputs": "raw_inputs",

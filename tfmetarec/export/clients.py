@@ -2,7 +2,9 @@
 
 Both check the request against the export's contract first
 (:func:`~tfmetarec.export.contract.check_request`), so a bad request fails here with a
-message naming the input instead of reaching the server. The gRPC builder needs the
+message naming the input instead of reaching the server, and by default send a one-user
+request to the export's static signature for its support bucket, its ratings padded
+(:func:`~tfmetarec.export.contract.bucketed_request`; ``static=False``: the signature named). The gRPC builder needs the
 client protos of ``tensorflow-serving-api`` (the ``serving`` extra; install it with your
 TensorFlow pinned, e.g. ``pip install "tfmetarec[serving]" "tensorflow==$(installed)"``);
 the TF Serving server itself is a separate binary or Docker image.
@@ -15,15 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from tfmetarec.export.contract import ServingContract, check_request
+from tfmetarec.export.contract import ServingContract, bucketed_request, check_request
 
 TF_DTYPES = {"int64": "int64", "int32": "int32", "float32": "float32", "string": "string"}
 
 
-def rest_body(contract: ServingContract, signature: str, request: Mapping[str, Any]) -> dict[str, Any]:
+def _checked(contract: ServingContract, signature: str, request: Mapping[str, Any],
+             static: bool) -> tuple[str, dict[str, np.ndarray]]:
+    return bucketed_request(contract, signature, request) if static else (
+        signature, check_request(contract, signature, request))
+
+
+def rest_body(contract: ServingContract, signature: str, request: Mapping[str, Any],
+              static: bool = True) -> dict[str, Any]:
     """The JSON body of a TF Serving REST ``:predict`` call, in the columnar ``inputs`` form
     (users differ in support length, so the row form does not fit)."""
-    arrays = check_request(contract, signature, request)
+    signature, arrays = _checked(contract, signature, request, static)
     inputs = {}
     for name, value in arrays.items():
         if value.dtype == object:
@@ -35,7 +44,7 @@ def rest_body(contract: ServingContract, signature: str, request: Mapping[str, A
 
 
 def grpc_request(contract: ServingContract, signature: str, request: Mapping[str, Any], model_name: str = "tfmetarec",
-                 version: int | None = None):
+                 version: int | None = None, static: bool = True):
     """A ``tensorflow_serving.apis.predict_pb2.PredictRequest`` for ``signature``."""
     try:
         import tensorflow as tf
@@ -43,7 +52,7 @@ def grpc_request(contract: ServingContract, signature: str, request: Mapping[str
     except ImportError as err:
         raise ImportError("gRPC requests need tensorflow-serving-api: pip install 'tfmetarec[serving]' "
                           "with your TensorFlow version pinned.") from err
-    arrays = check_request(contract, signature, request)
+    signature, arrays = _checked(contract, signature, request, static)
     dtypes = contract.input_dtypes()
     out = predict_pb2.PredictRequest()
     out.model_spec.name = model_name

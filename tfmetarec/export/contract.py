@@ -55,8 +55,9 @@ from tfmetarec.export.names import (  # the contract's names live in one small m
     SUPPORT_RATING,
     TOP_ITEMS,
     USER_ID,
+    bucket_name,
 )
-from tfmetarec.export.rules import check_numpy, rules
+from tfmetarec.export.rules import NEW_GROUP, SUPPORT_GROUP, check_numpy, rules
 
 CANDIDATES = 4_000
 """Items a two-stage ``recommend`` scores exactly (:mod:`tfmetarec.export.candidates`)."""
@@ -145,6 +146,10 @@ class ServingContract:
     signatures: tuple[str, ...] = SIGNATURES
     format: int = CONTRACT_FORMAT
     extra: dict[str, Any] = field(default_factory=dict)
+    static_signatures: tuple[str, ...] = ()
+    """Signatures at one static bucket (one user, one support bucket: ``adapt_and_score.t1.s32``,
+    :func:`~tfmetarec.export.names.bucket_name`): the request padded by the client to the bucket
+    (:func:`bucketed_request`), no shape arithmetic in the graph."""
 
     # -- inputs --------------------------------------------------------------------------
     def user_inputs(self) -> list[str]:
@@ -172,6 +177,26 @@ class ServingContract:
         if signature not in table:
             raise ValueError(f"Unknown signature {signature!r}; the contract has {list(table)}.")
         return table[signature]
+
+    def rated_inputs(self, signature: str) -> tuple[str, ...]:
+        """The inputs on a signature's support axis (its ratings or new ratings); empty without one."""
+        names = self.inputs(signature)
+        for group in (SUPPORT_GROUP, NEW_GROUP):
+            if group[0] in names:
+                return group
+        return ()
+
+    def static_signature(self, signature: str, users: int, rows: int | None) -> str | None:
+        """The static signature that runs ``users`` users with ``rows`` support rows each
+        (padded to their bucket), or None when the export has none for them."""
+        if self.rated_inputs(signature):
+            if rows is None or rows > self.buckets.limit("support"):
+                return None
+            support: int | None = self.buckets.size_for("support", rows)
+        else:
+            support = None
+        name = bucket_name(signature, users, support)
+        return name if name in self.static_signatures else None
 
     def input_dtypes(self) -> dict[str, str]:
         out = {USER_ID: "int64", SUPPORT_ITEM: "int64", SUPPORT_RATING: "float32", SUPPORT_MASK: "float32",
@@ -213,6 +238,7 @@ class ServingContract:
             "learner": self.learner,
             "model": self.model,
             "signatures": list(self.signatures),
+            "static_signatures": list(self.static_signatures),
             "state_version": STATE_VERSION,
             **self.extra,
         }
@@ -223,7 +249,7 @@ class ServingContract:
             raise ValueError(f"Serving contract format {d.get('format')!r}; this library reads {CONTRACT_FORMAT} (export the "
                              "model again with this version).")
         known = {"format", "user_fields", "user_fields_width", "rating_range", "buckets", "top_k", "state",
-                 "fingerprint", "learner", "model", "signatures", "state_version"}
+                 "fingerprint", "learner", "model", "signatures", "static_signatures", "state_version"}
         return cls(
             user_fields=tuple(d["user_fields"]),
             user_fields_width=int(d["user_fields_width"]),
@@ -235,6 +261,7 @@ class ServingContract:
             learner=str(d["learner"]),
             model=str(d["model"]),
             signatures=tuple(d["signatures"]),
+            static_signatures=tuple(d.get("static_signatures", ())),  # none in an export made before them
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -297,6 +324,30 @@ def check_request(contract: ServingContract, signature: str, request: Mapping[st
     out = {n: _array(n, request[n], dtypes[n]) for n in names}
     check_numpy(checks, out, RequestError)
     return out
+
+
+def bucketed_request(contract: ServingContract, signature: str,
+                     request: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
+    """``(signature name, arrays)`` to send: the request checked (:func:`check_request`) and, when
+    the export has a static signature for it (one user), its ratings padded with zeros (mask 0)
+    to their bucket and the static signature's name; otherwise ``signature`` and the arrays as
+    they are. Through TF Serving's session a static signature runs fewer ops (BENCHMARKS.md)."""
+    arrays = check_request(contract, signature, request)
+    if not contract.static_signatures:
+        return signature, arrays
+    rated = contract.rated_inputs(signature)
+    rows = arrays[rated[0]].shape[1] if rated else None
+    users = len(arrays[contract.inputs(signature)[0]])
+    name = contract.static_signature(signature, users, rows)
+    if name is None:
+        return signature, arrays
+    if rated and rows is not None:
+        size = contract.buckets.size_for("support", rows)
+        for key in rated:
+            padded = np.zeros((users, size), arrays[key].dtype)
+            padded[:, :rows] = arrays[key]
+            arrays[key] = padded
+    return name, arrays
 
 
 def _request_checks(contract: ServingContract, signature: str,

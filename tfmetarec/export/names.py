@@ -28,5 +28,14 @@ STATE_USER = "user"  # int64 [T]: the raw user ID the state was adapted for
 STATE_TAG = "tag"  # int64 [T]: a keyed hash of every other entry, made with the export's secret key
 ENVELOPE = (STATE_USER, STATE_TAG)
 
+
+
+def bucket_name(signature: str, users: int, support: int | None) -> str:
+    """A signature at one static bucket: ``adapt_and_score.t1.s32`` (``t`` users, ``s`` support
+    rows; no ``s`` part for a signature that takes no ratings). The ONNX files and the
+    SavedModel's static signatures are named so."""
+    return f"{signature}.t{users}" + ("" if support is None else f".s{support}")
+
+
 SIGNATURES = ("serving_default", "adapt_and_score", "adapt", "score_with_state", "recommend",
               "recommend_with_state", "update_state")

@@ -47,6 +47,7 @@ from tfmetarec.export.names import (
     SUPPORT_RATING,
     TOP_ITEMS,
     USER_ID,
+    bucket_name,
 )
 from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO, Buckets, RequestError, ServingContract, check_request
 from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
@@ -82,8 +83,8 @@ def _require(module: str):
 
 
 def file_name(signature: str, users: int, support: int | None) -> str:
-    """``adapt_and_score.t1.s32.onnx`` (no ``s`` part for a signature without a support)."""
-    return f"{signature}.t{users}" + ("" if support is None else f".s{support}") + ".onnx"
+    """``adapt_and_score.t1.s32.onnx`` (:func:`~tfmetarec.export.names.bucket_name` + ``.onnx``)."""
+    return bucket_name(signature, users, support) + ".onnx"
 
 
 def _graph_specs(module: ServingModule, signature: str, users: int, support: int | None) -> dict:

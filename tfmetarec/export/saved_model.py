@@ -25,7 +25,11 @@ the largest bucket, a mask other than 0/1, ratings that are NaN, infinite or out
 trained range on real rows, a state that is not finite or was made by another model.
 Padded rows may hold anything. Every request is padded inside the graph to the smallest
 bucket of :class:`~tfmetarec.export.contract.Buckets` that holds it, so the runtime sees
-a bounded set of shapes. By default nothing is XLA-compiled (stock TF Serving runs it);
+a bounded set of shapes. Each signature but ``serving_default`` also exists at static
+shapes for one user, once per support bucket (``adapt_and_score.t1.s32``, ``update_state.t1.s8``,
+``score_with_state.t1``): the client pads the ratings
+(:func:`~tfmetarec.export.contract.bucketed_request`, which the REST and gRPC builders call),
+and TF Serving runs a graph with no shape arithmetic left, faster per request. By default nothing is XLA-compiled (stock TF Serving runs it);
 ``jit_compile=True`` compiles the adaptation and scoring with XLA, once per bucket shape,
 which TF Serving supports only experimentally.
 """
@@ -33,6 +37,7 @@ which TF Serving supports only experimentally.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import tensorflow as tf
@@ -54,6 +59,7 @@ from tfmetarec.export.names import (
     SUPPORT_RATING,
     TOP_ITEMS,
     USER_ID,
+    bucket_name,
 )
 from tfmetarec.export.state_tag import check_key, new_key, tag_tf
 from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO, Buckets, ServingContract, StateEntry, fingerprint
@@ -106,12 +112,17 @@ class ServingModule(tf.Module):
             (:mod:`tfmetarec.export.candidates`); None: always score the whole catalogue.
         exhaustive_up_to: catalogues of at most this many items are scored whole (the
             contract's ``recommend_search`` says which search an export runs, and why).
+        static: also serve one-user requests through signatures at static shapes, one per
+            signature that takes a user and support bucket (``adapt_and_score.t1.s32``, the
+            contract's ``static_signatures``): the client pads the ratings to the bucket
+            (:func:`~tfmetarec.export.contract.bucketed_request`), and the graph runs without
+            shape arithmetic (:meth:`static_function`). Needs a users bucket of 1.
     """
 
     def __init__(self, learner: MetaLearner, encoder: FeatureEncoder, buckets: Buckets | None = None,
                  top_k: int = 50, jit_compile: bool = False, rating_range: tuple[float, float] | None = None,
                  state_key: tuple[int, int] | None = None, candidates: int | None = CANDIDATES,
-                 exhaustive_up_to: int = EXHAUSTIVE_UP_TO):
+                 exhaustive_up_to: int = EXHAUSTIVE_UP_TO, static: bool = True):
         super().__init__()
         self._state_key = check_key(state_key) if state_key is not None else new_key()
         span = rating_range or encoder.rating_range
@@ -148,6 +159,10 @@ class ServingModule(tf.Module):
             extra={"encoder": encoder.to_dict(), "item_raw_ids": [int(r) for r in learner.model.item_raw_ids],
                    "recommend_search": self.core.search_summary()},
         )
+        if static and self.buckets.users[0] == 1:
+            self.contract = replace(self.contract, static_signatures=tuple(
+                bucket_name(name, 1, support) for name in self.contract.signatures if name != "serving_default"
+                for support in (self.buckets.support if self.contract.rated_inputs(name) else (None,))))
         xla = self.jit_compile
         self._adapt_fn = tf.function(self.core.adapt, jit_compile=xla)
         self._score_fn = tf.function(self.core.score, jit_compile=xla)
@@ -160,9 +175,37 @@ class ServingModule(tf.Module):
         self._update_fn = tf.function(self.core.update, jit_compile=xla)
         self._rules = {name: rules(self.contract, name) for name in self.contract.signatures}
         for name in self.contract.signatures:
-            specs = {n: tf.TensorSpec(self.contract.input_shapes()[n], DTYPES[self.contract.input_dtypes()[n]], n)
-                     for n in self.contract.inputs(name)}
-            setattr(self, name, tf.function(self._served(name), input_signature=[specs]))
+            setattr(self, name, tf.function(self._served(name), input_signature=[self._specs(name)]))
+
+    def _specs(self, name: str, users: int | None = None, support: int | None = None) -> dict:
+        """The input specs of signature ``name``: any shape the contract allows, or one user with
+        its ratings at ``support`` rows (a static signature)."""
+        shapes, dtypes = self.contract.input_shapes(), self.contract.input_dtypes()
+        rated = self.contract.rated_inputs(name)
+        out = {}
+        for n in self.contract.inputs(name):
+            shape = list(shapes[n])
+            if users is not None:
+                shape[0] = users
+                if n in rated:
+                    shape[1] = support
+            out[n] = tf.TensorSpec(shape, DTYPES[dtypes[n]], n)
+        return out
+
+    def static_function(self, key: str):
+        """The static signature ``key`` (one of the contract's ``static_signatures``) as a new
+        ``tf.function``: one user, the ratings already at their bucket, so every shape is known
+        while tracing and TF's graph optimiser folds the shape arithmetic away (the query axis stays
+        free and is padded in the graph). Made on demand, not kept on the module: a SavedModel
+        saves a module's functions once more beside its signatures (+50 % export time)."""
+        if key not in self.contract.static_signatures:
+            raise KeyError(f"No static signature {key!r}; this export has {list(self.contract.static_signatures)}.")
+        name, support = next((name, support) for name in self.contract.signatures
+                             for support in (self.buckets.support if self.contract.rated_inputs(name) else (None,))
+                             if bucket_name(name, 1, support) == key)
+        work = getattr(self, f"_{name}")
+        return tf.function(lambda inputs: work(self._checked(name, inputs), 1),
+                           input_signature=[self._specs(name, 1, support)])
 
     def _served(self, name: str):
         """The signature ``name``: its checks, then its work at the padded user count. A one-user
@@ -311,6 +354,7 @@ def export_saved_model(
     state_key: tuple[int, int] | None = None,
     candidates: int | None = CANDIDATES,
     exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
+    static: bool = True,
 ) -> Path:
     """Write ``learner`` as a TF Serving SavedModel; returns ``<base>/<model_name>/<version>``.
 
@@ -318,8 +362,8 @@ def export_saved_model(
     become lookup tables in the graph). Stock TF Serving runs the default export;
     ``jit_compile=True`` compiles the learner's work with XLA per bucket shape (faster
     on CPU; XLA in TF Serving is experimental). A catalogue of more than ``exhaustive_up_to``
-    items is ranked in two stages, ``candidates`` of them scored exactly (see
-    :class:`ServingModule`).
+    items is ranked in two stages, ``candidates`` of them scored exactly; ``static`` adds the
+    one-user signatures at static shapes (see :class:`ServingModule`).
     """
     if version < 1:
         raise ValueError(f"TF Serving versions are positive integers, got {version}.")
@@ -327,9 +371,11 @@ def export_saved_model(
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"{path} already holds a model; choose another version.")
     module = ServingModule(learner, encoder, buckets, top_k, jit_compile, rating_range, state_key, candidates,
-                           exhaustive_up_to)
+                           exhaustive_up_to, static)
     signatures = {name: getattr(module, name).get_concrete_function()
                   for name in module.contract.signatures if hasattr(module, name)}
+    signatures.update({key: module.static_function(key).get_concrete_function()
+                       for key in module.contract.static_signatures})
     tf.saved_model.save(module, os.fspath(path), signatures=signatures)
     extra = path / "assets.extra"
     extra.mkdir(exist_ok=True)

@@ -36,17 +36,19 @@ def export_run(
     buckets: Buckets | None = None,
     candidates: int | None = CANDIDATES,
     exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
+    static: bool = True,
 ) -> list[Path]:
     """Export a run: the SavedModel at ``<out>/<name>/<version>`` and, with ``onnx``, the
     per-bucket ONNX graphs at ``<out>/onnx/<name>/<version>/``. Returns what was written.
     ``candidates`` / ``exhaustive_up_to``: the two-stage ``recommend`` of a large catalogue
-    (:func:`~tfmetarec.export.export_saved_model`)."""
+    (:func:`~tfmetarec.export.export_saved_model`); ``static``: the SavedModel's one-user signatures
+    at static shapes as well."""
     folder = RunFolder(workdir)
     folder.require_trained()
     learner, encoder = folder.load_learner(), folder.load_encoder()
     search = {"candidates": candidates, "exhaustive_up_to": exhaustive_up_to}
     written = [export_saved_model(learner, out, name, version, encoder=encoder, buckets=buckets, top_k=top_k,
-                                  jit_compile=jit_compile, **search)]
+                                  jit_compile=jit_compile, static=static, **search)]
     if onnx:
         from tfmetarec.export.onnx import export_onnx, onnx_buckets, quantize_onnx
 
@@ -75,7 +77,7 @@ def _cached_export(folder: RunFolder, learner: MetaLearner, k: int) -> Path:
         if contract.fingerprint == want and contract.top_k >= min(k, contract.catalogue_size()):
             return base / str(v)
     return export_saved_model(learner, folder.serving_dir, "tfmetarec", (versions[-1] + 1) if versions else 1,
-                              encoder=folder.load_encoder(), top_k=max(k, RECOMMEND_TOP_K))
+                              encoder=folder.load_encoder(), top_k=max(k, RECOMMEND_TOP_K), static=False)
 
 
 def recommend(
