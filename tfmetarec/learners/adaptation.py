@@ -158,8 +158,7 @@ class LowRankKernel:
     def pre_activation(self, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """``X W_k + b``: ``[T, S, out]``."""
         z = self.base if self.acc is None else self.base - F.task_matmul(self.gram, self.acc)
-        bias = params[self.bias]
-        return z + (bias[:, None, :] if F.is_task_batched(bias, 1) else bias)
+        return z + F.task_bias(params[self.bias])
 
     def step(self, grad: tf.Tensor | None, rate: tf.Tensor) -> tf.Tensor:
         """One SGD step from the gradient at the pre-activation; returns ``W_{k+1}``."""

@@ -31,6 +31,15 @@ def is_task_batched(weight: tf.Tensor, base_rank: int) -> bool:
     return weight.shape.rank == base_rank + 1
 
 
+def task_bias(bias: tf.Tensor) -> tf.Tensor:
+    """``bias`` ready to add to a ``[T, N, out]`` activation: a per-task ``[T, out]`` bias gets a row
+    axis, except with one task known while tracing (``[1, out]`` broadcasts as it is: no slicing op,
+    nor its gradient, in a one-user serving graph); a shared ``[out]`` bias is returned as is."""
+    if not is_task_batched(bias, 1) or bias.shape[0] == 1:
+        return bias
+    return bias[:, None, :]
+
+
 def dense(
     x: tf.Tensor,
     kernel: tf.Tensor,
@@ -48,7 +57,7 @@ def dense(
         y = tf.reshape(tf.matmul(tf.reshape(x, [-1, kernel.shape[1]]), tf.reshape(kernel, kernel.shape[1:])),
                        [1, -1, kernel.shape[-1]])
         if bias is not None:
-            y = y + (bias[:, None, :] if is_task_batched(bias, 1) else bias)
+            y = y + task_bias(bias)
     elif (is_task_batched(kernel, 2) and kernel.shape[-1] == 1 and x.shape.rank == 3
           and x.shape[-1] is not None and x.shape[-1] == kernel.shape[-2] and not compiled_by_xla()):
         # one output per task (a score head), op by op (a default SavedModel): a product and a sum,
@@ -56,21 +65,18 @@ def dense(
         # call on CPU; XLA runs the product faster than the sum
         y = tf.reduce_sum(x * tf.linalg.matrix_transpose(kernel), axis=-1, keepdims=True)
         if bias is not None:
-            y = y + (bias[:, None, :] if is_task_batched(bias, 1) else bias)
+            y = y + task_bias(bias)
     elif is_task_batched(kernel, 2):
         y = tf.matmul(x, kernel)
         if bias is not None:
-            y = y + (bias[:, None, :] if is_task_batched(bias, 1) else bias)
+            y = y + task_bias(bias)
     else:
         lead = tf.shape(x)[:-1]
         flat = tf.reshape(x, [-1, x.shape[-1]])
         y = tf.matmul(flat, kernel)
         y = tf.reshape(y, tf.concat([lead, [kernel.shape[-1]]], axis=0))
         if bias is not None:
-            if is_task_batched(bias, 1):
-                y = y + bias[:, None, :]
-            else:
-                y = y + bias
+            y = y + task_bias(bias)
     return activate(y, activation)
 
 
