@@ -1,5 +1,5 @@
-"""Bounded shapes: with XLA on, requests of any shape (scoring, and a two-stage recommend)
-compile nothing new once every bucket has run (each XLA compile leaves ~136 memory maps in a process, which is how a server that
+"""Bounded shapes: with XLA on, requests of any shape (scoring, and a two-stage recommend; through
+the dynamic signatures and the static one-user ones) compile nothing new once every bucket has run (each XLA compile leaves ~136 memory maps in a process, which is how a server that
 sees varied shapes dies at the kernel's map limit)."""
 
 import os
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = r'''
 import numpy as np, tensorflow as tf
 import serving_helpers as H
-from tfmetarec.export import Buckets, ServingModule
+from tfmetarec.export import Buckets, ServingModule, bucketed_request
 
 def maps():
     with open("/proc/self/maps") as f:
@@ -31,6 +31,20 @@ for t in (1, 2):
         module.recommend(rated(t, s))
         for q in (8, 16):
             module.adapt_and_score(request(t, s, q))
+static = {key: module.static_function(key) for key in module.contract.static_signatures
+          if key.startswith(("adapt_and_score.", "recommend."))}
+assert len(static) == 4, sorted(static)
+
+def padded(signature, raw):  # what the REST and gRPC builders send a one-user request as
+    key, arrays = bucketed_request(module.contract, signature, raw)
+    return static[key], {k: tf.constant(v) for k, v in arrays.items()}
+
+for s in (8, 16):
+    for q in (8, 16):
+        fn, inputs = padded("adapt_and_score", H.random_request(world, rng, 1, s, q))
+        fn(inputs)
+    fn, inputs = padded("recommend", H.random_request(world, rng, 1, s, None))
+    fn(inputs)
 before = maps()
 shapes = set()
 for _ in range(60):
@@ -39,6 +53,10 @@ for _ in range(60):
     scores = module.adapt_and_score(request(t, s, q))["scores"]
     assert scores.shape == (t, q)
     assert module.recommend(rated(t, s))["item_id"].shape == (t, 5)
+    fn, inputs = padded("adapt_and_score", H.random_request(world, rng, 1, s, q))  # the static signatures too
+    assert fn(inputs)["scores"].shape == (1, q)
+    fn, inputs = padded("recommend", H.random_request(world, rng, 1, s, None))
+    assert fn(inputs)["item_id"].shape == (1, 5)
 after = maps()
 # the control: the same XLA function at three unpadded shapes compiles three times
 u, f, i, r, m = module._empty_support(1, 5)
