@@ -1,5 +1,6 @@
 """Bounded shapes: with XLA on, requests of any shape (scoring, and a two-stage recommend; through
-the dynamic signatures and the static one-user ones) compile nothing new once every bucket has run (each XLA compile leaves ~136 memory maps in a process, which is how a server that
+the dynamic signatures and the static one-user ones) compile nothing new once every bucket has run
+(each XLA compile leaves ~136 memory maps in a process, which is how a server that
 sees varied shapes dies at the kernel's map limit)."""
 
 import os

@@ -27,7 +27,8 @@ def world():
 def _check(world, learner, tmp_path, name):
     """The serving graph (the functions a SavedModel holds, traced in memory: saving and loading
     them is tests/export/test_serving.py's), its static one-user signature and the ONNX graph at one
-    bucket answer raw requests as the learner does eagerly; a cached state scores as adapt_and_score does. The model holds
+    bucket answer raw requests as the learner does eagerly; a cached state scores as adapt_and_score does.
+    The model holds
     item offsets (two-sided adaptation), which the exports carry."""
     learner.model.set_item_offsets(np.random.default_rng(7).normal(0.0, 0.5, learner.model.num_table_items))
     module = ServingModule(learner, world[2], H.BUCKETS, top_k=5)

@@ -29,7 +29,8 @@ a bounded set of shapes. Each signature but ``serving_default`` also exists at s
 shapes for one user, once per support bucket (``adapt_and_score.t1.s32``, ``update_state.t1.s8``,
 ``score_with_state.t1``): the client pads the ratings
 (:func:`~tfmetarec.export.contract.bucketed_request`, which the REST and gRPC builders call),
-and TF Serving runs a graph with no shape arithmetic left, faster per request. By default nothing is XLA-compiled (stock TF Serving runs it);
+and TF Serving runs a graph with no shape arithmetic left, faster per request. By default nothing
+is XLA-compiled (stock TF Serving runs it);
 ``jit_compile=True`` compiles the adaptation and scoring with XLA, once per bucket shape,
 which TF Serving supports only experimentally.
 """
@@ -242,7 +243,8 @@ class ServingModule(tf.Module):
                                   if e.name != STATE_TAG})
                 checks.append(tf.debugging.Assert(
                     tf.reduce_all(tf.equal(made, inputs[STATE_PREFIX + STATE_TAG])),
-                    [f"{STATE_PREFIX}{STATE_TAG}: the state was changed, cut, or made by another export; adapt again."]))
+                    [f"{STATE_PREFIX}{STATE_TAG}: the state was changed, cut, or made by another export; "
+                     "adapt again."]))
         with tf.control_dependencies(checks):
             return {k: tf.identity(v) for k, v in inputs.items()}
 
