@@ -437,6 +437,7 @@ def test_one_user_requests_through_the_static_signatures_answer_as_the_dynamic_o
         *(f"{n}.t1.s{s}" for n in ("adapt_and_score", "adapt", "recommend", "update_state") for s in (8, 16)),
         "score_with_state.t1", "recommend_with_state.t1"}
     assert set(contract.static_signatures) <= set(loaded.signatures)
+    assert onnx.contract.static_signatures == ()  # the ONNX graphs are per bucket already
     with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
         meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(saved))
 

@@ -254,7 +254,8 @@ def export_onnx(
     if (folder / CONTRACT_FILE).exists():
         raise FileExistsError(f"{folder} already holds an ONNX export; choose another folder.")
     key = check_key(state_key) if state_key is not None else new_key()
-    module = ServingModule(learner, encoder, buckets, top_k, False, rating_range, key, candidates, exhaustive_up_to)
+    module = ServingModule(learner, encoder, buckets, top_k, False, rating_range, key, candidates, exhaustive_up_to,
+                           static=False)  # the ONNX graphs are static per bucket already
     written: dict[str, str] = {}
     try:
         for signature in signatures:
