@@ -113,7 +113,10 @@ def test_export_refuses_to_overwrite_needs_a_run_and_takes_xla(served, tmp_path,
     assert "already holds a model" in capsys.readouterr().err
     assert main(["export", "--workdir", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "no trained run" in capsys.readouterr().err
-    assert main(["export", "--workdir", str(run), "--out", str(out), "--version", "2", "--xla", *BUCKETS]) == 0
+    assert main(["export", "--workdir", str(run), "--out", str(out), "--version", "2", "--xla",
+                 "--no-static-signatures", *BUCKETS]) == 0
+    assert load_contract(out / "tfmetarec" / "2").static_signatures == ()
+    assert load_contract(saved).static_signatures  # the default export has them
     xla = tf.saved_model.load(str(out / "tfmetarec" / "2"))
     inputs = _body("adapt_and_score")["inputs"]
     np.testing.assert_allclose(_call(xla, "adapt_and_score", inputs)["scores"],
