@@ -115,7 +115,7 @@ def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(se
         learner = H.trained(world, model=model, steps=10)
         k = 7
         loaded = tf.saved_model.load(str(export_saved_model(learner, tmp_path, "m", 1, encoder=world[2],
-                                                            buckets=H.BUCKETS, top_k=k)))
+                                                            buckets=H.BUCKETS, top_k=k, static=False)))
     request = H.random_request(world, np.random.default_rng(2), 4, 16, None, garbage=False)
     request["support_mask"][:, :3] = 1.0  # every user has rated something
     got = _call(loaded, "recommend", request)
@@ -137,7 +137,7 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
     world, learner, _, _, _ = served
     buckets = Buckets(users=(1, 4), support=(16,), query=(8,))
     path = export_saved_model(learner, tmp_path, "two", 1, encoder=world[2], buckets=buckets, top_k=10,
-                              candidates=40, exhaustive_up_to=50)
+                              candidates=40, exhaustive_up_to=50, static=False)
     search = load_contract(path).extra["recommend_search"]
     assert search["kind"] == "two-stage" and search["candidates"] == 40 and search["catalogue"] == 90
     core = ServingModule(learner, world[2], buckets, top_k=10, candidates=40, exhaustive_up_to=50).core
@@ -339,7 +339,7 @@ def test_states_that_are_not_this_models_are_refused(served, tmp_path):
         _call(loaded, "score_with_state", {**state, "user_id": request["user_id"], "query_item_id": request["query_item_id"][:1]})
     # a state adapted by another model (same architecture, other weights) is refused too
     other = H.trained(world, steps=3)
-    other_path = export_saved_model(other, tmp_path, "other", 1, encoder=world[2], buckets=H.BUCKETS)
+    other_path = export_saved_model(other, tmp_path, "other", 1, encoder=world[2], buckets=H.BUCKETS, static=False)
     foreign = _call(tf.saved_model.load(str(other_path)), "adapt",
                     {k: v for k, v in request.items() if k != "query_item_id"})
     with pytest.raises(tf.errors.InvalidArgumentError, match="another model"):
