@@ -601,6 +601,11 @@ def update_section(learner, data, encoder, root: Path, plain: Path | None, xla: 
             calls = {"adapt on 20 ratings": lambda a=adapt: a(history[20]),
                      "adapt on 100 ratings": lambda a=adapt: a(history[100]),
                      "update_state, 1 new rating": lambda u=update, s=state: u({**s, **new})}
+            if load_contract(path).static_signatures:  # TF Serving's path: the v1 session, dynamic and static
+                calls["update_state, v1 session"] = lambda u=session_caller(path, "update_state"), s=state: u(
+                    {**s, **new})
+                static, call = static_caller(path, "update_state", {**state, **new})
+                calls[f"update_state, v1 session, static `{static}`"] = call
             rows += _timed(f"{name}, update_mode={mode}", calls, args)
         folder = export_onnx(copy, root / f"onnx-update-{mode}", encoder=encoder,
                              buckets=Buckets(users=(1,), support=(8, 32, 128), query=(16,)),
