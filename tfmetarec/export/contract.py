@@ -186,6 +186,14 @@ class ServingContract:
                 return group
         return ()
 
+    def one_user_buckets(self) -> dict[str, tuple[str, int | None]]:
+        """Every signature but ``serving_default`` at one user and each support bucket (one entry for
+        a signature without ratings): ``{"adapt_and_score.t1.s32": ("adapt_and_score", 32), ...}``,
+        the static signatures an export may hold."""
+        return {bucket_name(name, 1, support): (name, support) for name in self.signatures
+                if name != "serving_default"
+                for support in (self.buckets.support if self.rated_inputs(name) else (None,))}
+
     def static_signature(self, signature: str, users: int, rows: int | None) -> str | None:
         """The static signature that runs ``users`` users with ``rows`` support rows each
         (padded to their bucket), or None when the export has none for them."""
@@ -341,7 +349,7 @@ def bucketed_request(contract: ServingContract, signature: str,
     name = contract.static_signature(signature, users, rows)
     if name is None:
         return signature, arrays
-    if rated and rows is not None:
+    if rated:
         size = contract.buckets.size_for("support", rows)
         for key in rated:
             padded = np.zeros((users, size), arrays[key].dtype)

@@ -60,7 +60,6 @@ from tfmetarec.export.names import (
     SUPPORT_RATING,
     TOP_ITEMS,
     USER_ID,
-    bucket_name,
 )
 from tfmetarec.export.state_tag import check_key, new_key, tag_tf
 from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO, Buckets, ServingContract, StateEntry, fingerprint
@@ -161,9 +160,7 @@ class ServingModule(tf.Module):
                    "recommend_search": self.core.search_summary()},
         )
         if static and self.buckets.users[0] == 1:
-            self.contract = replace(self.contract, static_signatures=tuple(
-                bucket_name(name, 1, support) for name in self.contract.signatures if name != "serving_default"
-                for support in (self.buckets.support if self.contract.rated_inputs(name) else (None,))))
+            self.contract = replace(self.contract, static_signatures=tuple(self.contract.one_user_buckets()))
         xla = self.jit_compile
         self._adapt_fn = tf.function(self.core.adapt, jit_compile=xla)
         self._score_fn = tf.function(self.core.score, jit_compile=xla)
@@ -201,9 +198,7 @@ class ServingModule(tf.Module):
         saves a module's functions once more beside its signatures (+50 % export time)."""
         if key not in self.contract.static_signatures:
             raise KeyError(f"No static signature {key!r}; this export has {list(self.contract.static_signatures)}.")
-        name, support = next((name, support) for name in self.contract.signatures
-                             for support in (self.buckets.support if self.contract.rated_inputs(name) else (None,))
-                             if bucket_name(name, 1, support) == key)
+        name, support = self.contract.one_user_buckets()[key]
         work = getattr(self, f"_{name}")
         return tf.function(lambda inputs: work(self._checked(name, inputs), 1),
                            input_signature=[self._specs(name, 1, support)])
