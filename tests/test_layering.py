@@ -179,3 +179,18 @@ def test_the_check_sees_every_import_form(tmp_path):
     assert "import circle: pkg.low.loop_a -> pkg.low.loop_b -> pkg.low.loop_a" in problems
     (pkg / "stray.py").write_text("")
     assert "pkg.stray has no rank in LAYERS" in "\n".join(layering_problems(import_graph(pkg, "pkg"), layers))
+
+
+def test_every_traced_function_goes_through_graph_function():
+    """The library traces through ``models.functional.graph_function`` (no AutoGraph), nowhere else:
+    a direct ``tf.function`` would convert the code it calls again, at every trace."""
+    root = Path(tfmetarec.__file__).parent
+    direct = []
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "models" / "functional.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr == "function" and isinstance(node.value, ast.Name)
+                    and node.value.id == "tf"):
+                direct.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not direct, f"tf.function used directly (use graph_function): {direct}"

@@ -62,7 +62,7 @@ after = maps()
 # the control: the same XLA function at three unpadded shapes compiles three times
 u, f, i, r, m = module._empty_support(1, 5)
 for q in (3, 5, 7):
-    module._adapt_score_fn(u, f, i, r, m, tf.zeros([1, q], tf.int32))
+    module._fn.adapt_score(u, f, i, r, m, tf.zeros([1, q], tf.int32))
 control = maps()
 print("shapes", len(shapes), "maps", before, after, control)
 '''

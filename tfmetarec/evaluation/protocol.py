@@ -13,6 +13,7 @@ from tfmetarec.data.features import EncodedData
 from tfmetarec.evaluation.metrics import average_metrics, binary_metrics, coverage_at_k, task_metrics
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.item_warmup import new_item_rows, warmed_up
+from tfmetarec.models.functional import graph_function
 from tfmetarec.tasks.episode import Rows, TaskSet
 from tfmetarec.tasks.samplers import eval_batches
 from tfmetarec.types import ITEM_ID, MASK, QUERY, RATING, USER_FIELDS, USER_ID
@@ -28,7 +29,7 @@ def adapt_and_score_fn(learner: MetaLearner, jit_compile: bool = True):
     """A compiled ``episode -> [T, Q]`` function: adapt on support, score query. Without XLA one
     graph with unknown batch and row counts serves every padded shape (``reduce_retracing``);
     XLA compiles each shape anyway."""
-    return tf.function(lambda episode: learner(episode), jit_compile=jit_compile, reduce_retracing=not jit_compile)
+    return graph_function(lambda episode: learner(episode), jit_compile=jit_compile, reduce_retracing=not jit_compile)
 
 
 def predict_tasks(

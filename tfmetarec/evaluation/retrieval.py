@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfmetarec.data.features import EncodedData
 from tfmetarec.evaluation.metrics import LIKE_THRESHOLD
 from tfmetarec.learners.base import MetaLearner
+from tfmetarec.models.functional import graph_function
 from tfmetarec.tasks.episode import TaskSet
 from tfmetarec.tasks.samplers import eval_batches
 from tfmetarec.types import ITEM_ID, QUERY, SUPPORT, USER_FIELDS, USER_ID
@@ -102,7 +103,7 @@ def rank_catalogue(
     catalogue = catalogue_features(encoded)
     size = len(catalogue[ITEM_ID])
     k = min(k, size)
-    adapt = tf.function(learner.adapt, reduce_retracing=True)  # packed batches: one graph for every shape
+    adapt = graph_function(learner.adapt, reduce_retracing=True)  # packed batches: one graph for every shape
     item_vectors = None
     if search:
         features = {name: tf.constant(v) for name, v in catalogue.items()}

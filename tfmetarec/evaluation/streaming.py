@@ -31,6 +31,7 @@ import tensorflow as tf
 from tfmetarec.data.features import EncodedData
 from tfmetarec.evaluation.metrics import average_metrics, task_metrics
 from tfmetarec.learners.base import MetaLearner
+from tfmetarec.models.functional import graph_function
 from tfmetarec.tasks.episode import Rows, TaskSet, group_tasks, pad_episode
 from tfmetarec.types import MASK, QUERY, RATING, SUPPORT, features_of
 
@@ -117,7 +118,7 @@ def streaming_curve(
         learner = method.learner
         if method.kind not in ("incremental", "readapt"):
             raise ValueError(f"{name}: kind must be 'incremental' or 'readapt', got {method.kind!r}.")
-        compiled[name] = (tf.function(learner.adapt), tf.function(learner.update), tf.function(learner.score))
+        compiled[name] = (graph_function(learner.adapt), graph_function(learner.update), graph_function(learner.score))
     warm = True  # the first batch runs once untimed, so tracing is not counted as update time
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     timing: dict[tuple[str, int], list[float]] = {}

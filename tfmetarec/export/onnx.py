@@ -54,6 +54,7 @@ from tfmetarec.export.onnx_ops import LoweringError, custom_op_handlers
 from tfmetarec.export.saved_model import ServingModule
 from tfmetarec.export.state_tag import check_key, new_key, read_key, tag_numpy, write_key
 from tfmetarec.learners.base import MetaLearner
+from tfmetarec.models.functional import graph_function
 
 ONNX_SIGNATURES = ("adapt_and_score", "recommend", "adapt", "score_with_state", "update_state",
                    "recommend_with_state")
@@ -189,7 +190,7 @@ def _convert(module: ServingModule, signature: str, users: int, support: int | N
              atol: float, disabled_handlers: tuple[str, ...]) -> Path:
     tf2onnx, onnx, ort = _require("tf2onnx"), _require("onnx"), _require("onnxruntime")
     specs = _graph_specs(module, signature, users, support)
-    fn = tf.function(_graph_function(module, signature), input_signature=[specs])
+    fn = graph_function(_graph_function(module, signature), input_signature=[specs])
     try:
         model, _ = tf2onnx.convert.from_function(fn, input_signature=[specs], opset=opset,
                                                  custom_op_handlers=custom_op_handlers(disabled_handlers))

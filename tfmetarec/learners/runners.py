@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetarec.learners.distribute import ClusterError, is_chief, worker_of
+from tfmetarec.models.functional import graph_function
 from tfmetarec.types import TASK_MASK, Episode
 
 
@@ -72,8 +73,8 @@ class LocalRunner:
         self.trainer = trainer
         relax = not trainer.jit_compile  # without XLA, one graph serves every support bucket
         jit = trainer.jit_compile and not trainer.sliced  # a sliced step compiles its parts
-        self._one = tf.function(trainer.step_fn, jit_compile=jit, reduce_retracing=relax)
-        self._group = tf.function(trainer.group_fn, jit_compile=jit, reduce_retracing=relax)
+        self._one = graph_function(trainer.step_fn, jit_compile=jit, reduce_retracing=relax)
+        self._group = graph_function(trainer.group_fn, jit_compile=jit, reduce_retracing=relax)
 
     def run(self, count: int, episodes: Episode) -> Logs:
         """One meta-step on a global episode (``count`` 1) or one per episode of a stack."""
@@ -104,7 +105,7 @@ class DistributedRunner:
 
     def compile(self, trainer: Trainer) -> None:
         self.trainer = trainer
-        self._replica_gradients = tf.function(trainer.learner.meta_gradients, jit_compile=trainer.jit_compile)
+        self._replica_gradients = graph_function(trainer.learner.meta_gradients, jit_compile=trainer.jit_compile)
 
     def check_in_scope(self, variables: list, optimizer: Any) -> None:
         """The learner's variables (and the optimizer, if given) must come from the strategy's scope."""
@@ -150,8 +151,8 @@ class DistributedRunner:
     def _function(self, count: int, spec: Any) -> Callable:
         key = (count, None if spec is None else str(spec))
         if key not in self._functions:
-            self._functions[key] = tf.function(lambda episodes: self._call(count, episodes),
-                                               input_signature=None if spec is None else [spec])
+            self._functions[key] = graph_function(lambda episodes: self._call(count, episodes),
+                                                  input_signature=None if spec is None else [spec])
         return self._functions[key]
 
     def _split(self, episode: Episode, axis: int = 0) -> Any:

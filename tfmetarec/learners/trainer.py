@@ -22,6 +22,7 @@ from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.distribute import is_distributed
 from tfmetarec.learners.runners import DistributedRunner, LocalRunner, Logs
 from tfmetarec.learners.task_slices import equal_slices, sliced_gradients
+from tfmetarec.models.functional import graph_function
 from tfmetarec.types import EPISODE_SOURCE, TASK_MASK, Episode
 
 @runtime_checkable
@@ -188,17 +189,20 @@ class MetaTrainer:
         """The compiled parts of a sliced step: one slice's gradients, the outer update, and the
         whole step for a batch that cannot be sliced."""
         jit = self.jit_compile
-        self._compiled_slice_gradients = tf.function(self.learner.task_gradients, jit_compile=jit)
-        self._compiled_update = tf.function(self._update, jit_compile=jit)
-        self._compiled_whole_step = tf.function(self._whole_step, jit_compile=jit)
+        self._compiled_slice_gradients = graph_function(self.learner.task_gradients, jit_compile=jit)
+        self._compiled_update = graph_function(self._update, jit_compile=jit)
+        self._compiled_whole_step = graph_function(self._whole_step, jit_compile=jit)
 
     def group_fn(self, episodes: Episode) -> dict[str, tf.Tensor]:
         """Every episode of a ``[K, ...]`` stack in turn; the logs are the mean over the K steps."""
         count = tf.shape(episodes[TASK_MASK])[0]
         total = self.step_fn(tf.nest.map_structure(lambda x: x[0], episodes))
-        for i in tf.range(1, count):
-            logs = self.step_fn(tf.nest.map_structure(lambda x: x[i], episodes))  # noqa: B023
-            total = {k: total[k] + logs[k] for k in total}
+
+        def another(i: tf.Tensor, total: dict) -> tuple:
+            logs = self.step_fn(tf.nest.map_structure(lambda x: x[i], episodes))
+            return i + 1, {k: total[k] + logs[k] for k in total}
+
+        _, total = tf.while_loop(lambda i, _: i < count, another, (tf.constant(1), total))
         return {k: v / tf.cast(count, v.dtype) for k, v in total.items()}
 
     def train_step(self, episode: Episode) -> Logs:

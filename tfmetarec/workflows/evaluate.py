@@ -17,6 +17,7 @@ from tfmetarec.evaluation.protocol import evaluate_tasks, per_task_table, predic
 from tfmetarec.evaluation.report import to_markdown, tidy
 from tfmetarec.evaluation.stats import compare, to_markdown_tests
 from tfmetarec.learners import MetaLearner, Pretrain
+from tfmetarec.models.functional import graph_function
 from tfmetarec.run_folder import RunFolder
 from tfmetarec.types import QUERY, SUPPORT, features_of
 from tfmetarec.workflows.build import finetune_steps
@@ -38,7 +39,7 @@ def tune_finetune_lr(baseline: Pretrain, prepared: Prepared, steps: int, grid: S
     """
     probe = baseline.with_finetuning(steps, 0.0)
 
-    @tf.function
+    @graph_function
     def finetuned(episode: dict, lr: tf.Tensor) -> tf.Tensor:  # one trace for every step size
         return probe.score(probe.sgd(episode[SUPPORT], rate=lr), features_of(episode[QUERY]))
 
