@@ -5,9 +5,10 @@ key; a client that keeps states between requests holds states and tags, never th
 that was changed (one value, a truncated tensor), made for another user, or made by another model
 (even with its fingerprint copied) does not carry a valid tag and is refused.
 
-* The SavedModel computes the tag in its graph: every entry's values (float bits as integers)
-  written out as text, row by row, and hashed with SipHash keyed by the export's key
-  (``tf.strings.to_hash_bucket_strong``). The key lives in the graph, not in ``contract.json``.
+* The SavedModel computes the tag in its graph: each row of every entry serialised as a tensor
+  (its dtype, shape and bytes: floats as float32, integers as int64), the entries joined in name
+  order, and hashed with SipHash keyed by the export's key (``tf.strings.to_hash_bucket_strong``).
+  The key lives in the graph, not in ``contract.json``.
 * The ONNX client computes it in numpy: HMAC-SHA256 over each row's bytes with the key kept in
   the ONNX folder's ``state_key.json`` (a file for the service, not for its clients).
 
@@ -48,19 +49,25 @@ def check_key(key: tuple[int, int] | list[int]) -> tuple[int, int]:
 
 
 def _rows_tf(state: Mapping):
-    """Each row's entries as text: ``name:v,v,...;name:...`` in name order (float bits as integers)."""
+    """Each row's entries as one string: ``name:<serialised row>;name:...`` in name order. One user
+    known while tracing (a one-user signature) serialises the rows directly; otherwise one row at a
+    time (``tf.map_fn``). Serialising costs a copy of the bytes, where writing every value out as
+    text cost ~1.3 ms for a MAML state of ~21,000 values (BENCHMARKS.md)."""
     import tensorflow as tf
 
-    parts = []
-    for name in sorted(state):
-        x = state[name]
-        users = tf.shape(x)[0]
-        if x.dtype.is_floating:
-            x = tf.bitcast(tf.cast(x, tf.float32), tf.int32)
-        flat = tf.reshape(x, tf.stack([users, -1]))
-        text = tf.strings.reduce_join(tf.strings.as_string(flat), axis=1, separator=",")
-        parts.append(tf.strings.join([tf.fill([users], f"{name}:"), text]))
-    return tf.strings.reduce_join(tf.stack(parts, axis=1), axis=1, separator=";")
+    names = sorted(state)
+    values = []
+    for name in names:
+        x = tf.convert_to_tensor(state[name])
+        values.append(tf.cast(x, tf.float32 if x.dtype.is_floating else tf.int64))
+
+    def row(parts) -> tf.Tensor:
+        return tf.strings.reduce_join([tf.strings.join([f"{name}:", tf.io.serialize_tensor(part)])
+                                       for name, part in zip(names, parts)], separator=";")
+
+    if all(v.shape.rank and v.shape[0] == 1 for v in values):
+        return row([v[0] for v in values])[None]
+    return tf.map_fn(row, values, fn_output_signature=tf.string)
 
 
 def tag_tf(state: Mapping, key: tuple[int, int]):
