@@ -29,8 +29,8 @@ def compiled_by_xla() -> bool:
 def graph_function(fn: Callable, **kwargs: Any) -> Any:
     """``tf.function(fn, **kwargs)`` without AutoGraph, the way every function of the library is
     traced: its code branches and loops on Python values only (what depends on a tensor is written
-    as ``tf.cond``, ``tf.where`` or ``tf.while_loop``), so AutoGraph's conversion of each function a trace calls would
-    only cost tracing time (an export traces ~1.3x faster without it)."""
+    as ``tf.cond``, ``tf.where`` or ``tf.while_loop``), so converting every function a trace calls
+    would only cost tracing time (an export took ~1.3x longer with AutoGraph: BENCHMARKS.md)."""
     return tf.function(fn, autograph=False, **kwargs)
 
 
