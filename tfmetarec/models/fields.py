@@ -89,15 +89,15 @@ class FieldEmbeddings:
         """Each field's vector ``[..., dim_f]`` from the encoded indices ``[..., W]``."""
         out, start = [], 0
         for f, name in zip(self.fields, self.names):
-            cols = indices[..., start:start + f.width]
-            start += f.width
-            if f.kind == VECTOR:
-                out.append(self._vector(params, f, name, cols[..., 0]))
+            first, start = start, start + f.width
+            if f.kind == VECTOR:  # one column: sliced once (no [..., 1] slice then its column)
+                out.append(self._vector(params, f, name, indices[..., first]))
                 continue
             table = params[name]
             if f.kind == CATEGORICAL:
-                out.append(F.embed(table, cols[..., 0]))
+                out.append(F.embed(table, indices[..., first]))
                 continue
+            cols = indices[..., first:start]
             rows = F.embed(table, cols)  # [..., L, d]
             present = tf.cast(cols > 0, rows.dtype)[..., None]
             summed = tf.reduce_sum(rows * present, axis=-2)
