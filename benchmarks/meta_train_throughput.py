@@ -437,57 +437,65 @@ def training_padding(dataset: str, prepared) -> list[dict]:
 
 def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
     """How much of the evaluation batches is real (support rows holding a rating, task slots
-    holding a task) and how long one pass over them takes, over every scenario and validation task
-    set of the quickstart's split (synthetic; ML-100K too when ``TFMETAREC_DATA_DIR`` holds it):
-    ``eval_batches`` with power-of-two buckets (what an XLA evaluation needs) against packed
-    (sorted tasks, each batch padded to its own largest task: what the library's evaluation and
-    checkpoint choice run, without XLA). Time: the default MeLU + MAML (untrained; the time does
-    not depend on the weights), one graph per way traced beforehand, ``rounds`` rounds taking turns,
-    median seconds for all the sets."""
+    holding a task) and how long one evaluation takes, over the quickstart's split (synthetic;
+    ML-100K too when ``TFMETAREC_DATA_DIR`` holds it): the four scenarios of the report and the two
+    validation task sets of the checkpoint choice, in the passes the library's evaluation makes
+    (``evaluation_passes``: with the default two-sided adaptation, every set whose supports rate
+    new items alone; then without it, every set in one pass). Batches three ways: power-of-two
+    buckets (what an XLA evaluation needs), packed without a floor (the commit before), packed with
+    at least 85 % real support rows (the default). Time: the default MeLU + MAML (untrained; the
+    time does not depend on the weights), one graph per way traced beforehand, ``rounds`` rounds
+    taking turns, median seconds for every pass of both groups."""
     from tfmetarec.config import ExperimentConfig
     from tfmetarec.data.paths import movielens_100k_dir
-    from tfmetarec.evaluation.protocol import adapt_and_score_fn
+    from tfmetarec.evaluation.protocol import adapt_and_score_fn, evaluation_passes
+    from tfmetarec.tasks import join_task_sets
     from tfmetarec.tasks.samplers import eval_batches
     from tfmetarec.workflows import build_learner, build_model, prepare
 
     datasets = ["synthetic"] + (["movielens-100k"] if (movielens_100k_dir() / "u.data").exists() else [])
-    ways = {"power-of-two buckets": True, "packed (the default without XLA)": False}
-
-    def batches_of(tasks, bucketed: bool):
-        return list(eval_batches(prepared.encoded, tasks, batch_size, bucketed))
+    ways = {"power-of-two buckets": {"bucketed": True}, "packed, no floor (before)": {"min_real": 0.0},
+            "packed, >= 85 % real (the default)": {}}
     rows = []
     for dataset in datasets:
         config = ExperimentConfig(dataset=dataset)
         prepared = prepare(config)
         rows += training_padding(dataset, prepared)
-        sets = {**prepared.scenarios, **prepared.validation_sets()}
-        for scenario, tasks in sets.items():
-            for how, way in ways.items():
-                real = slots = filled = task_slots = calls = 0
-                for episode, idx in batches_of(tasks, way):
-                    mask = episode["support"]["mask"]
-                    real, slots = real + float(mask.sum()), slots + mask.size
-                    filled, task_slots, calls = filled + len(idx), task_slots + mask.shape[0], calls + 1
-                rows.append({"data": dataset, "scenario": scenario, "batches": how, "calls": calls,
-                             "real support rows": real / slots, "task slots filled": filled / task_slots})
-            print(rows[-len(ways):], flush=True)
         learner = build_learner(config, build_model(config, prepared.encoded), prepared)
-        batches = {how: [e for t in sets.values() for e, _ in batches_of(t, way)] for how, way in ways.items()}
-        fns = {how: adapt_and_score_fn(learner, jit_compile=False) for how in ways}
-        seconds = {how: [] for how in ways}
-        for r in range(rounds + 1):  # round 0 traces
+        passes = []
+        for warmup in (config.train.item_warmup, None):
+            for sets in (prepared.scenarios, prepared.validation_sets()):
+                for names, _ in evaluation_passes(learner.model, prepared.encoded, sets, warmup):
+                    passes.append(("warm-up" if warmup else "none", " + ".join(names),
+                                   join_task_sets([sets[n] for n in names])))
+        batches = {how: [] for how in ways}
+        for warmup, label, tasks in passes:
+            for how, options in ways.items():
+                made = list(eval_batches(prepared.encoded, tasks, batch_size, **options))
+                masks = [episode["support"]["mask"] for episode, _ in made]
+                filled = sum(len(idx) for _, idx in made)
+                rows.append({"data": dataset, "item warm-up": warmup, "pass": label, "batches": how,
+                             "calls": len(made), "real support rows": sum(m.sum() for m in masks) / sum(
+                                 m.size for m in masks), "task slots filled": filled / sum(m.shape[0] for m in masks)})
+                batches[how] += [(warmup, episode) for episode, _ in made]
+            print(rows[-len(ways):], flush=True)
+        fns = {how: adapt_and_score_fn(learner) for how in ways}
+        for warmup in ("warm-up", "none"):
+            seconds = {how: [] for how in ways}
+            for r in range(rounds + 1):  # round 0 traces
+                for how in ways:
+                    start = time.perf_counter()
+                    for group, episode in batches[how]:
+                        if group == warmup:
+                            fns[how](episode).numpy()
+                    if r:
+                        seconds[how].append(time.perf_counter() - start)
+            base = float(np.median(seconds["packed, no floor (before)"]))
             for how in ways:
-                start = time.perf_counter()
-                for episode in batches[how]:
-                    fns[how](episode).numpy()
-                if r:
-                    seconds[how].append(time.perf_counter() - start)
-        base = float(np.median(seconds["power-of-two buckets"]))
-        for how in ways:
-            t = float(np.median(seconds[how]))
-            rows.append({"data": dataset, "scenario": "all sets, one pass", "batches": how,
-                         "calls": len(batches[how]), "seconds": t, "vs buckets": base / t})
-        print(rows[-len(ways):], flush=True)
+                t = float(np.median(seconds[how]))
+                rows.append({"data": dataset, "item warm-up": warmup, "pass": "every pass above", "batches": how,
+                             "calls": sum(g == warmup for g, _ in batches[how]), "seconds": t, "vs before": base / t})
+            print(rows[-len(ways):], flush=True)
     return rows
 
 
@@ -524,9 +532,9 @@ def main(argv=None) -> int:
         padding = padding_section(rounds=2 if args.quick else args.rounds)
         sections += [
             ("## Padding: the meta-training sampler's buckets (powers of two, fitted) and the evaluation "
-             "batches (32 tasks a batch at most; power-of-two buckets or packed), and one evaluation pass"), "",
-            markdown_table(padding, ["data", "scenario", "batches", "calls", "real support rows",
-                                     "task slots filled", "buckets", "seconds", "vs buckets"]), ""]
+             "passes' batches (32 tasks a batch at most; power-of-two buckets or packed), and their time"), "",
+            markdown_table(padding, ["data", "scenario", "item warm-up", "pass", "batches", "calls",
+                                     "real support rows", "task slots filled", "buckets", "seconds", "vs before"]), ""]
     if args.only == "padding":
         return write_report(args.out, sections)
     if args.only in (None, "hoist"):

@@ -9,9 +9,9 @@ import pytest
 
 from tfmetarec.config import ExperimentConfig, ModelConfig
 from tfmetarec.data import make_synthetic
-from tfmetarec.evaluation.protocol import predict_scenarios, rows_features
+from tfmetarec.evaluation.protocol import evaluation_passes, predict_scenarios, rows_features
 from tfmetarec.learners import Pretrain
-from tfmetarec.learners.item_warmup import warm_up_items
+from tfmetarec.learners.item_warmup import item_offsets, new_item_rows, warm_up_items
 from tfmetarec.tasks.episode import Rows
 from tfmetarec.workflows import build_model, prepare
 
@@ -110,3 +110,40 @@ def test_the_protocol_warms_new_items_from_supports_only_and_restores_the_model(
     shuffled = dataclasses.replace(tasks, query=dataclasses.replace(tasks.query, rating=tasks.query.rating[::-1].copy()))
     again = predict_scenarios(learners, prepared.encoded, {"item_cold": shuffled}, jit_compile=False, item_warmup=3.0)
     np.testing.assert_allclose(flat(again[("frozen", "item_cold")]), flat(warm[("frozen", "item_cold")]), atol=1e-6)
+
+
+def test_scenarios_share_a_pass_unless_their_supports_warm_up_new_items(prepared):
+    model, encoded = _model(prepared, seed=1), prepared.encoded
+    learners = {"frozen": Pretrain(model)}
+    names = ("warm", "user_cold", "item_cold", "user_item_cold")
+    scenarios = {k: prepared.scenarios[k] for k in names}
+    alone = {k: predict_scenarios(learners, encoded, {k: scenarios[k]})[("frozen", k)] for k in names}
+    assert evaluation_passes(model, encoded, scenarios) == [(list(names), None)]  # no warm-up: one pass
+    pooled = predict_scenarios(learners, encoded, scenarios)
+    assert list(pooled) == [("frozen", k) for k in names]
+    for k in names:  # the same predictions, task by task, whichever tasks share their batches
+        assert len(pooled[("frozen", k)]) == len(scenarios[k])
+        for (p, y, rows), (p0, y0, rows0) in zip(pooled[("frozen", k)], alone[k]):
+            np.testing.assert_allclose(p, p0, atol=1e-5)
+            np.testing.assert_array_equal(y, y0)
+            np.testing.assert_array_equal(rows, rows0)
+
+    # with warm-up, a scenario whose supports rate new items runs alone with its own offsets
+    plain = {"plain": dataclasses.replace(scenarios["warm"], support=_known_only(model, scenarios["warm"].support))}
+    passes = evaluation_passes(model, encoded, {**scenarios, **plain}, item_warmup=3.0)
+    warmed = [k for k in names if new_item_rows(model, scenarios[k].support.item_row).any()]
+    assert warmed and [p for p, _ in passes] == [[k] for k in warmed] + [["plain"]] and passes[-1][1] is None
+    for (name,), offsets in passes[:-1]:
+        support = scenarios[name].support
+        expected = item_offsets(model, rows_features(encoded, support), support.rating, 3.0)
+        np.testing.assert_array_equal(offsets, expected)
+
+
+def _known_only(model, rows: Rows) -> Rows:
+    """``rows`` without the rows of items new to ``model``."""
+    groups = []
+    for t in range(len(rows.sizes())):
+        u, i, r = rows.task(t)
+        keep = ~new_item_rows(model, i)
+        groups.append((u[keep], i[keep], r[keep]))
+    return Rows.from_groups(groups)

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 
 import numpy as np
@@ -52,7 +53,7 @@ def test_padded_masks_match_true_sizes(small_synthetic):
     _, split, encoded = small_synthetic
     tasks = build_tasks(encoded, split.partitions["user_cold"], query_size=10, min_support=3, seed=2)
     seen, partial = 0, 0
-    for episode, idx in eval_batches(encoded, tasks, batch_size=8):
+    for episode, idx in eval_batches(encoded, tasks, batch_size=8, bucketed=True):
         s_mask, q_mask = episode[SUPPORT][MASK], episode[QUERY][MASK]
         assert s_mask.shape[0] == 8 and s_mask.shape[1] in support_buckets(int(tasks.support_sizes().max()))
         assert tasks.support_sizes()[idx].max() <= s_mask.shape[1]
@@ -64,9 +65,9 @@ def test_padded_masks_match_true_sizes(small_synthetic):
         seen += len(idx)
     assert seen == len(tasks) and partial == int(len(tasks) % 8 > 0)  # only the last batch has empty slots
 
-    # without buckets (graphs that take any shape): sorted groups padded to their own largest task
+    # by default (graphs that take any shape): sorted groups padded to their own largest task
     seen, slots = [], 0
-    for episode, idx in eval_batches(encoded, tasks, batch_size=8, bucketed=False):
+    for episode, idx in eval_batches(encoded, tasks, batch_size=8):
         s_mask, q_mask = episode[SUPPORT][MASK], episode[QUERY][MASK]
         assert s_mask.shape == (len(idx), tasks.support_sizes()[idx].max()) and len(idx) <= 8
         assert q_mask.shape == (len(idx), tasks.query_sizes()[idx].max()) and episode[TASK_MASK].all()
@@ -95,6 +96,41 @@ def test_packed_groups_are_the_cheapest_contiguous_cut():
         groups = packed_groups(sizes, batch, call)
         assert groups[0][0] == 0 and groups[-1][1] == len(sizes) and all(hi - lo <= batch for lo, hi in groups)
         assert all(a[1] == b[0] for a, b in itertools.pairwise(groups)) and cost(groups) == best
+
+
+def test_packed_cut_makes_more_calls_only_to_reach_the_share_of_real_rows():
+    from tfmetarec.tasks.samplers import packed_cut, packed_groups, real_share
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        sizes = np.sort(rng.integers(0, 200, rng.integers(1, 80)))  # widely spread, some empty supports
+        cut = packed_cut(sizes, 32, call_rows=512, min_real=0.85)
+        assert real_share(sizes, cut) >= 0.85 and [hi for _, hi in cut][-1] == len(sizes)
+        cheapest = packed_groups(sizes, 32, 512)
+        if real_share(sizes, cheapest) >= 0.85:
+            assert cut == cheapest
+        else:
+            assert len(cut) > len(cheapest)
+        assert packed_cut(sizes, 32, 512, min_real=0.0) == cheapest
+    assert real_share(np.array([0, 1, 4]), [(0, 2), (2, 3)]) == 6 / 6  # an empty support takes one slot
+    assert real_share(np.array([1, 2, 4]), [(0, 3)]) == 7 / 12
+
+
+def test_joined_task_sets_keep_every_task_in_order(small_synthetic):
+    from tfmetarec.tasks import join_task_sets
+
+    _, split, encoded = small_synthetic
+    a = build_tasks(encoded, split.partitions["user_cold"], query_size=5, min_support=3, seed=2)
+    b = build_tasks(encoded, split.partitions["warm"], support_ratings=split.meta_train, query_size=5)
+    joined = join_task_sets([a, b])
+    assert len(joined) == len(a) + len(b) and joined.num_ratings() == a.num_ratings() + b.num_ratings()
+    for t, (tasks, i) in enumerate([(a, i) for i in range(len(a))] + [(b, i) for i in range(len(b))]):
+        for part in ("support", "query"):
+            for x, y in zip(getattr(joined, part).task(t), getattr(tasks, part).task(i)):
+                np.testing.assert_array_equal(x, y)
+    items = dataclasses.replace(a, task_key="item", name="items")
+    with pytest.raises(ValueError, match=r"different task keys \['item', 'user'\]"):
+        join_task_sets([a, items])
 
 
 def _cuts(n, batch, lo=0):

@@ -12,9 +12,10 @@ import tensorflow as tf
 from tfmetarec.data.features import EncodedData
 from tfmetarec.evaluation.metrics import average_metrics, binary_metrics, coverage_at_k, task_metrics
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.learners.item_warmup import new_item_rows, warmed_up
+from tfmetarec.learners.item_warmup import item_offsets, new_item_rows, offsets_applied
+from tfmetarec.models.base import MetaModel
 from tfmetarec.models.functional import graph_function
-from tfmetarec.tasks.episode import Rows, TaskSet
+from tfmetarec.tasks.episode import Rows, TaskSet, join_task_sets
 from tfmetarec.tasks.samplers import eval_batches
 from tfmetarec.types import ITEM_ID, MASK, QUERY, RATING, USER_FIELDS, USER_ID
 
@@ -25,10 +26,10 @@ def rows_features(encoded: EncodedData, rows: Rows) -> dict[str, np.ndarray]:
             ITEM_ID: rows.item_row.astype(np.int32)}
 
 
-def adapt_and_score_fn(learner: MetaLearner, jit_compile: bool = True):
-    """A compiled ``episode -> [T, Q]`` function: adapt on support, score query. Without XLA one
-    graph with unknown batch and row counts serves every padded shape (``reduce_retracing``);
-    XLA compiles each shape anyway."""
+def adapt_and_score_fn(learner: MetaLearner, jit_compile: bool = False):
+    """A traced ``episode -> [T, Q]`` function: adapt on support, score query. Without XLA (the
+    default) one graph with unknown batch and row counts serves every padded shape
+    (``reduce_retracing``); XLA (opt-in) compiles each shape."""
     return graph_function(lambda episode: learner(episode), jit_compile=jit_compile, reduce_retracing=not jit_compile)
 
 
@@ -37,7 +38,7 @@ def predict_tasks(
     encoded: EncodedData,
     tasks: TaskSet,
     batch_size: int = 32,
-    jit_compile: bool = True,
+    jit_compile: bool = False,
     fn=None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(predicted, true) query ratings of every task, in ``tasks`` order."""
@@ -79,7 +80,7 @@ def evaluate_tasks(
     tasks: TaskSet,
     ks: Sequence[int] = (1, 3, 5),
     batch_size: int = 32,
-    jit_compile: bool = True,
+    jit_compile: bool = False,
     fn=None,
     binary: bool = False,
 ) -> dict[str, float]:
@@ -95,13 +96,36 @@ def evaluate_tasks(
 Predictions = dict[tuple[str, str], list]
 """``(method, scenario) -> [(predicted, true, item rows) per task]``."""
 
+EvaluationPass = tuple[list[str], np.ndarray | None]
+"""The scenarios one evaluation pass holds, and the item offsets it runs with (``None``: the
+model's own)."""
+
+
+def evaluation_passes(model: MetaModel, encoded: EncodedData, scenarios: Mapping[str, TaskSet],
+                      item_warmup: float | None = None) -> list[EvaluationPass]:
+    """How :func:`predict_scenarios` runs ``model``'s learner over the non-empty ``scenarios``: a
+    scenario whose supports rate new items (with ``item_warmup``) in a pass of its own, with those
+    items warmed up from its supports (:func:`~tfmetarec.learners.item_warmup.item_offsets`); all
+    the others in one pass, their tasks packed into batches together (a task's predictions depend
+    only on its own rows and the model)."""
+    names = [n for n, tasks in scenarios.items() if len(tasks)]
+    passes: list[EvaluationPass] = []
+    if item_warmup is not None:
+        for name in names:
+            support = scenarios[name].support
+            if new_item_rows(model, support.item_row).any():
+                passes.append(([name], item_offsets(model, rows_features(encoded, support), support.rating,
+                                                    item_warmup)))
+    shared = [n for n in names if all(n not in p for p, _ in passes)]
+    return passes + ([(shared, None)] if shared else [])
+
 
 def predict_scenarios(
     learners: Mapping[str, MetaLearner],
     encoded: EncodedData,
     scenarios: Mapping[str, TaskSet],
     batch_size: int = 32,
-    jit_compile: bool = True,
+    jit_compile: bool = False,
     item_warmup: float | None = None,
     fns: Mapping[str, Any] | None = None,
 ) -> Predictions:
@@ -111,18 +135,21 @@ def predict_scenarios(
     With ``item_warmup`` (a shrinkage pseudo-count), a scenario whose supports rate new items
     first warms those items up from their support ratings (two-sided adaptation,
     :mod:`tfmetarec.learners.item_warmup`; query rows are never read), for every learner alike.
-    ``fns`` (method -> :func:`adapt_and_score_fn`) reuses functions already traced.
+    The scenarios share passes where that allows (:func:`evaluation_passes`), so small ones fill
+    batches with the others' tasks. ``fns`` (method -> :func:`adapt_and_score_fn`) reuses
+    functions already traced.
     """
     out: Predictions = {}
     for method, learner in learners.items():
         fn = (fns or {}).get(method) or adapt_and_score_fn(learner, jit_compile)
-        for scenario, tasks in scenarios.items():
-            if not len(tasks):
-                continue
-            warm = item_warmup is not None and new_item_rows(learner.model, tasks.support.item_row).any()
-            with warmed_up([learner.model] if warm else [], rows_features(encoded, tasks.support),
-                           tasks.support.rating, item_warmup or 0.0):
-                out[(method, scenario)] = _predict(learner, encoded, tasks, batch_size, jit_compile, fn)
+        results: dict[str, list] = {}
+        for names, offsets in evaluation_passes(learner.model, encoded, scenarios, item_warmup):
+            with offsets_applied(learner.model, offsets):
+                pooled = _predict(learner, encoded, join_task_sets([scenarios[n] for n in names]), batch_size,
+                                  jit_compile, fn)
+            for name, lo in zip(names, np.cumsum([0] + [len(scenarios[n]) for n in names[:-1]])):
+                results[name] = pooled[lo: lo + len(scenarios[name])]
+        out.update({(method, name): results[name] for name in scenarios if name in results})
     return out
 
 
@@ -151,7 +178,7 @@ def evaluate_scenarios(
     scenarios: Mapping[str, TaskSet],
     ks: Sequence[int] = (1, 3, 5),
     batch_size: int = 32,
-    jit_compile: bool = True,
+    jit_compile: bool = False,
     binary: bool = False,
     per_task: bool = False,
     item_warmup: float | None = None,

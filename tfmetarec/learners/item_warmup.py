@@ -88,18 +88,18 @@ def warm_up_items(model: MetaModel, features: Features, ratings: np.ndarray, shr
 
 
 @contextlib.contextmanager
-def warmed_up(models: list[MetaModel], features: Features, ratings: np.ndarray, shrinkage: float) -> Iterator[None]:
-    """Each of ``models`` (each once) warmed up from the rating rows inside the block, its offsets
-    restored after it."""
-    unique = list({id(m): m for m in models}.values())
-    saved = [m.item_offsets for m in unique]
+def offsets_applied(model: MetaModel, offsets: np.ndarray | None) -> Iterator[None]:
+    """``model`` with item ``offsets`` (from :func:`item_offsets`) inside the block, its own
+    offsets restored after it; ``None`` leaves the model as it is."""
+    if offsets is None:
+        yield
+        return
+    saved = model.item_offsets
     try:
-        for m in unique:
-            warm_up_items(m, features, ratings, shrinkage)
+        model.set_item_offsets(offsets)
         yield
     finally:
-        for m, offsets in zip(unique, saved):
-            m.set_item_offsets(offsets)
+        model.set_item_offsets(saved)
 
 
-__all__ = ["item_offsets", "item_residuals", "new_item_rows", "warm_up_items", "warmed_up"]
+__all__ = ["item_offsets", "item_residuals", "new_item_rows", "offsets_applied", "warm_up_items"]

@@ -7,6 +7,7 @@ from tfmetarec.tasks.episode import (
     TaskSet,
     build_tasks,
     group_tasks,
+    join_task_sets,
     limit_support,
     pad_episode,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "episode_signature",
     "eval_batches",
     "group_tasks",
+    "join_task_sets",
     "limit_support",
     "pad_episode",
     "support_buckets",

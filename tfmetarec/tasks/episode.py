@@ -15,6 +15,7 @@ which rows and tasks are real.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +80,27 @@ class TaskSet:
 
     def num_ratings(self) -> int:
         return int(self.support.offsets[-1] + self.query.offsets[-1])
+
+
+def _joined_rows(parts: Sequence[Rows]) -> Rows:
+    """The tasks of ``parts`` one after the other as one :class:`Rows`."""
+    starts = np.cumsum([0] + [int(r.offsets[-1]) for r in parts[:-1]])
+    offsets = np.concatenate([[0]] + [r.offsets[1:] + s for r, s in zip(parts, starts)]).astype(np.int64)
+    return Rows(*(np.concatenate([getattr(r, f) for r in parts]) for f in ("user_row", "item_row", "rating")),
+                offsets)
+
+
+def join_task_sets(sets: Sequence[TaskSet], name: str = "joined") -> TaskSet:
+    """The tasks of ``sets`` (one task key) one after the other: task ``i`` of ``sets[k]`` is task
+    ``sum(len(s) for s in sets[:k]) + i``; for one pass over several sets."""
+    if not sets:
+        raise ValueError("join_task_sets needs at least one task set.")
+    keys = {s.task_key for s in sets}
+    if len(keys) > 1:
+        raise ValueError(f"Cannot join task sets of different task keys {sorted(keys)} "
+                         f"({', '.join(s.name for s in sets)}).")
+    return TaskSet(name, sets[0].task_key, np.concatenate([s.task_ids for s in sets]),
+                   _joined_rows([s.support for s in sets]), _joined_rows([s.query for s in sets]))
 
 
 def _rows_of(encoded: EncodedData, ratings: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -364,8 +364,10 @@ EVAL_CALL_ROWS = 512
 """What one more evaluation call must save in padded support rows to be made (see
 :func:`eval_batches` without buckets): the fixed cost of a call, counted in rows. Measured on the
 default MeLU + MAML without XLA, a call costs ~5 ms whatever its padding, so calls are what to
-save (BENCHMARKS.md, "Padding of the evaluation batches": cutting small sets into more calls until
-85 % of their support rows were real made a pass 1.11-1.15x slower)."""
+save (BENCHMARKS.md, "Padding of the evaluation batches")."""
+
+EVAL_MIN_REAL = 0.85
+"""The share of real support rows below which :func:`packed_cut` makes more calls."""
 
 
 def packed_groups(sizes: np.ndarray, batch_size: int, call_rows: float = EVAL_CALL_ROWS) -> list[tuple[int, int]]:
@@ -387,21 +389,43 @@ def packed_groups(sizes: np.ndarray, batch_size: int, call_rows: float = EVAL_CA
     return groups[::-1]
 
 
+def real_share(sizes: np.ndarray, groups: Sequence[tuple[int, int]]) -> float:
+    """Share of the support slots of ``groups`` (cut from ascending ``sizes``) that hold a row; a
+    task without support rows counts as one (it takes one slot wherever it goes)."""
+    sizes = np.maximum(np.asarray(sizes, dtype=np.int64), 1)
+    slots = sum((hi - lo) * int(sizes[hi - 1]) for lo, hi in groups)
+    return float(sizes.sum() / slots) if slots else 1.0
+
+
+def packed_cut(sizes: np.ndarray, batch_size: int, call_rows: float = EVAL_CALL_ROWS,
+               min_real: float = EVAL_MIN_REAL) -> list[tuple[int, int]]:
+    """:func:`packed_groups` of ascending ``sizes``, with the cost of a call halved until at least
+    ``min_real`` of the support slots hold a row (always reached: at no call cost every group holds
+    tasks of one size)."""
+    groups = packed_groups(sizes, batch_size, call_rows)
+    while real_share(sizes, groups) < min_real and call_rows > 0:
+        call_rows = call_rows / 2 if call_rows > 1 else 0.0
+        groups = packed_groups(sizes, batch_size, call_rows)
+    return groups
+
+
 def eval_batches(
     encoded: EncodedData,
     tasks: TaskSet,
     batch_size: int = 32,
-    bucketed: bool = True,
+    bucketed: bool = False,
+    min_real: float = EVAL_MIN_REAL,
 ) -> Iterator[tuple[dict, np.ndarray]]:
     """Every task once, in batches of similar support size.
 
-    Yields ``(episode, task_indices)``. With ``bucketed`` (for XLA, which compiles every shape),
-    tasks go to the smallest power-of-two support bucket that holds them; the tasks left over
-    when a bucket's batches are full move on to fill the next bucket's batches (a larger bucket
-    holds them), so only the very last batch has empty task slots (``task_mask`` 0; the task
-    axis stays ``batch_size``). Without (a graph that takes any shape), the tasks sorted by
-    support size are cut into groups of at most ``batch_size`` (:func:`packed_groups`), each
-    padded only to its own largest support and query, with no empty task slot.
+    Yields ``(episode, task_indices)``. By default (a graph that takes any shape), the tasks
+    sorted by support size are cut into groups of at most ``batch_size`` (:func:`packed_cut`:
+    the fewest padded rows plus a cost per call, with at least ``min_real`` of the support slots
+    real), each padded only to its own largest support and query, with no empty task slot. With
+    ``bucketed`` (for XLA, which compiles every shape), tasks go to the smallest power-of-two
+    support bucket that holds them; the tasks left over when a bucket's batches are full move on
+    to fill the next bucket's batches (a larger bucket holds them), so only the very last batch
+    has empty task slots (``task_mask`` 0; the task axis stays ``batch_size``).
     """
     if len(tasks) == 0:
         return
@@ -415,7 +439,7 @@ def eval_batches(
 
     if not bucketed:
         order = np.argsort(s_sizes, kind="stable")
-        for lo, hi in packed_groups(s_sizes[order], batch_size):
+        for lo, hi in packed_cut(s_sizes[order], batch_size, min_real=min_real):
             idx = order[lo:hi]
             yield batch(idx, max(int(s_sizes[idx].max()), 1), max(int(q_sizes[idx].max()), 1), None)
         return
