@@ -22,6 +22,8 @@ ITEM_FIELDS = "item_fields"  # int32 [..., W_item]: optional; item content given
 # instead of gathered from the item table (an item the table does not hold)
 ITEM_ID_HIDDEN = "item_id_hidden"  # float32 [...]: optional, training only; 1 where a row's item ID
 # embedding is hidden (read as the unknown item's, ID dropout) while its content is kept
+ITEM_OFFSET = "item_offset"  # float32 [...]: optional; each row's item offset given instead of read from the
+# model's offsets (one evaluation pass over scenarios whose new items are warmed up differently)
 ITEM_REPRESENTATION = "item_representation"  # float32 [..., item_dim]: optional; the item side's output
 # given instead of computed (a model that reads it says so with ``reads_item_representation``)
 
@@ -37,7 +39,7 @@ trainer given the dataset continues the sampler's stream instead of replaying th
 
 FEATURE_KEYS = (USER_ID, ITEM_ID, USER_FIELDS)
 """The inputs every episode part carries (``ITEM_FIELDS`` is optional)."""
-OPTIONAL_FEATURE_KEYS = (ITEM_FIELDS, ITEM_ID_HIDDEN)
+OPTIONAL_FEATURE_KEYS = (ITEM_FIELDS, ITEM_ID_HIDDEN, ITEM_OFFSET)
 
 CATEGORICAL = "categorical"
 LIST = "list"

@@ -7,12 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tfmetarec import learners as learner_zoo
+from tfmetarec import models as model_zoo
 from tfmetarec.config import ExperimentConfig, ModelConfig
 from tfmetarec.data import make_synthetic
-from tfmetarec.evaluation.protocol import evaluation_passes, predict_scenarios, rows_features
+from tfmetarec.evaluation.protocol import predict_scenarios, rows_features, scenario_offsets
 from tfmetarec.learners import Pretrain
 from tfmetarec.learners.item_warmup import item_offsets, new_item_rows, warm_up_items
+from tfmetarec.tasks import build_tasks, eval_batches
 from tfmetarec.tasks.episode import Rows
+from tfmetarec.types import ITEM_ID, ITEM_OFFSET
 from tfmetarec.workflows import build_model, prepare
 
 CONFIG = ExperimentConfig(model=ModelConfig("melu", embedding_dim=4, hidden_units=(8,)))
@@ -112,38 +116,60 @@ def test_the_protocol_warms_new_items_from_supports_only_and_restores_the_model(
     np.testing.assert_allclose(flat(again[("frozen", "item_cold")]), flat(warm[("frozen", "item_cold")]), atol=1e-6)
 
 
-def test_scenarios_share_a_pass_unless_their_supports_warm_up_new_items(prepared):
+def test_every_scenario_in_one_pass_scores_as_each_alone_with_its_warm_up_in_the_model(prepared):
     model, encoded = _model(prepared, seed=1), prepared.encoded
     learners = {"frozen": Pretrain(model)}
     names = ("warm", "user_cold", "item_cold", "user_item_cold")
     scenarios = {k: prepared.scenarios[k] for k in names}
-    alone = {k: predict_scenarios(learners, encoded, {k: scenarios[k]})[("frozen", k)] for k in names}
-    assert evaluation_passes(model, encoded, scenarios) == [(list(names), None)]  # no warm-up: one pass
-    pooled = predict_scenarios(learners, encoded, scenarios)
-    assert list(pooled) == [("frozen", k) for k in names]
-    for k in names:  # the same predictions, task by task, whichever tasks share their batches
-        assert len(pooled[("frozen", k)]) == len(scenarios[k])
-        for (p, y, rows), (p0, y0, rows0) in zip(pooled[("frozen", k)], alone[k]):
+    offsets = scenario_offsets(model, encoded, scenarios, item_warmup=3.0)
+    pooled = predict_scenarios(learners, encoded, scenarios, item_warmup=3.0)
+    assert list(pooled) == [("frozen", k) for k in names] and not model.item_offsets.any()  # the model unchanged
+    warmed = 0
+    for k in names:
+        support = scenarios[k].support
+        if new_item_rows(model, support.item_row).any():
+            expected = item_offsets(model, rows_features(encoded, support), support.rating, 3.0)
+            np.testing.assert_array_equal(offsets[k], expected)
+            warmed += 1
+        else:
+            np.testing.assert_array_equal(offsets[k], model.item_offsets)
+        model.set_item_offsets(offsets[k])  # the scenario alone, its warm-up held by the model
+        alone = predict_scenarios(learners, encoded, {k: scenarios[k]})[("frozen", k)]
+        model.set_item_offsets(np.zeros(model.num_table_items))
+        assert len(pooled[("frozen", k)]) == len(alone) == len(scenarios[k])
+        for (p, y, rows), (p0, y0, rows0) in zip(pooled[("frozen", k)], alone):
             np.testing.assert_allclose(p, p0, atol=1e-5)
             np.testing.assert_array_equal(y, y0)
             np.testing.assert_array_equal(rows, rows0)
-
-    # with warm-up, a scenario whose supports rate new items runs alone with its own offsets
-    plain = {"plain": dataclasses.replace(scenarios["warm"], support=_known_only(model, scenarios["warm"].support))}
-    passes = evaluation_passes(model, encoded, {**scenarios, **plain}, item_warmup=3.0)
-    warmed = [k for k in names if new_item_rows(model, scenarios[k].support.item_row).any()]
-    assert warmed and [p for p, _ in passes] == [[k] for k in warmed] + [["plain"]] and passes[-1][1] is None
-    for (name,), offsets in passes[:-1]:
-        support = scenarios[name].support
-        expected = item_offsets(model, rows_features(encoded, support), support.rating, 3.0)
-        np.testing.assert_array_equal(offsets, expected)
+    assert warmed >= 2
 
 
-def _known_only(model, rows: Rows) -> Rows:
-    """``rows`` without the rows of items new to ``model``."""
-    groups = []
-    for t in range(len(rows.sizes())):
-        u, i, r = rows.task(t)
-        keep = ~new_item_rows(model, i)
-        groups.append((u[keep], i[keep], r[keep]))
-    return Rows.from_groups(groups)
+ZOO = ([("metaemb" if n == "metaemb_generator" else "melu", n) for n in learner_zoo.available()]
+       + [(m, "maml") for m in model_zoo.available() if m != "melu"])
+
+
+@pytest.mark.parametrize(("model_name", "learner_name"), ZOO)
+def test_offsets_given_with_the_rows_score_as_the_models_own(prepared, model_name, learner_name):
+    """Every learner and model reads a row's ``item_offset`` feature where it would read the model's
+    offset: one evaluation pass can hold scenarios warmed up differently."""
+    encoded = prepared.encoded
+    cls = model_zoo.get(model_name)
+    sizes = {"embedding_dim": 4, "seed": 0, **({"hidden_units": (8,)} if "hidden_units" in cls.settings() else {})}
+    model = cls.from_spec(encoded.spec, item_table=encoded.item_table, item_raw_ids=encoded.item_raw_ids, **sizes)
+    learner = learner_zoo.create(learner_name, model)
+    item_tasks = learner.task_key == "item"
+    if learner.needs_training_ratings:
+        rated = prepared.split.meta_train
+        learner.fit_statistics(encoded.item_vocab_ids(rated["item"]), rated["rating"].to_numpy())
+    tasks = (build_tasks(encoded, prepared.split.partitions["item_cold"], task_key="item", query_size=4)
+             if item_tasks else prepared.scenarios["item_cold"])
+    episode, _ = next(eval_batches(encoded, tasks, batch_size=6))
+    table = np.random.default_rng(3).normal(0.0, 0.5, model.num_table_items).astype(np.float32)
+    table[0] = 0.0
+    given = {k: ({**v, ITEM_OFFSET: table[v[ITEM_ID]]} if isinstance(v, dict) else v) for k, v in episode.items()}
+    with_rows = learner(given).numpy()
+    model.set_item_offsets(table)
+    np.testing.assert_allclose(with_rows, learner(episode).numpy(), atol=1e-5)
+    if not learner.needs_training_ratings:  # the rating statistics (item mean, popularity) read no model
+        model.set_item_offsets(np.zeros_like(table))
+        assert np.abs(learner(episode).numpy() - with_rows).max() > 1e-3  # the offsets do move the scores

@@ -12,12 +12,12 @@ import tensorflow as tf
 from tfmetarec.data.features import EncodedData
 from tfmetarec.evaluation.metrics import average_metrics, binary_metrics, coverage_at_k, task_metrics
 from tfmetarec.learners.base import MetaLearner
-from tfmetarec.learners.item_warmup import item_offsets, new_item_rows, offsets_applied
+from tfmetarec.learners.item_warmup import item_offsets, new_item_rows
 from tfmetarec.models.base import MetaModel
 from tfmetarec.models.functional import graph_function
 from tfmetarec.tasks.episode import Rows, TaskSet, join_task_sets
 from tfmetarec.tasks.samplers import eval_batches
-from tfmetarec.types import ITEM_ID, MASK, QUERY, RATING, USER_FIELDS, USER_ID
+from tfmetarec.types import ITEM_ID, ITEM_OFFSET, MASK, QUERY, RATING, SUPPORT, USER_FIELDS, USER_ID
 
 
 def rows_features(encoded: EncodedData, rows: Rows) -> dict[str, np.ndarray]:
@@ -45,11 +45,22 @@ def predict_tasks(
     return [(p, t) for p, t, _ in _predict(learner, encoded, tasks, batch_size, jit_compile, fn)]
 
 
-def _predict(learner, encoded, tasks, batch_size, jit_compile, fn):
-    """(predicted, true, item rows) of every task's query, in ``tasks`` order."""
+ItemOffsets = tuple[np.ndarray, np.ndarray]
+"""``(tables [K, item table rows], table of each task [T])``: the item offsets a pass runs with."""
+
+
+def _predict(learner, encoded, tasks, batch_size, jit_compile, fn, offsets: ItemOffsets | None = None):
+    """(predicted, true, item rows) of every task's query, in ``tasks`` order; with ``offsets``,
+    every row carries its item offset from its task's table (``ITEM_OFFSET``)."""
     fn = fn or adapt_and_score_fn(learner, jit_compile)
     out: list = [None] * len(tasks)
     for episode, idx in eval_batches(encoded, tasks, batch_size, bucketed=jit_compile):
+        if offsets is not None:
+            tables, which = offsets
+            for part in (SUPPORT, QUERY):  # padded task slots (XLA's buckets) read table 0; their rows item 0
+                slot = np.zeros(len(episode[part][ITEM_ID]), np.int64)
+                slot[: len(idx)] = which[idx]
+                episode[part][ITEM_OFFSET] = tables[slot[:, None], episode[part][ITEM_ID]]
         pred = fn(episode).numpy()
         query = episode[QUERY]
         for row, t in enumerate(idx):
@@ -96,28 +107,19 @@ def evaluate_tasks(
 Predictions = dict[tuple[str, str], list]
 """``(method, scenario) -> [(predicted, true, item rows) per task]``."""
 
-EvaluationPass = tuple[list[str], np.ndarray | None]
-"""The scenarios one evaluation pass holds, and the item offsets it runs with (``None``: the
-model's own)."""
-
-
-def evaluation_passes(model: MetaModel, encoded: EncodedData, scenarios: Mapping[str, TaskSet],
-                      item_warmup: float | None = None) -> list[EvaluationPass]:
-    """How :func:`predict_scenarios` runs ``model``'s learner over the non-empty ``scenarios``: a
-    scenario whose supports rate new items (with ``item_warmup``) in a pass of its own, with those
-    items warmed up from its supports (:func:`~tfmetarec.learners.item_warmup.item_offsets`); all
-    the others in one pass, their tasks packed into batches together (a task's predictions depend
-    only on its own rows and the model)."""
-    names = [n for n, tasks in scenarios.items() if len(tasks)]
-    passes: list[EvaluationPass] = []
-    if item_warmup is not None:
-        for name in names:
-            support = scenarios[name].support
-            if new_item_rows(model, support.item_row).any():
-                passes.append(([name], item_offsets(model, rows_features(encoded, support), support.rating,
-                                                    item_warmup)))
-    shared = [n for n in names if all(n not in p for p, _ in passes)]
-    return passes + ([(shared, None)] if shared else [])
+def scenario_offsets(model: MetaModel, encoded: EncodedData, scenarios: Mapping[str, TaskSet],
+                     item_warmup: float | None = None) -> dict[str, np.ndarray]:
+    """The item offsets each scenario is evaluated with: for a scenario whose supports rate new
+    items (with ``item_warmup``), those items warmed up from its supports
+    (:func:`~tfmetarec.learners.item_warmup.item_offsets`); for the others, the model's own."""
+    out = {}
+    for name, tasks in scenarios.items():
+        support = tasks.support
+        if item_warmup is not None and len(tasks) and new_item_rows(model, support.item_row).any():
+            out[name] = item_offsets(model, rows_features(encoded, support), support.rating, item_warmup)
+        else:
+            out[name] = model.item_offsets
+    return out
 
 
 def predict_scenarios(
@@ -135,21 +137,25 @@ def predict_scenarios(
     With ``item_warmup`` (a shrinkage pseudo-count), a scenario whose supports rate new items
     first warms those items up from their support ratings (two-sided adaptation,
     :mod:`tfmetarec.learners.item_warmup`; query rows are never read), for every learner alike.
-    The scenarios share passes where that allows (:func:`evaluation_passes`), so small ones fill
-    batches with the others' tasks. ``fns`` (method -> :func:`adapt_and_score_fn`) reuses
-    functions already traced.
+    Every learner runs one pass over all the scenarios' tasks, packed into batches together: each
+    row carries its scenario's item offset (:func:`scenario_offsets`), and the model is never
+    changed. ``fns`` (method -> :func:`adapt_and_score_fn`) reuses functions already traced.
     """
+    names = [n for n, tasks in scenarios.items() if len(tasks)]
+    if not names:
+        return {}
+    joined = join_task_sets([scenarios[n] for n in names])
+    sizes = [len(scenarios[n]) for n in names]
     out: Predictions = {}
     for method, learner in learners.items():
         fn = (fns or {}).get(method) or adapt_and_score_fn(learner, jit_compile)
-        results: dict[str, list] = {}
-        for names, offsets in evaluation_passes(learner.model, encoded, scenarios, item_warmup):
-            with offsets_applied(learner.model, offsets):
-                pooled = _predict(learner, encoded, join_task_sets([scenarios[n] for n in names]), batch_size,
-                                  jit_compile, fn)
-            for name, lo in zip(names, np.cumsum([0] + [len(scenarios[n]) for n in names[:-1]])):
-                results[name] = pooled[lo: lo + len(scenarios[name])]
-        out.update({(method, name): results[name] for name in scenarios if name in results})
+        offsets = None
+        if item_warmup is not None:
+            tables = scenario_offsets(learner.model, encoded, {n: scenarios[n] for n in names}, item_warmup)
+            offsets = (np.stack([tables[n] for n in names]).astype(np.float32), np.repeat(np.arange(len(names)), sizes))
+        pooled = _predict(learner, encoded, joined, batch_size, jit_compile, fn, offsets)
+        for name, lo, size in zip(names, np.cumsum([0] + sizes[:-1]), sizes):
+            out[(method, name)] = pooled[lo: lo + size]
     return out
 
 

@@ -17,9 +17,6 @@ In the cold-start protocol the residuals come from the support rows of a scenari
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import tensorflow as tf
 
@@ -87,19 +84,4 @@ def warm_up_items(model: MetaModel, features: Features, ratings: np.ndarray, shr
     return offsets
 
 
-@contextlib.contextmanager
-def offsets_applied(model: MetaModel, offsets: np.ndarray | None) -> Iterator[None]:
-    """``model`` with item ``offsets`` (from :func:`item_offsets`) inside the block, its own
-    offsets restored after it; ``None`` leaves the model as it is."""
-    if offsets is None:
-        yield
-        return
-    saved = model.item_offsets
-    try:
-        model.set_item_offsets(offsets)
-        yield
-    finally:
-        model.set_item_offsets(saved)
-
-
-__all__ = ["item_offsets", "item_residuals", "new_item_rows", "offsets_applied", "warm_up_items"]
+__all__ = ["item_offsets", "item_residuals", "new_item_rows", "warm_up_items"]

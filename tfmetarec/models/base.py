@@ -36,6 +36,7 @@ from tfmetarec.types import (
     ITEM_FIELDS,
     ITEM_ID,
     ITEM_ID_HIDDEN,
+    ITEM_OFFSET,
     USER_FIELDS,
     USER_ID,
     VECTOR,
@@ -250,8 +251,11 @@ class MetaModel(Configurable, keras.Model):
         self._item_offset.assign(values)
 
     def item_offset(self, features: Features) -> tf.Tensor:
-        """Every row's item offset ``[...]`` (0 for rows outside the table and for batches that
-        carry item fields instead of table rows)."""
+        """Every row's item offset ``[...]``: ``features``' own ``item_offset`` if given, else the
+        model's (0 for rows outside the table and for batches that carry item fields instead of
+        table rows)."""
+        if ITEM_OFFSET in features:
+            return tf.cast(features[ITEM_OFFSET], tf.float32)
         if ITEM_ID not in features or ITEM_FIELDS in features:
             return tf.zeros([], tf.float32)
         rows = tf.cast(features[ITEM_ID], tf.int32)
