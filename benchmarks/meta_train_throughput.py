@@ -438,64 +438,68 @@ def training_padding(dataset: str, prepared) -> list[dict]:
 def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
     """How much of the evaluation batches is real (support rows holding a rating, task slots
     holding a task) and how long one evaluation takes, over the quickstart's split (synthetic;
-    ML-100K too when ``TFMETAREC_DATA_DIR`` holds it): the four scenarios of the report and the two
-    validation task sets of the checkpoint choice, in the passes the library's evaluation makes
-    (``evaluation_passes``: with the default two-sided adaptation, every set whose supports rate
-    new items alone; then without it, every set in one pass). Batches three ways: power-of-two
-    buckets (what an XLA evaluation needs), packed without a floor (the commit before), packed with
-    at least 85 % real support rows (the default). Time: the default MeLU + MAML (untrained; the
-    time does not depend on the weights), one graph per way traced beforehand, ``rounds`` rounds
-    taking turns, median seconds for every pass of both groups."""
+    ML-100K too when ``TFMETAREC_DATA_DIR`` holds it): the four scenarios of the report, and the two
+    validation task sets of the checkpoint choice. Three ways: every set alone in power-of-two
+    buckets (what an XLA evaluation needs); every set alone, packed with the fewest padded rows
+    plus a cost per call (the commit before); the sets of a group in one pass, each row carrying its
+    set's item offsets, packed with at least 85 % real support rows (the library's evaluation now).
+    Time: the default MeLU + MAML (untrained; the time does not depend on the weights), one graph
+    per way traced beforehand, ``rounds`` rounds taking turns, median seconds for both groups."""
     from tfmetarec.config import ExperimentConfig
     from tfmetarec.data.paths import movielens_100k_dir
-    from tfmetarec.evaluation.protocol import adapt_and_score_fn, evaluation_passes
+    from tfmetarec.evaluation.protocol import adapt_and_score_fn
     from tfmetarec.tasks import join_task_sets
     from tfmetarec.tasks.samplers import eval_batches
+    from tfmetarec.types import ITEM_ID, ITEM_OFFSET, QUERY, SUPPORT
     from tfmetarec.workflows import build_learner, build_model, prepare
 
     datasets = ["synthetic"] + (["movielens-100k"] if (movielens_100k_dir() / "u.data").exists() else [])
-    ways = {"power-of-two buckets": {"bucketed": True}, "packed, no floor (before)": {"min_real": 0.0},
-            "packed, >= 85 % real (the default)": {}}
+    before = "each set alone, packed (before)"
+    ways = ("each set alone, power-of-two buckets", before, "one pass, packed, >= 85 % real (now)")
     rows = []
     for dataset in datasets:
         config = ExperimentConfig(dataset=dataset)
         prepared = prepare(config)
         rows += training_padding(dataset, prepared)
         learner = build_learner(config, build_model(config, prepared.encoded), prepared)
-        passes = []
-        for warmup in (config.train.item_warmup, None):
-            for sets in (prepared.scenarios, prepared.validation_sets()):
-                for names, _ in evaluation_passes(learner.model, prepared.encoded, sets, warmup):
-                    passes.append(("warm-up" if warmup else "none", " + ".join(names),
-                                   join_task_sets([sets[n] for n in names])))
+        offsets = np.zeros(learner.model.num_table_items, np.float32)
+
+        def with_offsets(episode: dict) -> dict:
+            for part in (SUPPORT, QUERY):
+                episode[part][ITEM_OFFSET] = offsets[episode[part][ITEM_ID]]
+            return episode
+
         batches = {how: [] for how in ways}
-        for warmup, label, tasks in passes:
-            for how, options in ways.items():
-                made = list(eval_batches(prepared.encoded, tasks, batch_size, **options))
-                masks = [episode["support"]["mask"] for episode, _ in made]
-                filled = sum(len(idx) for _, idx in made)
-                rows.append({"data": dataset, "item warm-up": warmup, "pass": label, "batches": how,
-                             "calls": len(made), "real support rows": sum(m.sum() for m in masks) / sum(
-                                 m.size for m in masks), "task slots filled": filled / sum(m.shape[0] for m in masks)})
-                batches[how] += [(warmup, episode) for episode, _ in made]
-            print(rows[-len(ways):], flush=True)
-        fns = {how: adapt_and_score_fn(learner) for how in ways}
-        for warmup in ("warm-up", "none"):
-            seconds = {how: [] for how in ways}
-            for r in range(rounds + 1):  # round 0 traces
-                for how in ways:
-                    start = time.perf_counter()
-                    for group, episode in batches[how]:
-                        if group == warmup:
-                            fns[how](episode).numpy()
-                    if r:
-                        seconds[how].append(time.perf_counter() - start)
-            base = float(np.median(seconds["packed, no floor (before)"]))
+        for group, sets in (("report", prepared.scenarios), ("checkpoint choice", prepared.validation_sets())):
+            alone = list(sets.values())
+            made = {ways[0]: [list(eval_batches(prepared.encoded, t, batch_size, bucketed=True)) for t in alone],
+                    before: [list(eval_batches(prepared.encoded, t, batch_size, min_real=0.0)) for t in alone],
+                    ways[2]: [list(eval_batches(prepared.encoded, join_task_sets(alone), batch_size))]}
             for how in ways:
-                t = float(np.median(seconds[how]))
-                rows.append({"data": dataset, "item warm-up": warmup, "pass": "every pass above", "batches": how,
-                             "calls": sum(g == warmup for g, _ in batches[how]), "seconds": t, "vs before": base / t})
-            print(rows[-len(ways):], flush=True)
+                labels = list(sets) if len(made[how]) > 1 else [" + ".join(sets)]
+                for label, passed in zip(labels, made[how]):
+                    masks = [episode[SUPPORT]["mask"] for episode, _ in passed]
+                    rows.append({"data": dataset, "scenario": f"{group}: {label}", "batches": how,
+                                 "calls": len(passed),
+                                 "real support rows": float(sum(m.sum() for m in masks) / sum(m.size for m in masks)),
+                                 "task slots filled": sum(len(i) for _, i in passed) / sum(m.shape[0] for m in masks)})
+                    batches[how] += [with_offsets(e) if how == ways[2] else e for e, _ in passed]
+            print(rows[-6:], flush=True)
+        fns = {how: adapt_and_score_fn(learner) for how in ways}
+        seconds = {how: [] for how in ways}
+        for r in range(rounds + 1):  # round 0 traces
+            for how in ways:
+                start = time.perf_counter()
+                for episode in batches[how]:
+                    fns[how](episode).numpy()
+                if r:
+                    seconds[how].append(time.perf_counter() - start)
+        base = float(np.median(seconds[before]))
+        for how in ways:
+            t = float(np.median(seconds[how]))
+            rows.append({"data": dataset, "scenario": "both groups", "batches": how, "calls": len(batches[how]),
+                         "seconds": t, "vs before": base / t})
+        print(rows[-len(ways):], flush=True)
     return rows
 
 
@@ -533,8 +537,8 @@ def main(argv=None) -> int:
         sections += [
             ("## Padding: the meta-training sampler's buckets (powers of two, fitted) and the evaluation "
              "passes' batches (32 tasks a batch at most; power-of-two buckets or packed), and their time"), "",
-            markdown_table(padding, ["data", "scenario", "item warm-up", "pass", "batches", "calls",
-                                     "real support rows", "task slots filled", "buckets", "seconds", "vs before"]), ""]
+            markdown_table(padding, ["data", "scenario", "batches", "calls", "real support rows",
+                                     "task slots filled", "buckets", "seconds", "vs before"]), ""]
     if args.only == "padding":
         return write_report(args.out, sections)
     if args.only in (None, "hoist"):
