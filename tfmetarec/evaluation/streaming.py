@@ -88,10 +88,11 @@ class StreamMethod:
 
 
 def _prefix(part: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The support with only its first ``n`` rows real."""
-    out = dict(part)
-    out[MASK] = part[MASK] * (np.arange(part[MASK].shape[1]) < n)[None, :].astype(np.float32)
-    return out
+    """The support's first ``n`` rows (no padded row: every task reveals at least as many); for
+    ``n = 0``, every row masked (the shape of the state an ``update`` starts from)."""
+    if n > 0:
+        return {k: v[:, :n] for k, v in part.items()}
+    return {**part, MASK: np.zeros_like(part[MASK])}
 
 
 def _row(part: Mapping[str, np.ndarray], j: int) -> dict[str, np.ndarray]:
@@ -118,7 +119,8 @@ def streaming_curve(
         learner = method.learner
         if method.kind not in ("incremental", "readapt"):
             raise ValueError(f"{name}: kind must be 'incremental' or 'readapt', got {method.kind!r}.")
-        compiled[name] = (graph_function(learner.adapt), graph_function(learner.update), graph_function(learner.score))
+        compiled[name] = (graph_function(learner.adapt, reduce_retracing=True),  # supports of 1..last rows
+                          graph_function(learner.update), graph_function(learner.score))
     warm = True  # the first batch runs once untimed, so tracing is not counted as update time
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     timing: dict[tuple[str, int], list[float]] = {}
