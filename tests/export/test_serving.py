@@ -40,17 +40,37 @@ def _call(loaded, signature: str, request: dict) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in out.items()}
 
 
-def _session(path, signature: str, request: dict) -> dict[str, np.ndarray]:
-    """The request through a TF1 session on the `serve` tag, the way TF Serving loads a SavedModel."""
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(path))
+def _session_runner(sess, meta):
+    """``run(signature, request)`` through a loaded TF1 session."""
+
+    def run(signature: str, request: dict) -> dict[str, np.ndarray]:
         sig = meta.signature_def[signature]
         feed = {sig.inputs[k].name: v for k, v in request.items()}
         names = sorted(sig.outputs)
         return dict(zip(names, sess.run([sig.outputs[n].name for n in names], feed)))
+    return run
 
 
-def test_raw_requests_of_random_shapes_agree_everywhere(served):
+def _session(path, signature: str, request: dict) -> dict[str, np.ndarray]:
+    """The request through a TF1 session on the `serve` tag, the way TF Serving loads a SavedModel."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(path))
+        return _session_runner(sess, meta)(signature, request)
+
+
+@pytest.fixture(scope="module")
+def session(served):
+    """``served``'s SavedModel loaded once in a TF1 session on the `serve` tag (as TF Serving loads
+    it): ``run(signature, request)``; a refused request leaves the session usable, as in TF Serving."""
+    graph = tf.Graph()
+    sess = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():  # only while loading: the tests run eagerly around it
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(served[2]))
+    yield _session_runner(sess, meta)
+    sess.close()
+
+
+def test_raw_requests_of_random_shapes_agree_everywhere(served, session):
     world, learner, saved, loaded, onnx = served
     rng = np.random.default_rng(0)
     for users, support, query in [(1, 3, 5), (4, 16, 32), (3, 0, 7), (2, 9, 1), (1, 16, 20), (4, 5, 0)]:
@@ -61,7 +81,7 @@ def test_raw_requests_of_random_shapes_agree_everywhere(served):
         np.testing.assert_allclose(tf_scores, eager, atol=1e-5)
         np.testing.assert_allclose(onnx("adapt_and_score", request)["scores"], eager, atol=1e-5)
         if support == 16:  # one shape through the TF1 `serve` session as well
-            np.testing.assert_allclose(_session(saved, "adapt_and_score", request)["scores"], eager, atol=1e-5)
+            np.testing.assert_allclose(session("adapt_and_score", request)["scores"], eager, atol=1e-5)
 
 
 def test_the_state_round_trip_and_the_prior(served):
@@ -281,7 +301,7 @@ def test_bad_values_are_refused_by_the_graph_and_the_client(served, signature, c
 
 
 @pytest.mark.parametrize("signature, change, message, session_refuses", STRUCTURAL, ids=[s[2] for s in STRUCTURAL])
-def test_bad_shapes_and_types_are_refused(served, signature, change, message, session_refuses):
+def test_bad_shapes_and_types_are_refused(served, session, signature, change, message, session_refuses):
     world, learner, saved, loaded, onnx = served
     bad = change(_good(world))
     with pytest.raises(RequestError, match=message):
@@ -290,7 +310,7 @@ def test_bad_shapes_and_types_are_refused(served, signature, change, message, se
         check_request(load_contract(saved), signature, bad)  # what the REST and gRPC request builders run
     if session_refuses:  # a TF1 session on the `serve` tag (as TF Serving loads it) refuses these itself
         with pytest.raises((TypeError, ValueError, KeyError, OverflowError, tf.errors.InvalidArgumentError)):
-            _session(saved, signature, bad)
+            session(signature, bad)
 
 
 def test_a_signature_called_with_a_wrong_rank_names_the_input(served):
@@ -302,7 +322,7 @@ def test_a_signature_called_with_a_wrong_rank_names_the_input(served):
         _call(loaded, "adapt_and_score", bad)
 
 
-def test_states_that_are_not_this_models_are_refused(served, tmp_path):
+def test_states_that_are_not_this_models_are_refused(served):
     world, learner, saved, loaded, onnx = served
     state, request = _state(served)
     query = {"query_item_id": request["query_item_id"], "user_id": request["user_id"]}
@@ -338,10 +358,10 @@ def test_states_that_are_not_this_models_are_refused(served, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match="query_item_id"):  # 2 states, 1 user's candidates
         _call(loaded, "score_with_state", {**state, "user_id": request["user_id"], "query_item_id": request["query_item_id"][:1]})
     # a state adapted by another model (same architecture, other weights) is refused too
-    other = H.trained(world, steps=3)
-    other_path = export_saved_model(other, tmp_path, "other", 1, encoder=world[2], buckets=H.BUCKETS, static=False)
-    foreign = _call(tf.saved_model.load(str(other_path)), "adapt",
-                    {k: v for k, v in request.items() if k != "query_item_id"})
+    other = ServingModule(H.trained(world, steps=3), world[2], H.BUCKETS, top_k=10)  # what its export would serve
+    specs = loaded.signatures["adapt"].structured_input_signature[1]
+    foreign = {k: v.numpy() for k, v in other.adapt({k: tf.constant(v, dtype=specs[k].dtype)
+                                                      for k, v in request.items() if k != "query_item_id"}).items()}
     with pytest.raises(tf.errors.InvalidArgumentError, match="another model"):
         _call(loaded, "score_with_state", {**foreign, **query})
     copied = {**foreign, "state_fingerprint": state["state_fingerprint"]}  # its fingerprint forged
@@ -426,7 +446,7 @@ def test_a_state_updated_rating_by_rating_and_its_checks(served):
         onnx("update_state", {**onnx_state, "state_rated_item": onnx_state["state_rated_item"][:, :3], **empty})
 
 
-def test_one_user_requests_through_the_static_signatures_answer_as_the_dynamic_ones(served):
+def test_one_user_requests_through_the_static_signatures_answer_as_the_dynamic_ones(served, session):
     """Every signature but the prior also exists at static shapes for one user, one per support bucket;
     bucketed_request pads the ratings and names it. Through TF Serving's v1 session each answers
     exactly as the dynamic signature does (states, their tags included, are interchangeable), and
@@ -438,44 +458,37 @@ def test_one_user_requests_through_the_static_signatures_answer_as_the_dynamic_o
         "score_with_state.t1", "recommend_with_state.t1"}
     assert set(contract.static_signatures) <= set(loaded.signatures)
     assert onnx.contract.static_signatures == ()  # the ONNX graphs are per bucket already
-    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(saved))
+    run = session
 
-        def run(signature, request):
-            sig = meta.signature_def[signature]
-            names = sorted(sig.outputs)
-            values = sess.run([sig.outputs[n].name for n in names], {sig.inputs[k].name: v for k, v in request.items()})
-            return dict(zip(names, values))
+    def both(signature, request, want):
+        name, arrays = bucketed_request(contract, signature, request)
+        assert name == want and all(arrays[k].shape[1] == int(want.split(".s")[1])
+                                    for k in contract.rated_inputs(signature)), (name, want)
+        static, dynamic = run(name, arrays), run(signature, request)
+        for key, value in dynamic.items():
+            np.testing.assert_allclose(static[key], value, atol=1e-6, err_msg=f"{name} {key}")
+        return dynamic
 
-        def both(signature, request, want):
-            name, arrays = bucketed_request(contract, signature, request)
-            assert name == want and all(arrays[k].shape[1] == int(want.split(".s")[1])
-                                        for k in contract.rated_inputs(signature)), (name, want)
-            static, dynamic = run(name, arrays), run(signature, request)
-            for key, value in dynamic.items():
-                np.testing.assert_allclose(static[key], value, atol=1e-6, err_msg=f"{name} {key}")
-            return dynamic
-
-        request = H.random_request(world, np.random.default_rng(11), 1, 11, 5)  # 11 rows: the 16 bucket
-        request["support_mask"][0, :3], request["support_rating"][0, :3] = 1.0, (4.0, 2.0, 5.0)  # some real rows
-        support = {k: v for k, v in request.items() if k != "query_item_id"}
-        both("adapt_and_score", request, "adapt_and_score.t1.s16")
-        both("recommend", support, "recommend.t1.s16")
-        state = both("adapt", support, "adapt.t1.s16")
-        user = {"user_id": request["user_id"]}
-        both("score_with_state", {**state, **user, "query_item_id": request["query_item_id"]}, "score_with_state.t1")
-        both("recommend_with_state", {**state, **user}, "recommend_with_state.t1")
-        new = {"new_item_id": request["support_item_id"][:, :1], "new_rating": np.full((1, 1), 4.0, np.float32),
-               "new_mask": np.ones((1, 1), np.float32)}
-        both("update_state", {**state, **user, **new}, "update_state.t1.s8")
-        # the static graph still refuses a NaN rating on a real row; the client refuses it before sending
-        bad = {**request, "support_rating": np.where(np.arange(11) == 1, np.nan, request["support_rating"])}
-        name, arrays = bucketed_request(contract, "adapt_and_score", request)
-        arrays["support_rating"][0, 1] = np.nan
-        with pytest.raises(tf.errors.InvalidArgumentError, match="NaN"):
-            run(name, arrays)
-        with pytest.raises(RequestError, match="NaN"):
-            bucketed_request(contract, "adapt_and_score", bad)
+    request = H.random_request(world, np.random.default_rng(11), 1, 11, 5)  # 11 rows: the 16 bucket
+    request["support_mask"][0, :3], request["support_rating"][0, :3] = 1.0, (4.0, 2.0, 5.0)  # some real rows
+    support = {k: v for k, v in request.items() if k != "query_item_id"}
+    both("adapt_and_score", request, "adapt_and_score.t1.s16")
+    both("recommend", support, "recommend.t1.s16")
+    state = both("adapt", support, "adapt.t1.s16")
+    user = {"user_id": request["user_id"]}
+    both("score_with_state", {**state, **user, "query_item_id": request["query_item_id"]}, "score_with_state.t1")
+    both("recommend_with_state", {**state, **user}, "recommend_with_state.t1")
+    new = {"new_item_id": request["support_item_id"][:, :1], "new_rating": np.full((1, 1), 4.0, np.float32),
+           "new_mask": np.ones((1, 1), np.float32)}
+    both("update_state", {**state, **user, **new}, "update_state.t1.s8")
+    # the static graph still refuses a NaN rating on a real row; the client refuses it before sending
+    bad = {**request, "support_rating": np.where(np.arange(11) == 1, np.nan, request["support_rating"])}
+    name, arrays = bucketed_request(contract, "adapt_and_score", request)
+    arrays["support_rating"][0, 1] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN"):
+        run(name, arrays)
+    with pytest.raises(RequestError, match="NaN"):
+        bucketed_request(contract, "adapt_and_score", bad)
     two = H.random_request(world, np.random.default_rng(12), 2, 3, 4)  # two users: the dynamic signature
     assert bucketed_request(contract, "adapt_and_score", two)[0] == "adapt_and_score"
     with pytest.raises(RequestError, match="limit of 16"):
