@@ -32,8 +32,10 @@ def world(vectors: bool = False):
     return data, split, encoder, encoder.transform(data)
 
 
-def trained(world, learner: str = "maml", model: str = "melu", steps: int = 20, **options):
-    """A small learner meta-trained for a few steps (so no weight is at its initial value)."""
+def trained(world, learner: str = "maml", model: str = "melu", steps: int = 20, perturb: float = 0.0, **options):
+    """A small learner meta-trained for a few steps (so no weight is at its initial value); with
+    ``perturb``, every trainable weight moved by that much Gaussian noise instead of meta-training
+    (no train step to trace: what the export parity tests need, in a fraction of the time)."""
     data, split, encoder, encoded = world
     cls = models.get(model)
     sizes = {"embedding_dim": 4, "seed": 0, **({"hidden_units": (8,)} if "hidden_units" in cls.settings() else {})}
@@ -45,7 +47,12 @@ def trained(world, learner: str = "maml", model: str = "melu", steps: int = 20, 
     if built.needs_training_ratings:
         rated = split.meta_train
         built.fit_statistics(encoded.item_vocab_ids(rated["item"]), rated["rating"].to_numpy())
-    if built.meta_variables() and steps:
+    if perturb:
+        rng = np.random.default_rng(0)
+        built(next(EpisodeSampler(encoded, split.meta_train, batch_size=2, query_size=2, seed=0).iterate()))  # built
+        for v in built.trainable_variables:
+            v.assign(v.numpy() + perturb * rng.standard_normal(v.shape).astype(np.asarray(v.numpy()).dtype))
+    elif built.meta_variables() and steps:
         sampler = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, max_support=16, seed=0)
         MetaTrainer(built, keras.optimizers.Adam(1e-2), jit_compile=False).fit(sampler, steps, verbose=0)
     return built

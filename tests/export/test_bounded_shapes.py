@@ -19,7 +19,7 @@ def maps():
         return sum(1 for _ in f)
 
 world = H.world()
-learner = H.trained(world, steps=3)
+learner = H.trained(world, perturb=0.05)
 buckets = Buckets(users=(1, 2), support=(8, 16), query=(8, 16))
 module = ServingModule(learner, world[2], buckets, jit_compile=True, top_k=5, candidates=30, exhaustive_up_to=0)
 assert module.core.search == "two-stage"  # recommend's candidate stage is compiled per bucket too

@@ -68,7 +68,7 @@ USER_TASK_LEARNERS = [n for n in learners.available() if learners.get(n).task_ke
 
 @pytest.mark.parametrize("name", USER_TASK_LEARNERS)
 def test_every_learner_answers_raw_requests_like_it_does_eagerly(world, tmp_path, name):
-    learner = H.trained(world, learner=name, steps=5)
+    learner = H.trained(world, learner=name, perturb=0.05)
     _check(world, learner, tmp_path, name)
     if learner.gradient_based:  # the adaptation really is in the graph
         request = H.random_request(world, np.random.default_rng(9), 1, 8, 5, garbage=False)
@@ -79,7 +79,7 @@ def test_every_learner_answers_raw_requests_like_it_does_eagerly(world, tmp_path
 
 @pytest.mark.parametrize("name", [m for m in models.available() if m != "melu"])
 def test_every_model_exports_with_its_maml_step(world, tmp_path, name):
-    _check(world, H.trained(world, model=name, steps=5), tmp_path, name)
+    _check(world, H.trained(world, model=name, perturb=0.05), tmp_path, name)
 
 
 def test_a_model_with_item_vectors_exports_them_in_its_item_table(tmp_path):
@@ -87,7 +87,7 @@ def test_a_model_with_item_vectors_exports_them_in_its_item_table(tmp_path):
     learner does, so the vectors travel with the item table."""
     vectors = H.world(vectors=True)
     assert any(f.kind == "vector" for f in vectors[3].spec.item_fields)
-    learner = H.trained(vectors, steps=5)
+    learner = H.trained(vectors, perturb=0.05)
     _check(vectors, learner, tmp_path, "maml-with-vectors")
     # and it takes online updates: a new rating moves the cached state's scores
     module = ServingModule(learner, vectors[2], H.BUCKETS, top_k=5)
@@ -125,7 +125,7 @@ def test_static_graphs_are_standard_onnx_and_need_the_gradient_lowerings(world, 
 
 
 def test_int8_copies_score_close_to_float(world, tmp_path):
-    learner = H.trained(world, steps=5)
+    learner = H.trained(world, perturb=0.05)
     folder = export_onnx(learner, tmp_path / "f32", encoder=world[2], buckets=ONE, signatures=("adapt_and_score",))
     src = folder / "adapt_and_score.t1.s8.onnx"
     quantize_onnx(src, tmp_path / "int8.onnx")
