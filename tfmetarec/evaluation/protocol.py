@@ -107,6 +107,7 @@ def evaluate_tasks(
 Predictions = dict[tuple[str, str], list]
 """``(method, scenario) -> [(predicted, true, item rows) per task]``."""
 
+
 def scenario_offsets(model: MetaModel, encoded: EncodedData, scenarios: Mapping[str, TaskSet],
                      item_warmup: float | None = None) -> dict[str, np.ndarray]:
     """The item offsets each scenario is evaluated with: for a scenario whose supports rate new
