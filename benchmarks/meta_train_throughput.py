@@ -484,7 +484,7 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
                                  "real support rows": float(sum(m.sum() for m in masks) / sum(m.size for m in masks)),
                                  "task slots filled": sum(len(i) for _, i in passed) / sum(m.shape[0] for m in masks)})
                     batches[how] += [with_offsets(e) if how == ways[2] else e for e, _ in passed]
-            print(rows[-6:], flush=True)
+            print([r for r in rows if r["scenario"].startswith(group)], flush=True)
         fns = {how: adapt_and_score_fn(learner) for how in ways}
         seconds = {how: [] for how in ways}
         for r in range(rounds + 1):  # round 0 traces

@@ -87,13 +87,13 @@ def test_bad_shrinkage_and_bad_offsets_are_refused_and_nothing_changes(prepared)
     assert model.item_offsets.shape == (model.num_table_items,) and not model.item_offsets[added].any()
 
 
-def test_the_protocol_warms_new_items_from_supports_only_and_restores_the_model(prepared):
+def test_the_protocol_warms_new_items_from_supports_only_and_leaves_the_model_as_it_was(prepared):
     model = _model(prepared)
     learners = {"frozen": Pretrain(model)}
     scenarios = {k: prepared.scenarios[k] for k in ("user_cold", "item_cold")}
     plain = predict_scenarios(learners, prepared.encoded, scenarios, jit_compile=False)
     warm = predict_scenarios(learners, prepared.encoded, scenarios, jit_compile=False, item_warmup=3.0)
-    assert not model.item_offsets.any()  # restored after each scenario
+    assert not model.item_offsets.any()  # never changed: each row carries its scenario's offsets
 
     def flat(results):
         return np.concatenate([p for p, _, _ in results])
@@ -142,6 +142,12 @@ def test_every_scenario_in_one_pass_scores_as_each_alone_with_its_warm_up_in_the
             np.testing.assert_array_equal(y, y0)
             np.testing.assert_array_equal(rows, rows0)
     assert warmed >= 2
+    # item tasks beside user tasks: a pass of their own, the same answers as alone
+    items = build_tasks(encoded, prepared.split.partitions["item_cold"], task_key="item", query_size=4)
+    mixed = predict_scenarios(learners, encoded, {"warm": scenarios["warm"], "items": items})
+    for (p, _, _), (p0, _, _) in zip(mixed[("frozen", "items")],
+                                     predict_scenarios(learners, encoded, {"items": items})[("frozen", "items")]):
+        np.testing.assert_allclose(p, p0, atol=1e-5)
 
 
 ZOO = ([("metaemb" if n == "metaemb_generator" else "melu", n) for n in learner_zoo.available()]

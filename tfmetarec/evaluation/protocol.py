@@ -60,7 +60,9 @@ def _predict(learner, encoded, tasks, batch_size, jit_compile, fn, offsets: Item
             for part in (SUPPORT, QUERY):  # padded task slots (XLA's buckets) read table 0; their rows item 0
                 slot = np.zeros(len(episode[part][ITEM_ID]), np.int64)
                 slot[: len(idx)] = which[idx]
-                episode[part][ITEM_OFFSET] = tables[slot[:, None], episode[part][ITEM_ID]]
+                rows = episode[part][ITEM_ID]
+                inside = (rows >= 0) & (rows < tables.shape[1])  # as the model: 0 outside its table
+                episode[part][ITEM_OFFSET] = np.where(inside, tables[slot[:, None], np.where(inside, rows, 0)], 0.0)
         pred = fn(episode).numpy()
         query = episode[QUERY]
         for row, t in enumerate(idx):
@@ -138,25 +140,30 @@ def predict_scenarios(
     With ``item_warmup`` (a shrinkage pseudo-count), a scenario whose supports rate new items
     first warms those items up from their support ratings (two-sided adaptation,
     :mod:`tfmetarec.learners.item_warmup`; query rows are never read), for every learner alike.
-    Every learner runs one pass over all the scenarios' tasks, packed into batches together: each
-    row carries its scenario's item offset (:func:`scenario_offsets`), and the model is never
-    changed. ``fns`` (method -> :func:`adapt_and_score_fn`) reuses functions already traced.
+    Every learner runs one pass over all the scenarios' tasks (one per task key), packed into
+    batches together: each row carries its scenario's item offset (:func:`scenario_offsets`), and
+    the model is never changed. ``fns`` (method -> :func:`adapt_and_score_fn`) reuses functions already traced.
     """
-    names = [n for n, tasks in scenarios.items() if len(tasks)]
-    if not names:
-        return {}
-    joined = join_task_sets([scenarios[n] for n in names])
-    sizes = [len(scenarios[n]) for n in names]
+    groups: dict[str, list[str]] = {}  # one pass per task key (user tasks, item tasks)
+    for name, tasks in scenarios.items():
+        if len(tasks):
+            groups.setdefault(tasks.task_key, []).append(name)
     out: Predictions = {}
     for method, learner in learners.items():
         fn = (fns or {}).get(method) or adapt_and_score_fn(learner, jit_compile)
-        offsets = None
-        if item_warmup is not None:
-            tables = scenario_offsets(learner.model, encoded, {n: scenarios[n] for n in names}, item_warmup)
-            offsets = (np.stack([tables[n] for n in names]).astype(np.float32), np.repeat(np.arange(len(names)), sizes))
-        pooled = _predict(learner, encoded, joined, batch_size, jit_compile, fn, offsets)
-        for name, lo, size in zip(names, np.cumsum([0] + sizes[:-1]), sizes):
-            out[(method, name)] = pooled[lo: lo + size]
+        results = {}
+        for names in groups.values():
+            sizes = [len(scenarios[n]) for n in names]
+            offsets = None
+            if item_warmup is not None:
+                tables = scenario_offsets(learner.model, encoded, {n: scenarios[n] for n in names}, item_warmup)
+                offsets = (np.stack([tables[n] for n in names]).astype(np.float32),
+                           np.repeat(np.arange(len(names)), sizes))
+            pooled = _predict(learner, encoded, join_task_sets([scenarios[n] for n in names]), batch_size,
+                              jit_compile, fn, offsets)
+            for name, lo, size in zip(names, np.cumsum([0] + sizes[:-1]), sizes):
+                results[name] = pooled[lo: lo + size]
+        out.update({(method, name): results[name] for name in scenarios if name in results})
     return out
 
 

@@ -120,7 +120,7 @@ def streaming_curve(
         if method.kind not in ("incremental", "readapt"):
             raise ValueError(f"{name}: kind must be 'incremental' or 'readapt', got {method.kind!r}.")
         compiled[name] = (graph_function(learner.adapt, reduce_retracing=True),  # supports of 1..last rows
-                          graph_function(learner.update), graph_function(learner.score))
+                          graph_function(learner.update), graph_function(learner.score, reduce_retracing=True))
     warm = True  # the first batch runs once untimed, so tracing is not counted as update time
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     timing: dict[tuple[str, int], list[float]] = {}
