@@ -34,20 +34,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The slowest files start first so the two lanes end together (seconds per file on 2 quiet cores,
-# 2026-12-06). Each runs in a process of its own; the files not listed share processes (SHARE).
+# The slowest files start first so the two lanes end together (seconds per file, two lanes on 2
+# cores, 2026-12-07). Each runs in a process of its own; the files not listed share processes (SHARE).
 SLOW_FIRST = (
-    "tests/export/test_export_learners.py",  # 141
-    "tests/learners/test_distribute.py",  # 126
-    "tests/export/test_serving.py",  # 111
-    "tests/test_learning.py",  # 94
-    "tests/export/test_export_recipe.py",  # 93
-    "tests/test_notebooks.py",  # 87
-    "tests/learners/test_learner_contract.py",  # 55
-    "tests/models/test_model_roundtrip.py",  # 50
-    "tests/test_experiment.py",  # 46
-    "tests/learners/test_loop.py",  # 41
-    "tests/presets/test_presets.py",  # 40
+    "tests/export/test_export_learners.py",  # 160
+    "tests/learners/test_distribute.py",  # 157
+    "tests/export/test_serving.py",  # 149
+    "tests/test_learning.py",  # 118
+    "tests/export/test_export_recipe.py",  # 108
+    "tests/test_notebooks.py",  # 96
+    "tests/learners/test_learner_contract.py",  # 73
+    "tests/models/test_model_roundtrip.py",  # 62
+    "tests/test_experiment.py",  # 72
+    "tests/learners/test_loop.py",  # 47
+    "tests/presets/test_presets.py",  # 50
 )
 SHARE = 6  # light files (not in SLOW_FIRST) per process: 35 of them make 6 processes of ~30-90 s
 NO_TESTS = 5  # pytest's exit status when nothing was selected
