@@ -23,7 +23,8 @@ ITEM_FIELDS = "item_fields"  # int32 [..., W_item]: optional; item content given
 ITEM_ID_HIDDEN = "item_id_hidden"  # float32 [...]: optional, training only; 1 where a row's item ID
 # embedding is hidden (read as the unknown item's, ID dropout) while its content is kept
 ITEM_OFFSET = "item_offset"  # float32 [...]: optional; each row's item offset given instead of read from the
-# model's offsets (one evaluation pass over scenarios whose new items are warmed up differently)
+# model's offsets (one evaluation pass over scenarios whose new items are warmed up differently); a state's
+# history (update_mode="history") does not keep it: later updates re-adapt on the model's offsets
 ITEM_REPRESENTATION = "item_representation"  # float32 [..., item_dim]: optional; the item side's output
 # given instead of computed (a model that reads it says so with ``reads_item_representation``)
 

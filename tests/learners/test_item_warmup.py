@@ -13,7 +13,7 @@ from tfmetarec.config import ExperimentConfig, ModelConfig
 from tfmetarec.data import make_synthetic
 from tfmetarec.evaluation.protocol import predict_scenarios, rows_features, scenario_offsets
 from tfmetarec.learners import Pretrain
-from tfmetarec.learners.item_warmup import item_offsets, new_item_rows, warm_up_items
+from tfmetarec.learners.item_warmup import item_offsets, item_residuals, new_item_rows, warm_up_items
 from tfmetarec.tasks import build_tasks, eval_batches
 from tfmetarec.tasks.episode import Rows
 from tfmetarec.types import ITEM_ID, ITEM_OFFSET
@@ -62,6 +62,8 @@ def test_a_new_item_moves_by_the_shrunk_mean_residual_of_its_support_ratings(pre
     np.testing.assert_allclose(_predict(model, encoded, rows), before + expected[rows.item_row], atol=1e-5)
     # warming again from the same ratings replaces the offsets, it does not add to them
     np.testing.assert_allclose(_warm(model, encoded, rows, shrinkage=2.0), expected, atol=1e-5)
+    given = {**rows_features(encoded, rows), ITEM_OFFSET: np.full(len(rows.rating), 9.0, np.float32)}
+    np.testing.assert_allclose(item_residuals(model, given, rows.rating), residual, atol=1e-5)  # no offset either way
     # every item, trained ones included, when asked
     everything = _warm(model, encoded, rows, shrinkage=2.0, new_items_only=False)
     assert everything[rows.item_row[~new]].any()

@@ -99,9 +99,11 @@ def test_in_batch_softmax_matches_a_numpy_reference():
 def test_in_batch_candidates_keep_feature_widths():
     query = random_episode(seed=1, tasks=2, query=3)[QUERY]
     query["item_fields"] = ITEM_TABLE[query["item_id"]]
+    query["item_offset"] = np.arange(6, dtype="float32").reshape(2, 3)  # an item's own offset travels with it
     cands = in_batch_candidates(query)
     assert cands["item_fields"].shape == (2, 6, ITEM_TABLE.shape[-1])
     assert cands["user_fields"].shape == (2, 6, len(USER_FIELDS))
+    np.testing.assert_array_equal(cands["item_offset"], np.tile(np.arange(6, dtype="float32"), (2, 1)))
 
 
 def test_learners_add_the_retrieval_term_by_the_query_loss_and_the_models_default():

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetarec.models.base import MetaModel
-from tfmetarec.types import ITEM_ID, Features
+from tfmetarec.types import ITEM_ID, ITEM_OFFSET, Features
 
 CHUNK = 4096
 """Ratings scored per model call while computing residuals."""
@@ -36,14 +36,11 @@ def item_residuals(model: MetaModel, features: Features, ratings: np.ndarray) ->
     """``rating - prediction`` of each flat rating row (``features`` ``[N, ...]`` with ``item_id``
     table rows) under ``model`` with its item offsets left out."""
     ratings = np.asarray(ratings, np.float32)
-    items = np.asarray(features[ITEM_ID])
-    offsets = model.item_offsets
     out = np.zeros(len(ratings), np.float32)
     for lo in range(0, len(out), CHUNK):
         chunk = {k: tf.constant(np.asarray(v)[lo:lo + CHUNK][None]) for k, v in features.items()}
-        mine = items[lo:lo + CHUNK]
-        predicted = model(chunk).numpy()[0] - offsets[np.clip(mine, 0, len(offsets) - 1)]
-        out[lo:lo + CHUNK] = ratings[lo:lo + CHUNK] - predicted
+        chunk[ITEM_OFFSET] = tf.zeros(tf.shape(chunk[ITEM_ID]), tf.float32)  # no offset, the model's or given
+        out[lo:lo + CHUNK] = ratings[lo:lo + CHUNK] - model(chunk).numpy()[0]
     return out
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 import tensorflow as tf
 
 from tfmetarec.objectives import QueryLoss
-from tfmetarec.types import ITEM_FIELDS, ITEM_ID, MASK, RATING, USER_FIELDS, USER_ID
+from tfmetarec.types import ITEM_FIELDS, ITEM_ID, ITEM_OFFSET, MASK, RATING, USER_FIELDS, USER_ID
 
 
 def task_mse(pred: tf.Tensor, rating: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -87,7 +87,7 @@ def in_batch_candidates(query: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     tasks, rows = tf.shape(mask)[0], tf.shape(mask)[1]
     count = tasks * rows
     out = {}
-    for key in (ITEM_ID, ITEM_FIELDS):
+    for key in (ITEM_ID, ITEM_FIELDS, ITEM_OFFSET):
         if key in query:
             value = query[key]
             flat = tf.reshape(value, tf.concat([[count], tf.shape(value)[2:]], axis=0))
