@@ -28,7 +28,7 @@ CONFIG = ExperimentConfig(
     split=SplitConfig(validation_item_fraction=0.0),
     model=ModelConfig("melu", embedding_dim=8, hidden_units=(16, 16)),
     train=TrainConfig(meta_steps=STEPS, batch_size=16, outer_lr=1e-2, max_support=64, jit_compile=False,
-                      trim_supports=False, smallest_bucket=8),
+                      trim_supports=False, smallest_bucket=8, padded_min_real=None),
 )
 LEARNER_OPTIONS = {"inner_steps": 3, "hidden_dim": 16}
 ADAPTIVE = ["maml", "fomaml", "meta_sgd", "mamo", "reptile", "prototype", "matching", "task_encoder"]

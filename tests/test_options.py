@@ -91,6 +91,13 @@ def test_configs_resolve_check_and_round_trip_without_tensorflow():
     assert config.train.smallest_bucket == 6
     assert ExperimentConfig.from_dict({**old, "format": 4}).train.smallest_bucket == 8
     assert ExperimentConfig.from_dict({**old, "format": 4}).train.trim_supports is True
+    # a run written before the padded stream's floor reads back with its powers of two
+    old = config.to_dict()
+    del old["train"]["padded_min_real"]
+    assert config.train.padded_min_real == 0.85
+    assert ExperimentConfig.from_dict({**old, "format": 5}).train.padded_min_real is None
+    with pytest.raises(ValueError, match="train.padded_min_real must be > 0"):
+        apply_settings(config, {"train.padded_min_real": 0.0})
     changed = apply_settings(config, {"learner.name": "reptile", "learner.train_on_query": "false"}, from_text=True)
     assert changed.learner.name == "reptile" and changed.learner.train_on_query is False
     assert changed.learner.inner_lr == 0.1  # options the new learner takes carry over

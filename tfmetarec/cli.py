@@ -122,6 +122,7 @@ SHORTCUTS: dict[str, tuple[str, Any]] = {
     "fixed_tasks": ("train.fixed_tasks", True),
     "fit_buckets": ("train.fit_buckets", True),
     "smallest_bucket": ("train.smallest_bucket", None),
+    "padded_min_real": ("train.padded_min_real", None),
     "split": ("split.method", None),
     "new_item_year": ("split.new_item_year", None),
     "query_size": ("split.query_size", None),
@@ -234,6 +235,10 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-trim-supports", action="store_true",
                    help="pad each meta-training support up to its bucket instead of trimming it to a random subset "
                         "the size of the largest bucket it fills (the default: almost no padded row, faster steps)")
+    g.add_argument("--padded-min-real", type=_number_or_off,
+                   help="with --no-trim-supports: fit the support buckets to the supports, as many as it takes for "
+                        "this share of the support rows to be real, or 'off' for the powers of two "
+                        f"(default: {t.padded_min_real})")
     g.add_argument("--finetune-lr", type=_number(), help="the fine-tuning baseline's step size (default: chosen on "
                    "the validation users)")
     g.add_argument("--item-warmup", type=_number_or_off,

@@ -26,20 +26,23 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 several local devices (GPUs), or several processes/machines named by ``TF_CONFIG``."""
 TASK_KEYS = ("user", "item")
 """What one task is: a user's ratings (user cold start) or an item's (item cold start)."""
-CONFIG_FORMAT = 5
+CONFIG_FORMAT = 6
 """``config.json`` format: 2 = learner and model settings as their constructors' options; 3 = the
 checkpoint choice settings (``split.validation_item_fraction``, ``train.select_every``,
 ``train.select_patience``); 4 = ``train.trim_supports`` (on by default); 5 =
-``train.smallest_bucket`` (6 by default). An older file is read with the settings it predates
-as they were (what it trained with)."""
-FORMAT_4_DEFAULTS = {"train": {"smallest_bucket": 8}}
+``train.smallest_bucket`` (6 by default); 6 = ``train.padded_min_real`` (0.85 by default). An older
+file is read with the settings it predates as they were (what it trained with)."""
+FORMAT_5_DEFAULTS = {"train": {"padded_min_real": None}}
+"""Settings a format-5 ``config.json`` predates, with the values it was trained with."""
+FORMAT_4_DEFAULTS = {"train": {"smallest_bucket": 8, **FORMAT_5_DEFAULTS["train"]}}
 """Settings a format-4 ``config.json`` predates, with the values it was trained with."""
 FORMAT_3_DEFAULTS = {"train": {"trim_supports": False, **FORMAT_4_DEFAULTS["train"]}}
 """Settings a format-3 ``config.json`` predates, with the values it was trained with."""
 FORMAT_2_DEFAULTS = {"split": {"validation_item_fraction": 0.0},
                      "train": {"select_every": 0, "select_patience": 0, **FORMAT_3_DEFAULTS["train"]}}
 """Settings a format-2 ``config.json`` predates, with the values it was trained with."""
-OLDER_FORMATS = MappingProxyType({2: FORMAT_2_DEFAULTS, 3: FORMAT_3_DEFAULTS, 4: FORMAT_4_DEFAULTS})
+OLDER_FORMATS = MappingProxyType({2: FORMAT_2_DEFAULTS, 3: FORMAT_3_DEFAULTS, 4: FORMAT_4_DEFAULTS,
+                                  5: FORMAT_5_DEFAULTS})
 
 
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
@@ -279,6 +282,10 @@ class TrainConfig:
     6, 8, 16, ...): with ``trim_supports``, a support of this size or more is trimmed to a bucket
     it fills, a smaller one padded to this size (6 rather than 8: 90 % of the quickstart data's
     support rows real instead of 83 %, the same or better quality: BENCHMARKS.md)."""
+    padded_min_real: float | None = 0.85
+    """With ``trim_supports`` off: the meta-training support buckets are placed where the supports
+    pad the fewest rows, as many as it takes for this share of the support rows to be real (more
+    buckets, more compiled shapes: BENCHMARKS.md); None: the powers of two (or ``fit_buckets``)."""
     id_dropout: float = 0.0
     """ID dropout (DropoutNet): in both trainings' episodes, hide each task's user ID and each row's
     item ID embedding with this probability, so a model with ID embeddings (``model.use_ids``, or
@@ -324,6 +331,11 @@ class TrainConfig:
                 raise ValueError(f"train.task_chunks splits a one-device step; with train.strategy={self.strategy!r} "
                                  "the replicas already share the task batch: leave task_chunks unset (or 1).")
         check_number("train.smallest_bucket", self.smallest_bucket, minimum=1, integer=True)
+        if self.padded_min_real is not None:
+            check_probability("train.padded_min_real", self.padded_min_real)
+            if self.padded_min_real == 0:
+                raise ValueError("train.padded_min_real must be > 0 (a share of real support rows), or None for "
+                                 "the powers of two.")
         if self.finetune_lr is not None:
             check_number("train.finetune_lr", self.finetune_lr, minimum=0.0)
         if self.item_warmup is not None:

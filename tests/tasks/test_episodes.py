@@ -266,3 +266,27 @@ def test_trimmed_supports_fill_their_bucket(small_synthetic):
     assert fours and all(((m.sum(1) == 4) | (m.sum(1) < 4)).all() for m in fours)
     with pytest.raises(ValueError, match="smallest_bucket must be >= 1"):
         EpisodeSampler(encoded, split.meta_train, smallest_bucket=0)
+
+
+def test_a_padded_stream_with_a_floor_adds_fitted_buckets_until_enough_rows_are_real(small_synthetic):
+    from tfmetarec.tasks.samplers import padded_share
+
+    _, split, encoded = small_synthetic
+    plain = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0)
+    supports = plain._supports
+    assert padded_share(supports, plain.buckets) < 0.85  # the powers of two pad more than the floor allows
+    floored = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0, min_real=0.85)
+    assert padded_share(supports, floored.buckets) >= 0.85 and len(floored.buckets) > len(plain.buckets)
+    assert floored.buckets[-1] == supports.max() and floored.state()["fingerprint"] != plain.state()["fingerprint"]
+    fewer = fitted_buckets(supports, len(floored.buckets) - 1)  # one bucket fewer would not reach it
+    assert padded_share(supports, fewer) < 0.85
+    for _ in range(5):  # each episode padded to its bucket, every support whole
+        episode = floored.sample()
+        rows = episode[SUPPORT][MASK].sum(axis=1)
+        assert episode[SUPPORT][MASK].shape[1] in floored.buckets and rows.max() > 0
+    trimmed = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0, trim_supports=True,
+                             min_real=0.85)  # trimmed supports have no floor to reach: the default buckets
+    assert trimmed.buckets == EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0,
+                                             trim_supports=True).buckets
+    with pytest.raises(ValueError, match=r"min_real must be in \(0, 1\]"):
+        EpisodeSampler(encoded, split.meta_train, min_real=1.5)

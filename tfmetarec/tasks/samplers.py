@@ -69,6 +69,13 @@ def fitted_buckets(sizes: Sequence[int] | np.ndarray, count: int) -> tuple[int, 
     return tuple(sorted(caps))
 
 
+def padded_share(sizes: Sequence[int] | np.ndarray, buckets: Sequence[int]) -> float:
+    """Share of real rows when each of ``sizes`` is padded to the smallest of ``buckets`` that holds it."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    caps = np.asarray(buckets)[np.searchsorted(np.asarray(buckets), sizes, side="left")]
+    return float(sizes.sum() / caps.sum())
+
+
 def filled_bucket(sizes: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
     """Index of the largest bucket each of ``sizes`` fills (the smallest bucket for a smaller size):
     where a trimmed support goes."""
@@ -120,6 +127,10 @@ class EpisodeSampler:
     ``group`` > 1 stacks that many episodes of one bucket (``[group, T, ...]``) for a
     trainer that runs several meta-steps per compiled call.
 
+    With ``min_real`` (the library's runs: 0.85) and supports padded (not trimmed), the buckets
+    are fitted to the supports (as with ``fit_buckets``) and more are added until at least that
+    share of the support rows is real.
+
     With ``trim_supports``, each task belongs to the largest bucket its support fills (the
     smallest for a support smaller than that) and every draw keeps a random subset of its
     support rows of the bucket's size: no support row is padding (but for supports under the
@@ -162,6 +173,7 @@ class EpisodeSampler:
         id_dropout: float = 0.0,
         trim_supports: bool = False,
         smallest_bucket: int = 8,
+        min_real: float | None = None,
     ):
         if batch_size < 1 or query_size < 1 or max_support < 1 or smallest_bucket < 1:
             raise ValueError(f"batch_size, query_size, max_support and smallest_bucket must be >= 1; got {batch_size}, "
@@ -207,11 +219,18 @@ class EpisodeSampler:
         self._supports = supports
         self._rows = rows
         self._tasks = keep
+        if min_real is not None and not 0.0 < min_real <= 1.0:
+            raise ValueError(f"min_real must be in (0, 1]; got {min_real}.")
+        padded_floor = bucketed and not self.trim_supports and min_real is not None
         if bucketed:
             self.buckets = support_buckets(int(supports.max()), int(smallest_bucket))
-            if fit_buckets:  # as many compiled shapes, placed on the supports
+            if fit_buckets or padded_floor:  # as many compiled shapes, placed on the supports
                 self.buckets = fitted_buckets(supports, len(self.buckets))
-            elif self.trim_supports and len(self.buckets) > 1 and self.buckets[-1] > supports.max():
+            if padded_floor:  # and more, until the share of real rows reaches the floor
+                while padded_share(supports, self.buckets) < min_real and len(self.buckets) < len(set(supports)):
+                    self.buckets = fitted_buckets(supports, len(self.buckets) + 1)
+            elif self.trim_supports and not fit_buckets and len(self.buckets) > 1 \
+                    and self.buckets[-1] > supports.max():
                 self.buckets = self.buckets[:-1]  # no support fills the top power of two
         else:
             self.buckets = (int(max(supports.max(), 1)),)

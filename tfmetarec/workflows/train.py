@@ -50,7 +50,7 @@ def sampler_for(prepared: Prepared) -> EpisodeSampler:
                           query_size=config.split.query_size, max_support=tc.max_support, seed=tc.seed,
                           task_key=config.task_key, fixed=tc.fixed_tasks, fit_buckets=tc.fit_buckets,
                           id_dropout=tc.id_dropout, trim_supports=tc.trim_supports,
-                          smallest_bucket=tc.smallest_bucket)
+                          smallest_bucket=tc.smallest_bucket, min_real=tc.padded_min_real)
 
 
 def fit_learner(
