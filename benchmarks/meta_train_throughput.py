@@ -439,10 +439,10 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
     """How much of the evaluation batches is real (support rows holding a rating, task slots
     holding a task) and how long one evaluation takes, over the quickstart's split (synthetic;
     ML-100K too when ``TFMETAREC_DATA_DIR`` holds it): the four scenarios of the report, and the two
-    validation task sets of the checkpoint choice. Three ways: every set alone in power-of-two
-    buckets (what an XLA evaluation needs); every set alone, packed with the fewest padded rows
-    plus a cost per call (the commit before); the sets of a group in one pass, each row carrying its
-    set's item offsets, packed with at least 85 % real support rows (the library's evaluation now).
+    validation task sets of the checkpoint choice. Two ways: every set alone, packed with the fewest
+    padded rows plus a cost per call (the commit before); the sets of a group in one pass, each row
+    carrying its set's item offsets, packed with at least 85 % real support rows (the library's
+    evaluation now; an XLA evaluation's power-of-two buckets were the third way until they went).
     Time: the default MeLU + MAML (untrained; the time does not depend on the weights), one graph
     per way traced beforehand, ``rounds`` rounds taking turns, median seconds for both groups."""
     from tfmetarec.config import ExperimentConfig
@@ -455,7 +455,8 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
 
     datasets = ["synthetic"] + (["movielens-100k"] if (movielens_100k_dir() / "u.data").exists() else [])
     before = "each set alone, packed (before)"
-    ways = ("each set alone, power-of-two buckets", before, "one pass, packed, >= 85 % real (now)")
+    now = "one pass, packed, >= 85 % real (now)"
+    ways = (before, now)
     rows = []
     for dataset in datasets:
         config = ExperimentConfig(dataset=dataset)
@@ -472,9 +473,8 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
         batches = {how: [] for how in ways}
         for group, sets in (("report", prepared.scenarios), ("checkpoint choice", prepared.validation_sets())):
             alone = list(sets.values())
-            made = {ways[0]: [list(eval_batches(prepared.encoded, t, batch_size, bucketed=True)) for t in alone],
-                    before: [list(eval_batches(prepared.encoded, t, batch_size, min_real=0.0)) for t in alone],
-                    ways[2]: [list(eval_batches(prepared.encoded, join_task_sets(alone), batch_size))]}
+            made = {before: [list(eval_batches(prepared.encoded, t, batch_size, min_real=0.0)) for t in alone],
+                    now: [list(eval_batches(prepared.encoded, join_task_sets(alone), batch_size))]}
             for how in ways:
                 labels = list(sets) if len(made[how]) > 1 else [" + ".join(sets)]
                 for label, passed in zip(labels, made[how]):
@@ -483,7 +483,7 @@ def padding_section(batch_size: int = 32, rounds: int = 5) -> list[dict]:
                                  "calls": len(passed),
                                  "real support rows": float(sum(m.sum() for m in masks) / sum(m.size for m in masks)),
                                  "task slots filled": sum(len(i) for _, i in passed) / sum(m.shape[0] for m in masks)})
-                    batches[how] += [with_offsets(e) if how == ways[2] else e for e, _ in passed]
+                    batches[how] += [with_offsets(e) if how == now else e for e, _ in passed]
             print([r for r in rows if r["scenario"].startswith(group)], flush=True)
         fns = {how: adapt_and_score_fn(learner) for how in ways}
         seconds = {how: [] for how in ways}

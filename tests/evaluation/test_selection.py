@@ -141,3 +141,21 @@ def test_choosing_by_ndcg_keeps_the_highest_scored_step_and_refuses_an_mae_choic
         CheckpointSelector(learner, prepared.encoded, sets, 5, step, folder)
     with pytest.raises(ValueError, match="metric must be one of"):
         CheckpointSelector(learner, prepared.encoded, sets, 5, step, metric="RMSE")
+
+
+def test_an_xla_evaluation_scores_the_packed_batches_as_the_graph_without_xla():
+    from tfmetarec.evaluation.protocol import adapt_and_score_fn, predict_tasks
+    from tfmetarec.tasks.samplers import EVAL_MIN_REAL, eval_batches
+
+    prepared, learner = _learner()
+    tasks = next(iter(prepared.validation_sets().values()))
+    batches = list(eval_batches(prepared.encoded, tasks, batch_size=8))
+    masks = [episode["support"]["mask"] for episode, _ in batches]
+    assert len(batches) > 1 and sum(m.sum() for m in masks) / sum(m.size for m in masks) >= EVAL_MIN_REAL
+    compiled = adapt_and_score_fn(learner, jit_compile=True)
+    xla = predict_tasks(learner, prepared.encoded, tasks, batch_size=8, fn=compiled)
+    plain = predict_tasks(learner, prepared.encoded, tasks, batch_size=8, jit_compile=False)
+    for (p, t), (q, u) in zip(xla, plain, strict=True):
+        np.testing.assert_allclose(p, q, atol=1e-5)
+        np.testing.assert_array_equal(t, u)
+    assert compiled.experimental_get_tracing_count() == len({m.shape for m in masks})  # a program per shape

@@ -52,21 +52,7 @@ def test_warm_tasks_take_support_from_meta_train_and_query_from_hold_out(small_s
 def test_padded_masks_match_true_sizes(small_synthetic):
     _, split, encoded = small_synthetic
     tasks = build_tasks(encoded, split.partitions["user_cold"], query_size=10, min_support=3, seed=2)
-    seen, partial = 0, 0
-    for episode, idx in eval_batches(encoded, tasks, batch_size=8, bucketed=True):
-        s_mask, q_mask = episode[SUPPORT][MASK], episode[QUERY][MASK]
-        assert s_mask.shape[0] == 8 and s_mask.shape[1] in support_buckets(int(tasks.support_sizes().max()))
-        assert tasks.support_sizes()[idx].max() <= s_mask.shape[1]
-        partial += len(idx) < 8
-        np.testing.assert_array_equal(s_mask[: len(idx)].sum(1), tasks.support_sizes()[idx])
-        np.testing.assert_array_equal(q_mask[: len(idx)].sum(1), tasks.query_sizes()[idx])
-        np.testing.assert_array_equal(episode[TASK_MASK], (np.arange(8) < len(idx)).astype("float32"))
-        assert s_mask[len(idx) :].sum() == 0
-        seen += len(idx)
-    assert seen == len(tasks) and partial == int(len(tasks) % 8 > 0)  # only the last batch has empty slots
-
-    # by default (graphs that take any shape): sorted groups padded to their own largest task
-    seen, slots = [], 0
+    seen, slots = [], 0  # sorted groups padded to their own largest task
     for episode, idx in eval_batches(encoded, tasks, batch_size=8):
         s_mask, q_mask = episode[SUPPORT][MASK], episode[QUERY][MASK]
         assert s_mask.shape == (len(idx), tasks.support_sizes()[idx].max()) and len(idx) <= 8

@@ -29,7 +29,8 @@ def rows_features(encoded: EncodedData, rows: Rows) -> dict[str, np.ndarray]:
 def adapt_and_score_fn(learner: MetaLearner, jit_compile: bool = False):
     """A traced ``episode -> [T, Q]`` function: adapt on support, score query. Without XLA (the
     default) one graph with unknown batch and row counts serves every padded shape
-    (``reduce_retracing``); XLA (opt-in) compiles each shape."""
+    (``reduce_retracing``); XLA (opt-in) compiles each shape it meets: once per call of the first
+    pass over a task set (25 programs for the quickstart's report), none on later passes."""
     return graph_function(lambda episode: learner(episode), jit_compile=jit_compile, reduce_retracing=not jit_compile)
 
 
@@ -54,12 +55,11 @@ def _predict(learner, encoded, tasks, batch_size, jit_compile, fn, offsets: Item
     every row carries its item offset from its task's table (``ITEM_OFFSET``)."""
     fn = fn or adapt_and_score_fn(learner, jit_compile)
     out: list = [None] * len(tasks)
-    for episode, idx in eval_batches(encoded, tasks, batch_size, bucketed=jit_compile):
+    for episode, idx in eval_batches(encoded, tasks, batch_size):
         if offsets is not None:
             tables, which = offsets
-            for part in (SUPPORT, QUERY):  # padded task slots (XLA's buckets) read table 0; their rows item 0
-                slot = np.zeros(len(episode[part][ITEM_ID]), np.int64)
-                slot[: len(idx)] = which[idx]
+            slot = which[idx]  # no empty task slot: row r is task idx[r]
+            for part in (SUPPORT, QUERY):
                 rows = episode[part][ITEM_ID]
                 inside = (rows >= 0) & (rows < tables.shape[1])  # as the model: 0 outside its table
                 episode[part][ITEM_OFFSET] = np.where(inside, tables[slot[:, None], np.where(inside, rows, 0)], 0.0)

@@ -109,7 +109,7 @@ def rank_catalogue(
         features = {name: tf.constant(v) for name, v in catalogue.items()}
         item_vectors = learner.model.search_item_vectors(learner.model.variable_values(), features)
     out: list = [None] * len(tasks)
-    for episode, idx in eval_batches(encoded, tasks, batch_size, bucketed=False):  # adapt is not XLA-compiled
+    for episode, idx in eval_batches(encoded, tasks, batch_size):
         state = adapt(episode[SUPPORT])
         query = episode[QUERY]
         seen = [set(tasks.support.task(int(t))[1].tolist()) for t in idx]

@@ -1,9 +1,10 @@
 """Episode streams: random task batches for meta-training, ordered ones for evaluation.
 
-Tasks are grouped into *buckets* of similar support size and each batch is
-padded only to its bucket's size, which cuts the work spent on padding while
-keeping a handful of static shapes for XLA: powers of two, or (meta-training with
-``fit_buckets``) as many buckets placed on the tasks' support sizes.
+Meta-training groups tasks into *buckets* of similar support size and pads (or trims) each
+batch to its bucket's size, which cuts the work spent on padding while keeping a handful of
+static shapes for XLA: powers of two, or buckets placed on the tasks' support sizes.
+Evaluation cuts a task set, sorted by support size, into batches padded only to their own
+largest task.
 """
 
 from __future__ import annotations
@@ -80,14 +81,6 @@ def filled_bucket(sizes: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
     """Index of the largest bucket each of ``sizes`` fills (the smallest bucket for a smaller size):
     where a trimmed support goes."""
     return np.maximum(np.searchsorted(np.asarray(buckets), sizes, side="right") - 1, 0)
-
-
-def bucket_of(size: int, buckets: Sequence[int]) -> int:
-    """Index of the smallest bucket that holds ``size`` rows."""
-    for b, cap in enumerate(buckets):
-        if size <= cap:
-            return b
-    raise ValueError(f"Support of {size} rows exceeds the largest bucket {buckets[-1]}.")
 
 
 def episode_signature(encoded: EncodedData, hidden_ids: bool = False) -> dict:
@@ -432,45 +425,23 @@ def eval_batches(
     encoded: EncodedData,
     tasks: TaskSet,
     batch_size: int = 32,
-    bucketed: bool = False,
     min_real: float = EVAL_MIN_REAL,
 ) -> Iterator[tuple[dict, np.ndarray]]:
     """Every task once, in batches of similar support size.
 
-    Yields ``(episode, task_indices)``. By default (a graph that takes any shape), the tasks
-    sorted by support size are cut into groups of at most ``batch_size`` (:func:`packed_cut`:
-    the fewest padded rows plus a cost per call, with at least ``min_real`` of the support slots
-    real), each padded only to its own largest support and query, with no empty task slot. With
-    ``bucketed`` (for XLA, which compiles every shape), tasks go to the smallest power-of-two
-    support bucket that holds them; the tasks left over when a bucket's batches are full move on
-    to fill the next bucket's batches (a larger bucket holds them), so only the very last batch
-    has empty task slots (``task_mask`` 0; the task axis stays ``batch_size``).
+    Yields ``(episode, task_indices)``: the tasks sorted by support size, cut into groups of at
+    most ``batch_size`` (:func:`packed_cut`: the fewest padded rows plus a cost per call, with at
+    least ``min_real`` of the support slots real), each padded only to its own largest support
+    and query, with no empty task slot. The cut of a task set is the same on every pass, so an
+    XLA-compiled scorer compiles each of its shapes once.
     """
     if len(tasks) == 0:
         return
     s_sizes, q_sizes = tasks.support_sizes(), tasks.query_sizes()
-
-    def batch(idx: np.ndarray, cap: int, query_size: int = int(q_sizes.max()),
-              slots: int | None = batch_size) -> tuple[dict, np.ndarray]:
+    order = np.argsort(s_sizes, kind="stable")
+    for lo, hi in packed_cut(s_sizes[order], batch_size, min_real=min_real):
+        idx = order[lo:hi]
         support = [tasks.support.task(int(t)) for t in idx]
         query = [tasks.query.task(int(t)) for t in idx]
-        return pad_episode(encoded, support, query, cap, query_size, slots), idx
-
-    if not bucketed:
-        order = np.argsort(s_sizes, kind="stable")
-        for lo, hi in packed_cut(s_sizes[order], batch_size, min_real=min_real):
-            idx = order[lo:hi]
-            yield batch(idx, max(int(s_sizes[idx].max()), 1), max(int(q_sizes[idx].max()), 1), None)
-        return
-    buckets = support_buckets(max(int(s_sizes.max()), 1))
-    which = np.searchsorted(np.asarray(buckets), s_sizes, side="left")
-
-    waiting = np.zeros(0, dtype=np.int64)  # smaller tasks carried over from the buckets below
-    for b, cap in enumerate(buckets):
-        members = np.concatenate([waiting, np.flatnonzero(which == b)])
-        full = len(members) - len(members) % batch_size
-        for lo in range(0, full, batch_size):
-            yield batch(members[lo : lo + batch_size], cap)
-        waiting = members[full:]
-    if len(waiting):
-        yield batch(waiting, buckets[int(which[waiting].max())])
+        cap, query_size = max(int(s_sizes[idx].max()), 1), max(int(q_sizes[idx].max()), 1)
+        yield pad_episode(encoded, support, query, cap, query_size, None), idx
