@@ -405,18 +405,19 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
 
 def training_padding(dataset: str, prepared) -> list[dict]:
     """The meta-training sampler's share of real support rows with supports trimmed to their
-    buckets (the default), padded to powers of two, and padded to as many buckets fitted to the
-    supports (``--fit-buckets``): each task is drawn equally often, so the share is its
-    supports' rows over their buckets' rows."""
-    from tfmetarec.tasks.samplers import filled_bucket, fitted_buckets
+    buckets (the default); padded (``--no-trim-supports``) to buckets fitted to the supports until
+    85 % of the rows are real (that stream's default), to powers of two (``--padded-min-real off``)
+    and to as many fitted buckets (``--fit-buckets --padded-min-real off``): each task is drawn
+    equally often, so the share is its supports' rows over their buckets' rows."""
+    from tfmetarec.tasks.samplers import filled_bucket, fitted_buckets, padded_share
     from tfmetarec.workflows.train import sampler_for
 
-    def sampler(trim: bool):
-        train = dataclasses.replace(prepared.config.train, trim_supports=trim)
+    def sampler(trim: bool, floor: float | None = 0.85):
+        train = dataclasses.replace(prepared.config.train, trim_supports=trim, padded_min_real=floor)
         return sampler_for(dataclasses.replace(prepared, config=dataclasses.replace(prepared.config, train=train)))
 
-    padded, trimmed = sampler(False), sampler(True)
-    sizes = padded.support_sizes()
+    powers, trimmed = sampler(False, None), sampler(True)
+    sizes = powers.support_sizes()
     out = []
     buckets = np.asarray(trimmed.buckets)
     caps = buckets[filled_bucket(sizes, buckets)]
@@ -424,12 +425,12 @@ def training_padding(dataset: str, prepared) -> list[dict]:
                 "calls": f"{len(buckets)} shapes",
                 "real support rows": float(np.minimum(sizes, caps).sum() / caps.sum()),
                 "task slots filled": 1.0, "buckets": " ".join(map(str, trimmed.buckets))})
-    for how, buckets in (("padded to powers of two (--no-trim-supports)", padded.buckets),
-                         ("padded, fitted to the supports (--fit-buckets)",
-                          fitted_buckets(sizes, len(padded.buckets)))):
-        caps = np.asarray(buckets)[np.searchsorted(buckets, sizes)]
+    for how, buckets in (("padded, fitted until 85 % real (--no-trim-supports)", sampler(False).buckets),
+                         ("padded to powers of two (--padded-min-real off)", powers.buckets),
+                         ("padded, fitted (--fit-buckets --padded-min-real off)",
+                          fitted_buckets(sizes, len(powers.buckets)))):
         out.append({"data": dataset, "scenario": "meta-training", "batches": how, "calls": f"{len(buckets)} shapes",
-                    "real support rows": float(sizes.sum() / caps.sum()), "task slots filled": 1.0,
+                    "real support rows": padded_share(sizes, buckets), "task slots filled": 1.0,
                     "buckets": " ".join(map(str, buckets))})
     print(out, flush=True)
     return out
@@ -535,8 +536,8 @@ def main(argv=None) -> int:
     if args.only in (None, "padding"):
         padding = padding_section(rounds=2 if args.quick else args.rounds)
         sections += [
-            ("## Padding: the meta-training sampler's buckets (powers of two, fitted) and the evaluation "
-             "passes' batches (32 tasks a batch at most; power-of-two buckets or packed), and their time"), "",
+            ("## Padding: the meta-training sampler's buckets (trimmed, padded to fitted buckets or powers of two) "
+             "and the evaluation passes' batches (packed, 32 tasks a batch at most), and their time"), "",
             markdown_table(padding, ["data", "scenario", "batches", "calls", "real support rows",
                                      "task slots filled", "buckets", "seconds", "vs before"]), ""]
     if args.only == "padding":
