@@ -204,6 +204,25 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
     np.testing.assert_array_equal(onnx("recommend", one)["item_id"], answer["item_id"][:1])
 
 
+def test_the_candidate_selection_keeps_top_ks_set_through_its_threshold_and_its_fallback():
+    from tfmetarec.export.candidates import SAMPLE_STRIDE, best_slots
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=(3, 4000)), 1).astype(np.float32)  # many ties at the boundary
+    scores[1, ::SAMPLE_STRIDE] = 50.0  # row 1's sampled scores are its best: its threshold lets 250 through
+    fallback = scores.copy()
+    fallback[2, ::SAMPLE_STRIDE] = 60.0
+    fallback[2, 5] = np.inf
+    for case, k in ((scores, 200), (scores, 40), (fallback, 300)):  # 300 > row 2's 250 through: top_k for all
+        expected = tf.math.top_k(case, k=k).indices.numpy()
+        for got in (best_slots(tf.constant(case), k).numpy(),
+                    tf.function(lambda x, k=k: best_slots(x, k))(tf.constant(case)).numpy(),
+                    tf.function(lambda x, k=k: best_slots(x, k), jit_compile=True)(tf.constant(case)).numpy()):
+            assert got.shape == (3, k)
+            for row in range(3):
+                assert set(got[row].tolist()) == set(expected[row].tolist())
+
+
 def test_the_two_stage_search_is_used_only_where_item_representations_predict_the_scores(served):
     world, _, _, _, _ = served
     encoded = world[3]

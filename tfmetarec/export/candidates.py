@@ -30,8 +30,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfmetarec.models import functional as F
+
 FIT_ROWS = 32_768  # k-means centres are fitted on at most this many items (all items are assigned)
 ASSIGN_CHUNK = 16_384
+SAMPLE_STRIDE = 16  # best_slots reads its threshold from every 16th score ...
+SAMPLE_MARGIN = 1.25  # ... placed to let through ~1.25 times the items asked for
 
 
 def kmeans(x: np.ndarray, clusters: int, iterations: int = 12, seed: int = 0) -> np.ndarray:
@@ -55,6 +59,38 @@ def kmeans(x: np.ndarray, clusters: int, iterations: int = 12, seed: int = 0) ->
 def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     distance = (centres ** 2).sum(1)[None, :] - 2.0 * x @ centres.T
     return distance.argmin(1)
+
+
+def best_slots(scores: tf.Tensor, k: int) -> tf.Tensor:
+    """Indices ``[T, k]`` of each row's ``k`` largest ``scores`` ``[T, N]``, in no particular order:
+    the set ``tf.math.top_k`` chooses (ties to the lower index), found faster than it over a long row.
+
+    A threshold read from every ``SAMPLE_STRIDE``-th score (its rank placed to let ~``SAMPLE_MARGIN``
+    times ``k`` scores through) leaves few scores to select from, so the exact selection runs over
+    those alone; when it lets fewer than ``k`` through in some row, every row is selected in full.
+    Under XLA (no shape may depend on the data) and over short rows: ``top_k`` itself.
+    """
+    n = scores.shape[-1]
+    sample = -(-n // SAMPLE_STRIDE) if n is not None else 0
+    rank = int(np.ceil(k / SAMPLE_STRIDE * SAMPLE_MARGIN))
+    if F.compiled_by_xla() or n is None or k * SAMPLE_MARGIN >= n or rank > sample:
+        return tf.math.top_k(scores, k=k, sorted=False).indices
+    threshold = tf.reduce_min(tf.math.top_k(scores[:, ::SAMPLE_STRIDE], k=rank, sorted=False).values, 1, keepdims=True)
+    through = scores >= threshold
+    counts = tf.reduce_sum(tf.cast(through, tf.int32), axis=1)
+
+    def among_those_through() -> tf.Tensor:
+        pairs = tf.where(through)  # [P, 2] (row, slot), row by row
+        row, slot = tf.cast(pairs[:, 0], tf.int32), tf.cast(pairs[:, 1], tf.int32)
+        at = tf.stack([row, tf.range(tf.shape(row)[0]) - tf.gather(tf.cumsum(counts, exclusive=True), row)], 1)
+        shape = tf.stack([tf.shape(scores)[0], tf.reduce_max(counts)])
+        values = tf.tensor_scatter_nd_update(tf.fill(shape, tf.constant(-np.inf, scores.dtype)), at,
+                                             tf.gather_nd(scores, pairs))
+        _, best = tf.math.top_k(values, k=k, sorted=False)
+        return tf.gather(tf.scatter_nd(at, slot, shape), best, batch_dims=1)
+
+    return tf.cond(tf.reduce_min(counts) >= k, among_those_through,
+                   lambda: tf.math.top_k(scores, k=k, sorted=False).indices)
 
 
 class TaylorCandidates(tf.Module):
@@ -117,9 +153,10 @@ class TaylorCandidates(tf.Module):
         return tf.reshape(estimate, [tf.shape(estimate)[0], -1])
 
     def shortlist(self, value: tf.Tensor, gradient: tf.Tensor, candidates: int) -> tf.Tensor:
-        """The catalogue positions ``[T, candidates]`` of the best estimates."""
-        _, slots = tf.math.top_k(self.estimate(value, gradient), k=candidates)
+        """The catalogue positions ``[T, candidates]`` of the best estimates, in slot order (so that
+        exact scores that tie resolve alike in TensorFlow and ONNX Runtime)."""
+        slots = tf.sort(best_slots(self.estimate(value, gradient), candidates), axis=1)  # one order for every runtime
         return tf.gather(tf.reshape(self.position, [-1]), slots)
 
 
-__all__ = ["TaylorCandidates", "kmeans"]
+__all__ = ["TaylorCandidates", "best_slots", "kmeans"]
