@@ -182,6 +182,10 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
     got = stage.estimate(value, gradient).numpy()[0]
     np.testing.assert_allclose(got[slots >= 0], expected, atol=1e-4)
     assert np.isneginf(got[slots < 0]).all()
+    traced = tf.function(stage.shortlist).get_concrete_function(  # any number of users: the threshold's selection
+        tf.TensorSpec([None, stage.anchors]), tf.TensorSpec([None, *gradient.shape[1:]]), 40)
+    library = traced.graph.as_graph_def().library.function  # the selection runs in a branch of its fallback
+    assert "Where" in {node.op for f in library for node in f.node_def}
 
     request = H.random_request(world, np.random.default_rng(5), 4, 16, None, garbage=False)
     request["support_mask"][:, :3] = 1.0

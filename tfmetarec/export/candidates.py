@@ -14,7 +14,10 @@ best ``candidates`` of them:
 * per request, the adapted model is evaluated at each centre together with its gradient
   ``g`` with respect to the item representation (a forward and backward pass over
   ``anchors`` rows), and every item ``r`` of that cluster is estimated at
-  ``f(c) + g·P(r - c)`` (``P`` the projection) plus its item offset: one batched matmul.
+  ``f(c) + g·P(r - c)`` (``P`` the projection) plus its item offset: one batched matmul;
+* the best ``candidates`` estimates are chosen among those above a threshold read from a sample
+  of them (:func:`best_slots`; a full ``top_k`` over 100,000 estimates cost more than the
+  estimate itself).
 
 Why not an approximate nearest-neighbour index (ScaNN, keras-rs' search): MeLU's score is not
 a dot product of a user vector and an item vector, so no single query vector finds its top
@@ -150,7 +153,7 @@ class TaylorCandidates(tf.Module):
         slope = tf.gather(tf.einsum("tjd,dk->jkt", gradient, self.basis), self.owner)  # [B, rank, T]
         per_item = tf.transpose(tf.matmul(self.deviation, slope), [2, 0, 1])  # [T, B, M]; the big operand as stored
         estimate = per_item + tf.gather(value, self.owner, axis=1)[:, :, None] + self.base[None]
-        return tf.reshape(estimate, [tf.shape(estimate)[0], -1])
+        return tf.reshape(estimate, [-1, int(self.position.shape[0]) * self.block])  # a static slot axis
 
     def shortlist(self, value: tf.Tensor, gradient: tf.Tensor, candidates: int) -> tf.Tensor:
         """The catalogue positions ``[T, candidates]`` of the best estimates, in slot order (so that

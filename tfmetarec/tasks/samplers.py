@@ -124,7 +124,8 @@ class EpisodeSampler:
     are fitted to the supports (as with ``fit_buckets``) and more are added until at least that
     share of the support rows is real.
 
-    With ``trim_supports``, each task belongs to the largest bucket its support fills (the
+    With ``trim_supports`` (the library's runs: on; the class pads by default, the stream a loop
+    written before trimming expects), each task belongs to the largest bucket its support fills (the
     smallest for a support smaller than that) and every draw keeps a random subset of its
     support rows of the bucket's size: no support row is padding (but for supports under the
     smallest bucket), and the rows a draw leaves out change from draw to draw.
