@@ -142,16 +142,17 @@ class TaylorCandidates(tf.Module):
         self.basis = tf.Variable(basis, trainable=False, name="candidate_basis")
         self.owner = tf.Variable(np.asarray(owners, np.int32), trainable=False, name="candidate_owner")
         self.position = tf.Variable(position, trainable=False, name="candidate_position")
-        projected = np.where(real[..., None], (deviation @ basis)[safe], 0.0).astype(np.float32)
-        self.deviation = tf.Variable(projected, trainable=False, name="candidate_deviation")  # [B, M, rank]
+        projected = np.where(real[..., None], (deviation @ basis)[safe], 0.0).astype(np.float32)  # [B, M, rank]
+        self.deviation = tf.Variable(np.ascontiguousarray(projected.transpose(0, 2, 1)), trainable=False,
+                                     name="candidate_deviation")  # [B, rank, M]: each block a wide product
         base = np.where(real, np.asarray(offsets, np.float32)[safe], -np.inf).astype(np.float32)
         self.base = tf.Variable(base, trainable=False, name="candidate_offsets")  # -inf: padding is never chosen
 
     def estimate(self, value: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
         """Estimated scores ``[T, B * M]`` (block-major slots; padding -inf) from the model's value
         ``[T, J]`` and gradient ``[T, J, d]`` at the ``J`` cluster centres."""
-        slope = tf.gather(tf.einsum("tjd,dk->jkt", gradient, self.basis), self.owner)  # [B, rank, T]
-        per_item = tf.transpose(tf.matmul(self.deviation, slope), [2, 0, 1])  # [T, B, M]; the big operand as stored
+        slope = tf.gather(tf.einsum("tjd,dk->jtk", gradient, self.basis), self.owner)  # [B, T, rank]
+        per_item = tf.transpose(tf.matmul(slope, self.deviation), [1, 0, 2])  # [T, B, M]; the big operand as stored
         estimate = per_item + tf.gather(value, self.owner, axis=1)[:, :, None] + self.base[None]
         return tf.reshape(estimate, [-1, int(self.position.shape[0]) * self.block])  # a static slot axis
 
