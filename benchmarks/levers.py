@@ -29,11 +29,11 @@ LEVERS = {
     "ndcg-selection": ("train.select_metric=nDCG@3",),
     "ids": ("model.use_ids=true",),
     "ids-dropout": ("model.use_ids=true", "train.id_dropout=0.5"),
-    "padded": ("train.trim_supports=false",),
+    "padded": ("train.trim_supports=false", "train.padded_min_real=none"),
 }
 """The levers this script measures by default: checkpoint choice by validation nDCG@3 instead of
 MAE; user and item ID embeddings; ID embeddings with ID dropout (DropoutNet), 0.5; meta-training
-supports padded to their bucket instead of trimmed (the default before trimming; BENCHMARKS.md's
+supports padded to their power-of-two bucket instead of trimmed (the default before trimming; BENCHMARKS.md's
 run measured trimming as the lever, ``trim-supports``, when padding was the default)."""
 METHODS = ("maml+warm", "no-adaptation+warm", "fine-tune+warm", "item-mean+warm", "popularity+warm")
 

@@ -98,6 +98,10 @@ def test_configs_resolve_check_and_round_trip_without_tensorflow():
     assert ExperimentConfig.from_dict({**old, "format": 5}).train.padded_min_real is None
     with pytest.raises(ValueError, match="train.padded_min_real must be > 0"):
         apply_settings(config, {"train.padded_min_real": 0.0})
+    with pytest.raises(ValueError, match="train.padded_min_real must be <= 1"):
+        apply_settings(config, {"train.padded_min_real": 1.5})
+    assert apply_settings(config, {"train.padded_min_real": 1.0}).train.padded_min_real == 1.0  # one bucket a size
+    assert apply_settings(config, {"train.padded_min_real": "none"}, from_text=True).train.padded_min_real is None
     changed = apply_settings(config, {"learner.name": "reptile", "learner.train_on_query": "false"}, from_text=True)
     assert changed.learner.name == "reptile" and changed.learner.train_on_query is False
     assert changed.learner.inner_lr == 0.1  # options the new learner takes carry over

@@ -54,6 +54,17 @@ def test_a_folder_holding_another_run_is_refused_naming_the_keys(tmp_path, capsy
     assert RunFolder(run).check(longer, mode="resume") == "continue"
     sliced = dataclasses.replace(_tiny_config(), train=dataclasses.replace(_tiny_config().train, task_chunks=4))
     assert RunFolder(run).check(sliced, mode="resume") == "continue"
+    # a trimmed run saved before the padded stream's floor (config format 5) continues; a padded one does not
+    saved = json.loads((run / "config.json").read_text())
+    del saved["train"]["padded_min_real"]
+    (run / "config.json").write_text(json.dumps({**saved, "format": 5}))
+    assert RunFolder(run).check(_tiny_config()) == "continue"
+    padded = dataclasses.replace(_tiny_config(), train=dataclasses.replace(_tiny_config().train, trim_supports=False))
+    (run / "config.json").write_text(json.dumps({**saved, "format": 5, "train": {**saved["train"],
+                                                                                "trim_supports": False}}))
+    with pytest.raises(RunFolderError, match="train.padded_min_real: None -> 0.85"):
+        RunFolder(run).check(padded)
+    _tiny_config().save(run / "config.json")
     shorter = dataclasses.replace(_tiny_config(), train=TrainConfig(meta_steps=4, pretrain_steps=3, batch_size=8,
                                                                     jit_compile=False))
     with pytest.raises(RunFolderError, match="train.meta_steps: 6 -> 4"):

@@ -285,7 +285,8 @@ class TrainConfig:
     padded_min_real: float | None = 0.85
     """With ``trim_supports`` off: the meta-training support buckets are placed where the supports
     pad the fewest rows, as many as it takes for this share of the support rows to be real (more
-    buckets, more compiled shapes: BENCHMARKS.md); None: the powers of two (or ``fit_buckets``)."""
+    buckets, more compiled shapes: BENCHMARKS.md; ``smallest_bucket`` and ``fit_buckets`` then only
+    set the count to start from); None: the powers of two (or ``fit_buckets``)."""
     id_dropout: float = 0.0
     """ID dropout (DropoutNet): in both trainings' episodes, hide each task's user ID and each row's
     item ID embedding with this probability, so a model with ID embeddings (``model.use_ids``, or
@@ -332,10 +333,7 @@ class TrainConfig:
                                  "the replicas already share the task batch: leave task_chunks unset (or 1).")
         check_number("train.smallest_bucket", self.smallest_bucket, minimum=1, integer=True)
         if self.padded_min_real is not None:
-            check_probability("train.padded_min_real", self.padded_min_real)
-            if self.padded_min_real == 0:
-                raise ValueError("train.padded_min_real must be > 0 (a share of real support rows), or None for "
-                                 "the powers of two.")
+            check_number("train.padded_min_real", self.padded_min_real, above=0.0, maximum=1.0)
         if self.finetune_lr is not None:
             check_number("train.finetune_lr", self.finetune_lr, minimum=0.0)
         if self.item_warmup is not None:

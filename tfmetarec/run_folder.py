@@ -194,6 +194,8 @@ class RunFolder:
                 before["train"][key] = now["train"][key]
         before["train"]["strategy"] = now["train"]["strategy"]  # replicas share the same episodes
         before["train"]["task_chunks"] = now["train"].get("task_chunks")  # the same gradients, another cut
+        if now["train"].get("trim_supports"):  # the padded stream's floor shapes nothing a trimmed run draws
+            before["train"]["padded_min_real"] = now["train"].get("padded_min_real")
         differences = config_differences(before, now)
         if differences:
             raise RunFolderError(

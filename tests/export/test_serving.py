@@ -182,10 +182,6 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
     got = stage.estimate(value, gradient).numpy()[0]
     np.testing.assert_allclose(got[slots >= 0], expected, atol=1e-4)
     assert np.isneginf(got[slots < 0]).all()
-    traced = tf.function(stage.shortlist).get_concrete_function(  # any number of users: the threshold's selection
-        tf.TensorSpec([None, stage.anchors]), tf.TensorSpec([None, *gradient.shape[1:]]), 40)
-    library = traced.graph.as_graph_def().library.function  # the selection runs in a branch of its fallback
-    assert "Where" in {node.op for f in library for node in f.node_def}
 
     request = H.random_request(world, np.random.default_rng(5), 4, 16, None, garbage=False)
     request["support_mask"][:, :3] = 1.0
@@ -209,7 +205,7 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
 
 
 def test_the_candidate_selection_keeps_top_ks_set_through_its_threshold_and_its_fallback():
-    from tfmetarec.export.candidates import SAMPLE_STRIDE, best_slots
+    from tfmetarec.export.candidates import SAMPLE_STRIDE, TaylorCandidates, best_slots
 
     rng = np.random.default_rng(0)
     scores = np.round(rng.normal(size=(3, 4000)), 1).astype(np.float32)  # many ties at the boundary
@@ -225,6 +221,20 @@ def test_the_candidate_selection_keeps_top_ks_set_through_its_threshold_and_its_
             assert got.shape == (3, k)
             for row in range(3):
                 assert set(got[row].tolist()) == set(expected[row].tolist())
+    assert best_slots(tf.zeros([0, 4000]), 200).shape == (0, 200)  # no user: no row, no error
+
+    # a catalogue's stage selects through the threshold for any number of users (a static slot axis)
+    stage = TaylorCandidates(rng.normal(size=(5000, 6)), rng.normal(size=5000), anchors=12)
+    value, gradient = tf.constant(rng.normal(size=(2, 12)), tf.float32), tf.constant(rng.normal(size=(2, 12, 6)),
+                                                                                     tf.float32)
+    traced = tf.function(stage.shortlist).get_concrete_function(
+        tf.TensorSpec([None, 12]), tf.TensorSpec([None, 12, 6]), 200)
+    library = traced.graph.as_graph_def().library.function  # the selection runs in a branch of its fallback
+    assert "Where" in {node.op for f in library for node in f.node_def}
+    position = stage.position.numpy().reshape(-1)
+    best = position[tf.math.top_k(stage.estimate(value, gradient), k=200).indices.numpy()]
+    got = traced(value, gradient).numpy()
+    assert all(set(got[t].tolist()) == set(best[t].tolist()) and np.all(np.diff(got[t]) != 0) for t in range(2))
 
 
 def test_the_two_stage_search_is_used_only_where_item_representations_predict_the_scores(served):

@@ -266,10 +266,11 @@ def test_a_padded_stream_with_a_floor_adds_fitted_buckets_until_enough_rows_are_
     assert floored.buckets[-1] == supports.max() and floored.state()["fingerprint"] != plain.state()["fingerprint"]
     fewer = fitted_buckets(supports, len(floored.buckets) - 1)  # one bucket fewer would not reach it
     assert padded_share(supports, fewer) < 0.85
-    for _ in range(5):  # each episode padded to its bucket, every support whole
+    for _ in range(5):  # each episode padded to its bucket, every support whole: above the bucket below
         episode = floored.sample()
-        rows = episode[SUPPORT][MASK].sum(axis=1)
-        assert episode[SUPPORT][MASK].shape[1] in floored.buckets and rows.max() > 0
+        rows, cap = episode[SUPPORT][MASK].sum(axis=1), episode[SUPPORT][MASK].shape[1]
+        below = ([0, *floored.buckets])[floored.buckets.index(cap)]
+        assert ((rows > below) & (rows <= cap)).all()
     trimmed = EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0, trim_supports=True,
                              min_real=0.85)  # trimmed supports have no floor to reach: the default buckets
     assert trimmed.buckets == EpisodeSampler(encoded, split.meta_train, batch_size=8, query_size=5, seed=0,

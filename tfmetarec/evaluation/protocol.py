@@ -30,7 +30,8 @@ def adapt_and_score_fn(learner: MetaLearner, jit_compile: bool = False):
     """A traced ``episode -> [T, Q]`` function: adapt on support, score query. Without XLA (the
     default) one graph with unknown batch and row counts serves every padded shape
     (``reduce_retracing``); XLA (opt-in) compiles each shape it meets: once per call of the first
-    pass over a task set (25 programs for the quickstart's report), none on later passes."""
+    pass over a task set (25 programs for the quickstart's report), none on later passes through
+    the same function (pass it as ``fn=``)."""
     return graph_function(lambda episode: learner(episode), jit_compile=jit_compile, reduce_retracing=not jit_compile)
 
 

@@ -38,7 +38,7 @@ from tfmetarec.models import functional as F
 FIT_ROWS = 32_768  # k-means centres are fitted on at most this many items (all items are assigned)
 ASSIGN_CHUNK = 16_384
 SAMPLE_STRIDE = 16  # best_slots reads its threshold from every 16th score ...
-SAMPLE_MARGIN = 1.25  # ... placed to let through ~1.25 times the items asked for
+SAMPLE_HEADROOM = 4.0  # ... placed ~4 standard deviations of the count let through above the count asked for
 
 
 def kmeans(x: np.ndarray, clusters: int, iterations: int = 12, seed: int = 0) -> np.ndarray:
@@ -68,15 +68,17 @@ def best_slots(scores: tf.Tensor, k: int) -> tf.Tensor:
     """Indices ``[T, k]`` of each row's ``k`` largest ``scores`` ``[T, N]``, in no particular order:
     the set ``tf.math.top_k`` chooses (ties to the lower index), found faster than it over a long row.
 
-    A threshold read from every ``SAMPLE_STRIDE``-th score (its rank placed to let ~``SAMPLE_MARGIN``
-    times ``k`` scores through) leaves few scores to select from, so the exact selection runs over
-    those alone; when it lets fewer than ``k`` through in some row, every row is selected in full.
-    Under XLA (no shape may depend on the data) and over short rows: ``top_k`` itself.
+    A threshold read from every ``SAMPLE_STRIDE``-th score (its rank in the sample placed to let
+    through ``k`` scores plus ``SAMPLE_HEADROOM`` standard deviations of that count) leaves few
+    scores to select from, so the exact selection runs over those alone; when it lets fewer than
+    ``k`` through in some row, every row is selected in full. Under XLA (no shape may depend on
+    the data) and over rows too short to gain: ``top_k`` itself.
     """
     n = scores.shape[-1]
     sample = -(-n // SAMPLE_STRIDE) if n is not None else 0
-    rank = int(np.ceil(k / SAMPLE_STRIDE * SAMPLE_MARGIN))
-    if F.compiled_by_xla() or n is None or k * SAMPLE_MARGIN >= n or rank > sample:
+    # ~STRIDE * r scores pass the sample's r-th best, give or take STRIDE * sqrt(r): r - h sqrt(r) = k / STRIDE
+    rank = int(np.ceil(((SAMPLE_HEADROOM + np.sqrt(SAMPLE_HEADROOM ** 2 + 4 * k / SAMPLE_STRIDE)) / 2) ** 2))
+    if F.compiled_by_xla() or n is None or rank * SAMPLE_STRIDE >= n or rank > sample:
         return tf.math.top_k(scores, k=k, sorted=False).indices
     threshold = tf.reduce_min(tf.math.top_k(scores[:, ::SAMPLE_STRIDE], k=rank, sorted=False).values, 1, keepdims=True)
     through = scores >= threshold
@@ -86,7 +88,7 @@ def best_slots(scores: tf.Tensor, k: int) -> tf.Tensor:
         pairs = tf.where(through)  # [P, 2] (row, slot), row by row
         row, slot = tf.cast(pairs[:, 0], tf.int32), tf.cast(pairs[:, 1], tf.int32)
         at = tf.stack([row, tf.range(tf.shape(row)[0]) - tf.gather(tf.cumsum(counts, exclusive=True), row)], 1)
-        shape = tf.stack([tf.shape(scores)[0], tf.reduce_max(counts)])
+        shape = tf.stack([tf.shape(scores)[0], tf.maximum(tf.reduce_max(counts), k)])  # k: no user at all
         values = tf.tensor_scatter_nd_update(tf.fill(shape, tf.constant(-np.inf, scores.dtype)), at,
                                              tf.gather_nd(scores, pairs))
         _, best = tf.math.top_k(values, k=k, sorted=False)

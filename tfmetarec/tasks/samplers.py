@@ -375,7 +375,7 @@ class EpisodeSampler:
 
 EVAL_CALL_ROWS = 512
 """What one more evaluation call must save in padded support rows to be made (see
-:func:`eval_batches` without buckets): the fixed cost of a call, counted in rows. Measured on the
+:func:`eval_batches`): the fixed cost of a call, counted in rows. Measured on the
 default MeLU + MAML without XLA, a call costs ~5 ms whatever its padding, so calls are what to
 save (BENCHMARKS.md, "Padding of the evaluation batches")."""
 
