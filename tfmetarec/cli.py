@@ -232,7 +232,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
                         f"stream's floor adds any (default: {t.smallest_bucket})")
     g.add_argument("--fit-buckets", action="store_true",
                    help="place the meta-training support buckets where the tasks' support sizes pad the fewest rows "
-                        "(default: powers of two; padded supports with --padded-min-real fit theirs anyway); another episode stream")
+                        "(default: powers of two; padded supports with --padded-min-real fit theirs anyway); "
+                        "another episode stream")
     g.add_argument("--no-trim-supports", action="store_true",
                    help="pad each meta-training support up to its bucket instead of trimming it to a random subset "
                         "the size of the largest bucket it fills (the default: almost no padded row, faster steps)")
