@@ -379,7 +379,7 @@ def versus_section(against: str, rounds: int, steps: int) -> list[dict]:
     import subprocess
 
     trees = {"before (" + against + ")": (str(Path(against).resolve()), []),
-             "this checkout, supports padded (--no-trim-supports)": (str(ROOT), []),
+             "this checkout, supports padded to powers of two": (str(ROOT), []),
              "this checkout, trimmed, whole task batch (--task-chunks 1)": (str(ROOT), ["--trim-supports",
                                                                                       "--task-chunks", "1"]),
              "this checkout, trimmed, 2 task slices at once (the default)": (str(ROOT), ["--trim-supports"])}
