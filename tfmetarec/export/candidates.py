@@ -76,10 +76,9 @@ def best_slots(scores: tf.Tensor, k: int) -> tf.Tensor:
     the data) and over rows too short to gain: ``top_k`` itself.
     """
     n = scores.shape[-1]
-    sample = -(-n // SAMPLE_STRIDE) if n is not None else 0
     # ~STRIDE * r scores pass the sample's r-th best, give or take STRIDE * sqrt(r): r - h sqrt(r) = k / STRIDE
     rank = int(np.ceil(((SAMPLE_HEADROOM + np.sqrt(SAMPLE_HEADROOM ** 2 + 4 * k / SAMPLE_STRIDE)) / 2) ** 2))
-    if F.compiled_by_xla() or n is None or rank * SAMPLE_STRIDE >= n or rank > sample:
+    if F.compiled_by_xla() or n is None or rank * SAMPLE_STRIDE >= n:  # (then the sample holds > rank scores)
         return tf.math.top_k(scores, k=k, sorted=False).indices
     threshold = tf.reduce_min(tf.math.top_k(scores[:, ::SAMPLE_STRIDE], k=rank, sorted=False).values, 1, keepdims=True)
     through = scores >= threshold
