@@ -20,7 +20,9 @@ median over rounds.
   two-stage exports (above 20,000 items; ``--candidates`` counts, default the library's 4,000, from the local linear
   estimate, :mod:`tfmetarec.export.candidates`) against one that scores every item, both
   through the v1 session, timed in interleaved rounds; Recall@100 of the two-stage answer
-  against the exhaustive one over 50 users; RSS each loaded export adds, size on disk. Then
+  against the exhaustive one over 50 users; RSS each loaded export adds, size on disk. Both
+  through the one-user static signature (``recommend.t1.s32``: what the REST and gRPC builders
+  send). Then
   the two-tower model's keras-rs dot-product search over 100,000 items.
 * memory: a fresh process per runtime serves 10,000 requests of random shapes (users
   1..8, support 0..128, query 1..256) and reports RSS and its memory-map count.
@@ -246,10 +248,17 @@ def recommend_one(num_items: int, args) -> list[dict]:
         export_s[count] = time.perf_counter() - started
     rng = np.random.default_rng(3)
     reqs = [{k: v for k, v in request(data, rng).items() if k != "query_item_id"} for _ in range(50)]
+    # what the REST and gRPC builders send: the one-user static signature, its ratings padded to the bucket
+    from tfmetarec.export import bucketed_request
+
+    contract = load_contract(paths[None])
+    static = bucketed_request(contract, "recommend", reqs[0])[0]
+    sent = {id(r): bucketed_request(contract, "recommend", r)[1] for r in reqs}  # padded once, outside the timing
     callers, added = {}, {}
     for count, path in paths.items():
         before = rss_mb()
-        callers[count] = session_caller(path, "recommend")
+        run = session_caller(path, static)
+        callers[count] = lambda r, run=run: run(sent[id(r)])
         callers[count](reqs[0])
         added[count] = rss_mb() - before
     if args.onnx_recommend and num_items <= 100_000:  # the same two stages in ONNX Runtime (the first count)

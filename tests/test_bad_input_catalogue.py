@@ -79,8 +79,8 @@ def _cli_cases(tmp: Path) -> list[tuple[dict, list[str], str]]:
         ({}, ["train", "--item-vectors", str(a_file)], "must name a .npz / .csv / .tsv / .parquet file"),
         ({}, ["evaluate", "--workdir", str(tmp / "none")], "holds no trained run"),
         ({}, ["export", "--workdir", str(tmp), "--out", str(a_file)], "--out"),
-        ({}, ["export", "--workdir", str(tmp), "--out", str(tmp / "out"), "--candidates", "100", "--top-k", "50"],
-         "--candidates 100 is fewer than --top-k (50) plus the largest support bucket"),
+        ({}, ["export", "--workdir", str(tmp), "--out", str(tmp / "out"), "--candidates", "40", "--top-k", "50"],
+         "--candidates 40 is fewer than --top-k (50), the items a recommendation names"),
         ({}, ["recommend", "--workdir", str(tmp), "--ratings", "50:abc"], "--ratings: 50:abc is not an integer item ID"),
         ({}, ["recommend", "--workdir", str(tmp), "--ratings", "50"], "ITEM:RATING"),
     ]

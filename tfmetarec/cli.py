@@ -364,7 +364,7 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--top-k", type=POSITIVE, default=50, help="items a `recommend` answer holds (default: %(default)s)")
     p.add_argument("--candidates", type=POSITIVE, default=CANDIDATES,
                    help="items a two-stage `recommend` scores exactly after estimating every item's score "
-                        "(default: %(default)s; at least --top-k plus the largest support bucket)")
+                        "(default: %(default)s; at least --top-k; rated items are never among them)")
     p.add_argument("--exhaustive-up-to", type=NON_NEGATIVE, default=EXHAUSTIVE_UP_TO,
                    help="catalogues of at most this many items are scored whole, larger ones in two stages "
                         "(default: %(default)s)")
@@ -513,9 +513,9 @@ def plan(args: argparse.Namespace) -> Plan:
         return Plan(lambda: _evaluate(args))
     if command == "export":
         buckets = Buckets(users=args.user_buckets, support=args.support_buckets, query=args.query_buckets)
-        if args.candidates < args.top_k + buckets.limit("support"):
-            raise UsageError(f"--candidates {args.candidates} is fewer than --top-k ({args.top_k}) plus the largest "
-                             f"support bucket ({buckets.limit('support')}), the rated items a recommendation leaves out.")
+        if args.candidates < args.top_k:
+            raise UsageError(f"--candidates {args.candidates} is fewer than --top-k ({args.top_k}), the items a "
+                             "recommendation names.")
         return Plan(lambda: _export(args, buckets))
     if command == "recommend":
         ratings = parse_ratings(args.ratings)

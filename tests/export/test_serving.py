@@ -220,7 +220,7 @@ def test_the_candidate_selection_keeps_top_ks_set_through_its_threshold_and_its_
                     tf.function(lambda x, k=k: best_slots(x, k), jit_compile=True)(tf.constant(case)).numpy()):
             assert got.shape == (3, k)
             for row in range(3):
-                assert set(got[row].tolist()) == set(expected[row].tolist())
+                assert set(got[row].tolist()) == set(expected[row].tolist()) and np.all(np.diff(got[row]) > 0)
     assert best_slots(tf.zeros([0, 4000]), 200).shape == (0, 200)  # no user: no row, no error
 
     # a catalogue's stage selects through the threshold for any number of users (a static slot axis)
@@ -235,6 +235,14 @@ def test_the_candidate_selection_keeps_top_ks_set_through_its_threshold_and_its_
     best = position[tf.math.top_k(stage.estimate(value, gradient), k=200).indices.numpy()]
     got = traced(value, gradient).numpy()
     assert all(set(got[t].tolist()) == set(best[t].tolist()) and np.all(np.diff(got[t]) != 0) for t in range(2))
+    # rated items are never candidates: user 0 rated its 5 best (one listed twice), user 1 nothing (mask 0)
+    rated = np.stack([best[0, [0, 1, 2, 3, 4, 4]], best[1, :6]]).astype(np.int32)
+    is_rated = np.array([[True] * 6, [False] * 6])
+    left = stage.shortlist(value, gradient, 200, tf.constant(rated), tf.constant(is_rated)).numpy()
+    estimate = stage.estimate(value, gradient).numpy()
+    estimate[0, stage.slot.numpy()[rated[0]]] = -np.inf
+    assert set(left[0].tolist()) == set(position[tf.math.top_k(estimate[0], k=200).indices.numpy()].tolist())
+    assert not set(left[0].tolist()) & set(rated[0].tolist()) and set(left[1].tolist()) == set(got[1].tolist())
 
 
 def test_the_two_stage_search_is_used_only_where_item_representations_predict_the_scores(served):
@@ -252,8 +260,10 @@ def test_the_two_stage_search_is_used_only_where_item_representations_predict_th
     assert adapted_items.search == "exhaustive" and "changes the item side" in adapted_items.search_note
     assert "does not take a given item representation" in core(model="cf").search_note
     assert core(exhaustive_up_to=90).search == "exhaustive" and not core(exhaustive_up_to=90).search_note
-    with pytest.raises(ValueError, match="candidates=20 is fewer than top_k"):
-        core(candidates=20)
+    with pytest.raises(ValueError, match="candidates=5 is fewer than top_k"):
+        core(candidates=5)
+    # the rated items are left out of the candidates, so a catalogue must hold more than both
+    assert core(candidates=74).search == "two-stage" and core(candidates=75).search == "exhaustive"
 
 
 def _good(world):

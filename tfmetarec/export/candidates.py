@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from tfmetarec.models import functional as F
 
+ITEMS_PER_ANCHOR = 200  # one cluster per 200 items: 500 at 100,000 items (at 400, 250 centres lost recall)
 FIT_ROWS = 32_768  # k-means centres are fitted on at most this many items (all items are assigned)
 ASSIGN_CHUNK = 16_384
 BLOCKS_PER_CLUSTER = 8  # a cluster's mean size over 8: 6 % of the slots padded at 100,000 items, not 35 %
@@ -66,36 +67,45 @@ def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def best_slots(scores: tf.Tensor, k: int) -> tf.Tensor:
-    """Indices ``[T, k]`` of each row's ``k`` largest ``scores`` ``[T, N]``, in no particular order:
+    """Indices ``[T, k]`` of each row's ``k`` largest ``scores`` ``[T, N]``, in ascending order:
     the set ``tf.math.top_k`` chooses (ties to the lower index), found faster than it over a long row.
 
     A threshold read from every ``SAMPLE_STRIDE``-th score (its rank in the sample placed to let
     through ``k`` scores plus ``SAMPLE_HEADROOM`` standard deviations of that count) leaves few
-    scores to select from, so the exact selection runs over those alone; when it lets fewer than
-    ``k`` through in some row, every row is selected in full. Under XLA (no shape may depend on
-    the data) and over rows too short to gain: ``top_k`` itself.
+    scores to select from, so the exact selection runs over those alone, and the chosen ones are
+    read back in index order without a sort; when it lets fewer than ``k`` through in some row,
+    every row is selected in full. Under XLA (no shape may depend on the data) and over rows too
+    short to gain: ``top_k`` itself.
     """
     n = scores.shape[-1]
     # ~STRIDE * r scores pass the sample's r-th best, give or take STRIDE * sqrt(r): r - h sqrt(r) = k / STRIDE
     rank = int(np.ceil(((SAMPLE_HEADROOM + np.sqrt(SAMPLE_HEADROOM ** 2 + 4 * k / SAMPLE_STRIDE)) / 2) ** 2))
+
+    def in_full() -> tf.Tensor:
+        return tf.sort(tf.math.top_k(scores, k=k, sorted=False).indices, axis=1)
+
     if F.compiled_by_xla() or n is None or rank * SAMPLE_STRIDE >= n:  # (then the sample holds > rank scores)
-        return tf.math.top_k(scores, k=k, sorted=False).indices
+        return in_full()
     threshold = tf.reduce_min(tf.math.top_k(scores[:, ::SAMPLE_STRIDE], k=rank, sorted=False).values, 1, keepdims=True)
     through = scores >= threshold
     counts = tf.reduce_sum(tf.cast(through, tf.int32), axis=1)
 
     def among_those_through() -> tf.Tensor:
-        pairs = tf.where(through)  # [P, 2] (row, slot), row by row
+        pairs = tf.where(through)  # [P, 2] (row, slot), row by row, slots ascending
         row, slot = tf.cast(pairs[:, 0], tf.int32), tf.cast(pairs[:, 1], tf.int32)
         at = tf.stack([row, tf.range(tf.shape(row)[0]) - tf.gather(tf.cumsum(counts, exclusive=True), row)], 1)
-        shape = tf.stack([tf.shape(scores)[0], tf.maximum(tf.reduce_max(counts), k)])  # k: no user at all
+        users = tf.shape(scores)[0]
+        shape = tf.stack([users, tf.maximum(tf.reduce_max(counts), k)])  # k: no user at all
         values = tf.tensor_scatter_nd_update(tf.fill(shape, tf.constant(-np.inf, scores.dtype)), at,
                                              tf.gather_nd(scores, pairs))
         _, best = tf.math.top_k(values, k=k, sorted=False)
-        return tf.gather(tf.scatter_nd(at, slot, shape), best, batch_dims=1)
+        # the chosen columns marked, then read back row by row: k per row, in slot order
+        rows = tf.broadcast_to(tf.range(users)[:, None], tf.shape(best))
+        chosen = tf.scatter_nd(tf.stack([rows, best], -1), tf.ones_like(best), shape)
+        columns = tf.reshape(tf.cast(tf.where(chosen > 0)[:, 1], tf.int32), [users, k])
+        return tf.gather(tf.scatter_nd(at, slot, shape), columns, batch_dims=1)
 
-    return tf.cond(tf.reduce_min(counts) >= k, among_those_through,
-                   lambda: tf.math.top_k(scores, k=k, sorted=False).indices)
+    return tf.cond(tf.reduce_min(counts) >= k, among_those_through, in_full)
 
 
 class TaylorCandidates(tf.Module):
@@ -145,6 +155,9 @@ class TaylorCandidates(tf.Module):
         self.basis = tf.Variable(basis, trainable=False, name="candidate_basis")
         self.owner = tf.Variable(np.asarray(owners, np.int32), trainable=False, name="candidate_owner")
         self.position = tf.Variable(position, trainable=False, name="candidate_position")
+        slot = np.empty(len(reps), np.int32)  # catalogue position -> its slot
+        slot[position[real]] = np.flatnonzero(real.reshape(-1))
+        self.slot = tf.Variable(slot, trainable=False, name="candidate_slot")
         projected = np.where(real[..., None], (deviation @ basis)[safe], 0.0).astype(np.float32)  # [B, M, rank]
         self.deviation = tf.Variable(np.ascontiguousarray(projected.transpose(0, 2, 1)), trainable=False,
                                      name="candidate_deviation")  # [B, rank, M]: each block a wide product
@@ -159,11 +172,21 @@ class TaylorCandidates(tf.Module):
         estimate = per_item + tf.gather(value, self.owner, axis=1)[:, :, None] + self.base[None]
         return tf.reshape(estimate, [-1, int(self.position.shape[0]) * self.block])  # a static slot axis
 
-    def shortlist(self, value: tf.Tensor, gradient: tf.Tensor, candidates: int) -> tf.Tensor:
+    def shortlist(self, value: tf.Tensor, gradient: tf.Tensor, candidates: int,
+                  left_out: tf.Tensor | None = None, is_left_out: tf.Tensor | None = None) -> tf.Tensor:
         """The catalogue positions ``[T, candidates]`` of the best estimates, in slot order (so that
-        exact scores that tie resolve alike in TensorFlow and ONNX Runtime)."""
-        slots = tf.sort(best_slots(self.estimate(value, gradient), candidates), axis=1)  # one order for every runtime
-        return tf.gather(tf.reshape(self.position, [-1]), slots)
+        exact scores that tie resolve alike in TensorFlow and ONNX Runtime). The positions
+        ``left_out [T, R]`` where ``is_left_out`` (the items a user rated) are never chosen, so
+        every candidate can be recommended; at least ``candidates`` others must remain."""
+        estimate = self.estimate(value, gradient)
+        if left_out is not None:
+            slots = tf.gather(self.slot, left_out)
+            rows = tf.broadcast_to(tf.range(tf.shape(slots)[0])[:, None], tf.shape(slots))
+            # added, not assigned: a position listed twice (or a padded row's 0) cannot undo a -inf
+            penalty = tf.where(is_left_out, tf.constant(-np.inf, estimate.dtype), tf.zeros_like(slots, estimate.dtype))
+            estimate = tf.tensor_scatter_nd_add(estimate, tf.stack([rows, slots], -1), penalty)
+        # in slot order: one order for every runtime
+        return tf.gather(tf.reshape(self.position, [-1]), best_slots(estimate, candidates))
 
 
-__all__ = ["TaylorCandidates", "best_slots", "kmeans"]
+__all__ = ["ITEMS_PER_ANCHOR", "TaylorCandidates", "best_slots", "kmeans"]

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetarec.evaluation.retrieval import uses_vector_search
-from tfmetarec.export.candidates import TaylorCandidates
+from tfmetarec.export.candidates import ITEMS_PER_ANCHOR, TaylorCandidates
 from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO
 from tfmetarec.export.names import STATE_FINGERPRINT, STATE_FORMAT, STATE_RATED_ITEM, STATE_RATED_MASK, STATE_USER_FIELDS, STATE_USER_ID, STATE_VERSION
 from tfmetarec.learners.base import MetaLearner
@@ -55,7 +55,7 @@ class ServingCore(tf.Module):
             (:class:`~tfmetarec.export.candidates.TaylorCandidates`) estimated every item's
             score; None: always score the whole catalogue.
         exhaustive_up_to: a catalogue of at most this many items is scored whole.
-        anchors: the candidate stage's clusters (default: one per 400 items, 16 to 1,024).
+        anchors: the candidate stage's clusters (default: one per ``ITEMS_PER_ANCHOR`` items, 16 to 1,024).
 
     ``search`` says how ``recommend`` ranks: ``"vector"`` (a dot-product model: keras-rs'
     search over its item vectors), ``"two-stage"`` or ``"exhaustive"``; ``search_note`` says
@@ -94,13 +94,13 @@ class ServingCore(tf.Module):
         self.search, self.search_note, self.candidates = ("vector" if self.vector_search else "exhaustive"), "", None
         if not self.vector_search and candidates is not None and len(rows) > exhaustive_up_to:
             self.candidate_count = int(candidates)
-            if self.candidate_count < self.top_k + self.rated_capacity:
-                raise ValueError(f"candidates={candidates} is fewer than top_k ({self.top_k}) plus the rated items a "
-                                 f"recommendation leaves out ({self.rated_capacity}); choose at least "
-                                 f"{self.top_k + self.rated_capacity}.")
+            if self.candidate_count < self.top_k:
+                raise ValueError(f"candidates={candidates} is fewer than top_k ({self.top_k}); choose at least "
+                                 f"{self.top_k}.")
             self.search_note = self._item_side_changes()
-            if not self.search_note and self.candidate_count < len(rows):
-                count = anchors or int(np.clip(len(rows) // 400, 16, 1024))
+            # the rated items are left out of the candidates: enough others must remain
+            if not self.search_note and self.candidate_count + self.rated_capacity <= len(rows):
+                count = anchors or int(np.clip(len(rows) // ITEMS_PER_ANCHOR, 16, 1024))
                 reps = self._item_representations(rows)
                 self.candidates = TaylorCandidates(reps, self.model.item_offsets[rows], count)
                 self.search = "two-stage"
@@ -216,8 +216,8 @@ class ServingCore(tf.Module):
             scores, positions = self.retrieval(query)
             scores = scores + self._global_bias(params)
             positions = tf.cast(positions, tf.int32)
-        elif self.candidates is not None:
-            positions = self._shortlist(state, users)
+        elif self.candidates is not None:  # rated items are left out of the candidates
+            positions = self._shortlist(state, users, rated_pos, is_rated)
             scores = self.score(state, tf.gather(tf.constant(self.catalogue_rows), positions))
         else:
             chunks = []
@@ -230,7 +230,7 @@ class ServingCore(tf.Module):
             updates = tf.where(is_rated, neg, tf.zeros_like(rated_pos, tf.float32))
             scores = tf.tensor_scatter_nd_add(scores, tf.stack([t, rated_pos], -1), updates)
             positions = tf.broadcast_to(tf.range(size)[None, :], tf.shape(scores))
-        if self.retrieval is not None or self.candidates is not None:  # the rated items among the found ones
+        if self.retrieval is not None:  # the rated items among the found ones
             hit = tf.reduce_any((positions[:, :, None] == rated_pos[:, None, :]) & is_rated[:, None, :], axis=-1)
             scores = tf.where(hit, neg, scores)
         top, where = tf.math.top_k(scores, k=self.top_k)
@@ -238,16 +238,18 @@ class ServingCore(tf.Module):
         raw = tf.gather(tf.constant(self.catalogue_raw), chosen)
         return tf.where(tf.math.is_finite(top), raw, tf.constant(-1, tf.int64)), top
 
-    def _shortlist(self, state: Mapping[str, tf.Tensor], users: tf.Tensor) -> tf.Tensor:
-        """Catalogue positions ``[T, candidates]`` of the items the candidate stage estimates best:
-        the adapted model and its gradient at every cluster centre, then a linear estimate per item."""
+    def _shortlist(self, state: Mapping[str, tf.Tensor], users: tf.Tensor, rated_pos: tf.Tensor,
+                   is_rated: tf.Tensor) -> tf.Tensor:
+        """Catalogue positions ``[T, candidates]`` of the items the candidate stage estimates best
+        among those not rated: the adapted model and its gradient at every cluster centre, then a
+        linear estimate per item."""
         centres = self.candidates.centres
         given = tf.broadcast_to(centres[None], tf.concat([[users], tf.shape(centres)], 0))
         features = {**self.features(state, tf.zeros(tf.shape(given)[:2], tf.int32)), ITEM_REPRESENTATION: given}
         with tf.GradientTape() as tape:
             tape.watch(given)
             value = self.learner.score(self.learner_state(state), features)
-        return self.candidates.shortlist(value, tape.gradient(value, given), self.candidate_count)
+        return self.candidates.shortlist(value, tape.gradient(value, given), self.candidate_count, rated_pos, is_rated)
 
     def _global_bias(self, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The score's constant term of a dot-product model (its ``global_bias``)."""
