@@ -159,17 +159,21 @@ class TaylorCandidates(tf.Module):
         slot[position[real]] = np.flatnonzero(real.reshape(-1))
         self.slot = tf.Variable(slot, trainable=False, name="candidate_slot")
         projected = np.where(real[..., None], (deviation @ basis)[safe], 0.0).astype(np.float32)  # [B, M, rank]
+        projected = np.concatenate([projected, real[..., None].astype(np.float32)], axis=2)  # and a 1: f(c)'s weight
         self.deviation = tf.Variable(np.ascontiguousarray(projected.transpose(0, 2, 1)), trainable=False,
-                                     name="candidate_deviation")  # [B, rank, M]: each block a wide product
+                                     name="candidate_deviation")  # [B, rank + 1, M]: each block a wide product
         base = np.where(real, np.asarray(offsets, np.float32)[safe], -np.inf).astype(np.float32)
         self.base = tf.Variable(base, trainable=False, name="candidate_offsets")  # -inf: padding is never chosen
 
     def estimate(self, value: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
         """Estimated scores ``[T, B * M]`` (block-major slots; padding -inf) from the model's value
         ``[T, J]`` and gradient ``[T, J, d]`` at the ``J`` cluster centres."""
-        slope = tf.gather(tf.einsum("tjd,dk->jtk", gradient, self.basis), self.owner)  # [B, T, rank]
-        per_item = tf.transpose(tf.matmul(slope, self.deviation), [1, 0, 2])  # [T, B, M]; the big operand as stored
-        estimate = per_item + tf.gather(value, self.owner, axis=1)[:, :, None] + self.base[None]
+        width, rank = self.basis.shape
+        slope = tf.reshape(tf.matmul(tf.reshape(gradient, [-1, width]), self.basis), [-1, self.anchors, rank])
+        coefficients = tf.transpose(tf.concat([slope, value[:, :, None]], -1), [1, 0, 2])  # [J, T, rank + 1]
+        # [B, T, M]: g.P(r - c) + f(c) in one product, the big operand as stored
+        per_item = tf.matmul(tf.gather(coefficients, self.owner), self.deviation)
+        estimate = tf.transpose(per_item, [1, 0, 2]) + self.base[None]
         return tf.reshape(estimate, [-1, int(self.position.shape[0]) * self.block])  # a static slot axis
 
     def shortlist(self, value: tf.Tensor, gradient: tf.Tensor, candidates: int,
