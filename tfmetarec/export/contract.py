@@ -59,8 +59,9 @@ from tfmetarec.export.names import (  # the contract's names live in one small m
 )
 from tfmetarec.export.rules import NEW_GROUP, SUPPORT_GROUP, check_numpy, rules
 
-CANDIDATES = 4_000
-"""Items a two-stage ``recommend`` scores exactly (:mod:`tfmetarec.export.candidates`)."""
+CANDIDATES = 1_500
+"""Items a two-stage ``recommend`` scores exactly (:mod:`tfmetarec.export.candidates`): Recall@100
+0.97 at 100,000 items on the serving benchmark; raise it for larger catalogues (BENCHMARKS.md)."""
 EXHAUSTIVE_UP_TO = 20_000
 """Catalogues of at most this many items are scored whole by ``recommend``."""
 CONTRACT_FORMAT = 2  # 2: states carry their user and a keyed tag; the state signatures take user_id
