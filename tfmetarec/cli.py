@@ -80,6 +80,11 @@ def _number(minimum: float = 0.0, strict: bool = False, maximum: float | None = 
 POSITIVE = _integer(1)
 NON_NEGATIVE = _integer(0)
 
+
+def _count_or_auto(text: str) -> int | str:
+    """A positive count, or 'auto'."""
+    return "auto" if text.strip().lower() == "auto" else POSITIVE(text)
+
 EXAMPLES = """examples:
   tfmetarec quickstart                                  # synthetic data, train + evaluate
   tfmetarec quickstart --dataset movielens-100k         # the real 100K set (see TFMETAREC_DATA_DIR)
@@ -362,9 +367,10 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--xla", action="store_true",
                    help="XLA-compile the adaptation (faster; XLA in TF Serving is experimental, see export/README.md)")
     p.add_argument("--top-k", type=POSITIVE, default=50, help="items a `recommend` answer holds (default: %(default)s)")
-    p.add_argument("--candidates", type=POSITIVE, default=CANDIDATES,
-                   help="items a two-stage `recommend` scores exactly after estimating every item's score "
-                        "(default: %(default)s; at least --top-k; rated items are never among them)")
+    p.add_argument("--candidates", type=_count_or_auto, default=CANDIDATES,
+                   help="items a two-stage `recommend` scores exactly after estimating every item's score, or "
+                        "'auto': 1,500, or 0.4%% of a catalogue above 375,000 items (default: %(default)s; at "
+                        "least --top-k; rated items are never among them)")
     p.add_argument("--exhaustive-up-to", type=NON_NEGATIVE, default=EXHAUSTIVE_UP_TO,
                    help="catalogues of at most this many items are scored whole, larger ones in two stages "
                         "(default: %(default)s)")
@@ -513,7 +519,7 @@ def plan(args: argparse.Namespace) -> Plan:
         return Plan(lambda: _evaluate(args))
     if command == "export":
         buckets = Buckets(users=args.user_buckets, support=args.support_buckets, query=args.query_buckets)
-        if args.candidates < args.top_k:
+        if args.candidates != "auto" and args.candidates < args.top_k:
             raise UsageError(f"--candidates {args.candidates} is fewer than --top-k ({args.top_k}), the items a "
                              "recommendation names.")
         return Plan(lambda: _export(args, buckets))

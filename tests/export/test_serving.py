@@ -15,6 +15,7 @@ import tensorflow as tf
 import serving_helpers as H
 from tfmetarec import models
 from tfmetarec.export import Buckets, RequestError, bucketed_request, check_request, export_saved_model, load_contract
+from tfmetarec.export.contract import candidate_count
 from tfmetarec.export.core import ServingCore
 from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 from tfmetarec.export.saved_model import ServingModule
@@ -234,15 +235,18 @@ def test_the_candidate_selection_keeps_top_ks_set_through_its_threshold_and_its_
     position = stage.position.numpy().reshape(-1)
     best = position[tf.math.top_k(stage.estimate(value, gradient), k=200).indices.numpy()]
     got = traced(value, gradient).numpy()
-    assert all(set(got[t].tolist()) == set(best[t].tolist()) and np.all(np.diff(got[t]) != 0) for t in range(2))
+    slot = stage.slot.numpy()
+    assert all(set(got[t].tolist()) == set(best[t].tolist()) and np.all(np.diff(slot[got[t]]) > 0) for t in range(2))
     # rated items are never candidates: user 0 rated its 5 best (one listed twice), user 1 nothing (mask 0)
     rated = np.stack([best[0, [0, 1, 2, 3, 4, 4]], best[1, :6]]).astype(np.int32)
     is_rated = np.array([[True] * 6, [False] * 6])
-    left = stage.shortlist(value, gradient, 200, tf.constant(rated), tf.constant(is_rated)).numpy()
     estimate = stage.estimate(value, gradient).numpy()
-    estimate[0, stage.slot.numpy()[rated[0]]] = -np.inf
-    assert set(left[0].tolist()) == set(position[tf.math.top_k(estimate[0], k=200).indices.numpy()].tolist())
-    assert not set(left[0].tolist()) & set(rated[0].tolist()) and set(left[1].tolist()) == set(got[1].tolist())
+    estimate[0, slot[rated[0]]] = -np.inf
+    expected = set(position[tf.math.top_k(estimate[0], k=200).indices.numpy()].tolist())
+    for run in (stage.shortlist, tf.function(stage.shortlist, jit_compile=True)):
+        left = run(value, gradient, 200, tf.constant(rated), tf.constant(is_rated)).numpy()
+        assert set(left[0].tolist()) == expected and set(left[1].tolist()) == set(got[1].tolist())
+        assert not set(left[0].tolist()) & set(rated[0].tolist())
 
 
 def test_the_two_stage_search_is_used_only_where_item_representations_predict_the_scores(served):
@@ -263,7 +267,12 @@ def test_the_two_stage_search_is_used_only_where_item_representations_predict_th
     with pytest.raises(ValueError, match="candidates=5 is fewer than top_k"):
         core(candidates=5)
     # the rated items are left out of the candidates, so a catalogue must hold more than both
-    assert core(candidates=74).search == "two-stage" and core(candidates=75).search == "exhaustive"
+    assert core(candidates=74).search == "two-stage"
+    assert "75 candidates plus the 16 rated items" in core(candidates=75).search_note
+    assert core(candidates="auto").search_note.startswith("1500 candidates")  # 1,500 up to 375,000 items
+    assert [candidate_count("auto", n) for n in (90, 375_000, 1_000_000)] == [1500, 1500, 4000]
+    with pytest.raises(ValueError, match="positive count or 'auto'"):
+        candidate_count("many", 90)
 
 
 def _good(world):

@@ -75,7 +75,7 @@ def best_slots(scores: tf.Tensor, k: int) -> tf.Tensor:
     scores to select from, so the exact selection runs over those alone, and the chosen ones are
     read back in index order without a sort; when it lets fewer than ``k`` through in some row,
     every row is selected in full. Under XLA (no shape may depend on the data) and over rows too
-    short to gain: ``top_k`` itself.
+    short to gain: ``top_k`` itself, then sorted.
     """
     n = scores.shape[-1]
     # ~STRIDE * r scores pass the sample's r-th best, give or take STRIDE * sqrt(r): r - h sqrt(r) = k / STRIDE
@@ -184,7 +184,7 @@ class TaylorCandidates(tf.Module):
         every candidate can be recommended; at least ``candidates`` others must remain."""
         estimate = self.estimate(value, gradient)
         if left_out is not None:
-            slots = tf.gather(self.slot, left_out)
+            slots = tf.gather(tf.convert_to_tensor(self.slot), left_out)  # from its value: no copy-on-read
             rows = tf.broadcast_to(tf.range(tf.shape(slots)[0])[:, None], tf.shape(slots))
             # added, not assigned: a position listed twice (or a padded row's 0) cannot undo a -inf
             penalty = tf.where(is_left_out, tf.constant(-np.inf, estimate.dtype), tf.zeros_like(slots, estimate.dtype))

@@ -59,9 +59,23 @@ from tfmetarec.export.names import (  # the contract's names live in one small m
 )
 from tfmetarec.export.rules import NEW_GROUP, SUPPORT_GROUP, check_numpy, rules
 
-CANDIDATES = 1_500
-"""Items a two-stage ``recommend`` scores exactly (:mod:`tfmetarec.export.candidates`): Recall@100
-0.97 at 100,000 items on the serving benchmark; raise it for larger catalogues (BENCHMARKS.md)."""
+CANDIDATES = "auto"
+"""Items a two-stage ``recommend`` scores exactly (:mod:`tfmetarec.export.candidates`): a count, or
+``"auto"``: :func:`candidate_count` of the catalogue (1,500 up to 375,000 items, 0.4 % of it beyond:
+on the serving benchmark Recall@100 0.965 at 100,000 items and 0.964 at a million, BENCHMARKS.md)."""
+MIN_CANDIDATES = 1_500
+CANDIDATE_SHARE = 0.004
+
+
+def candidate_count(candidates: int | str, items: int) -> int:
+    """The number of candidates ``candidates`` (a count or ``"auto"``) means for ``items`` items."""
+    if candidates == "auto":
+        return max(MIN_CANDIDATES, int(np.ceil(CANDIDATE_SHARE * items)))
+    if isinstance(candidates, str) or int(candidates) != candidates or candidates < 1:
+        raise ValueError(f"candidates must be a positive count or 'auto', got {candidates!r}.")
+    return int(candidates)
+
+
 EXHAUSTIVE_UP_TO = 20_000
 """Catalogues of at most this many items are scored whole by ``recommend``."""
 CONTRACT_FORMAT = 2  # 2: states carry their user and a keyed tag; the state signatures take user_id

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfmetarec.evaluation.retrieval import uses_vector_search
 from tfmetarec.export.candidates import ITEMS_PER_ANCHOR, TaylorCandidates
-from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO
+from tfmetarec.export.contract import CANDIDATES, EXHAUSTIVE_UP_TO, candidate_count
 from tfmetarec.export.names import STATE_FINGERPRINT, STATE_FORMAT, STATE_RATED_ITEM, STATE_RATED_MASK, STATE_USER_FIELDS, STATE_USER_ID, STATE_VERSION
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.learners.online import append_rows, fit_rows
@@ -52,8 +52,10 @@ class ServingCore(tf.Module):
         max_support: the largest support bucket (the keras-rs search depth is ``top_k``
             plus this, so excluding the rated items never runs short).
         candidates: items a two-stage ``recommend`` scores exactly, after a candidate stage
-            (:class:`~tfmetarec.export.candidates.TaylorCandidates`) estimated every item's
-            score; None: always score the whole catalogue.
+            (:class:`~tfmetarec.export.candidates.TaylorCandidates`) estimated the score of every
+            item the user has not rated: a count, ``"auto"`` (:func:`~tfmetarec.export.contract.candidate_count`),
+            or None: always score the whole catalogue (so does a catalogue too small to hold the
+            candidates and the rated items besides).
         exhaustive_up_to: a catalogue of at most this many items is scored whole.
         anchors: the candidate stage's clusters (default: one per ``ITEMS_PER_ANCHOR`` items, 16 to 1,024).
 
@@ -64,7 +66,7 @@ class ServingCore(tf.Module):
     """
 
     def __init__(self, learner: MetaLearner, fingerprint: int, top_k: int, max_support: int,
-                 rated_capacity: int | None = None, candidates: int | None = CANDIDATES,
+                 rated_capacity: int | None = None, candidates: int | str | None = CANDIDATES,
                  exhaustive_up_to: int = EXHAUSTIVE_UP_TO, anchors: int | None = None):
         super().__init__()
         self.rated_capacity = int(rated_capacity or max_support)
@@ -93,13 +95,17 @@ class ServingCore(tf.Module):
                                                  k=depth, return_scores=True)
         self.search, self.search_note, self.candidates = ("vector" if self.vector_search else "exhaustive"), "", None
         if not self.vector_search and candidates is not None and len(rows) > exhaustive_up_to:
-            self.candidate_count = int(candidates)
+            self.candidate_count = candidate_count(candidates, len(rows))
             if self.candidate_count < self.top_k:
                 raise ValueError(f"candidates={candidates} is fewer than top_k ({self.top_k}); choose at least "
                                  f"{self.top_k}.")
             self.search_note = self._item_side_changes()
-            # the rated items are left out of the candidates: enough others must remain
-            if not self.search_note and self.candidate_count + self.rated_capacity <= len(rows):
+            # the rated items (a state's, or a request's support) are never candidates: enough others must remain
+            rated = max(self.rated_capacity, int(max_support))
+            if not self.search_note and self.candidate_count + rated > len(rows):
+                self.search_note = (f"{self.candidate_count} candidates plus the {rated} rated items a request may "
+                                    f"leave out do not fit in the catalogue's {len(rows)} items.")
+            if not self.search_note:
                 count = anchors or int(np.clip(len(rows) // ITEMS_PER_ANCHOR, 16, 1024))
                 reps = self._item_representations(rows)
                 self.candidates = TaylorCandidates(reps, self.model.item_offsets[rows], count)

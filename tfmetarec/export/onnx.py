@@ -234,7 +234,7 @@ def export_onnx(
     disabled_handlers: tuple[str, ...] = (),
     rating_range: tuple[float, float] | None = None,
     state_key: tuple[int, int] | None = None,
-    candidates: int | None = CANDIDATES,
+    candidates: int | str | None = CANDIDATES,
     exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
 ) -> Path:
     """Write ``signatures`` as one ONNX file per (users, support) bucket into ``folder``, with

@@ -111,7 +111,8 @@ class ServingModule(tf.Module):
         state_key: the secret key of the states' integrity tags (two integers in [0, 2**63);
             default: a fresh random one, so another export refuses this one's states).
         candidates: items a two-stage ``recommend`` scores exactly after its candidate stage
-            (:mod:`tfmetarec.export.candidates`); None: always score the whole catalogue.
+            (:mod:`tfmetarec.export.candidates`): a count, ``"auto"`` (grows with the catalogue,
+            :func:`~tfmetarec.export.contract.candidate_count`), or None: always score the whole catalogue.
         exhaustive_up_to: catalogues of at most this many items are scored whole (the
             contract's ``recommend_search`` says which search an export runs, and why).
         static: also serve one-user requests through signatures at static shapes, one per
@@ -123,7 +124,7 @@ class ServingModule(tf.Module):
 
     def __init__(self, learner: MetaLearner, encoder: FeatureEncoder, buckets: Buckets | None = None,
                  top_k: int = 50, jit_compile: bool = False, rating_range: tuple[float, float] | None = None,
-                 state_key: tuple[int, int] | None = None, candidates: int | None = CANDIDATES,
+                 state_key: tuple[int, int] | None = None, candidates: int | str | None = CANDIDATES,
                  exhaustive_up_to: int = EXHAUSTIVE_UP_TO, static: bool = True):
         super().__init__()
         self._state_key = check_key(state_key) if state_key is not None else new_key()
@@ -355,7 +356,7 @@ def export_saved_model(
     jit_compile: bool = False,
     rating_range: tuple[float, float] | None = None,
     state_key: tuple[int, int] | None = None,
-    candidates: int | None = CANDIDATES,
+    candidates: int | str | None = CANDIDATES,
     exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
     static: bool = True,
 ) -> Path:

@@ -34,7 +34,7 @@ def export_run(
     jit_compile: bool = False,
     top_k: int = 50,
     buckets: Buckets | None = None,
-    candidates: int | None = CANDIDATES,
+    candidates: int | str | None = CANDIDATES,
     exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
     static: bool = True,
 ) -> list[Path]:
