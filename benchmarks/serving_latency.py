@@ -17,14 +17,13 @@ median over rounds.
   errors and the growth of the process's RSS.
 * recommend (``--only recommend``): MeLU trained for 300 meta-steps, ``recommend`` for one user
   (support 20, top 100) over 4,000 / 100,000 / 1,000,000 items, each size in a fresh process:
-  two-stage exports (above 20,000 items; ``--candidates`` counts, default the library's ``auto``: 1,500, 0.4 % of a
-  catalogue above 375,000 items; from the local linear
-  estimate, :mod:`tfmetarec.export.candidates`) against one that scores every item, both
-  through the v1 session, timed in interleaved rounds; Recall@100 of the two-stage answer
-  against the exhaustive one over 50 users; RSS each loaded export adds, size on disk. Both
-  through the one-user static signature (``recommend.t1.s32``: what the REST and gRPC builders
-  send). Then
-  the two-tower model's keras-rs dot-product search over 100,000 items.
+  two-stage exports (above 20,000 items; ``--candidates`` counts, default the library's
+  ``auto``: 1,500, or 0.4 % of a catalogue above 375,000 items; from the local linear estimate,
+  :mod:`tfmetarec.export.candidates`) against one that scores every item, both through the v1
+  session and its one-user static signature (``recommend.t1.s32``: what the REST and gRPC
+  builders send), timed in interleaved rounds; Recall@100 of the two-stage answer against the
+  exhaustive one over 50 users; RSS each loaded export adds, size on disk. Then the two-tower
+  model's keras-rs dot-product search over 100,000 items.
 * memory: a fresh process per runtime serves 10,000 requests of random shapes (users
   1..8, support 0..128, query 1..256) and reports RSS and its memory-map count.
 * online updates: ``update_state`` with one new rating on a cached state against ``adapt``
@@ -213,7 +212,7 @@ def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, ar
 
 
 RECOMMEND_TITLE = ("## recommend for one new user (support 20, top 100): two-stage against scoring every item, "
-                   "v1 `serve` session")
+                   "v1 `serve` session, one-user static signature")
 
 
 def train_briefly(learner, data, encoder, steps: int = 300) -> None:
