@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetarec.models import functional as F
+from tfmetarec.models.base import table_value
 
 ITEMS_PER_ANCHOR = 200  # 500 clusters at 100,000 items: 1,500 candidates keep Recall@100 0.965 there (0.94 at 400)
 FIT_ROWS = 32_768  # k-means centres are fitted on at most this many items (all items are assigned)
@@ -184,7 +185,7 @@ class TaylorCandidates(tf.Module):
         every candidate can be recommended; at least ``candidates`` others must remain."""
         estimate = self.estimate(value, gradient)
         if left_out is not None:
-            slots = tf.gather(tf.convert_to_tensor(self.slot), left_out)  # from its value: no copy-on-read
+            slots = tf.gather(table_value(self.slot), left_out)
             rows = tf.broadcast_to(tf.range(tf.shape(slots)[0])[:, None], tf.shape(slots))
             # added, not assigned: a position listed twice (or a padded row's 0) cannot undo a -inf
             penalty = tf.where(is_left_out, tf.constant(-np.inf, estimate.dtype), tf.zeros_like(slots, estimate.dtype))
