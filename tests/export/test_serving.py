@@ -153,7 +153,7 @@ def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(se
 
 
 def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_and_onnx(served, tmp_path):
-    """The candidate stage's estimate is f(c) + g.(r - c) at each item's cluster centre, every item
+    """The candidate stage's estimate is f(c) + g.A(r - c) at each item's cluster centre, every item
     sits in one block slot, and the answer names items by their exact scores, rated ones left out."""
     world, learner, _, _, _ = served
     buckets = Buckets(users=(1, 4), support=(16,), query=(8,))
@@ -177,9 +177,9 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
     gradient = tape.gradient(value, centres)
     reps = core._item_representations(core.catalogue_rows)
     owner = np.repeat(stage.owner.numpy(), stage.block)[slots >= 0]
-    basis = stage.basis.numpy()
-    deviation = (reps[slots[slots >= 0]] - stage.centres.numpy()[owner]) @ basis @ basis.T
-    expected = value.numpy()[0, owner] + np.einsum("nd,nd->n", deviation, gradient.numpy()[0, owner])
+    deviation = (reps[slots[slots >= 0]] - stage.centres.numpy()[owner]) @ stage.item_basis
+    slope = gradient.numpy()[0, owner] @ stage.basis.numpy()
+    expected = value.numpy()[0, owner] + np.einsum("nk,nk->n", deviation, slope)
     got = stage.estimate(value, gradient).numpy()[0]
     np.testing.assert_allclose(got[slots >= 0], expected, atol=1e-4)
     assert np.isneginf(got[slots < 0]).all()
@@ -203,6 +203,32 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
                                        candidates=40, exhaustive_up_to=50))
     one = {k: v[:1] for k, v in request.items()}
     np.testing.assert_array_equal(onnx("recommend", one)["item_id"], answer["item_id"][:1])
+
+
+def test_the_candidate_directions_keep_what_the_gradients_can_see():
+    """Gradients confined to 3 of 12 dimensions: 3 directions estimate g.(r - c) exactly, however
+    the deviations spread; with no gradients, the deviations' principal directions are kept."""
+    from tfmetarec.export.candidates import TaylorCandidates, score_directions
+
+    rng = np.random.default_rng(1)
+    reps = rng.normal(size=(3000, 12)) * np.linspace(3.0, 0.5, 12)  # spread mostly outside the seen subspace
+    mixing = np.linalg.qr(rng.normal(size=(12, 12)))[0]
+    seen = mixing[:, -3:]  # the gradients' subspace: where the deviations spread least
+    probe = lambda centres: rng.normal(size=(400, 3)) @ seen.T  # noqa: E731
+    stage = TaylorCandidates(reps @ mixing.T, np.zeros(3000), anchors=10, gradients=probe)
+    assert stage.rank == 3
+    gradient = rng.normal(size=(2, stage.anchors, 3)) @ seen.T
+    value = rng.normal(size=(2, stage.anchors))
+    slots = stage.position.numpy().reshape(-1)
+    owner = np.repeat(stage.owner.numpy(), stage.block)[slots >= 0]
+    deviation = (reps @ mixing.T)[slots[slots >= 0]] - stage.centres.numpy()[owner]
+    exact = value[:, owner] + np.einsum("nd,tnd->tn", deviation, gradient[:, owner])
+    got = stage.estimate(tf.constant(value, tf.float32), tf.constant(gradient, tf.float32)).numpy()
+    np.testing.assert_allclose(got[:, slots >= 0], exact, atol=1e-3)
+    slope, item = score_directions(reps, None, 0.97)  # principal directions: the widest first
+    assert slope.shape == item.shape and np.allclose(slope.T @ slope, np.eye(slope.shape[1]), atol=1e-5)
+    assert slope.shape[1] < 12 and np.abs(slope[0, 0]) > 0.99
+    assert score_directions(reps, np.zeros((5, 12)), 0.97)[0].shape == slope.shape  # no gradient: the same
 
 
 def test_the_candidate_selection_keeps_top_ks_set_through_its_threshold_and_its_fallback():

@@ -7,14 +7,16 @@ best ``candidates`` of them:
 
 * at export, the items' representations (what the model's item side computes from their
   content: constant at serving time, as long as adaptation leaves the item side alone) are
-  grouped by k-means into ``anchors`` clusters; each item keeps its deviation from its
-  cluster's centre ``c``, projected on the main directions of all the deviations (as many
-  as hold ``variance`` of their spread), laid out in blocks of ``block`` items, every block
-  inside one cluster (a cluster's last block padded);
+  grouped by k-means into ``anchors`` clusters; each item keeps its deviation ``r - c`` from
+  its cluster's centre ``c`` in a few coordinates (:func:`score_directions`: the directions
+  in which the deviations move the score, judged by a sample of the gradients that adapted
+  models have at the centres), laid out in blocks of ``block`` items, every block inside one
+  cluster (a cluster's last block padded);
 * per request, the adapted model is evaluated at each centre together with its gradient
   ``g`` with respect to the item representation (a forward and backward pass over
   ``anchors`` rows), and every item ``r`` of that cluster is estimated at
-  ``f(c) + g·P(r - c)`` (``P`` the projection) plus its item offset: one batched matmul;
+  ``f(c) + g·A(r - c)`` (``A`` the low-rank map of those coordinates) plus its item offset:
+  one batched matmul;
 * the best ``candidates`` estimates are chosen among those above a threshold read from a sample
   of them (:func:`best_slots`; a full ``top_k`` over 100,000 estimates cost more than the
   estimate itself).
@@ -29,6 +31,8 @@ the same stage. BENCHMARKS.md has the recall and the latency against exhaustive 
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -65,6 +69,42 @@ def kmeans(x: np.ndarray, clusters: int, iterations: int = 12, seed: int = 0) ->
 def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     distance = (centres ** 2).sum(1)[None, :] - 2.0 * x @ centres.T
     return distance.argmin(1)
+
+
+def score_directions(deviation: np.ndarray, gradients: np.ndarray | None, variance: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The rank-``k`` map ``A = S I^T`` (``S``, ``I`` both ``[d, k]``) for which ``g·A·δ`` is closest
+    to ``g·δ`` in mean square over the ``deviation`` rows ``δ`` ``[n, d]`` and a sample of
+    ``gradients`` ``g`` ``[m, d]``, with the fewest directions that keep ``variance`` of
+    ``E (g·δ)²``: returns ``(S, I)``, so a slope is ``g S`` and an item's coordinates ``δ I``.
+
+    With the second moments ``G`` (gradients) and ``D`` (deviations), ``A = G^-½ U Σ V^T D^-½``
+    from the leading singular triplets of ``G^½ D^½`` (pseudo-inverses: a direction no gradient
+    takes costs nothing). Without gradients (``G = I``) these are the deviations' principal
+    directions. Weighing the directions by the gradients pays where the score reads the item
+    representation through a layer narrower than it (MeLU: 128 item dims through 64 units).
+    """
+    width = deviation.shape[1]
+    second = deviation.T.astype(np.float64) @ deviation / max(len(deviation), 1)
+    moment = np.eye(width) if gradients is None else gradients.T.astype(np.float64) @ gradients / len(gradients)
+    if not np.any(moment):  # no gradient moves the score: nothing to weigh by
+        moment = np.eye(width)
+    (d_half, d_inverse), (g_half, g_inverse) = _half_powers(second), _half_powers(moment)
+    left, strength, right = np.linalg.svd(g_half @ d_half)
+    kept = np.cumsum(strength ** 2) / max(float((strength ** 2).sum()), 1e-30)
+    rank = int(min(width, np.searchsorted(kept, variance) + 1))
+    slope = g_inverse @ left[:, :rank]
+    item = d_inverse @ right[:rank].T * strength[:rank]
+    return slope.astype(np.float32), item.astype(np.float32)
+
+
+def _half_powers(moment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``M^½`` and the pseudo-inverse of ``M^½`` of a symmetric positive semi-definite ``M``."""
+    values, vectors = np.linalg.eigh(moment)
+    values = values.clip(0)
+    kept = values > values.max() * 1e-9
+    half = (vectors * np.sqrt(values)) @ vectors.T
+    return half, (vectors[:, kept] / np.sqrt(values[kept])) @ vectors[:, kept].T
 
 
 def best_slots(scores: tf.Tensor, k: int) -> tf.Tensor:
@@ -118,11 +158,14 @@ class TaylorCandidates(tf.Module):
         anchors: the number of clusters (their centres are where the model is linearised).
         block: items per block of the batched matmul (default: an eighth of a cluster's mean size,
             8 to 512: each cluster's last block is padded, so smaller blocks leave fewer padded slots).
-        variance: the share of the deviations' spread the kept directions hold.
+        variance: the share of the deviations' mean square effect on the score the kept directions
+            hold (:func:`score_directions`).
+        gradients: given the centres ``[J, d]``, a sample of the gradients ``[m, d]`` adapted models
+            have there (None: the deviations' principal directions are kept).
     """
 
     def __init__(self, representations: np.ndarray, offsets: np.ndarray, anchors: int, block: int | None = None,
-                 variance: float = 0.97):
+                 variance: float = 0.97, gradients: Callable[[np.ndarray], np.ndarray] | None = None):
         super().__init__()
         reps = np.asarray(representations, np.float32)
         if reps.ndim != 2 or len(reps) == 0 or not np.isfinite(reps).all():
@@ -135,11 +178,9 @@ class TaylorCandidates(tf.Module):
         np.add.at(sums, cluster, reps)
         centres = (sums / sizes[:, None]).astype(np.float32)
         deviation = reps - centres[cluster]
-        spread, directions = np.linalg.eigh(deviation.T.astype(np.float64) @ deviation)
-        spread, directions = spread[::-1].clip(0), directions[:, ::-1]
-        kept = np.cumsum(spread) / max(spread.sum(), 1e-30)
-        rank = int(min(len(kept), np.searchsorted(kept, variance) + 1))
-        basis = directions[:, :rank].astype(np.float32)
+        sample = None if gradients is None else np.asarray(gradients(centres), np.float32).reshape(-1, reps.shape[1])
+        slope_basis, self.item_basis = score_directions(deviation, sample, variance)
+        rank = slope_basis.shape[1]
         order = np.argsort(cluster, kind="stable")
         blocks, owners = [], []
         for j, members in enumerate(np.split(order, np.cumsum(sizes)[:-1])):  # each cluster's items
@@ -153,13 +194,14 @@ class TaylorCandidates(tf.Module):
         self.anchors, self.block, self.rank, self.size = count, block, rank, len(reps)
         self.padding = float(1.0 - real.mean())
         self.centres = tf.Variable(centres, trainable=False, name="candidate_centres")
-        self.basis = tf.Variable(basis, trainable=False, name="candidate_basis")
+        self.basis = tf.Variable(slope_basis, trainable=False, name="candidate_basis")  # a gradient's slopes: g @ basis
         self.owner = tf.Variable(np.asarray(owners, np.int32), trainable=False, name="candidate_owner")
         self.position = tf.Variable(position, trainable=False, name="candidate_position")
         slot = np.empty(len(reps), np.int32)  # catalogue position -> its slot
         slot[position[real]] = np.flatnonzero(real.reshape(-1))
         self.slot = tf.Variable(slot, trainable=False, name="candidate_slot")
-        projected = np.where(real[..., None], (deviation @ basis)[safe], 0.0).astype(np.float32)  # [B, M, rank]
+        coordinates = deviation @ self.item_basis  # [N, rank]
+        projected = np.where(real[..., None], coordinates[safe], 0.0).astype(np.float32)  # [B, M, rank]
         projected = np.concatenate([projected, real[..., None].astype(np.float32)], axis=2)  # and a 1: f(c)'s weight
         self.deviation = tf.Variable(np.ascontiguousarray(projected.transpose(0, 2, 1)), trainable=False,
                                      name="candidate_deviation")  # [B, rank + 1, M]: each block a wide product
@@ -194,4 +236,4 @@ class TaylorCandidates(tf.Module):
         return tf.gather(tf.reshape(self.position, [-1]), best_slots(estimate, candidates))
 
 
-__all__ = ["ITEMS_PER_ANCHOR", "TaylorCandidates", "best_slots", "kmeans"]
+__all__ = ["ITEMS_PER_ANCHOR", "TaylorCandidates", "best_slots", "kmeans", "score_directions"]

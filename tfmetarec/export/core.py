@@ -32,6 +32,7 @@ from tfmetarec.types import ITEM_ID, ITEM_REPRESENTATION, MASK, RATING, USER_FIE
 
 OWN_KEYS = (STATE_FINGERPRINT, STATE_FORMAT, STATE_USER_ID, STATE_USER_FIELDS, STATE_RATED_ITEM, STATE_RATED_MASK)
 SCORE_CHUNK = 16_384  # catalogue items scored per pass when the model does not factorise
+PROBE_USERS, PROBE_SUPPORT = 32, 16  # made-up users whose gradients choose the candidate stage's directions
 
 
 def sanitise(rating: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -58,6 +59,8 @@ class ServingCore(tf.Module):
             candidates and the rated items besides).
         exhaustive_up_to: a catalogue of at most this many items is scored whole.
         anchors: the candidate stage's clusters (default: one per ``ITEMS_PER_ANCHOR`` items, 16 to 1,024).
+        rating_range: ``(lowest, highest)`` rating: the candidate stage's made-up probe users
+            (:meth:`probe_gradients`) rate within it.
 
     ``search`` says how ``recommend`` ranks: ``"vector"`` (a dot-product model: keras-rs'
     search over its item vectors), ``"two-stage"`` or ``"exhaustive"``; ``search_note`` says
@@ -67,9 +70,11 @@ class ServingCore(tf.Module):
 
     def __init__(self, learner: MetaLearner, fingerprint: int, top_k: int, max_support: int,
                  rated_capacity: int | None = None, candidates: int | str | None = CANDIDATES,
-                 exhaustive_up_to: int = EXHAUSTIVE_UP_TO, anchors: int | None = None):
+                 exhaustive_up_to: int = EXHAUSTIVE_UP_TO, anchors: int | None = None,
+                 rating_range: tuple[float, float] = (1.0, 5.0)):
         super().__init__()
         self.rated_capacity = int(rated_capacity or max_support)
+        self.rating_range = (float(rating_range[0]), float(rating_range[1]))
         self.learner = learner
         self.model = learner.model
         self.fingerprint = int(fingerprint)
@@ -108,7 +113,8 @@ class ServingCore(tf.Module):
             if not self.search_note:
                 count = anchors or int(np.clip(len(rows) // ITEMS_PER_ANCHOR, 16, 1024))
                 reps = self._item_representations(rows)
-                self.candidates = TaylorCandidates(reps, self.model.item_offsets[rows], count)
+                self.candidates = TaylorCandidates(reps, self.model.item_offsets[rows], count,
+                                                   gradients=self.probe_gradients)
                 self.search = "two-stage"
 
     def search_summary(self) -> dict:
@@ -116,7 +122,7 @@ class ServingCore(tf.Module):
         out = {"kind": self.search, "catalogue": len(self.catalogue_rows)}
         if self.candidates is not None:
             out.update(candidates=self.candidate_count, anchors=self.candidates.anchors, block=self.candidates.block,
-                       padding=round(self.candidates.padding, 4))
+                       directions=self.candidates.rank, padding=round(self.candidates.padding, 4))
         if self.search_note:
             out["why_exhaustive"] = self.search_note
         return out
@@ -249,13 +255,38 @@ class ServingCore(tf.Module):
         """Catalogue positions ``[T, candidates]`` of the items the candidate stage estimates best
         among those not rated: the adapted model and its gradient at every cluster centre, then a
         linear estimate per item."""
-        centres = self.candidates.centres
+        value, gradient = self.at_centres(state, self.candidates.centres, users)
+        return self.candidates.shortlist(value, gradient, self.candidate_count, rated_pos, is_rated)
+
+    def at_centres(self, state: Mapping[str, tf.Tensor], centres: tf.Tensor, users: tf.Tensor
+                   ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The adapted model's scores ``[T, J]`` of the item representations ``centres [J, d]``, and
+        their gradients ``[T, J, d]`` with respect to them."""
         given = tf.broadcast_to(centres[None], tf.concat([[users], tf.shape(centres)], 0))
         features = {**self.features(state, tf.zeros(tf.shape(given)[:2], tf.int32)), ITEM_REPRESENTATION: given}
         with tf.GradientTape() as tape:
             tape.watch(given)
             value = self.learner.score(self.learner_state(state), features)
-        return self.candidates.shortlist(value, tape.gradient(value, given), self.candidate_count, rated_pos, is_rated)
+        return value, tape.gradient(value, given)
+
+    def probe_gradients(self, centres: np.ndarray) -> np.ndarray:
+        """Gradients ``[PROBE_USERS * J, d]`` at ``centres [J, d]`` under the states of made-up new
+        users (field values drawn uniformly, each rating ``PROBE_SUPPORT`` catalogue items uniformly
+        over the rating range): the sample the candidate stage chooses its directions by (seeded,
+        so an export is reproducible)."""
+        rng = np.random.default_rng(0)
+        users, size = PROBE_USERS, PROBE_SUPPORT
+        fields = np.zeros([users, fields_width(self.model.user_field_specs)], np.int32)
+        column = 0
+        for spec in self.model.user_field_specs:  # one value per field (a list field: one item of its list)
+            fields[:, column] = rng.integers(0, spec.vocab_size, users)
+            column += spec.width
+        items = rng.choice(self.catalogue_rows, (users, size)).astype(np.int32)
+        ratings = rng.uniform(*self.rating_range, (users, size)).astype(np.float32)
+        state = self.adapt(tf.zeros([users], tf.int32), tf.constant(fields), tf.constant(items), tf.constant(ratings),
+                           tf.ones([users, size]))
+        _, gradient = self.at_centres(state, tf.constant(centres, tf.float32), tf.constant(users))
+        return gradient.numpy().reshape(-1, centres.shape[-1])
 
     def _global_bias(self, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The score's constant term of a dot-product model (its ``global_bias``)."""

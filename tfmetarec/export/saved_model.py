@@ -141,7 +141,8 @@ class ServingModule(tf.Module):
         self.learner = learner
         self.raw = RawInputs(encoder, learner.model.item_raw_ids)
         self.core = ServingCore(learner, learner_fingerprint(learner), top_k, self.buckets.limit("support"),
-                                candidates=candidates, exhaustive_up_to=exhaustive_up_to)
+                                candidates=candidates, exhaustive_up_to=exhaustive_up_to,
+                                rating_range=(float(span[0]), float(span[1])))
         self.tracked_variables = [getattr(v, "value", v) for v in learner.variables]
         model = learner.model
         self.tracked_tables = [model._item_table, model._item_raw_ids, model._item_offset,
