@@ -162,6 +162,7 @@ def test_a_large_catalogue_is_ranked_in_two_stages_the_same_through_the_session_
     search = load_contract(path).extra["recommend_search"]
     assert search["kind"] == "two-stage" and search["candidates"] == 40 and search["catalogue"] == 90
     core = ServingModule(learner, world[2], buckets, top_k=10, candidates=40, exhaustive_up_to=50).core
+    assert core.one_user_row  # MeLU under MAML: the user's side once per request (exact scores checked below)
     stage = core.candidates
     slots = stage.position.numpy().reshape(-1)
     np.testing.assert_array_equal(np.sort(slots[slots >= 0]), np.arange(90))

@@ -42,6 +42,32 @@ def test_forward_with_task_tiled_params_matches_per_task_calls():
         np.testing.assert_allclose(batched[t], model.forward({**params, **single}, one).numpy(), atol=1e-5)
 
 
+def test_a_user_given_once_per_task_scores_as_if_repeated_on_every_row():
+    """``reads_one_user_row``: user inputs ``[T, 1, ...]`` for items ``[T, N]`` give the scores (and
+    gradients) of the same inputs repeated, with shared and per-task weights, under XLA too."""
+    model = tiny_melu(seed=5, use_ids=True)
+    assert model.reads_one_user_row
+    q = _query(2)
+    once = {**q, "user_id": q["user_id"][:, :1], "user_fields": q["user_fields"][:, :1]}
+    repeated = {**q, "user_id": np.repeat(once["user_id"], 5, 1), "user_fields": np.repeat(once["user_fields"], 5, 1)}
+    params = model.variable_values()
+    decision = model.param_groups()["decision"]
+    per_task = {**params, **{n: tf.stack([params[n] * (1.0 + 0.2 * t) for t in range(4)]) for n in decision}}
+    one_task = {n: v[:1] if n in decision else v for n, v in per_task.items()}  # a static one-task kernel
+    for weights, tasks in ((params, 4), (per_task, 4), (one_task, 1)):
+        cut = {k: v[:tasks] for k, v in once.items()}, {k: v[:tasks] for k, v in repeated.items()}
+        for run in (model.forward, tf.function(model.forward, jit_compile=True)):
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(weights)
+                got, expected = run(weights, cut[0]), run(weights, cut[1])
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+            kernel = weights["decision_0_kernel"]
+            np.testing.assert_allclose(tape.gradient(got, kernel).numpy(), tape.gradient(expected, kernel).numpy(),
+                                       atol=1e-4)
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):  # two users for one task's 5 rows
+        model.forward(params, {**q, "user_fields": q["user_fields"][:, :2]})
+
+
 def test_serialisation_round_trip(tmp_path):
     model = tiny_melu(seed=7, use_ids=True, num_users=5, num_items=5)
     q = _query()

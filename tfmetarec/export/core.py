@@ -59,13 +59,14 @@ class ServingCore(tf.Module):
             candidates and the rated items besides).
         exhaustive_up_to: a catalogue of at most this many items is scored whole.
         anchors: the candidate stage's clusters (default: one per ``ITEMS_PER_ANCHOR`` items, 16 to 1,024).
-        rating_range: ``(lowest, highest)`` rating: the candidate stage's made-up probe users
-            (:meth:`probe_gradients`) rate within it.
+        rating_range: ``(lowest, highest)`` rating: the made-up users of the export's own checks and of
+            the candidate stage's probe (:meth:`made_up_support`) rate within it.
 
     ``search`` says how ``recommend`` ranks: ``"vector"`` (a dot-product model: keras-rs'
     search over its item vectors), ``"two-stage"`` or ``"exhaustive"``; ``search_note`` says
     why a large catalogue is still scored whole (a model whose item side adapts, or that does
-    not read a given item representation).
+    not read a given item representation). ``one_user_row`` says whether a user's inputs reach the
+    model once per request rather than once per scored item (:attr:`MetaModel.reads_one_user_row`).
     """
 
     def __init__(self, learner: MetaLearner, fingerprint: int, top_k: int, max_support: int,
@@ -89,6 +90,8 @@ class ServingCore(tf.Module):
         self.row_position = np.full(len(raw), -1, np.int32)  # table row -> catalogue position, -1 outside it
         self.row_position[rows] = np.arange(len(rows), dtype=np.int32)
         self.top_k = int(min(top_k, len(rows)))
+        self.one_user_row = False
+        self.one_user_row = self._reads_one_user_row()  # the user's side computed once per request, not per item
         self.vector_search = uses_vector_search(learner)
         self.retrieval = None
         if self.vector_search:
@@ -162,8 +165,13 @@ class ServingCore(tf.Module):
             return tf.broadcast_to(user_values[:, None], shape)
         return tf.broadcast_to(user_values[:, None, :], tf.concat([shape, tf.shape(user_values)[-1:]], 0))
 
-    def features(self, state: Mapping[str, tf.Tensor], items: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The model inputs of ``items [T, N]`` (table rows) for the users of ``state``."""
+    def features(self, state: Mapping[str, tf.Tensor], items: tf.Tensor, one_user_row: bool | None = None
+                 ) -> dict[str, tf.Tensor]:
+        """The model inputs of ``items [T, N]`` (table rows) for the users of ``state``: the user's
+        inputs once per task (``[T, 1, ...]``) where the model reads them so (``one_user_row``,
+        default :attr:`one_user_row`), else repeated on every row."""
+        if self.one_user_row if one_user_row is None else one_user_row:
+            return {USER_ID: state[STATE_USER_ID][:, None], ITEM_ID: items, USER_FIELDS: state[STATE_USER_FIELDS][:, None]}
         return {USER_ID: self.rows_like(state[STATE_USER_ID], items), ITEM_ID: items,
                 USER_FIELDS: self.rows_like(state[STATE_USER_FIELDS], items)}
 
@@ -271,11 +279,16 @@ class ServingCore(tf.Module):
 
     def probe_gradients(self, centres: np.ndarray) -> np.ndarray:
         """Gradients ``[PROBE_USERS * J, d]`` at ``centres [J, d]`` under the states of made-up new
-        users (field values drawn uniformly, each rating ``PROBE_SUPPORT`` catalogue items uniformly
-        over the rating range): the sample the candidate stage chooses its directions by (seeded,
-        so an export is reproducible)."""
+        users (:meth:`made_up_support`): the sample the candidate stage chooses its directions by."""
+        state = self.adapt(*self.made_up_support(PROBE_USERS, PROBE_SUPPORT))
+        _, gradient = self.at_centres(state, tf.constant(centres, tf.float32), tf.constant(PROBE_USERS))
+        return gradient.numpy().reshape(-1, centres.shape[-1])
+
+    def made_up_support(self, users: int, size: int) -> tuple[tf.Tensor, ...]:
+        """:meth:`adapt`'s inputs for ``users`` new users whose field values are drawn uniformly,
+        each rating ``size`` catalogue items uniformly over the rating range (seeded: an export is
+        reproducible)."""
         rng = np.random.default_rng(0)
-        users, size = PROBE_USERS, PROBE_SUPPORT
         fields = np.zeros([users, fields_width(self.model.user_field_specs)], np.int32)
         column = 0
         for spec in self.model.user_field_specs:  # one value per field (a list field: one item of its list)
@@ -283,10 +296,19 @@ class ServingCore(tf.Module):
             column += spec.width
         items = rng.choice(self.catalogue_rows, (users, size)).astype(np.int32)
         ratings = rng.uniform(*self.rating_range, (users, size)).astype(np.float32)
-        state = self.adapt(tf.zeros([users], tf.int32), tf.constant(fields), tf.constant(items), tf.constant(ratings),
-                           tf.ones([users, size]))
-        _, gradient = self.at_centres(state, tf.constant(centres, tf.float32), tf.constant(users))
-        return gradient.numpy().reshape(-1, centres.shape[-1])
+        return (tf.zeros([users], tf.int32), tf.constant(fields), tf.constant(items), tf.constant(ratings),
+                tf.ones([users, size]))
+
+    def _reads_one_user_row(self) -> bool:
+        """Whether the learner scores items for user inputs given once per task exactly as for them
+        repeated on every row (the model says it can, and two made-up users' scores agree)."""
+        if not self.model.reads_one_user_row:
+            return False
+        state = self.adapt(*self.made_up_support(2, 4))
+        items = tf.constant(np.resize(self.catalogue_rows, (2, 16)))
+        shared = self.score(state, items)
+        repeated = self.learner.score(self.learner_state(state), self.features(state, items, one_user_row=False))
+        return bool(np.allclose(shared.numpy(), repeated.numpy(), atol=1e-5, rtol=1e-5))
 
     def _global_bias(self, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The score's constant term of a dot-product model (its ``global_bias``)."""

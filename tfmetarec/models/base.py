@@ -94,6 +94,10 @@ class MetaModel(Configurable, keras.Model):
     """Whether :meth:`forward` takes the item side's output from a feature batch's
     ``ITEM_REPRESENTATION`` when it holds one (a two-stage ``recommend`` estimates scores
     from precomputed item representations through it)."""
+    reads_one_user_row: bool = False
+    """Whether :meth:`forward` scores items ``[T, N]`` for user inputs given once per task
+    (``USER_ID [T, 1]``, ``USER_FIELDS [T, 1, W]``) exactly as for those inputs repeated on every
+    row, computing the user's side once (serving many items to one user)."""
     default_retrieval_weight: float = 0.0
     """The in-batch softmax weight a :class:`~tfmetarec.objectives.QueryLoss` that leaves
     ``retrieval_weight`` unset takes for this model."""

@@ -50,6 +50,7 @@ class MeLU(DecisionStack, MetaModel):
         self.built = True
 
     reads_item_representation = True
+    reads_one_user_row = True
 
     def param_groups(self) -> dict[str, tuple[str, ...]]:
         groups = self.decision_groups(self._decision)
@@ -82,19 +83,32 @@ class MeLU(DecisionStack, MetaModel):
         return tf.concat(parts, axis=-1)
 
     def forward(self, params: Params, features: Features) -> tf.Tensor:
-        return self.decide(params, self._joint(params, features), features)
+        users, items = self._sides(params, features)
+        if (users is not None and items is not None and users.shape[-2] == 1 and items.shape[-2] != 1
+                and self.first_decision_layer() is not None):  # one user row per task (reads_one_user_row)
+            return self.decide_from_first_layer(params, self._first_layer(params, users, items), features)
+        return self.decide(params, tf.concat([x for x in (users, items) if x is not None], axis=-1), features)
+
+    def _first_layer(self, params: Params, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        """The first decision layer's pre-activation ``[T, N, units]`` for one user row per task
+        (``users [T, 1, du]``) and its items ``[T, N, di]``: the user's half of the product once."""
+        kernel = params["decision_0_kernel"]
+        width = users.shape[-1]
+        return F.dense(users, kernel[..., :width, :]) + F.dense(items, kernel[..., width:, :],
+                                                                params["decision_0_bias"])
 
     def represent(self, params: Params, features: Features, adapt_names: Sequence[str]) -> tf.Tensor | None:
         """The user and item representations side by side, when only decision layers adapt."""
         return self._joint(params, features) if set(adapt_names) <= set(self._decision) else None
 
+    def _sides(self, params: Params, features: Features) -> tuple[tf.Tensor | None, tf.Tensor | None]:
+        """The user and the item representation (None for a side the model does not read)."""
+        users = self.user_representation(params, features) if self.user_embeddings or self.use_ids else None
+        items = self.item_representation(params, features) if self.item_embeddings or self.use_ids else None
+        return users, items
+
     def _joint(self, params: Params, features: Features) -> tf.Tensor:
-        parts = []
-        if self.user_embeddings or self.use_ids:
-            parts.append(self.user_representation(params, features))
-        if self.item_embeddings or self.use_ids:
-            parts.append(self.item_representation(params, features))
-        return tf.concat(parts, axis=-1)
+        return tf.concat([x for x in self._sides(params, features) if x is not None], axis=-1)
 
     def forward_with_user_state(self, params: Params, user_state: tf.Tensor, features: Features) -> tf.Tensor:
         items = self.item_representation(params, features)  # [T, N, item_dim]
