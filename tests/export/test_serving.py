@@ -132,13 +132,15 @@ def _brute_force_top(world, learner, request, k):
 def test_recommend_is_the_top_of_a_brute_force_sort_with_rated_items_left_out(served, tmp_path, model):
     world, learner, _, loaded, _ = served
     k = 10
+    request = H.random_request(world, np.random.default_rng(2), 4, 16, None, garbage=False)
+    request["support_mask"][:, :3] = 1.0  # every user has rated something
     if model != "melu":
         learner = H.trained(world, model=model, steps=10)
         k = 7
-        loaded = tf.saved_model.load(str(export_saved_model(learner, tmp_path, "m", 1, encoder=world[2],
-                                                            buckets=H.BUCKETS, top_k=k, static=False)))
-    request = H.random_request(world, np.random.default_rng(2), 4, 16, None, garbage=False)
-    request["support_mask"][:, :3] = 1.0  # every user has rated something
+        path = export_saved_model(learner, tmp_path, "m", 1, encoder=world[2], buckets=H.BUCKETS, top_k=k, static=False)
+        loaded = tf.saved_model.load(str(path))
+        through_session = _session(path, "recommend", request)  # TF Serving's path holds the search's item vectors
+        np.testing.assert_array_equal(through_session["item_id"], _call(loaded, "recommend", request)["item_id"])
     got = _call(loaded, "recommend", request)
     assert got["item_id"].shape == got["scores"].shape == (4, k)
     for t, (items, scores) in enumerate(_brute_force_top(world, learner, request, k)):

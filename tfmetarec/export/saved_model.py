@@ -143,7 +143,10 @@ class ServingModule(tf.Module):
         self.core = ServingCore(learner, learner_fingerprint(learner), top_k, self.buckets.limit("support"),
                                 candidates=candidates, exhaustive_up_to=exhaustive_up_to,
                                 rating_range=(float(span[0]), float(span[1])))
-        self.tracked_variables = [getattr(v, "value", v) for v in learner.variables]
+        # the Keras variables' tf.Variables, the keras-rs search's item vectors among them: tracked here, so
+        # the SavedModel's restore op (what the v1 session, TF Serving's path, runs) restores every one
+        searched = self.core.retrieval.variables if self.core.retrieval is not None else []
+        self.tracked_variables = [getattr(v, "value", v) for v in (*learner.variables, *searched)]
         model = learner.model
         self.tracked_tables = [model._item_table, model._item_raw_ids, model._item_offset,
                                *(table for _, table in model._item_vector_tables)]
