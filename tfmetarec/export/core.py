@@ -171,7 +171,8 @@ class ServingCore(tf.Module):
         inputs once per task (``[T, 1, ...]``) where the model reads them so (``one_user_row``,
         default :attr:`one_user_row`), else repeated on every row."""
         if self.one_user_row if one_user_row is None else one_user_row:
-            return {USER_ID: state[STATE_USER_ID][:, None], ITEM_ID: items, USER_FIELDS: state[STATE_USER_FIELDS][:, None]}
+            return {USER_ID: state[STATE_USER_ID][:, None], ITEM_ID: items,
+                    USER_FIELDS: state[STATE_USER_FIELDS][:, None]}
         return {USER_ID: self.rows_like(state[STATE_USER_ID], items), ITEM_ID: items,
                 USER_FIELDS: self.rows_like(state[STATE_USER_FIELDS], items)}
 
