@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import random_episode, tiny_melu
+from helpers import random_episode, tiny_melu, tiny_metaemb
 from tfmetarec.models import MeLU, get
 from tfmetarec.models.base import MetaModel
 
@@ -42,10 +42,12 @@ def test_forward_with_task_tiled_params_matches_per_task_calls():
         np.testing.assert_allclose(batched[t], model.forward({**params, **single}, one).numpy(), atol=1e-5)
 
 
-def test_a_user_given_once_per_task_scores_as_if_repeated_on_every_row():
-    """``reads_one_user_row``: user inputs ``[T, 1, ...]`` for items ``[T, N]`` give the scores (and
-    gradients) of the same inputs repeated, with shared and per-task weights, under XLA too."""
-    model = tiny_melu(seed=5, use_ids=True)
+@pytest.mark.parametrize("make", [tiny_melu, tiny_metaemb])
+def test_a_user_given_once_per_task_scores_as_if_repeated_on_every_row(make):
+    """``reads_one_user_row`` (MeLU and MetaEmb: ``DecisionStack.decide_sides``): user inputs
+    ``[T, 1, ...]`` for items ``[T, N]`` give the scores (and gradients) of the same inputs
+    repeated, with shared and per-task weights, under XLA too."""
+    model = make(seed=5, use_ids=True)
     assert model.reads_one_user_row
     q = _query(2)
     once = {**q, "user_id": q["user_id"][:, :1], "user_fields": q["user_fields"][:, :1]}

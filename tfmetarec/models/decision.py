@@ -20,6 +20,19 @@ class DecisionStack:
     def decide(self, params: Params, representation: tf.Tensor, features: Features) -> tf.Tensor:
         return self.with_item_offset(self._decide(params, representation), features)
 
+    def decide_sides(self, params: Params, users: tf.Tensor | None, items: tf.Tensor | None,
+                     features: Features) -> tf.Tensor:
+        """:meth:`decide` on the user and item sides side by side. A user row given once per task
+        (``users [T, 1, du]`` for ``items [T, N, di]``, what ``reads_one_user_row`` promises) enters
+        the first layer once: its half of the product is added to every item's."""
+        layer = self.first_decision_layer()
+        if (users is not None and items is not None and users.shape[-2] == 1 and items.shape[-2] != 1
+                and layer is not None):
+            (kernel, bias), width = (params[name] for name in layer), users.shape[-1]
+            pre_activation = F.dense(users, kernel[..., :width, :]) + F.dense(items, kernel[..., width:, :], bias)
+            return self.decide_from_first_layer(params, pre_activation, features)
+        return self.decide(params, tf.concat([x for x in (users, items) if x is not None], axis=-1), features)
+
     def _decide(self, params: Params, x: tf.Tensor) -> tf.Tensor:
         return tf.squeeze(F.mlp(x, params, "decision", len(self.hidden_units) + 1), axis=-1)
 

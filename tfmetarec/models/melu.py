@@ -83,19 +83,7 @@ class MeLU(DecisionStack, MetaModel):
         return tf.concat(parts, axis=-1)
 
     def forward(self, params: Params, features: Features) -> tf.Tensor:
-        users, items = self._sides(params, features)
-        if (users is not None and items is not None and users.shape[-2] == 1 and items.shape[-2] != 1
-                and self.first_decision_layer() is not None):  # one user row per task (reads_one_user_row)
-            return self.decide_from_first_layer(params, self._first_layer(params, users, items), features)
-        return self.decide(params, tf.concat([x for x in (users, items) if x is not None], axis=-1), features)
-
-    def _first_layer(self, params: Params, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
-        """The first decision layer's pre-activation ``[T, N, units]`` for one user row per task
-        (``users [T, 1, du]``) and its items ``[T, N, di]``: the user's half of the product once."""
-        kernel = params["decision_0_kernel"]
-        width = users.shape[-1]
-        return F.dense(users, kernel[..., :width, :]) + F.dense(items, kernel[..., width:, :],
-                                                                params["decision_0_bias"])
+        return self.decide_sides(params, *self._sides(params, features), features)
 
     def represent(self, params: Params, features: Features, adapt_names: Sequence[str]) -> tf.Tensor | None:
         """The user and item representations side by side, when only decision layers adapt."""

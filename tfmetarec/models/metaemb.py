@@ -49,6 +49,8 @@ class MetaEmb(DecisionStack, MetaModel):
             also embeds user IDs.
     """
 
+    reads_one_user_row = True
+
     def __init__(self, hidden_units: Annotated[Sequence[int], AtLeast(1)] = (64, 64),
                  generator_units: Annotated[Sequence[int], AtLeast(1)] = (), **kwargs: Any):
         super().__init__(**kwargs)
@@ -100,7 +102,7 @@ class MetaEmb(DecisionStack, MetaModel):
         return known * learned + (1.0 - known) * self.generate(params, content)
 
     def _score(self, params: Params, features: Features, users: tf.Tensor | None, items: tf.Tensor) -> tf.Tensor:
-        return self.decide(params, _side_by_side(users, items), features)
+        return self.decide_sides(params, users, items, features)
 
     # -- MetaModel --------------------------------------------------------------------
     def forward(self, params: Params, features: Features) -> tf.Tensor:
