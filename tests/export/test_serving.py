@@ -18,6 +18,7 @@ from tfmetarec.export import Buckets, RequestError, bucketed_request, check_requ
 from tfmetarec.export.contract import candidate_count
 from tfmetarec.export.core import ServingCore
 from tfmetarec.export.onnx import OnnxRecommender, export_onnx
+from tfmetarec.export.rules import STAGES, rules
 from tfmetarec.export.saved_model import ServingModule
 from tfmetarec.learners import MAML
 
@@ -465,6 +466,13 @@ def test_the_contract_beside_the_export_matches_its_signatures(served):
             assert spec.dtype.name == contract.input_dtypes()[key], key
     request = _good(world)
     assert set(check_request(contract, "adapt_and_score", request)) == set(request)
+    # the client runs the rules in the order rules() lists them: shapes are refused before values are read
+    for name in contract.signatures:
+        stages = [STAGES.index(r.stage) for r in rules(contract, name)]
+        assert stages == sorted(stages), name
+    cut = {**request, "support_rating": np.full_like(request["support_rating"][:, :-1], np.nan)}
+    with pytest.raises(RequestError, match="must have the shape of support_item_id"):
+        check_request(contract, "adapt_and_score", cut)
 
 
 def test_saved_model_cli_reads_the_export_cleanly(served):

@@ -59,7 +59,10 @@ class _NumpyOps:
     def same_shape(a: Any, b: Any) -> Any:
         return np.shape(a) == np.shape(b)
 
-    all = staticmethod(np.all)
+    @staticmethod
+    def all(x: Any) -> Any:  # the array's own method: np.all's dispatch costs more than a small check
+        return x.all() if isinstance(x, (np.ndarray, np.generic)) else np.all(x)
+
     isfinite = staticmethod(np.isfinite)
     where = staticmethod(np.where)
 
@@ -128,7 +131,7 @@ def _count(names: Sequence[str]) -> Callable[[Any, Mapping[str, Any]], Any]:
 
 
 def rules(contract: ServingContract, signature: str, limit_users: bool = True) -> list[Rule]:
-    """The rules of one signature's request, in the order they run."""
+    """The rules of one signature's request, in the order they run: stage by stage."""
     names = contract.inputs(signature)
     state_inputs = [n for n in names if n.startswith("state_")]
     first = names[0]
@@ -179,7 +182,7 @@ def rules(contract: ServingContract, signature: str, limit_users: bool = True) -
                      f"{rating} holds ratings outside the trained range [{lo:g}, {hi:g}]."),
             ]
     out += state_rules(contract, state_inputs)
-    return out
+    return [rule for stage in STAGES for rule in out if rule.stage == stage]
 
 
 def _within(ops: Any, values: Any, lo: float, hi: float) -> Any:
@@ -226,11 +229,11 @@ def state_rules(contract: ServingContract, inputs: Sequence[str]) -> list[Rule]:
 
 
 def check_numpy(rules_: Sequence[Rule], arrays: Mapping[str, np.ndarray], error: type[Exception]) -> None:
-    """Raise ``error(message)`` at the first rule ``arrays`` break (stage by stage)."""
-    for stage in STAGES:
-        for rule in rules_:
-            if rule.stage == stage and not bool(rule.holds(NUMPY, arrays)):
-                raise error(rule.message)
+    """Raise ``error(message)`` at the first rule ``arrays`` break, in the order given (stage by
+    stage, as :func:`rules` gives them)."""
+    for rule in rules_:
+        if not bool(rule.holds(NUMPY, arrays)):
+            raise error(rule.message)
 
 
 def assertions(rules_: Sequence[Rule], tensors: Mapping[str, Any]) -> list:
