@@ -185,11 +185,13 @@ def session_caller(path: Path, name: str):
 def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, args) -> list[dict]:
     """Throughput of requests holding 1, 8 and 32 users (support 20, query 100 each; the users-8
     and users-32 buckets), one request at a time: users per second through the v1 session and
-    the raw-ID ONNX client (its graphs exported at the users-8 and users-32 buckets)."""
+    the raw-ID ONNX client (its graphs exported at the users-1, users-8 and users-32 buckets, so each
+    request runs in the smallest graph that holds it)."""
     from tfmetarec.export.onnx import OnnxRecommender, export_onnx
 
     onnx_dir = export_onnx(learner, root / "onnx-batch", encoder=encoder,
-                           buckets=Buckets(users=(8, 32), support=(32,), query=(128,)), signatures=("adapt_and_score",))
+                           buckets=Buckets(users=(1, 8, 32), support=(32,), query=(128,)),
+                           signatures=("adapt_and_score",))
     client = OnnxRecommender(onnx_dir, threads=2)
     callers = {"ONNX Runtime (OnnxRecommender, raw IDs, 2 threads)": lambda r: client("adapt_and_score", r),
                "TF SavedModel, default (v1 `serve` session)": session_caller(plain, "adapt_and_score"),
@@ -208,6 +210,9 @@ def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, ar
             rows.append({"runtime": name, "users per request": users, "p50_ms": p50, "p99_ms": p99,
                          "users_per_s": users / p50 * 1e3})
             print(rows[-1], flush=True)
+    one = {r["runtime"]: r["users_per_s"] for r in rows if r["users per request"] == 1}
+    for r in rows:  # batching's gain: users/s against one user a request through the same runtime
+        r["vs_one_user"] = r["users_per_s"] / one[r["runtime"]]
     return rows
 
 
@@ -531,7 +536,8 @@ def main(argv=None) -> int:
     print("\n".join(overhead_table), flush=True)
     batch_rows = batch_section(learner, data, encoder, root, plain, xla, args)
     batch_table = ["## Batch requests: 1, 8 and 32 users per request (support 20, query 100 each)", "",
-                   markdown_table(batch_rows, ["runtime", "users per request", "p50_ms", "p99_ms", "users_per_s"]), ""]
+                   markdown_table(batch_rows, ["runtime", "users per request", "p50_ms", "p99_ms", "users_per_s",
+                                               "vs_one_user"]), ""]
     if args.only == "latency":
         return write_report(args.out, [f"Export times: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())}", "",
                                  "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
