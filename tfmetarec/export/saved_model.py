@@ -380,8 +380,9 @@ def export_saved_model(
         raise FileExistsError(f"{path} already holds a model; choose another version.")
     module = ServingModule(learner, encoder, buckets, top_k, jit_compile, rating_range, state_key, candidates,
                            exhaustive_up_to, static)
-    signatures = {name: getattr(module, name).get_concrete_function()
-                  for name in module.contract.signatures if hasattr(module, name)}
+    # the module's own functions go in as they are, traced once inside the save: traced before it,
+    # TF traces each again for the SavedModel's object graph (a save changes the tracing context)
+    signatures = {name: getattr(module, name) for name in module.contract.signatures if hasattr(module, name)}
     signatures.update({key: module.static_function(key).get_concrete_function()
                        for key in module.contract.static_signatures})
     tf.saved_model.save(module, os.fspath(path), signatures=signatures)
