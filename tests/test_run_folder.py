@@ -104,7 +104,7 @@ def test_run_files_without_a_config_and_a_corrupt_config_are_refused(tmp_path):
 
 
 def _train_cmd(workdir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "tfmetarec.cli", "train", "--meta-steps", "400", "--pretrain-steps", "20",
+    return [sys.executable, "-m", "tfmetarec.cli", "train", "--meta-steps", "160", "--pretrain-steps", "20",
             "--embedding-dim", "4", "--hidden-units", "8", "--inner-steps", "1", "--batch-size", "8",
             "--checkpoint-every", "10", "--quiet", "--no-xla", "--workdir", str(workdir), *extra]
 
@@ -136,7 +136,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(tmp_path
         if victim.poll() is None:
             victim.kill()
     saved = sorted(int(p.name[5:-6]) for p in checkpoints.glob("ckpt-*.index"))
-    assert saved and max(saved) < 400 and not (tmp_path / "killed" / "learner.keras").exists()
+    assert saved and max(saved) < 160 and not (tmp_path / "killed" / "learner.keras").exists()
     out, err = straight.communicate(timeout=600)
     assert straight.returncode == 0, err
     assert "I0000" not in err and "oneDNN" not in err and "retracing" not in err, f"TensorFlow chatter: {err}"

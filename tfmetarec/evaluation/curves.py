@@ -9,7 +9,7 @@ from typing import Literal
 import pandas as pd
 
 from tfmetarec.data.features import EncodedData
-from tfmetarec.evaluation.protocol import evaluate_tasks
+from tfmetarec.evaluation.protocol import adapt_and_score_fn, evaluate_tasks
 from tfmetarec.learners.base import MetaLearner
 from tfmetarec.tasks.episode import TaskSet, limit_support
 
@@ -38,12 +38,13 @@ def adaptation_curve(
     rows = []
     if over == "support":
         sizes = tuple(points or SUPPORT_SIZES)
+        fns = {name: adapt_and_score_fn(learner) for name, learner in learners.items()}  # one trace per learner
         for n in sizes:
             limited = limit_support(tasks, n, seed=seed, min_tasks_support=max(sizes))
             if len(limited) == 0:
                 raise ValueError(f"No task of {tasks.name!r} has {max(sizes)} support ratings; use smaller sizes.")
             for name, learner in learners.items():
-                metrics = evaluate_tasks(learner, encoded, limited, batch_size=batch_size, jit_compile=False)
+                metrics = evaluate_tasks(learner, encoded, limited, batch_size=batch_size, fn=fns[name])
                 rows.append({"method": name, "support": n, **metrics})
         return pd.DataFrame(rows)
     if over != "inner_steps":
