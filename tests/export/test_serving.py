@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 import serving_helpers as H
 from tfmetarec import models
@@ -484,6 +485,13 @@ def test_saved_model_cli_reads_the_export_cleanly(served):
     for name in ("adapt_and_score", "recommend", "score_with_state", "serving_default"):
         assert f"signature_def['{name}']" in out.stdout
     assert "XlaLaunch" not in out.stdout and "_XlaMustCompile" not in out.stdout
+    # each signature's graph is written once: a second trace of it (a function the module tracks is
+    # traced again inside the save) makes the export larger and slower for TF Serving to load
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((saved / "saved_model.pb").read_bytes())
+    served = [f.signature.name for f in proto.meta_graphs[0].graph_def.library.function
+              if f.signature.name.startswith("__inference_run_")]  # ServingModule._served's graphs
+    assert len(served) == len(load_contract(saved).signatures), served
 
 
 def test_a_state_updated_rating_by_rating_and_its_checks(served):

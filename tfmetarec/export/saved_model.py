@@ -183,8 +183,16 @@ class ServingModule(tf.Module):
             recommend_state=graph_function(core.recommend_state, jit_compile=xla),
             update=graph_function(core.update, jit_compile=xla))
         self._rules = {name: rules(self.contract, name) for name in self.contract.signatures}
-        for name in self.contract.signatures:
-            setattr(self, name, graph_function(self._served(name), input_signature=[self._specs(name)]))
+        # the signatures (``module.adapt_and_score(...)``), held untracked as well: a function the
+        # module tracks is traced once more inside the save and its graph written twice
+        self._signature_fns = SimpleNamespace(**{
+            name: graph_function(self._served(name), input_signature=[self._specs(name)])
+            for name in self.contract.signatures})
+
+    def __getattr__(self, name: str):
+        if not name.startswith("_") and name in vars(self.__dict__.get("_signature_fns", SimpleNamespace())):
+            return getattr(self._signature_fns, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _specs(self, name: str, users: int | None = None, support: int | None = None) -> dict:
         """The input specs of signature ``name``: any shape the contract allows, or one user with
@@ -380,9 +388,7 @@ def export_saved_model(
         raise FileExistsError(f"{path} already holds a model; choose another version.")
     module = ServingModule(learner, encoder, buckets, top_k, jit_compile, rating_range, state_key, candidates,
                            exhaustive_up_to, static)
-    # the module's own functions go in as they are, traced once inside the save: traced before it,
-    # TF traces each again for the SavedModel's object graph (a save changes the tracing context)
-    signatures = {name: getattr(module, name) for name in module.contract.signatures if hasattr(module, name)}
+    signatures = {name: getattr(module, name).get_concrete_function() for name in module.contract.signatures}
     signatures.update({key: module.static_function(key).get_concrete_function()
                        for key in module.contract.static_signatures})
     tf.saved_model.save(module, os.fspath(path), signatures=signatures)
