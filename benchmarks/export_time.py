@@ -6,8 +6,9 @@ Each round runs, for each checkout in turn (``--against``'s first), fresh proces
 that checkout's library (``PYTHONPATH``): one per model below, timing ``export_saved_model``
 alone (what ``tfmetarec export`` spends tracing and saving every signature), the SavedModel's
 size on disk and how long a v1 ``serve``-tag session (the way TF Serving loads a model) takes to
-load it in the same process, and one ``tfmetarec quickstart --quiet`` (load, split, meta-train and pretrain with their first-call
-traces and XLA compiles, checkpoint choice, evaluation, report), timed as a whole process.
+load it in the same process; and one ``tfmetarec quickstart --quiet`` (load, split, meta-train
+and pretrain with their first-call traces and XLA compiles, checkpoint choice, evaluation,
+report), timed as a whole process.
 Medians over the rounds. Models (weights as initialised: tracing does not depend on them):
 
 * ``paper``: MeLU at the paper's size (4 user and 4 item categorical fields of 32, decision MLP
