@@ -6,9 +6,10 @@ Each round runs, for each checkout in turn (``--against``'s first), fresh proces
 that checkout's library (``PYTHONPATH``): one per model below, timing ``export_saved_model``
 alone (what ``tfmetarec export`` spends tracing and saving every signature), the SavedModel's
 size on disk and how long a v1 ``serve``-tag session (the way TF Serving loads a model) takes to
-load it in the same process; and one ``tfmetarec quickstart --quiet`` (load, split, meta-train
-and pretrain with their first-call traces and XLA compiles, checkpoint choice, evaluation,
-report), timed as a whole process.
+load it in the same process, then ``export_onnx`` at one bucket (one user, support 32: the six
+signatures' graphs, each converted and checked against TensorFlow); and one ``tfmetarec
+quickstart --quiet`` (load, split, meta-train and pretrain with their first-call traces and XLA
+compiles, checkpoint choice, evaluation, report), timed as a whole process.
 Medians over the rounds. Models (weights as initialised: tracing does not depend on them):
 
 * ``paper``: MeLU at the paper's size (4 user and 4 item categorical fields of 32, decision MLP
@@ -47,6 +48,11 @@ start = time.perf_counter()
 with tf.Graph().as_default(), tf.compat.v1.Session() as session:
     tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
 print("LOAD", time.perf_counter() - start)
+from tfmetarec.export import Buckets
+from tfmetarec.export.onnx import export_onnx
+start = time.perf_counter()
+export_onnx(learner, tempfile.mkdtemp(), encoder=encoder, buckets=Buckets(users=(1,), support=(32,), query=(128,)))
+print("ONNX", time.perf_counter() - start)
 """
 
 
@@ -62,8 +68,8 @@ def export_seconds(tree: Path, model: str) -> dict[str, float]:
     out = subprocess.run([sys.executable, "-c", CHILD, model], env=_env(tree), cwd=tree, capture_output=True,
                          text=True, timeout=1800)
     found = {line.split()[0]: float(line.split()[1]) for line in out.stdout.splitlines()
-             if line.split()[:1] and line.split()[0] in ("SECONDS", "MB", "LOAD")}
-    if out.returncode or len(found) < 3:
+             if line.split()[:1] and line.split()[0] in ("SECONDS", "MB", "LOAD", "ONNX")}
+    if out.returncode or len(found) < 4:
         raise RuntimeError(f"export with {tree} failed:\n{out.stderr[-3000:]}")
     return found
 
@@ -90,13 +96,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     trees = {"before": Path(args.against).resolve(), "this checkout": ROOT}
     tasks = [f"{what} {model}" for model in ("paper", "default")
-             for what in ("export s", "export MB", "v1 load s")] + ([] if args.no_quickstart else ["quickstart"])
+             for what in ("export s", "export MB", "v1 load s", "ONNX export s")]
+    tasks += [] if args.no_quickstart else ["quickstart"]
     seconds = {(who, task): [] for who in trees for task in tasks}
     for r in range(args.rounds):
         for who, tree in trees.items():
             for model in ("paper", "default"):
                 found = export_seconds(tree, model)
-                for what, key in (("export s", "SECONDS"), ("export MB", "MB"), ("v1 load s", "LOAD")):
+                for what, key in (("export s", "SECONDS"), ("export MB", "MB"), ("v1 load s", "LOAD"),
+                                  ("ONNX export s", "ONNX")):
                     seconds[(who, f"{what} {model}")].append(found[key])
             if not args.no_quickstart:
                 workdir = Path(args.workdir) / f"{r}-{who.replace(' ', '-')}"

@@ -124,6 +124,28 @@ def test_static_graphs_are_standard_onnx_and_need_the_gradient_lowerings(world, 
                 disabled_handlers=("ConcatOffset", "ShapeN"))
 
 
+def test_a_failing_tf2onnx_optimiser_is_skipped_as_tf2onnx_would(world, tmp_path, monkeypatch):
+    """The conversion runs without tf2onnx's graph copies first; when an optimiser fails there, it
+    runs again with them, so the failing optimiser is skipped (tf2onnx's own behaviour)."""
+    import os
+
+    import tf2onnx.optimizer
+
+    class Broken:
+        graph_been_opt = False
+
+        def optimize(self, graph, iteration):
+            raise RuntimeError("a broken optimiser")
+
+    monkeypatch.setitem(tf2onnx.optimizer._optimizers, "broken", Broken)
+    learner = H.trained(world, steps=0)
+    folder = export_onnx(learner, tmp_path / "x", encoder=world[2], buckets=ONE, signatures=("adapt_and_score",))
+    request = H.random_request(world, np.random.default_rng(3), 1, 4, 5)
+    np.testing.assert_allclose(OnnxRecommender(folder)("adapt_and_score", request)["scores"],
+                               H.eager_scores(world, learner, request), atol=1e-5)
+    assert "TF2ONNX_CATCH_ERRORS" not in os.environ  # set for the conversion only
+
+
 def test_int8_copies_score_close_to_float(world, tmp_path):
     learner = H.trained(world, perturb=0.05)
     folder = export_onnx(learner, tmp_path / "f32", encoder=world[2], buckets=ONE, signatures=("adapt_and_score",))

@@ -73,7 +73,8 @@ def test_learners_refuse_a_model_without_a_user_state():
     assert learners.PrototypeLearner(model, hidden_dim=4)(episode).shape == (2, 5)
 
 
-@pytest.mark.parametrize("name", models.available())
+# MeLU under MAML is tests/learners/test_learner_contract.py's (test_xla_step_matches_eager_step[maml])
+@pytest.mark.parametrize("name", [m for m in models.available() if m != "melu"])
 def test_xla_compiled_maml_step_matches_eager(name):
     import keras
 
