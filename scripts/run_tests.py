@@ -35,19 +35,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # The slowest files start first so the two lanes end together (seconds per file, two lanes on 2
-# cores, 2026-12-07). Each runs in a process of its own; the files not listed share processes (SHARE).
+# cores, a fresh clone at c839552, 2026-12-07). Each runs in a process of its own; the files not
+# listed share processes (SHARE).
 SLOW_FIRST = (
-    "tests/export/test_export_learners.py",  # 160
-    "tests/learners/test_distribute.py",  # 157
-    "tests/export/test_serving.py",  # 149
-    "tests/test_learning.py",  # 118
-    "tests/export/test_export_recipe.py",  # 108
-    "tests/test_notebooks.py",  # 96
-    "tests/learners/test_learner_contract.py",  # 73
-    "tests/models/test_model_roundtrip.py",  # 62
-    "tests/test_experiment.py",  # 72
-    "tests/learners/test_loop.py",  # 47
-    "tests/presets/test_presets.py",  # 50
+    "tests/export/test_export_learners.py",  # 134
+    "tests/learners/test_distribute.py",  # 130
+    "tests/export/test_serving.py",  # 98
+    "tests/test_learning.py",  # 97
+    "tests/test_notebooks.py",  # 77
+    "tests/learners/test_learner_contract.py",  # 71
+    "tests/export/test_export_recipe.py",  # 64
+    "tests/test_experiment.py",  # 63
+    "tests/models/test_model_roundtrip.py",  # 54
+    "tests/learners/test_loop.py",  # 42
+    "tests/presets/test_presets.py",  # 36
 )
 SHARE = 6  # light files (not in SLOW_FIRST) per process: 35 of them make 6 processes of ~30-90 s
 NO_TESTS = 5  # pytest's exit status when nothing was selected
