@@ -126,15 +126,20 @@ def percentiles(fn, calls: int, rounds: int) -> tuple[float, float]:
     return float(np.median(p50s)), float(np.median(p99s))
 
 
-def interleaved_p50(fns: dict, calls: int, rounds: int) -> dict:
-    """Median over rounds of each function's per-round p50 (ms), the functions taking turns round
-    by round (a ratio between them is then measured side by side)."""
-    p50s: dict = {name: [] for name in fns}
+def interleaved_percentiles(fns: dict, calls: int, rounds: int) -> dict:
+    """``{name: (p50, p99)}``: the median over rounds of each function's per-round p50 and p99 (ms),
+    the functions taking turns round by round (a ratio between them is then measured side by side)."""
+    got: dict = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             fn()
-            p50s[name].append(percentiles(fn, calls, 1)[0])
-    return {name: float(np.median(v)) for name, v in p50s.items()}
+            got[name].append(percentiles(fn, calls, 1))
+    return {name: tuple(float(x) for x in np.median(np.array(v), axis=0)) for name, v in got.items()}
+
+
+def interleaved_p50(fns: dict, calls: int, rounds: int) -> dict:
+    """Median over rounds of each function's per-round p50 (ms), the functions taking turns."""
+    return {name: p[0] for name, p in interleaved_percentiles(fns, calls, rounds).items()}
 
 
 def rss_mb() -> float:
@@ -182,9 +187,13 @@ def session_caller(path: Path, name: str):
     return call
 
 
+DEFAULT_SESSION = "TF SavedModel, default (v1 `serve` session)"
+
+
 def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, args) -> list[dict]:
     """Throughput of requests holding 1, 8 and 32 users (support 20, query 100 each; the users-8
-    and users-32 buckets), one request at a time: users per second through the v1 session and
+    and users-32 buckets), one request at a time, every (runtime, users) pair taking its turn in
+    each of ``2 * rounds`` rounds: users per second through the v1 session and
     the raw-ID ONNX client (its graphs exported at the users-1, users-8 and users-32 buckets, so each
     request runs in the smallest graph that holds it)."""
     from tfmetarec.export.onnx import OnnxRecommender, export_onnx
@@ -194,10 +203,10 @@ def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, ar
                            signatures=("adapt_and_score",))
     client = OnnxRecommender(onnx_dir, threads=2)
     callers = {"ONNX Runtime (OnnxRecommender, raw IDs, 2 threads)": lambda r: client("adapt_and_score", r),
-               "TF SavedModel, default (v1 `serve` session)": session_caller(plain, "adapt_and_score"),
+               DEFAULT_SESSION: session_caller(plain, "adapt_and_score"),
                "TF SavedModel, XLA (v1 `serve` session)": session_caller(xla, "adapt_and_score")}
     rng = np.random.default_rng(1)
-    rows = []
+    fns = {}
     for users in (1, 8, 32):
         req = request(data, rng, users=users)
         calls = dict(callers)
@@ -205,14 +214,18 @@ def batch_section(learner, data, encoder, root: Path, plain: Path, xla: Path, ar
             calls["TF SavedModel, default (v1 session, static one-user signature)"] = \
                 lambda r, c=static_caller(plain, "adapt_and_score", req)[1]: c()
         for name, call in calls.items():
-            call(req)
-            p50, p99 = percentiles(lambda c=call: c(req), max(args.calls // 4, 10), args.rounds)
-            rows.append({"runtime": name, "users per request": users, "p50_ms": p50, "p99_ms": p99,
-                         "users_per_s": users / p50 * 1e3})
-            print(rows[-1], flush=True)
+            fns[(name, users)] = lambda c=call, r=req: c(r)
+    # every (runtime, users) pair takes its turn in each round, so the gains are measured side by side
+    rows = [{"runtime": name, "users per request": users, "p50_ms": p50, "p99_ms": p99,
+             "users_per_s": users / p50 * 1e3}
+            for (name, users), (p50, p99) in interleaved_percentiles(fns, max(args.calls // 4, 10),
+                                                                     2 * args.rounds).items()]
     one = {r["runtime"]: r["users_per_s"] for r in rows if r["users per request"] == 1}
+    static = one["TF SavedModel, default (v1 session, static one-user signature)"]
     for r in rows:  # batching's gain: users/s against one user a request through the same runtime
         r["vs_one_user"] = r["users_per_s"] / one[r["runtime"]]
+        # and for the default SavedModel, against the static signature a one-user request is sent to
+        r["vs_static_one_user"] = r["users_per_s"] / static if r["runtime"] == DEFAULT_SESSION else "—"
     return rows
 
 
@@ -537,7 +550,7 @@ def main(argv=None) -> int:
     batch_rows = batch_section(learner, data, encoder, root, plain, xla, args)
     batch_table = ["## Batch requests: 1, 8 and 32 users per request (support 20, query 100 each)", "",
                    markdown_table(batch_rows, ["runtime", "users per request", "p50_ms", "p99_ms", "users_per_s",
-                                               "vs_one_user"]), ""]
+                                               "vs_one_user", "vs_static_one_user"]), ""]
     if args.only == "latency":
         return write_report(args.out, [f"Export times: {', '.join(f'{k} {v:.1f}' for k, v in timings.items())}", "",
                                  "## One request (1 user, support 20, query 100, 5 second-order steps)", "",
