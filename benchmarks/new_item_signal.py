@@ -41,6 +41,7 @@ import pandas as pd
 SCENARIOS = ("item_cold", "user_item_cold")
 KAPPAS = (5.0, 25.0)
 ITEM_MEAN_SHRINKAGE = 5.0
+MEMORY_LIMIT = 4 * 2**30  # bytes of dense matrices knn_scores may hold
 BASELINES = ("item-mean+warm", "no-adaptation+warm", "fine-tune+warm", "popularity+warm")
 
 
@@ -50,6 +51,11 @@ def knn_scores(train: tuple[np.ndarray, np.ndarray, np.ndarray], support: tuple[
     correction of it from the support ratings (see the module), from flat ``(user, item, rating)``
     rows of the training ratings and the scenario's supports."""
     users, items = shape
+    need = 4 * (users * users + 4 * users * items)  # dense float32 similarities and rating matrices
+    if need > MEMORY_LIMIT:
+        raise ValueError(f"the kNN holds dense [users, users] and [users, items] matrices: {users:,} users x "
+                         f"{items:,} items need ~{need / 2**30:.1f} GiB (limit {MEMORY_LIMIT / 2**30:.0f} GiB); "
+                         "run it on MovieLens 100K / 1M or the synthetic data.")
     u = np.concatenate([train[0], support[0]])
     i = np.concatenate([train[1], support[1]])
     r = np.concatenate([train[2], support[2]]).astype(np.float64)

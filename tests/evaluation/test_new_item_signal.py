@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +63,9 @@ def test_the_knn_correction_is_the_shrunk_similarity_vote_of_a_new_items_first_r
     np.testing.assert_allclose(correction, want_correction, atol=1e-5)
     assert np.abs(correction[:, 6:]).max() > 0.05  # the new items' raters do vote
     assert not correction[:, :6].any()  # items nobody rated in a support get no correction
+
+
+def test_a_catalogue_too_large_for_the_dense_knn_is_refused_before_allocating():
+    rows = (np.array([1]), np.array([1]), np.array([4.0]))
+    with pytest.raises(ValueError, match=r"138,000 users x 27,000 items need ~.* GiB"):
+        _script().knn_scores(rows, rows, (138_000, 27_000), kappa=5.0)
